@@ -1,0 +1,70 @@
+"""Every exception p2p-energy raises on purpose, in one place.
+
+Each carries the data a caller needs to decide what to do, and its message is
+one line that a person can act on. None of them ever holds the wallet seed.
+"""
+
+from __future__ import annotations
+
+
+class P2PEnergyError(Exception):
+    """Base class: anything the daemon knows how to report in one line."""
+
+
+class ConfigError(P2PEnergyError):
+    """The configuration is wrong: names the file, the key and the value.
+
+    The CLI prints ``str(err)`` on one line and exits with code 2.
+    """
+
+    def __init__(self, message: str, *, path: str = "", key: str = "", value: object = None,
+                 show_value: bool = True) -> None:
+        self.path = path
+        self.key = key
+        self.value = value
+        self.reason = message
+        where = path or "<config>"
+        if key:
+            where += f": {key}"
+            if show_value and value is not None:
+                where += f" = {value!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class SensorError(P2PEnergyError):
+    """The sensor cannot be used at all (wrong chip, bad wiring at start-up)."""
+
+
+class SensorReadError(SensorError):
+    """One sample could not be taken; the daemon counts it and goes on.
+
+    ``errno`` is the OS error number when the cause was an I2C ``OSError``.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        self.errno = errno
+        super().__init__(message)
+
+
+class ImplausibleReading(SensorReadError):
+    """The chip answered, but with a value no real circuit gives (counted, excluded)."""
+
+
+class LedgerError(P2PEnergyError):
+    """The ledger file cannot be opened or has a schema this version cannot use."""
+
+
+class WalletError(P2PEnergyError):
+    """A payment step failed. ``retryable`` says whether waiting can help.
+
+    ``node_message`` is what the node said, when it said anything.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, node_message: str = "") -> None:
+        self.retryable = retryable
+        self.node_message = node_message
+        super().__init__(message)
+
+
+class InsufficientBalance(WalletError):
+    """The input address holds less than the payment plus nothing: wait for funds."""

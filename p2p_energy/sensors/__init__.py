@@ -1,0 +1,1 @@
+"""Power sensors behind one interface (``base.Sensor``)."""

@@ -1,0 +1,39 @@
+"""The one interface every power sensor implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading of both channels, taken at monotonic time ``t`` (seconds).
+
+    Power may be negative (reverse current through the panel's diode, noise at
+    night); the core decides what negative production means, not the sensor.
+    """
+
+    t: float
+    consumer_mw: float
+    producer_mw: float
+
+
+class Sensor(Protocol):
+    """A source of ``Sample``s. Implementations: ina3221, simulated, replay."""
+
+    def open(self) -> None:
+        """Prepare the sensor. Raises ``SensorError`` if it cannot be used at all."""
+
+    def read(self, t: float) -> Sample:
+        """Take one sample now; ``t`` is the monotonic time it is taken at.
+
+        Raises:
+            SensorReadError: this sample could not be taken (counted, skipped).
+        """
+
+    def describe(self) -> str:
+        """A one-line description for logs and ``check`` (no secrets)."""
+
+    def close(self) -> None:
+        """Release the bus or file. Safe to call twice."""

@@ -1,0 +1,1 @@
+"""Wallets behind one interface (``base.Wallet``): dry-run and PyOTA."""
