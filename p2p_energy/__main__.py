@@ -1,0 +1,7 @@
+"""``python -m p2p_energy`` is the same as the ``p2p-energy`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

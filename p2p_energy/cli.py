@@ -1,0 +1,191 @@
+"""Command line: ``p2p-energy run | ledger | check``. Builds the concrete objects.
+
+Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
+1 anything else. Every error is one line on stderr, never a traceback and
+never the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__, config as config_mod
+from .config import Config
+from .errors import ConfigError, P2PEnergyError
+
+log = logging.getLogger("p2p_energy")
+
+DEFAULT_CONFIG = "/etc/p2p-energy/config.toml"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2p-energy",
+        description="Meter a solar panel and a load with an INA3221 and pay for the energy "
+                    "in IOTA.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", metavar="FILE",
+                       help=f"TOML config file (default {DEFAULT_CONFIG})")
+        p.add_argument("--simulate", action="store_true",
+                       help="simulated sensor and dry-run wallet; no config file needed")
+        p.add_argument("-v", "--verbose", action="store_true", help="log every sample (DEBUG)")
+        return p
+
+    add("run", "run the daemon: meter, price, record and pay")
+    ledger = add("ledger", "print the rounds, payments and totals from the ledger")
+    ledger.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add("check", "validate the config, read the sensor once and ask the node; exit 0 if all is well")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config the arguments ask for. ``--simulate`` overrides sensor and wallet.
+
+    Raises:
+        ConfigError: unreadable, malformed or invalid file.
+    """
+    if args.config is None and args.simulate:
+        cfg = Config(ledger=config_mod.LedgerConfig(
+            path=str(config_mod.default_state_dir() / "simulate.db")))
+    else:
+        cfg = config_mod.load(args.config or DEFAULT_CONFIG)
+    if args.simulate:
+        cfg = replace(cfg, meter=replace(cfg.meter, sensor="simulated"),
+                      wallet=replace(cfg.wallet, backend="dry-run"))
+    return cfg
+
+
+def build_sensor(cfg: Config):  # -> Sensor
+    """The sensor named by ``meter.sensor``."""
+    m = cfg.meter
+    if m.sensor == "simulated":
+        from .sensors.simulated import SimulatedSensor
+        return SimulatedSensor()
+    if m.sensor == "replay":
+        from .sensors.replay import ReplaySensor
+        return ReplaySensor(m.replay_file, cfg.source)
+    from .sensors.ina3221 import INA3221Sensor
+    return INA3221Sensor.from_config(m)
+
+
+def wallet_factory(cfg: Config):  # -> Callable[[], Wallet]
+    """A function that opens the wallet; called in the payer thread (imports PyOTA lazily)."""
+    w = cfg.wallet
+    if w.backend == "dry-run":
+        from .wallet.dryrun import DryRunWallet
+        latency = getattr(w, "dry_run_latency_s", 0.0)
+        return lambda: DryRunWallet(receiver=w.receiver, latency_s=latency)
+
+    def open_pyota():
+        from .wallet.pyota_wallet import PyotaWallet
+        return PyotaWallet.from_config(w)
+    return open_pyota
+
+
+def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from .daemon import Daemon
+    from .ledger import Ledger
+    from .notify import Notifier, watchdog_interval_s
+    from .payer import Payer, PayerPolicy
+
+    w = cfg.wallet
+    policy = PayerPolicy(start_index=w.start_index, poll_s=w.poll_s,
+                         promote_after_s=w.promote_after_s,
+                         reattach_after_s=w.reattach_after_s, retry_max_s=w.retry_max_s)
+    path = cfg.ledger.path
+    payer = Payer(lambda: Ledger(path), wallet_factory(cfg), policy)
+    watchdog = watchdog_interval_s()
+    daemon = Daemon(cfg, build_sensor(cfg), path, payer, notifier=Notifier.from_env(),
+                    watchdog_s=watchdog / 2 if watchdog else 0.0)
+    signal.signal(signal.SIGTERM, daemon.request_stop)
+    signal.signal(signal.SIGINT, daemon.request_stop)
+    log.info("p2p-energy %s starting (%s)", __version__,
+             "simulated sensor, dry-run wallet" if args.simulate else cfg.source)
+    daemon.run()
+    log.info("stopped; the open round was closed and recorded")
+    return EXIT_OK
+
+
+def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
+    from .ledger import Ledger
+    path = Path(cfg.ledger.path)
+    if not path.exists():
+        raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
+    ledger = Ledger(path)
+    try:
+        report = ledger.report()
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(_ledger_text(report))
+    return EXIT_OK
+
+
+def _ledger_text(report: dict) -> str:
+    lines = ["rounds (last 20):",
+             f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9} {'price':>10}"
+             f" {'owed':>10} samples"]
+    for r in report["rounds"][-20:]:
+        lines.append(f"  {r['id']:>5} {r['ended_at']:24} {r['consumer_mws']:>10.1f}"
+                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>10.4g}{'*' if r['price_capped'] else ' '}"
+                     f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
+    lines.append("payments (last 20):")
+    for p in report["payments"][-20:]:
+        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} IOTA  {p['status']:9}"
+                     f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
+                     f" {p['bundle_hash'] or ''}")
+    t = report["totals"]
+    lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f} IOTA,"
+                 f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}")
+    lines.append("(* = price capped: too little production)")
+    return "\n".join(lines)
+
+
+def _span(ids: list[int]) -> str:
+    if not ids:
+        return "-"
+    return str(ids[0]) if len(ids) == 1 else f"{ids[0]}-{ids[-1]}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .logs import setup_logging
+    setup_logging(verbose=args.verbose)
+    try:
+        cfg = load_config(args)
+        if args.command == "run":
+            return cmd_run(cfg, args)
+        if args.command == "ledger":
+            return cmd_ledger(cfg, args)
+        from .check import cmd_check
+        return cmd_check(cfg, args)
+    except ConfigError as err:
+        print(f"p2p-energy: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except P2PEnergyError as err:
+        print(f"p2p-energy: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as err:  # the last boundary: one line, never a traceback
+        log.debug("unexpected error", exc_info=True)
+        print(f"p2p-energy: unexpected {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

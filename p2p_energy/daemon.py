@@ -1,0 +1,167 @@
+"""The daemon: the sampling loop, round closing, and the payer thread beside it.
+
+The sampling loop is the only thing on the main thread. Per tick it reads
+the sensor, integrates, and (once per round or checkpoint) commits to the
+ledger; everything slow (signing, proof of work, the node) is the payer's.
+Signals only set ``stop``; the loop then closes the open round pro rata,
+records it, gives the payer a bounded time, and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import Config
+from .errors import SensorReadError
+from .ledger import Ledger
+from .metering import RoundMeter, RoundTotals, Schedule
+from .payer import Payer
+from .pricing import quote
+from .sensors.base import Sensor
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """What the daemon tells its supervisor (systemd's sd_notify, or nothing)."""
+
+    def ready(self) -> None: ...
+    def status(self, text: str) -> None: ...
+    def watchdog(self) -> None: ...
+    def stopping(self) -> None: ...
+
+
+class SilentNotifier:
+    """For runs outside systemd and for tests that do not watch notifications."""
+
+    def ready(self) -> None: pass
+    def status(self, text: str) -> None: pass
+    def watchdog(self) -> None: pass
+    def stopping(self) -> None: pass
+
+
+@dataclass
+class LoopStats:
+    """Counters a test or a bench can read after ``run`` returns."""
+
+    ticks: int = 0
+    missed: int = 0
+    failed: int = 0
+    rounds: int = 0
+    lateness_s: list[float] = field(default_factory=list)
+
+
+class Daemon:
+    """Wires a sensor, a ledger and a payer around the sampling schedule."""
+
+    def __init__(self, config: Config, sensor: Sensor, ledger_path: str, payer: Payer, *,
+                 notifier: Notifier | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, watchdog_s: float = 0.0,
+                 keep_lateness: bool = False) -> None:
+        self.config = config
+        self.sensor = sensor
+        self.ledger_path = ledger_path
+        self.payer = payer
+        self.notifier = notifier or SilentNotifier()
+        self.clock = clock
+        self.wall = wall
+        self.watchdog_s = watchdog_s
+        self.keep_lateness = keep_lateness
+        self.stop = threading.Event()
+        self.stats = LoopStats()
+        self._sensor_failing = 0
+
+    def request_stop(self, *_args: object) -> None:
+        """Signal handler: only sets a flag; the loop does the rest."""
+        self.stop.set()
+
+    def run(self) -> None:
+        """Run until ``request_stop``. Raises SensorError/LedgerError at start-up."""
+        m, r = self.config.meter, self.config.round
+        self.sensor.open()
+        ledger = Ledger(self.ledger_path)
+        try:
+            resume = ledger.load_checkpoint()
+            if resume is not None:
+                log.info("resuming the open round from its checkpoint (%.1f s, %.1f mW·s metered)",
+                         resume.duration_s, resume.consumer_mws)
+            self.payer.start()
+            self.notifier.ready()
+            log.info("metering with %s every %g s, rounds of %g s; ledger %s",
+                     self.sensor.describe(), m.sample_interval_s, r.length_s, self.ledger_path)
+            self._loop(ledger, resume)
+        finally:
+            self.notifier.stopping()
+            grace = min(self.config.wallet.timeout_s + 5.0, 60.0)
+            if not self.payer.stop(grace):
+                log.warning("payer still busy after %.0f s; its progress is in the ledger", grace)
+            ledger.close()
+            self.sensor.close()
+
+    def _loop(self, ledger: Ledger, resume: RoundTotals | None) -> None:
+        m, r = self.config.meter, self.config.round
+        start = self.clock()
+        schedule = Schedule(start, m.sample_interval_s)
+        meter = RoundMeter(r.length_s, start, self.wall() - start, resume=resume,
+                           max_gap_s=max(10 * m.sample_interval_s, 10.0))
+        next_checkpoint = start + r.checkpoint_s
+        next_watchdog = start
+        while True:
+            delay = schedule.deadline - self.clock()
+            if delay > 0 and self.stop.wait(delay) or self.stop.is_set():
+                break
+            now = self.clock()
+            if self.keep_lateness:
+                self.stats.lateness_s.append(now - schedule.deadline)
+            missed = schedule.advance(now)
+            closed = self._sample(meter, now)
+            meter.expect(1 + missed)
+            self.stats.ticks += 1
+            self.stats.missed += missed
+            for done in closed:
+                self._record(ledger, done)
+            if now >= next_checkpoint:
+                ledger.checkpoint(meter.snapshot())
+                next_checkpoint += r.checkpoint_s * max(1, int((now - next_checkpoint)
+                                                               // r.checkpoint_s) + 1)
+            if now >= next_watchdog:
+                self.notifier.watchdog()
+                next_watchdog = now + (self.watchdog_s or 1.0)
+        for done in meter.close_now(self.clock()):
+            self._record(ledger, done)
+
+    def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
+        try:
+            sample = self.sensor.read(now)
+        except SensorReadError as err:
+            self.stats.failed += 1
+            if not self._sensor_failing:
+                log.warning("sensor read failed, sample skipped (further failures are counted, "
+                            "not logged): %s", err)
+            self._sensor_failing += 1
+            return meter.fail(now)
+        if self._sensor_failing:
+            log.info("sensor reading again after %d failed samples", self._sensor_failing)
+            self._sensor_failing = 0
+        log.debug("sample: consumer %.2f mW, producer %.2f mW",
+                  sample.consumer_mw, sample.producer_mw)
+        return meter.add(sample)
+
+    def _record(self, ledger: Ledger, done: RoundTotals) -> None:
+        p = self.config.price
+        q = quote(done.consumer_mws, done.producer_avg_mw, p.numerator, p.max_price)
+        rec = ledger.record_round(done, q)
+        self.stats.rounds += 1
+        self.payer.wake()
+        log.info("round %d: %.1f mW·s used over %.1f s, producer avg %.1f mW, price %.6g IOTA/mW·s%s,"
+                 " owed %.3f IOTA, queued %d IOTA, carry %.3f IOTA, samples %d/%d",
+                 rec.round_id, done.consumer_mws, done.duration_s, done.producer_avg_mw, q.price,
+                 " (capped: too little production)" if q.capped else "", q.owed_iota,
+                 rec.queued_iota, rec.carry_iota, done.samples, done.expected_samples)
+        self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s, "
+                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_iota:.2f} IOTA")

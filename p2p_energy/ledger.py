@@ -1,0 +1,366 @@
+"""The ledger: SQLite, the single source of truth for rounds and payments.
+
+Rules it keeps:
+- A closed round is committed, together with the payment it makes due, in one
+  transaction, before any payment for it is attempted.
+- ``paid + queued == floor(total owed)`` after every round: the fraction is
+  carried (amounts are kept as whole nano-IOTA, see ``pricing``).
+- A payment is signed at most once: its signed trytes are committed before
+  they are broadcast, and a stored bundle is only ever re-sent, never re-signed.
+
+Each thread opens its own ``Ledger`` (SQLite connections are not shared).
+WAL mode lets the payer read while the meter writes; ``synchronous=FULL``
+makes each commit survive a power cut. The seed is never stored here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import LedgerError
+from .metering import RoundTotals
+from .pricing import NANO, Quote, carry_iota, payable_iota
+from .wallet.base import SignedBundle
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    metered_s REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    expected_samples INTEGER NOT NULL,
+    failed_samples INTEGER NOT NULL,
+    consumer_mws REAL NOT NULL,
+    producer_mws REAL NOT NULL,
+    producer_avg_mw REAL NOT NULL,
+    price REAL NOT NULL,
+    price_capped INTEGER NOT NULL,
+    owed_niota INTEGER NOT NULL CHECK (owed_niota >= 0)
+);
+CREATE TABLE payments (
+    id INTEGER PRIMARY KEY,
+    value_iota INTEGER NOT NULL CHECK (value_iota > 0),
+    status TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'confirmed', 'failed')),
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    confirmed_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    bundle_hash TEXT UNIQUE,
+    trytes TEXT,
+    input_index INTEGER,
+    change_index INTEGER
+);
+CREATE TABLE payment_rounds (
+    payment_id INTEGER NOT NULL REFERENCES payments(id) ON DELETE CASCADE,
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    PRIMARY KEY (payment_id, round_id)
+);
+CREATE TABLE tails (
+    payment_id INTEGER NOT NULL REFERENCES payments(id),
+    tail_hash TEXT NOT NULL,
+    attached_at REAL NOT NULL,
+    PRIMARY KEY (payment_id, tail_hash)
+);
+CREATE TABLE open_round (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    started_at REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    metered_s REAL NOT NULL,
+    consumer_mws REAL NOT NULL,
+    producer_mws REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    expected_samples INTEGER NOT NULL,
+    failed_samples INTEGER NOT NULL,
+    saved_at REAL NOT NULL
+);
+CREATE TABLE wallet_state (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+# Payments that count as paid or queued (a failed one is owed again).
+_LIVE = "('queued', 'sent', 'confirmed')"
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: int
+    value_iota: int
+    status: str
+    attempts: int
+    bundle_hash: str | None
+    trytes: tuple[str, ...] | None
+    input_index: int | None
+    change_index: int | None
+    tails: tuple[str, ...]
+    last_attached_at: float | None
+
+    @property
+    def signed(self) -> SignedBundle | None:
+        """The stored signed bundle, or None if not signed yet."""
+        if self.bundle_hash is None or self.trytes is None:
+            return None
+        return SignedBundle(self.bundle_hash, self.trytes, self.value_iota,
+                            int(self.input_index or 0), int(self.change_index or 0))
+
+
+@dataclass(frozen=True)
+class RoundRecorded:
+    round_id: int
+    queued_payment_id: int | None
+    queued_iota: int
+    carry_iota: float
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+class Ledger:
+    """One connection to the ledger file. Not shared between threads."""
+
+    def __init__(self, path: str | Path, *, clock=time.time) -> None:
+        self.path = str(path)
+        self.clock = clock
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            raise LedgerError(f"{self.path}: cannot open ledger: {err}") from None
+        except OSError as err:
+            raise LedgerError(f"{self.path}: cannot open ledger: {err.strerror}") from None
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"{self.path}: ledger schema {version} is newer than this "
+                                  f"program understands ({SCHEMA_VERSION}): upgrade p2p-energy")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so it cannot deadlock."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- metering side -------------------------------------------------------------------
+
+    def record_round(self, r: RoundTotals, q: Quote) -> RoundRecorded:
+        """Commit a closed round and queue the whole IOTA it makes payable, atomically."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
+                " expected_samples, failed_samples, consumer_mws, producer_mws,"
+                " producer_avg_mw, price, price_capped, owed_niota)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
+                 r.expected_samples, r.failed_samples, r.consumer_mws, r.producer_mws,
+                 r.producer_avg_mw, q.price, int(q.capped), q.owed_niota))
+            round_id = int(cur.lastrowid or 0)
+            db.execute("DELETE FROM open_round")
+            owed, live = self._owed_and_live(db)
+            value = payable_iota(owed, live)
+            payment_id = None
+            if value > 0:
+                payment_id = int(db.execute(
+                    "INSERT INTO payments (value_iota, status, created_at) VALUES (?, 'queued', ?)",
+                    (value, self.clock())).lastrowid or 0)
+                db.execute(
+                    "INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, r.id FROM rounds r"
+                    " WHERE r.id NOT IN (SELECT pr.round_id FROM payment_rounds pr"
+                    f" JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE})",
+                    (payment_id,))
+            return RoundRecorded(round_id, payment_id, value, carry_iota(owed, live + value))
+
+    def checkpoint(self, r: RoundTotals) -> None:
+        """Save the open round's running totals (replacing the previous checkpoint)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO open_round (id, started_at, duration_s, metered_s,"
+                " consumer_mws, producer_mws, samples, expected_samples, failed_samples, saved_at)"
+                " VALUES (1,?,?,?,?,?,?,?,?,?)",
+                (r.started_at, r.duration_s, r.metered_s, r.consumer_mws, r.producer_mws,
+                 r.samples, r.expected_samples, r.failed_samples, self.clock()))
+
+    def load_checkpoint(self) -> RoundTotals | None:
+        """The open round saved before the last stop or crash, if any."""
+        row = self.db.execute(
+            "SELECT started_at, duration_s, metered_s, consumer_mws, producer_mws, samples,"
+            " expected_samples, failed_samples FROM open_round WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return RoundTotals(started_at=row[0], duration_s=row[1], metered_s=row[2],
+                           consumer_mws=row[3], producer_mws=row[4], samples=row[5],
+                           expected_samples=row[6], failed_samples=row[7])
+
+    # -- payer side ----------------------------------------------------------------------
+
+    def in_flight(self) -> Payment | None:
+        """The payment that has been signed but is not confirmed yet (at most one)."""
+        row = self.db.execute(
+            "SELECT id FROM payments WHERE bundle_hash IS NOT NULL"
+            " AND status IN ('queued', 'sent') ORDER BY id LIMIT 1").fetchone()
+        return self.payment(row[0]) if row else None
+
+    def claim_queued(self) -> Payment | None:
+        """Merge every unsigned queued payment into the oldest one and return it.
+
+        Amounts owed while a bundle was in flight go out together in one transfer.
+        """
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM payments WHERE status = 'queued' AND bundle_hash IS NULL"
+                " ORDER BY id")]
+            if not ids:
+                return None
+            keep, rest = ids[0], ids[1:]
+            for other in rest:
+                db.execute("UPDATE payments SET value_iota = value_iota +"
+                           " (SELECT value_iota FROM payments WHERE id = ?) WHERE id = ?",
+                           (other, keep))
+                db.execute("UPDATE OR IGNORE payment_rounds SET payment_id = ?"
+                           " WHERE payment_id = ?", (keep, other))
+                db.execute("DELETE FROM payments WHERE id = ?", (other,))
+        return self.payment(keep)
+
+    def store_signed(self, payment_id: int, bundle: SignedBundle) -> None:
+        """Commit the signed bundle before it is ever broadcast.
+
+        Raises:
+            LedgerError: the payment changed or was signed already (never sign twice).
+        """
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE payments SET bundle_hash = ?, trytes = ?, input_index = ?,"
+                " change_index = ? WHERE id = ? AND value_iota = ? AND bundle_hash IS NULL"
+                " AND status = 'queued'",
+                (bundle.bundle_hash, json.dumps(list(bundle.trytes)), bundle.input_index,
+                 bundle.change_index, payment_id, bundle.value_iota)).rowcount
+            if changed != 1:
+                raise LedgerError(f"payment {payment_id} changed while it was being signed")
+
+    def record_attach(self, payment_id: int, tail: str) -> None:
+        """A broadcast of the stored bundle went out with tail ``tail``."""
+        now = self.clock()
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO tails (payment_id, tail_hash, attached_at)"
+                       " VALUES (?,?,?)", (payment_id, tail, now))
+            db.execute("UPDATE payments SET status = 'sent', sent_at = COALESCE(sent_at, ?),"
+                       " attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                       (now, payment_id))
+
+    def record_failure(self, payment_id: int, message: str, *, final: bool = False) -> None:
+        """Count a failed attempt; ``final`` gives up on an unsigned payment (owed again)."""
+        with self._tx() as db:
+            db.execute("UPDATE payments SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                       (message, payment_id))
+            if final:
+                db.execute("UPDATE payments SET status = 'failed' WHERE id = ?"
+                           " AND bundle_hash IS NULL", (payment_id,))
+
+    def mark_confirmed(self, payment_id: int) -> None:
+        """The bundle is confirmed: its change address becomes the next input."""
+        with self._tx() as db:
+            row = db.execute("SELECT change_index FROM payments WHERE id = ?",
+                             (payment_id,)).fetchone()
+            db.execute("UPDATE payments SET status = 'confirmed', confirmed_at = ? WHERE id = ?",
+                       (self.clock(), payment_id))
+            db.execute("INSERT OR REPLACE INTO wallet_state (key, value) VALUES ('input_index', ?)",
+                       (row[0],))
+
+    def input_index(self, default: int) -> int:
+        """The key index of the address that holds the funds now."""
+        row = self.db.execute(
+            "SELECT value FROM wallet_state WHERE key = 'input_index'").fetchone()
+        return int(row[0]) if row else default
+
+    def payment(self, payment_id: int) -> Payment:
+        row = self.db.execute(
+            "SELECT id, value_iota, status, attempts, bundle_hash, trytes, input_index,"
+            " change_index FROM payments WHERE id = ?", (payment_id,)).fetchone()
+        tails = self.db.execute(
+            "SELECT tail_hash, attached_at FROM tails WHERE payment_id = ? ORDER BY attached_at",
+            (payment_id,)).fetchall()
+        return Payment(id=row[0], value_iota=row[1], status=row[2], attempts=row[3],
+                       bundle_hash=row[4], trytes=tuple(json.loads(row[5])) if row[5] else None,
+                       input_index=row[6], change_index=row[7],
+                       tails=tuple(t[0] for t in tails),
+                       last_attached_at=tails[-1][1] if tails else None)
+
+    # -- reports -------------------------------------------------------------------------
+
+    @staticmethod
+    def _owed_and_live(db: sqlite3.Connection) -> tuple[int, int]:
+        owed = db.execute("SELECT COALESCE(SUM(owed_niota), 0) FROM rounds").fetchone()[0]
+        live = db.execute("SELECT COALESCE(SUM(value_iota), 0) FROM payments"
+                          f" WHERE status IN {_LIVE}").fetchone()[0]
+        return int(owed), int(live)
+
+    def totals(self) -> dict[str, float | int]:
+        owed, _ = self._owed_and_live(self.db)
+        sums = dict(self.db.execute(
+            "SELECT status, SUM(value_iota) FROM payments GROUP BY status").fetchall())
+        paid = int(sums.get("sent") or 0) + int(sums.get("confirmed") or 0)
+        queued = int(sums.get("queued") or 0)
+        energy = self.db.execute("SELECT COALESCE(SUM(consumer_mws), 0) FROM rounds").fetchone()[0]
+        return {"consumer_mws": energy, "owed_iota": owed / NANO, "paid_iota": paid,
+                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued)}
+
+    def report(self) -> dict[str, object]:
+        """Everything, in the shape ``p2p-energy ledger --json`` prints."""
+        rounds = [
+            {"id": r[0], "started_at": iso(r[1]), "ended_at": iso(r[2]), "duration_s": r[3],
+             "metered_s": r[4], "samples": r[5], "expected_samples": r[6],
+             "failed_samples": r[7], "consumer_mws": r[8], "producer_avg_mw": r[9],
+             "price": r[10], "price_capped": bool(r[11]), "owed_iota": r[12] / NANO}
+            for r in self.db.execute(
+                "SELECT id, started_at, ended_at, duration_s, metered_s, samples,"
+                " expected_samples, failed_samples, consumer_mws, producer_avg_mw, price,"
+                " price_capped, owed_niota FROM rounds ORDER BY id")]
+        links: dict[int, list[int]] = {}
+        for pid, rid in self.db.execute(
+                "SELECT payment_id, round_id FROM payment_rounds ORDER BY round_id"):
+            links.setdefault(pid, []).append(rid)
+        payments = [
+            {"id": p[0], "round_ids": links.get(p[0], []), "value_iota": p[1], "status": p[2],
+             "bundle_hash": p[3], "attempts": p[4], "created_at": iso(p[5]),
+             "sent_at": iso(p[6]), "confirmed_at": iso(p[7]), "last_error": p[8]}
+            for p in self.db.execute(
+                "SELECT id, value_iota, status, bundle_hash, attempts, created_at, sent_at,"
+                " confirmed_at, last_error FROM payments ORDER BY id")]
+        return {"rounds": rounds, "payments": payments, "totals": self.totals()}
