@@ -129,8 +129,9 @@ class RoundMeter:
         A round that ends while the sensor is failing closes on time, holding
         the last good reading up to its end when that reading is recent.
         """
+        closed = self.close_due(t)
         self._open = replace(self._open, failed_samples=self._open.failed_samples + 1)
-        return self.close_due(t)
+        return closed
 
     def close_due(self, t: float) -> list[RoundTotals]:
         """Close every round whose end is at or before ``t`` without a new sample."""

@@ -83,7 +83,7 @@ class Payer:
             ledger = self._open_ledger()
             wallet = self._open_wallet()  # PyOTA is imported here, off the sampling thread
             while not self.stop_event.is_set():
-                delay = self._step_safely(ledger, wallet)
+                delay = self.tick(ledger, wallet)
                 self._wake.wait(delay)
                 self._wake.clear()
         except Exception:
@@ -96,7 +96,8 @@ class Payer:
 
     # -- one step ------------------------------------------------------------------------
 
-    def _step_safely(self, ledger: Ledger, wallet: Wallet) -> float:
+    def tick(self, ledger: Ledger, wallet: Wallet) -> float:
+        """One step with failures handled (logged once, backed off); returns the wait."""
         try:
             delay = self.step(ledger, wallet)
         except WalletError as err:

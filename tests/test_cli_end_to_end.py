@@ -1,0 +1,136 @@
+"""End to end through the CLI in a subprocess: replay trace -> rounds -> dry-run payments."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RUN_S = 10.0
+
+
+def write_config(tmp: Path, name: str, trace_rows: list[str], latency_s: float = 0.0) -> Path:
+    trace = tmp / f"{name}.csv"
+    trace.write_text("t_s,consumer_mw,producer_mw\n" + "\n".join(trace_rows) + "\n")
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(f"""
+[meter]
+sensor = "replay"
+replay_file = "{trace}"
+sample_interval_s = 0.05
+[round]
+length_s = 1
+checkpoint_s = 0.5
+[wallet]
+backend = "dry-run"
+dry_run_latency_s = {latency_s}
+poll_s = 0.1
+[ledger]
+path = "{tmp / (name + '.db')}"
+""")
+    cfg.chmod(0o600)
+    return cfg
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "p2p_energy", *args], capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def start(cfg: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    return subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", "-c", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def ledger_json(cfg: Path) -> dict:
+    out = cli("ledger", "-c", str(cfg), "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three daemons side by side for RUN_S seconds, then SIGTERM."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfgs = {
+        "steady": write_config(tmp, "steady", ["0,50,500", "5,50,500"]),
+        "dusk": write_config(tmp, "dusk", ["0,40,0", "5,40,0"]),
+        "slow_payer": write_config(tmp, "slow_payer", ["0,50,500", "5,50,500"], latency_s=5.0),
+    }
+    procs = {name: start(cfg) for name, cfg in cfgs.items()}
+    time.sleep(RUN_S)
+    results = {}
+    for name, proc in procs.items():
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        results[name] = (proc.returncode, err, ledger_json(cfgs[name]))
+    return results
+
+
+def test_sigterm_exits_zero_and_logs_rounds(runs):
+    for name, (code, err, _) in runs.items():
+        assert code == 0, f"{name}: {err}"
+        assert "round 1:" in err and "Traceback" not in err
+
+
+def test_energy_matches_power_times_covered_time(runs):
+    _, _, report = runs["steady"]
+    rounds = report["rounds"]
+    covered = sum(r["duration_s"] for r in rounds)
+    assert covered > RUN_S * 0.9
+    energy = report["totals"]["consumer_mws"]
+    assert energy == pytest.approx(50.0 * covered, rel=1e-3)
+    assert sum(r["consumer_mws"] for r in rounds) == pytest.approx(energy)
+    assert all(r["price"] == pytest.approx(10.0 / 500.0) for r in rounds)
+
+
+def test_paid_plus_queued_is_floor_of_owed(runs):
+    for name, (_, _, report) in runs.items():
+        t = report["totals"]
+        assert t["paid_iota"] + t["queued_iota"] == math.floor(t["owed_iota"]), name
+        assert 0 <= t["carry_iota"] < 1
+        assert all(p["value_iota"] > 0 for p in report["payments"])
+
+
+def test_dusk_applies_the_cap_without_error(runs):
+    code, err, report = runs["dusk"]
+    assert code == 0
+    assert report["rounds"] and all(r["price_capped"] for r in report["rounds"])
+    assert all(r["price"] == 10.0 for r in report["rounds"])
+    assert "capped" in err
+
+
+def test_slow_payer_loses_no_samples(runs):
+    _, _, report = runs["slow_payer"]
+    rounds = report["rounds"]
+    assert sum(r["samples"] for r in rounds) == sum(r["expected_samples"] for r in rounds)
+    assert sum(r["samples"] for r in rounds) >= RUN_S / 0.05 * 0.95
+    statuses = {p["status"] for p in report["payments"]}
+    assert "queued" in statuses  # payments were still waiting on the slow wallet
+
+
+def test_ledger_text_report_and_version():
+    out = cli("--version")
+    assert out.returncode == 0 and "p2p-energy" in out.stdout
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[round]\nlength_s = -1\n")
+    out = cli("run", "-c", str(cfg))
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert str(cfg) in out.stderr and "round.length_s" in out.stderr
+
+
+def test_missing_ledger_is_exit_1(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[ledger]\npath = "{tmp_path / "none.db"}"\n')
+    out = cli("ledger", "-c", str(cfg))
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1

@@ -1,0 +1,134 @@
+"""The ledger in real SQLite: atomic rounds, exact queueing, sign-once rules."""
+
+import math
+import sqlite3
+
+import pytest
+
+from p2p_energy.errors import LedgerError
+from p2p_energy.ledger import SCHEMA_VERSION, Ledger
+from p2p_energy.metering import RoundTotals
+from p2p_energy.pricing import NANO, Quote
+from p2p_energy.wallet.base import SignedBundle
+
+
+def rnd(i, mws=100.0):
+    return RoundTotals(started_at=1.7e9 + i, duration_s=1.0, metered_s=1.0, consumer_mws=mws,
+                       producer_mws=500.0, samples=20, expected_samples=20, ended_at=1.7e9 + i + 1)
+
+
+def q(iota):
+    return Quote(price=0.02, capped=False, owed_niota=round(iota * NANO))
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    led = Ledger(tmp_path / "ledger.db", clock=lambda: 1.7e9)
+    yield led
+    led.close()
+
+
+def test_fractions_carry_and_queue_only_whole_iota(ledger):
+    recs = [ledger.record_round(rnd(i), q(0.4)) for i in range(5)]
+    assert [r.queued_iota for r in recs] == [0, 0, 1, 0, 1]
+    t = ledger.totals()
+    assert t["queued_iota"] == 2 == math.floor(t["owed_iota"])
+    assert t["carry_iota"] == pytest.approx(0.0)
+    report = ledger.report()
+    assert [p["round_ids"] for p in report["payments"]] == [[1, 2, 3], [4, 5]]
+
+
+def test_report_has_the_documented_shape(ledger):
+    ledger.record_round(rnd(0), q(2.5))
+    r = ledger.report()
+    assert set(r) == {"rounds", "payments", "totals"}
+    assert {"id", "started_at", "ended_at", "duration_s", "samples", "expected_samples",
+            "consumer_mws", "producer_avg_mw", "price", "price_capped", "owed_iota"} <= set(
+        r["rounds"][0])
+    assert {"id", "round_ids", "value_iota", "status", "bundle_hash", "attempts",
+            "created_at", "sent_at"} <= set(r["payments"][0])
+    assert set(r["totals"]) == {"consumer_mws", "owed_iota", "paid_iota", "queued_iota",
+                                "carry_iota"}
+    assert r["rounds"][0]["started_at"].endswith("Z") and "." in r["rounds"][0]["started_at"]
+
+
+def bundle(value, h="A" * 81, i=0):
+    return SignedBundle(h, ("T" * 2673,), value, i, i + 1)
+
+
+def test_claim_merges_unsigned_payments_and_sign_is_guarded(ledger):
+    for i in range(3):
+        ledger.record_round(rnd(i), q(2.0))
+    p = ledger.claim_queued()
+    assert p.value_iota == 6 and ledger.report()["payments"][0]["round_ids"] == [1, 2, 3]
+    with pytest.raises(LedgerError):
+        ledger.store_signed(p.id, bundle(5))  # value does not match: refuse
+    ledger.store_signed(p.id, bundle(6))
+    with pytest.raises(LedgerError):
+        ledger.store_signed(p.id, bundle(6, "B" * 81))  # never a second signature
+    assert ledger.in_flight().signed.bundle_hash == "A" * 81
+    ledger.record_round(rnd(4), q(3.0))  # owed while in flight: a new queued payment
+    assert ledger.in_flight().id == p.id
+
+
+def test_confirmation_moves_the_input_to_the_change_index(ledger):
+    ledger.record_round(rnd(0), q(5.0))
+    assert ledger.input_index(7) == 7
+    p = ledger.claim_queued()
+    ledger.store_signed(p.id, bundle(5, i=7))
+    ledger.record_attach(p.id, "TAIL1")
+    ledger.record_attach(p.id, "TAIL2")
+    assert ledger.payment(p.id).tails == ("TAIL1", "TAIL2")
+    ledger.mark_confirmed(p.id)
+    assert ledger.input_index(0) == 8 and ledger.in_flight() is None
+    t = ledger.totals()
+    assert t["paid_iota"] == 5 and t["queued_iota"] == 0
+
+
+def test_failed_payment_is_owed_again_at_the_next_round(ledger):
+    ledger.record_round(rnd(0), q(4.0))
+    p = ledger.claim_queued()
+    ledger.record_failure(p.id, "rejected", final=True)
+    assert ledger.totals()["queued_iota"] == 0
+    rec = ledger.record_round(rnd(1), q(0.5))
+    assert rec.queued_iota == 4
+    report = ledger.report()
+    assert report["payments"][1]["round_ids"] == [1, 2]
+    assert report["totals"]["carry_iota"] == pytest.approx(0.5)
+
+
+def test_checkpoint_round_trip_and_cleared_by_round(ledger):
+    snap = rnd(0, mws=42.0)
+    ledger.checkpoint(snap)
+    got = ledger.load_checkpoint()
+    assert got.consumer_mws == 42.0 and got.samples == 20
+    ledger.record_round(rnd(0), q(0.1))
+    assert ledger.load_checkpoint() is None
+
+
+def test_committed_rounds_survive_reopening(tmp_path):
+    path = tmp_path / "l.db"
+    a = Ledger(path)
+    a.record_round(rnd(0), q(1.5))
+    a.close()
+    b = Ledger(path)
+    assert b.totals()["queued_iota"] == 1
+    assert b.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert b.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    b.close()
+
+
+def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "l.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(LedgerError, match="newer than this program"):
+        Ledger(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "l.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="cannot open ledger"):
+        Ledger(path)

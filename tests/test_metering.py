@@ -1,0 +1,118 @@
+"""Metering: deadline schedule, trapezoid energy, rounds by elapsed time."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from p2p_energy.metering import RoundMeter, RoundTotals, Schedule
+from p2p_energy.sensors.base import Sample
+
+
+def test_schedule_has_no_drift():
+    s = Schedule(100.0, 0.1)
+    for k in range(1, 10001):
+        s.advance(s.deadline + 0.003)  # every tick 3 ms late
+    assert s.deadline == pytest.approx(100.0 + 10000 * 0.1)
+
+
+def test_schedule_counts_missed_deadlines_instead_of_shifting():
+    s = Schedule(0.0, 1.0)
+    assert s.advance(0.0) == 0 and s.deadline == 1.0
+    assert s.advance(3.5) == 2  # deadlines 2 and 3 passed while we were busy
+    assert s.deadline == 4.0
+
+
+def feed(meter, samples):
+    closed = []
+    for t, c, p in samples:
+        closed += meter.add(Sample(t, c, p))
+    return closed
+
+
+def test_constant_power_bills_power_times_elapsed_time():
+    m = RoundMeter(1.0, 0.0, 1000.0, max_gap_s=10)
+    closed = feed(m, [(i * 0.05, 50.0, 500.0) for i in range(101)])  # 0 .. 5 s
+    assert len(closed) == 5
+    for r in closed:
+        assert r.duration_s == pytest.approx(1.0)
+        assert r.consumer_mws == pytest.approx(50.0)
+        assert r.producer_avg_mw == pytest.approx(500.0)
+    assert closed[0].started_at == 1000.0 and closed[0].ended_at == pytest.approx(1001.0)
+
+
+def test_segment_crossing_round_end_is_split_by_interpolation():
+    m = RoundMeter(1.0, 0.0, 0.0, max_gap_s=10)
+    closed = feed(m, [(0.0, 0.0, 0.0), (2.0, 200.0, 0.0)])  # ramp 0->200 mW over 2 s
+    assert len(closed) == 2
+    assert closed[0].consumer_mws == pytest.approx(50.0)  # area under 0..100 over 1 s
+    assert closed[1].consumer_mws == pytest.approx(150.0)
+
+
+def test_negative_production_counts_as_zero():
+    m = RoundMeter(1.0, 0.0, 0.0, max_gap_s=10)
+    closed = feed(m, [(0.0, 10.0, -40.0), (0.5, 10.0, -40.0), (1.0, 10.0, -40.0)])
+    assert closed[0].producer_mws == 0.0 and closed[0].producer_avg_mw == 0.0
+
+
+def test_failed_samples_are_counted_and_round_closes_on_time():
+    m = RoundMeter(1.0, 0.0, 0.0, max_gap_s=10)
+    m.add(Sample(0.0, 20.0, 100.0))
+    m.expect()
+    for t in (0.25, 0.5, 0.75, 1.0):
+        closed = m.fail(t)
+        m.expect()
+    assert len(closed) == 1
+    r = closed[0]
+    assert r.failed_samples == 3 and r.samples == 1 and r.expected_samples == 4
+    assert r.consumer_mws == pytest.approx(20.0)  # last reading held to the round's end
+
+
+def test_long_gap_is_not_invented():
+    m = RoundMeter(100.0, 0.0, 0.0, max_gap_s=5)
+    feed(m, [(0.0, 10.0, 10.0), (1.0, 10.0, 10.0), (30.0, 10.0, 10.0), (31.0, 10.0, 10.0)])
+    r = m.close_now(31.0)[-1]
+    assert r.metered_s == pytest.approx(2.0) and r.consumer_mws == pytest.approx(20.0)
+    assert r.duration_s == pytest.approx(31.0)
+
+
+def test_close_now_is_pro_rata():
+    m = RoundMeter(60.0, 0.0, 0.0, max_gap_s=10)
+    feed(m, [(t, 30.0, 100.0) for t in range(0, 21)])
+    (r,) = m.close_now(20.5)
+    assert r.duration_s == pytest.approx(20.5) and r.consumer_mws == pytest.approx(615.0)
+
+
+def test_resume_continues_the_checkpointed_round():
+    saved = RoundTotals(started_at=5000.0, duration_s=40.0, metered_s=40.0,
+                        consumer_mws=400.0, producer_mws=4000.0, samples=40, expected_samples=40)
+    m = RoundMeter(60.0, 10.0, 9000.0, max_gap_s=10, resume=saved)
+    closed = feed(m, [(10.0 + t, 10.0, 100.0) for t in range(0, 25)])
+    assert len(closed) == 1
+    r = closed[0]
+    assert r.started_at == 5000.0 and r.duration_s == pytest.approx(60.0)
+    assert r.consumer_mws == pytest.approx(600.0) and r.samples == 60
+
+
+def test_snapshot_covers_time_up_to_last_sample():
+    m = RoundMeter(60.0, 0.0, 0.0, max_gap_s=10)
+    feed(m, [(t, 10.0, 100.0) for t in range(0, 11)])
+    snap = m.snapshot()
+    assert snap.duration_s == pytest.approx(10.0) and snap.consumer_mws == pytest.approx(100.0)
+
+
+@given(st.lists(st.tuples(st.floats(0.001, 0.5), st.floats(0, 1000), st.floats(-50, 1000)),
+                min_size=2, max_size=300),
+       st.floats(0.2, 5.0))
+def test_every_mws_lands_in_exactly_one_round(steps, length_s):
+    """Whatever the sample timing, the rounds' energy sums to the whole integral."""
+    m = RoundMeter(length_s, 0.0, 0.0, max_gap_s=1.0)
+    t, pts = 0.0, []
+    for dt, c, p in steps:
+        pts.append((t, c, p))
+        t += dt
+    closed = feed(m, pts)
+    closed += m.close_now(pts[-1][0])
+    expected = sum((a[1] + b[1]) / 2 * (b[0] - a[0]) for a, b in zip(pts, pts[1:], strict=False))
+    assert sum(r.consumer_mws for r in closed) == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    assert sum(r.duration_s for r in closed) == pytest.approx(pts[-1][0], abs=1e-9)
+    assert sum(r.samples for r in closed) == len(pts)

@@ -1,0 +1,44 @@
+"""Pricing: the formula, the night cap, and exact carrying of fractions."""
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from p2p_energy.pricing import NANO, carry_iota, payable_iota, price_per_mws, quote
+
+
+def test_price_is_numerator_over_average_production():
+    assert price_per_mws(500.0, 10.0, 10.0) == (0.02, False)
+
+
+def test_zero_and_negative_production_apply_the_cap_without_dividing():
+    assert price_per_mws(0.0, 10.0, 10.0) == (10.0, True)
+    assert price_per_mws(-3.0, 10.0, 10.0) == (10.0, True)
+    assert price_per_mws(0.5, 10.0, 10.0) == (10.0, True)  # 20 > cap
+
+
+def test_cap_boundary_is_capped_exactly_at_max_price():
+    price, capped = price_per_mws(1.0, 10.0, 10.0)
+    assert price == 10.0 and capped
+
+
+def test_quote_owes_energy_times_price_in_nano_iota():
+    q = quote(consumer_mws=3000.0, avg_producer_mw=500.0, numerator=10.0, max_price=10.0)
+    assert q.owed_niota == 60 * NANO and q.owed_iota == 60.0 and not q.capped
+
+
+def test_negative_consumer_energy_owes_nothing():
+    assert quote(-5.0, 100.0, 10.0, 10.0).owed_niota == 0
+
+
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=200),
+       st.floats(0.001, 1e5, allow_nan=False))
+def test_queued_always_equals_floor_of_owed(energies, producer_mw):
+    owed = live = 0
+    for e in energies:
+        owed += quote(e, producer_mw, 10.0, 10.0).owed_niota
+        live += payable_iota(owed, live)
+        assert live == owed // NANO
+        assert 0 <= carry_iota(owed, live) < 1
+    assert live == math.floor(owed / NANO) or owed % NANO == 0
