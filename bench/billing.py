@@ -60,7 +60,7 @@ def one_run(latency_s: float, scale: float, seconds: float, workdir: Path) -> di
     used = exact_energy_mws(sensor, covered)
     t = report["totals"]
     at_stop = (t["paid_iota"] + t["queued_iota"], math.floor(t["owed_iota"]))
-    drain = Payer(lambda: ledger, open_wallet, policy)
+    drain, wallet = Payer(lambda: ledger, open_wallet, policy), open_wallet()
     deadline = time.monotonic() + 30
     while ledger.totals()["paid_iota"] < at_stop[1] and time.monotonic() < deadline:
         drain.tick(ledger, wallet)

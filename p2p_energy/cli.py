@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, config as config_mod
+from . import __version__
+from . import config as config_mod
 from .config import Config
 from .errors import ConfigError, P2PEnergyError
 
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     add("run", "run the daemon: meter, price, record and pay")
     ledger = add("ledger", "print the rounds, payments and totals from the ledger")
     ledger.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    add("check", "validate the config, read the sensor once and ask the node; exit 0 if all is well")
+    add("check", "validate the config, read the sensor once and ask the node; "
+                 "exit 0 if all is well")
     return parser
 
 
@@ -77,7 +79,7 @@ def build_sensor(cfg: Config):  # -> Sensor
         from .sensors.replay import ReplaySensor
         return ReplaySensor(m.replay_file, cfg.source)
     from .sensors.ina3221 import INA3221Sensor
-    return INA3221Sensor.from_config(m)
+    return INA3221Sensor.from_config(m, source=cfg.source)
 
 
 def wallet_factory(cfg: Config):  # -> Callable[[], Wallet]
@@ -140,8 +142,9 @@ def _ledger_text(report: dict) -> str:
              f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9} {'price':>10}"
              f" {'owed':>10} samples"]
     for r in report["rounds"][-20:]:
+        cap = "*" if r["price_capped"] else " "
         lines.append(f"  {r['id']:>5} {r['ended_at']:24} {r['consumer_mws']:>10.1f}"
-                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>10.4g}{'*' if r['price_capped'] else ' '}"
+                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>10.4g}{cap}"
                      f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
     lines.append("payments (last 20):")
     for p in report["payments"][-20:]:

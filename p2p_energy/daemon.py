@@ -113,7 +113,7 @@ class Daemon:
         next_watchdog = start
         while True:
             delay = schedule.deadline - self.clock()
-            if delay > 0 and self.stop.wait(delay) or self.stop.is_set():
+            if (delay > 0 and self.stop.wait(delay)) or self.stop.is_set():
                 break
             now = self.clock()
             if self.keep_lateness:
@@ -158,8 +158,9 @@ class Daemon:
         rec = ledger.record_round(done, q)
         self.stats.rounds += 1
         self.payer.wake()
-        log.info("round %d: %.1f mW·s used over %.1f s, producer avg %.1f mW, price %.6g IOTA/mW·s%s,"
-                 " owed %.3f IOTA, queued %d IOTA, carry %.3f IOTA, samples %d/%d",
+        log.info("round %d: %.1f mW·s used over %.1f s, producer avg %.1f mW,"
+                 " price %.6g IOTA/mW·s%s, owed %.3f IOTA, queued %d IOTA, carry %.3f IOTA,"
+                 " samples %d/%d",
                  rec.round_id, done.consumer_mws, done.duration_s, done.producer_avg_mw, q.price,
                  " (capped: too little production)" if q.capped else "", q.owed_iota,
                  rec.queued_iota, rec.carry_iota, done.samples, done.expected_samples)

@@ -68,7 +68,7 @@ def runs(tmp_path_factory):
     results = {}
     for name, proc in procs.items():
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         results[name] = (proc.returncode, err, ledger_json(cfgs[name]))
     return results
 

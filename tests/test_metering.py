@@ -1,5 +1,7 @@
 """Metering: deadline schedule, trapezoid energy, rounds by elapsed time."""
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +12,7 @@ from p2p_energy.sensors.base import Sample
 
 def test_schedule_has_no_drift():
     s = Schedule(100.0, 0.1)
-    for k in range(1, 10001):
+    for _ in range(10000):
         s.advance(s.deadline + 0.003)  # every tick 3 ms late
     assert s.deadline == pytest.approx(100.0 + 10000 * 0.1)
 
@@ -112,7 +114,7 @@ def test_every_mws_lands_in_exactly_one_round(steps, length_s):
         t += dt
     closed = feed(m, pts)
     closed += m.close_now(pts[-1][0])
-    expected = sum((a[1] + b[1]) / 2 * (b[0] - a[0]) for a, b in zip(pts, pts[1:], strict=False))
+    expected = sum((a[1] + b[1]) / 2 * (b[0] - a[0]) for a, b in itertools.pairwise(pts))
     assert sum(r.consumer_mws for r in closed) == pytest.approx(expected, rel=1e-9, abs=1e-6)
     assert sum(r.duration_s for r in closed) == pytest.approx(pts[-1][0], abs=1e-9)
     assert sum(r.samples for r in closed) == len(pts)

@@ -1,0 +1,535 @@
+"""TI INA3221 three-channel shunt and bus voltage monitor over I2C (smbus2).
+
+The register map below is data from the datasheet (TI SBOS576). Per channel the
+chip measures the drop across a high-side shunt (VIN+ to VIN-) and the bus
+voltage at VIN- to ground, i.e. the voltage the load actually gets; current and
+power are computed here with scale factors fixed at construction, so a sample
+costs four 2-byte block reads and a few multiplications (it runs at up to
+100 Hz on a Pi Zero 2).
+
+Nothing touches hardware at import time: ``from_config`` imports smbus2 lazily
+and the bus is opened by ``open()``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ConfigError, ImplausibleReading, SensorError, SensorReadError
+from .base import Sample
+
+if TYPE_CHECKING:
+    from ..config import MeterConfig
+
+log = logging.getLogger(__name__)
+
+
+class I2CBus(Protocol):
+    """The part of ``smbus2.SMBus`` this driver uses."""
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int) -> list[int]: ...
+
+    def write_i2c_block_data(self, i2c_addr: int, register: int, data: list[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# -- register map (datasheet section 7.6) -----------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """One 16-bit, big-endian register; for measurements, the value of one code."""
+
+    name: str
+    address: int
+    lsb: float = 0.0  # one 13-bit code (bits 15..3, after >> 3), in ``unit``
+    unit: str = ""
+
+
+CONFIGURATION = Register("configuration", 0x00)
+SHUNT_VOLTAGE = {  # 40 uV per code; +-4095 codes = +-163.8 mV full scale
+    1: Register("CH1 shunt voltage", 0x01, 0.040, "mV"),
+    2: Register("CH2 shunt voltage", 0x03, 0.040, "mV"),
+    3: Register("CH3 shunt voltage", 0x05, 0.040, "mV"),
+}
+BUS_VOLTAGE = {  # 8 mV per code; the ADC spans 32.76 V but inputs are rated to 26 V
+    1: Register("CH1 bus voltage", 0x02, 0.008, "V"),
+    2: Register("CH2 bus voltage", 0x04, 0.008, "V"),
+    3: Register("CH3 bus voltage", 0x06, 0.008, "V"),
+}
+MANUFACTURER_ID = Register("manufacturer ID", 0xFE)
+DIE_ID = Register("die ID", 0xFF)
+
+INA3221_MANUFACTURER_ID = 0x5449  # "TI" in ASCII
+INA3221_DIE_ID = 0x3220
+
+# Configuration register: bit 15 RST, bits 14..12 enable CH1..CH3, 11..9 AVG,
+# 8..6 VBUSCT, 5..3 VSHCT, 2..0 MODE. Codes from datasheet tables 3 to 6.
+AVERAGES_CODE = {1: 0, 4: 1, 16: 2, 64: 3, 128: 4, 256: 5, 512: 6, 1024: 7}
+CONVERSION_US_CODE = {140: 0, 204: 1, 332: 2, 588: 3, 1100: 4, 2116: 5, 4156: 6, 8244: 7}
+AVG_SHIFT = 9
+VBUS_CT_SHIFT = 6
+VSH_CT_SHIFT = 3
+MODE_SHUNT_AND_BUS_CONTINUOUS = 0b111
+
+FULL_SCALE_CODE = 4095  # the ADC clips here: a current beyond the shunt's range, or an open input
+BUS_VOLTAGE_MAX_V = 26.0  # absolute maximum rating: a higher reading is no real circuit
+
+# The chip times conversions with its own oscillator; allow it some slack
+# before trusting the first results after (re)configuring.
+_WARMUP_MARGIN = 1.2
+_NO_ANSWER = frozenset({errno.ENXIO, errno.EREMOTEIO, errno.EIO, errno.ETIMEDOUT})
+
+_HEALTHY, _FAILING, _DISCONNECTED = "healthy", "failing", "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelReading:
+    """One channel in SI-milli units, for ``check`` and diagnostics."""
+
+    channel: int
+    shunt_voltage_mv: float
+    bus_voltage_v: float
+    current_ma: float
+    power_mw: float
+
+
+# -- pure helpers ---------------------------------------------------------------------
+
+def channel_enable_bit(channel: int) -> int:
+    """The configuration bit that enables ``channel`` (1..3): CH1 is bit 14."""
+    return 1 << (15 - channel)
+
+
+def config_word(channels: Sequence[int], averages: int, bus_conversion_us: int,
+                shunt_conversion_us: int) -> int:
+    """The configuration register value: ``channels`` enabled, shunt and bus continuous.
+
+    Raises:
+        KeyError: ``averages`` or a conversion time is not one the chip offers.
+    """
+    word = MODE_SHUNT_AND_BUS_CONTINUOUS
+    for channel in channels:
+        word |= channel_enable_bit(channel)
+    word |= AVERAGES_CODE[averages] << AVG_SHIFT
+    word |= CONVERSION_US_CODE[bus_conversion_us] << VBUS_CT_SHIFT
+    word |= CONVERSION_US_CODE[shunt_conversion_us] << VSH_CT_SHIFT
+    return word
+
+
+def update_time_s(n_channels: int, averages: int, bus_conversion_us: int,
+                  shunt_conversion_us: int) -> float:
+    """Seconds for one fresh averaged result on every enabled channel.
+
+    In continuous mode the chip cycles through the enabled channels, converting
+    shunt then bus on each, ``averages`` times before it updates the registers.
+    """
+    return n_channels * (bus_conversion_us + shunt_conversion_us) * averages / 1e6
+
+
+def choose_averages(averages: int | str, sample_interval_s: float, n_channels: int,
+                    bus_conversion_us: int, shunt_conversion_us: int, *, source: str = "") -> int:
+    """The averaging count to program: ``averages`` itself, or the largest that fits.
+
+    One full update must be shorter than ``sample_interval_s`` so that every
+    sample sees a fresh average. ``"auto"`` picks the largest count that fits.
+
+    Raises:
+        ConfigError: the update is not shorter than the interval (names the keys
+            and the numbers).
+    """
+    def update(avg: int) -> float:
+        return update_time_s(n_channels, avg, bus_conversion_us, shunt_conversion_us)
+
+    fitting = [avg for avg in AVERAGES_CODE if update(avg) < sample_interval_s]
+    how = f"{n_channels} channels x ({bus_conversion_us} + {shunt_conversion_us} us)"
+    if not fitting:
+        raise ConfigError(
+            f"even meter.averages = 1 takes {how} = {update(1) * 1e3:.3f} ms per update, not "
+            f"shorter than meter.sample_interval_s = {sample_interval_s:g} s; lower "
+            "meter.bus_conversion_us / meter.shunt_conversion_us or raise the interval",
+            path=source, key="meter.sample_interval_s", value=sample_interval_s)
+    if averages == "auto":
+        return fitting[-1]
+    if averages not in AVERAGES_CODE:
+        raise ConfigError("must be one of " + ", ".join(map(str, AVERAGES_CODE)) + ' or "auto"',
+                          path=source, key="meter.averages", value=averages)
+    if averages not in fitting:
+        raise ConfigError(
+            f"one update takes {how} x {averages} = {update(averages):.3f} s, not shorter "
+            f"than meter.sample_interval_s = {sample_interval_s:g} s; use meter.averages "
+            f'<= {fitting[-1]} or "auto"',
+            path=source, key="meter.averages", value=averages)
+    return int(averages)
+
+
+def _word(data: Sequence[int]) -> int:
+    """Two bytes as the chip sends them (most significant first) -> unsigned word."""
+    return (data[0] << 8) | data[1]
+
+
+def _code(data: Sequence[int]) -> int:
+    """Two bytes -> the signed 13-bit measurement left-justified in bits 15..3."""
+    word = (data[0] << 8) | data[1]
+    return (word - ((word & 0x8000) << 1)) >> 3  # sign-extend, then arithmetic shift
+
+
+def _strerror(err: OSError) -> str:
+    return f"errno {err.errno} {err.strerror or errno.errorcode.get(err.errno or 0, '')}"
+
+
+def _close_quietly(bus: I2CBus) -> None:
+    try:
+        bus.close()
+    except OSError as err:  # closing a vanished adapter may fail; nothing left to release
+        log.debug("closing the I2C bus failed: %s", err)
+
+
+def _smbus_factory(bus_number: int) -> Callable[[], I2CBus]:
+    def open_bus() -> I2CBus:
+        import smbus2  # only a real meter needs it; tests and --simulate never import it
+
+        return smbus2.SMBus(bus_number)
+    return open_bus
+
+
+def _check_channels(consumer: int, producer: int, shunt_ohms: Sequence[float],
+                    source: str) -> None:
+    for key, channel in (("meter.consumer_channel", consumer),
+                         ("meter.producer_channel", producer)):
+        if channel not in SHUNT_VOLTAGE:
+            raise ConfigError("must be 1, 2 or 3", path=source, key=key, value=channel)
+    if consumer == producer:
+        raise ConfigError("must differ from meter.consumer_channel", path=source,
+                          key="meter.producer_channel", value=producer)
+    if len(shunt_ohms) != 3 or not all(r > 0 for r in shunt_ohms):
+        raise ConfigError("must be three resistances above 0 ohm, one per channel",
+                          path=source, key="meter.shunt_ohms", value=list(shunt_ohms))
+
+
+# -- the driver -----------------------------------------------------------------------
+
+class INA3221Sensor:
+    """Consumer and producer power from one INA3221 (implements ``Sensor``).
+
+    I2C errors never escape as ``OSError``: a failed sample raises
+    ``SensorReadError``; after ``failures_before_reconnect`` failures in a row
+    the bus is closed and reopened with exponential backoff (``clock`` seconds),
+    re-checking the chip's identity and rewriting its configuration.
+    """
+
+    def __init__(self, bus_factory: Callable[[], I2CBus], *, address: int,
+                 consumer_channel: int, producer_channel: int, shunt_ohms: Sequence[float],
+                 sample_interval_s: float, averages: int | str, bus_conversion_us: int,
+                 shunt_conversion_us: int, clock: Callable[[], float] = time.monotonic,
+                 i2c_bus: int | None = None, source: str = "",
+                 failures_before_reconnect: int = 5, backoff_initial_s: float = 1.0,
+                 backoff_max_s: float = 60.0, healthy_after_s: float = 30.0) -> None:
+        """Check the settings and fix the scale factors; touches no hardware.
+
+        Raises:
+            ConfigError: bad channel, shunt, conversion time, or an averaging
+                count whose update is not shorter than ``sample_interval_s``.
+        """
+        _check_channels(consumer_channel, producer_channel, shunt_ohms, source)
+        for key, us in (("meter.bus_conversion_us", bus_conversion_us),
+                        ("meter.shunt_conversion_us", shunt_conversion_us)):
+            if us not in CONVERSION_US_CODE:
+                raise ConfigError("must be one of " + ", ".join(map(str, CONVERSION_US_CODE)),
+                                  path=source, key=key, value=us)
+        self.averages = choose_averages(averages, sample_interval_s, 2, bus_conversion_us,
+                                        shunt_conversion_us, source=source)
+        self.update_time_s = update_time_s(2, self.averages, bus_conversion_us,
+                                           shunt_conversion_us)
+        self.config_word = config_word((consumer_channel, producer_channel), self.averages,
+                                       bus_conversion_us, shunt_conversion_us)
+        self._bus_factory = bus_factory
+        self._address = address
+        self._channels = (consumer_channel, producer_channel)
+        self._shunt_ohms = tuple(shunt_ohms[ch - 1] for ch in self._channels)
+        self._sample_interval_s = sample_interval_s
+        self._conversion_us = (bus_conversion_us, shunt_conversion_us)
+        self._clock = clock
+        self._bus_name = f"/dev/i2c-{i2c_bus}" if i2c_bus is not None else "the I2C bus"
+        self._i2c_bus = i2c_bus
+        self._where = f"INA3221 0x{address:02x} on {self._bus_name}"
+        self._registers = tuple(reg[ch].address for ch in self._channels
+                                for reg in (SHUNT_VOLTAGE, BUS_VOLTAGE))
+        # mW = (code_sh * 0.04 mV / R ohm = mA) * (code_bus * 0.008 V): one factor per channel
+        self._mw_per_code2 = tuple(SHUNT_VOLTAGE[1].lsb / r * BUS_VOLTAGE[1].lsb
+                                   for r in self._shunt_ohms)
+        self._bus_code_max = int(BUS_VOLTAGE_MAX_V / BUS_VOLTAGE[1].lsb)
+        self._failures_before_reconnect = failures_before_reconnect
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._healthy_after_s = healthy_after_s
+        self._bus: I2CBus | None = None
+        self._opened = False
+        self._warming = False
+        self._fresh_at = 0.0
+        self._state = _HEALTHY
+        self._failures = 0  # in a row
+        self._episode_failures = 0  # since the state left healthy
+        self._last_failure_at = 0.0
+        self._last_errno: int | None = None
+        self._backoff_s = backoff_initial_s
+        self._retry_at = 0.0
+        self.read_errors = 0
+        self.implausible_readings = 0
+        self.reconnects = 0
+
+    @classmethod
+    def from_config(cls, meter: MeterConfig, *, clock: Callable[[], float] = time.monotonic,
+                    source: str = "") -> INA3221Sensor:
+        """The driver for the chip ``[meter]`` names, on a real ``smbus2.SMBus``.
+
+        Nothing is opened yet; call ``open()``. ``source`` is the config file
+        path, used in error messages.
+
+        Raises:
+            ConfigError: as for the constructor.
+        """
+        return cls(_smbus_factory(meter.i2c_bus), address=meter.i2c_address,
+                   consumer_channel=meter.consumer_channel,
+                   producer_channel=meter.producer_channel, shunt_ohms=meter.shunt_ohms,
+                   sample_interval_s=meter.sample_interval_s, averages=meter.averages,
+                   bus_conversion_us=meter.bus_conversion_us,
+                   shunt_conversion_us=meter.shunt_conversion_us, clock=clock,
+                   i2c_bus=meter.i2c_bus, source=source)
+
+    # -- Sensor protocol ------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the bus, check the chip is an INA3221 and configure it.
+
+        The first sample is only taken once one full update (``update_time_s``)
+        has run with the new configuration; earlier reads raise SensorReadError.
+
+        Raises:
+            SensorError: no such bus, no permission, nothing answering, another
+                chip at the address, or the configuration did not stick.
+        """
+        if self._bus is not None:
+            return
+        try:
+            self._connect()
+        except OSError as err:
+            raise SensorError(self._explain(err)) from None
+        self._opened = True
+        self._state = _HEALTHY
+        log.debug("%s", self.describe())
+
+    def read(self, t: float) -> Sample:
+        """Both channels' power now, in mW, stamped with monotonic time ``t``.
+
+        Raises:
+            ImplausibleReading: the chip answered with a saturated shunt or a
+                bus voltage above 26 V.
+            SensorReadError: this sample could not be taken (I2C error, bus
+                closed while backing off, first update not finished).
+        """
+        cs, cb, ps, pb = self._read_codes()
+        k_consumer, k_producer = self._mw_per_code2
+        return Sample(t, cs * cb * k_consumer, ps * pb * k_producer)
+
+    def read_channels(self) -> dict[str, ChannelReading]:
+        """Shunt and bus voltage, current and power of both channels (for ``check``).
+
+        Raises:
+            SensorReadError: as for ``read``.
+        """
+        codes = self._read_codes()
+        readings: dict[str, ChannelReading] = {}
+        for i, role in enumerate(("consumer", "producer")):
+            shunt_mv = codes[2 * i] * SHUNT_VOLTAGE[1].lsb
+            bus_v = codes[2 * i + 1] * BUS_VOLTAGE[1].lsb
+            current_ma = shunt_mv / self._shunt_ohms[i]
+            readings[role] = ChannelReading(self._channels[i], shunt_mv, bus_v, current_ma,
+                                            bus_v * current_ma)
+        return readings
+
+    def describe(self) -> str:
+        """One line: where the chip is, channels, shunts, averaging and counters."""
+        (consumer, producer), (r_c, r_p) = self._channels, self._shunt_ohms
+        bus_us, shunt_us = self._conversion_us
+        return (f"{self._where}: consumer CH{consumer} ({r_c:g} ohm), producer CH{producer} "
+                f"({r_p:g} ohm); {self.averages} averages x 2 channels x ({bus_us} + "
+                f"{shunt_us} us) = {self.update_time_s * 1e3:.1f} ms per update, sample every "
+                f"{self._sample_interval_s:g} s; config 0x{self.config_word:04x}; "
+                f"{self.read_errors} read errors, {self.implausible_readings} implausible, "
+                f"{self.reconnects} reconnects")
+
+    def close(self) -> None:
+        """Release the bus. Safe to call twice; ``read`` afterwards raises SensorError."""
+        self._opened = False
+        if self._bus is not None:
+            _close_quietly(self._bus)
+            self._bus = None
+
+    # -- sampling -----------------------------------------------------------------
+
+    def _read_codes(self) -> tuple[int, int, int, int]:
+        bus = self._bus
+        if bus is None:
+            bus = self._reconnect()
+        if self._warming:
+            self._check_warm()
+        read, addr = bus.read_i2c_block_data, self._address
+        r_cs, r_cb, r_ps, r_pb = self._registers
+        try:
+            cs = _code(read(addr, r_cs, 2))
+            cb = _code(read(addr, r_cb, 2))
+            ps = _code(read(addr, r_ps, 2))
+            pb = _code(read(addr, r_pb, 2))
+        except OSError as err:
+            raise self._failed(err) from None
+        if self._state is not _HEALTHY:
+            self._succeeded()
+        if (cs >= FULL_SCALE_CODE or cs <= -FULL_SCALE_CODE or ps >= FULL_SCALE_CODE
+                or ps <= -FULL_SCALE_CODE or cb > self._bus_code_max or pb > self._bus_code_max):
+            raise self._implausible((cs, cb, ps, pb))
+        return cs, cb, ps, pb
+
+    def _check_warm(self) -> None:
+        now = self._clock()
+        if now < self._fresh_at:
+            raise SensorReadError(f"{self._where}: first update after configuring not done "
+                                  f"yet ({(self._fresh_at - now) * 1e3:.0f} ms to go)")
+        self._warming = False
+
+    def _implausible(self, codes: tuple[int, int, int, int]) -> ImplausibleReading:
+        self.implausible_readings += 1
+        problems = []
+        for i, role in enumerate(("consumer", "producer")):
+            shunt, bus, channel = codes[2 * i], codes[2 * i + 1], self._channels[i]
+            if abs(shunt) >= FULL_SCALE_CODE:
+                problems.append(f"{role} CH{channel} shunt at full scale "
+                                f"({shunt * SHUNT_VOLTAGE[1].lsb:+.2f} mV)")
+            if bus > self._bus_code_max:
+                problems.append(f"{role} CH{channel} bus {bus * BUS_VOLTAGE[1].lsb:.3f} V "
+                                f"above {BUS_VOLTAGE_MAX_V:g} V")
+        message = f"{self._where}: implausible reading: " + "; ".join(problems)
+        if self.implausible_readings == 1:
+            log.warning("%s (further ones are counted, not logged)", message)
+        return ImplausibleReading(message)
+
+    # -- failure and recovery -------------------------------------------------------
+
+    def _failed(self, err: OSError) -> SensorReadError:
+        self.read_errors += 1
+        self._failures += 1
+        self._episode_failures += 1
+        self._last_errno = err.errno
+        self._last_failure_at = self._clock()
+        if self._state is _HEALTHY:
+            self._state = _FAILING
+            log.warning("%s: read failed (%s); counting failures, reconnecting after %d in a row",
+                        self._where, _strerror(err), self._failures_before_reconnect)
+        if self._failures >= self._failures_before_reconnect:
+            self._disconnect(err)
+        return SensorReadError(f"{self._where}: read failed: {_strerror(err)}", errno=err.errno)
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+        if self._clock() - self._last_failure_at >= self._healthy_after_s:
+            log.info("%s: healthy again, no read failure for %g s (%d failed samples before)",
+                     self._where, self._healthy_after_s, self._episode_failures)
+            self._state = _HEALTHY
+            self._episode_failures = 0
+
+    def _disconnect(self, err: OSError) -> None:
+        if self._bus is not None:
+            _close_quietly(self._bus)
+            self._bus = None
+        self._state = _DISCONNECTED
+        self._backoff_s = self._backoff_initial_s
+        self._retry_at = self._clock() + self._backoff_s
+        log.warning("%s: %d reads failed in a row (last: %s); closed the bus, reopening in "
+                    "%g s with backoff", self._where, self._failures, _strerror(err),
+                    self._backoff_s)
+
+    def _reconnect(self) -> I2CBus:
+        if not self._opened:
+            raise SensorError(f"{self._where}: read before open() or after close()")
+        now = self._clock()
+        if now < self._retry_at:
+            raise SensorReadError(f"{self._where}: bus closed after repeated failures; next "
+                                  f"reopen in {self._retry_at - now:.1f} s", errno=self._last_errno)
+        try:
+            self._connect()
+        except (OSError, SensorError) as err:
+            self._last_errno = getattr(err, "errno", None)
+            self._backoff_s = min(2 * self._backoff_s, self._backoff_max_s)
+            self._retry_at = now + self._backoff_s
+            detail = _strerror(err) if isinstance(err, OSError) else str(err)
+            log.debug("%s: reopen failed (%s); next try in %g s", self._where, detail,
+                      self._backoff_s)
+            raise SensorReadError(f"{self._where}: reopen failed ({detail}); next try in "
+                                  f"{self._backoff_s:g} s", errno=self._last_errno) from None
+        log.info("%s: reconnected after %d failed samples", self._where, self._episode_failures)
+        self.reconnects += 1
+        self._state = _HEALTHY
+        self._failures = self._episode_failures = 0
+        self._backoff_s = self._backoff_initial_s
+        assert self._bus is not None
+        return self._bus
+
+    # -- connecting ---------------------------------------------------------------
+
+    def _connect(self) -> None:
+        """Open the bus, verify the chip, write and verify the configuration.
+
+        Raises:
+            OSError: from the bus (the caller decides what it means).
+            SensorError: another chip, or the configuration did not stick.
+        """
+        bus = self._bus_factory()
+        try:
+            self._verify_identity(bus)
+            self._configure(bus)
+        except BaseException:
+            _close_quietly(bus)
+            raise
+        self._bus = bus
+        self._warming = True
+        self._fresh_at = self._clock() + self.update_time_s * _WARMUP_MARGIN
+
+    def _verify_identity(self, bus: I2CBus) -> None:
+        maker = _word(bus.read_i2c_block_data(self._address, MANUFACTURER_ID.address, 2))
+        die = _word(bus.read_i2c_block_data(self._address, DIE_ID.address, 2))
+        if (maker, die) != (INA3221_MANUFACTURER_ID, INA3221_DIE_ID):
+            raise SensorError(
+                f"{self._where} is not an INA3221: read manufacturer ID 0x{maker:04x} and die "
+                f"ID 0x{die:04x}, expected 0x{INA3221_MANUFACTURER_ID:04x} and "
+                f"0x{INA3221_DIE_ID:04x}; check meter.i2c_address and the chip on the board")
+
+    def _configure(self, bus: I2CBus) -> None:
+        word = self.config_word
+        bus.write_i2c_block_data(self._address, CONFIGURATION.address, [word >> 8, word & 0xFF])
+        back = _word(bus.read_i2c_block_data(self._address, CONFIGURATION.address, 2))
+        if back != word:
+            raise SensorError(f"{self._where}: wrote configuration 0x{word:04x} but read back "
+                              f"0x{back:04x}")
+
+    def _explain(self, err: OSError) -> str:
+        """One actionable line for an ``OSError`` met while opening."""
+        what = f"{self._where}: {_strerror(err)}"
+        bus = self._i2c_bus if self._i2c_bus is not None else "N"
+        if err.errno == errno.ENOENT:
+            return (f"{what}: {self._bus_name} does not exist; enable I2C with "
+                    "`sudo raspi-config nonint do_i2c 0` and reboot")
+        if err.errno in (errno.EACCES, errno.EPERM):
+            return (f"{what}: no permission to open {self._bus_name}; add the service user "
+                    "to the i2c group")
+        if err.errno == errno.EBUSY:
+            return (f"{what}: a kernel driver has claimed the address (an ina3221 dtoverlay?); "
+                    "remove it from /boot/firmware/config.txt")
+        if err.errno in _NO_ANSWER:
+            return (f"{what}: nothing answers; check SDA, SCL, VS and GND wiring and the A0 "
+                    f"pin; `i2cdetect -y {bus}` should show {self._address:02x}")
+        return what
