@@ -84,6 +84,7 @@ class Daemon:
         """Run until ``request_stop``. Raises SensorError/LedgerError at start-up."""
         m, r = self.config.meter, self.config.round
         self.sensor.open()
+        self.stop.wait(getattr(self.sensor, "warmup_s", 0.0))  # first conversion under way
         ledger = Ledger(self.ledger_path)
         try:
             resume = ledger.load_checkpoint()

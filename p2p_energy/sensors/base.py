@@ -32,6 +32,9 @@ class Sensor(Protocol):
             SensorReadError: this sample could not be taken (counted, skipped).
         """
 
+    # Optional: ``warmup_s`` (float property), seconds before the first read can
+    # succeed after ``open``; the daemon waits that long before its first sample.
+
     def describe(self) -> str:
         """A one-line description for logs and ``check`` (no secrets)."""
 

@@ -337,6 +337,11 @@ class INA3221Sensor:
         k_consumer, k_producer = self._mw_per_code2
         return Sample(t, cs * cb * k_consumer, ps * pb * k_producer)
 
+    @property
+    def warmup_s(self) -> float:
+        """Seconds until the first update with the written configuration is done."""
+        return max(self._fresh_at - self._clock(), 0.0) if self._warming else 0.0
+
     def read_channels(self) -> dict[str, ChannelReading]:
         """Shunt and bus voltage, current and power of both channels (for ``check``).
 

@@ -1,0 +1,81 @@
+"""The daemon on the INA3221 driver over real smbus2, with the kernel emulated beneath it."""
+
+import errno
+import random
+import threading
+
+import pytest
+from i2c_emulator import FakeI2CAdapter, INA3221Chip
+
+from p2p_energy import config
+from p2p_energy.daemon import Daemon
+from p2p_energy.ledger import Ledger
+from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.sensors.ina3221 import INA3221Sensor
+from p2p_energy.wallet.dryrun import DryRunWallet
+
+ROUNDS, LENGTH_S, INTERVAL_S = 60, 0.1, 0.01
+
+
+class FlakyAdapter(FakeI2CAdapter):
+    """Every transfer fails with a random I2C errno with probability ``rate``."""
+
+    rate = 0.05
+    rng = random.Random(7)
+    codes = (errno.EIO, errno.ETIMEDOUT, errno.EREMOTEIO)
+
+    def _smbus(self, chip, msg):
+        if self.rng.random() < self.rate:
+            self.faults_fired += 1
+            code = self.rng.choice(self.codes)
+            raise OSError(code, "injected")
+        return super()._smbus(chip, msg)
+
+    def _rdwr(self, arg):
+        if self.rng.random() < self.rate:
+            self.faults_fired += 1
+            raise OSError(errno.EIO, "injected")
+        return super()._rdwr(arg)
+
+
+@pytest.fixture
+def flaky_run(tmp_path):
+    chip = INA3221Chip(shunt_ohms=(0.1, 0.1, 0.1))
+    chip.set_input(1, current_ma=50.0 / 3.0, load_v=3.0)   # 50 mW consumer
+    chip.set_input(2, current_ma=100.0, load_v=5.0)         # 500 mW producer
+    adapter = FlakyAdapter({0x40: chip}, bus=1)
+    cfg = config.build({"meter": {"sensor": "ina3221", "sample_interval_s": INTERVAL_S},
+                        "round": {"length_s": LENGTH_S, "checkpoint_s": 0.5},
+                        "wallet": {"backend": "dry-run"}}, source="test.toml")
+    path = str(tmp_path / "ledger.db")
+    with adapter.installed():
+        sensor = INA3221Sensor.from_config(cfg.meter, source=cfg.source)
+        payer = Payer(lambda: Ledger(path), DryRunWallet, PayerPolicy(poll_s=0.05))
+        daemon = Daemon(cfg, sensor, path, payer)
+        timer = threading.Timer(ROUNDS * LENGTH_S + 0.05, daemon.request_stop)
+        timer.start()
+        daemon.run()  # returns only when asked to stop: a failing sensor never ends it
+    ledger = Ledger(path)
+    yield ledger.report(), daemon.stats, adapter
+    ledger.close()
+
+
+def test_rounds_close_on_time_with_five_percent_of_reads_failing(flaky_run):
+    report, stats, adapter = flaky_run
+    rounds = report["rounds"]
+    full = [r for r in rounds if r["duration_s"] == pytest.approx(LENGTH_S)]
+    assert len(full) >= ROUNDS - 1
+    assert adapter.faults_fired > 0 and stats.failed > 0
+    taken = sum(r["samples"] for r in rounds)
+    failed = sum(r["failed_samples"] for r in rounds)
+    due = sum(r["expected_samples"] for r in rounds)
+    assert taken + failed + stats.missed == due  # every due sample is accounted for
+    assert taken > 0.5 * due
+
+
+def test_energy_from_the_chip_is_bus_voltage_times_current(flaky_run):
+    report, _, _ = flaky_run
+    for r in report["rounds"]:
+        if r["samples"] > 2 and r["metered_s"] > 0:
+            assert r["consumer_mws"] / r["metered_s"] == pytest.approx(50.0, rel=0.03)
+            assert r["producer_avg_mw"] == pytest.approx(500.0, rel=0.01)
