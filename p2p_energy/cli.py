@@ -69,34 +69,8 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def build_sensor(cfg: Config):  # -> Sensor
-    """The sensor named by ``meter.sensor``."""
-    m = cfg.meter
-    if m.sensor == "simulated":
-        from .sensors.simulated import SimulatedSensor
-        return SimulatedSensor()
-    if m.sensor == "replay":
-        from .sensors.replay import ReplaySensor
-        return ReplaySensor(m.replay_file, cfg.source)
-    from .sensors.ina3221 import INA3221Sensor
-    return INA3221Sensor.from_config(m, source=cfg.source)
-
-
-def wallet_factory(cfg: Config):  # -> Callable[[], Wallet]
-    """A function that opens the wallet; called in the payer thread (imports PyOTA lazily)."""
-    w = cfg.wallet
-    if w.backend == "dry-run":
-        from .wallet.dryrun import DryRunWallet
-        latency = getattr(w, "dry_run_latency_s", 0.0)
-        return lambda: DryRunWallet(receiver=w.receiver, latency_s=latency)
-
-    def open_pyota():
-        from .wallet.pyota_wallet import PyotaWallet
-        return PyotaWallet.from_config(w)
-    return open_pyota
-
-
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from .build import build_sensor, wallet_opener
     from .daemon import Daemon
     from .ledger import Ledger
     from .notify import Notifier, watchdog_interval_s
@@ -107,7 +81,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
                          promote_after_s=w.promote_after_s,
                          reattach_after_s=w.reattach_after_s, retry_max_s=w.retry_max_s)
     path = cfg.ledger.path
-    payer = Payer(lambda: Ledger(path), wallet_factory(cfg), policy)
+    payer = Payer(lambda: Ledger(path), wallet_opener(cfg), policy)
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, build_sensor(cfg), path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0)

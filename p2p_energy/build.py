@@ -1,0 +1,49 @@
+"""Builds the concrete sensor and wallet a config names. Heavy imports stay lazy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from .config import Config, load_seed
+from .sensors.base import Sensor
+from .wallet.base import Wallet
+
+
+def build_sensor(cfg: Config) -> Sensor:
+    """The sensor named by ``meter.sensor`` (no hardware is touched until ``open``).
+
+    Raises:
+        ConfigError: settings the sensor cannot work with.
+    """
+    m = cfg.meter
+    if m.sensor == "simulated":
+        from .sensors.simulated import SimulatedSensor
+        return SimulatedSensor()
+    if m.sensor == "replay":
+        from .sensors.replay import ReplaySensor
+        return ReplaySensor(m.replay_file, cfg.source)
+    from .sensors.ina3221 import INA3221Sensor
+    return INA3221Sensor.from_config(m, source=cfg.source)
+
+
+def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
+    """A function that opens the wallet, for the payer thread to call.
+
+    The seed is read here, at start-up, so that a missing or unsafe seed is a
+    config error before anything runs; PyOTA is imported only when the payer
+    opens the wallet, after the first sample.
+
+    Raises:
+        ConfigError: no usable seed for the PyOTA wallet.
+    """
+    w = cfg.wallet
+    if w.backend == "dry-run":
+        from .wallet.dryrun import DryRunWallet
+        return lambda: DryRunWallet(receiver=w.receiver, latency_s=w.dry_run_latency_s)
+    with_seed = replace(w, seed=load_seed(cfg))
+
+    def open_pyota() -> Wallet:
+        from .wallet.pyota_wallet import PyotaWallet
+        return PyotaWallet(with_seed)
+    return open_pyota

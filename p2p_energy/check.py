@@ -1,0 +1,123 @@
+"""``p2p-energy check``: is everything the daemon needs there and answering?
+
+Validates the config (already done by the CLI), reads the sensor once, asks
+the node for its info and the wallet's balance, and prints a short report.
+Exit 0 only if every line is ``ok``. Never prints the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from .config import Config, load_seed
+from .errors import P2PEnergyError
+
+OK, FAIL, INFO = "ok", "FAIL", "  "
+
+
+def cmd_check(cfg: Config, args: argparse.Namespace,
+              print_line: Callable[[str], None] = print) -> int:
+    """Run the checks and print one line each. Returns the exit code (0 or 1)."""
+    failures = 0
+
+    def report(status: str, what: str) -> None:
+        nonlocal failures
+        failures += status == FAIL
+        print_line(f"{status:4} {what}")
+
+    report(OK, f"config {cfg.source or '(defaults, --simulate)'}")
+    _check_sensor(cfg, report)
+    _check_ledger(cfg, report)
+    _check_wallet(cfg, report)
+    print_line("all checks passed" if not failures else f"{failures} check(s) failed")
+    return 0 if not failures else 1
+
+
+def _check_sensor(cfg: Config, report: Callable[[str, str], None]) -> None:
+    from .build import build_sensor  # the same construction the daemon uses
+
+    try:
+        sensor = build_sensor(cfg)
+        sensor.open()
+    except P2PEnergyError as err:
+        report(FAIL, f"sensor: {err}")
+        return
+    try:
+        time.sleep(getattr(sensor, "warmup_s", 0.0))
+        report(OK, f"sensor: {sensor.describe()}")
+        channels = getattr(sensor, "read_channels", None)
+        if channels is not None:
+            for role, r in channels().items():
+                report(OK, f"{role} CH{r.channel}: {r.bus_voltage_v:.3f} V,"
+                           f" {r.shunt_voltage_mv:+.3f} mV shunt,"
+                           f" {r.current_ma:+.2f} mA, {r.power_mw:+.1f} mW")
+        else:
+            s = sensor.read(time.monotonic())
+            report(OK, f"reading: consumer {s.consumer_mw:.1f} mW, producer {s.producer_mw:.1f} mW")
+    except P2PEnergyError as err:
+        report(FAIL, f"sensor reading: {err}")
+    finally:
+        sensor.close()
+
+
+def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
+    path = Path(cfg.ledger.path)
+    if path.exists():
+        from .ledger import Ledger
+        try:
+            ledger = Ledger(path)
+        except P2PEnergyError as err:
+            report(FAIL, f"ledger: {err}")
+            return
+        t = ledger.totals()
+        ledger.close()
+        report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} IOTA, paid {t['paid_iota']},"
+                   f" queued {t['queued_iota']}")
+    elif path.parent.is_dir() or not path.parent.exists():
+        report(OK, f"ledger {path}: not created yet (the daemon creates it)")
+
+
+def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
+    w = cfg.wallet
+    if w.backend == "dry-run":
+        report(OK, "wallet: dry-run (no node, no tokens move)")
+        return
+    if not w.receiver:
+        report(FAIL, f"{cfg.source}: wallet.receiver: not set (the producer's address)")
+    try:
+        seed = load_seed(cfg)
+    except P2PEnergyError as err:
+        report(FAIL, f"wallet seed: {err}")
+        return
+    from .wallet.pyota_wallet import PyotaWallet
+    wallet = PyotaWallet(replace(w, seed=seed))
+    try:
+        info = wallet.node_info()
+        report(OK, f"node {w.node_url}: {info.get('appName', '?')} {info.get('appVersion', '')},"
+                   f" milestone {info.get('latestMilestoneIndex', '?')}")
+        index = _input_index(cfg)
+        balance = wallet.balance(index)
+        status = OK if balance > 0 else FAIL
+        report(status, f"wallet: {balance} IOTA at key index {index},"
+                       f" address {wallet.address(index)}")
+    except P2PEnergyError as err:
+        report(FAIL, f"node {w.node_url}: {err}")
+    finally:
+        wallet.close()
+
+
+def _input_index(cfg: Config) -> int:
+    """The key index the next payment spends from: the ledger's, or ``start_index``."""
+    path = Path(cfg.ledger.path)
+    if not path.exists():
+        return cfg.wallet.start_index
+    from .ledger import Ledger
+    ledger = Ledger(path)
+    try:
+        return ledger.input_index(cfg.wallet.start_index)
+    finally:
+        ledger.close()

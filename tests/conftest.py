@@ -1,0 +1,3 @@
+"""Shared pytest fixtures. Add your own below; keep big ones in their own module."""
+
+from node_fixtures import legacy_node  # noqa: F401  (the legacy IOTA test node)
