@@ -2,14 +2,27 @@
 
 Every key, its type, its default and its allowed range live in ``SCHEMA``
 below: that table is the one place defaults are written. Every error names
-file, key and value in one line (``ConfigError``). The seed is never shown.
+file, key and value in one line (``ConfigError``), values written as TOML
+(``true``, ``"text"``). The seed is never shown, and is never stored in an error.
+
+The wallet seed comes from one of three places, read by ``load_seed()`` (the
+CLI calls it only when it builds a real wallet): ``wallet.seed`` in the TOML,
+the file named by ``wallet.seed_file``, or the systemd credential
+``$CREDENTIALS_DIRECTORY/seed`` (``LoadCredential=seed:...`` in the unit).
+A config file that holds a seed, and a seed file, must not be readable by
+group or others.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
+import json
 import math
 import os
+import re
+import shlex
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .trytes import SEED_TRYTES, has_valid_checksum
 
 SENSORS = ("ina3221", "simulated", "replay")
 BACKENDS = ("pyota", "dry-run")
@@ -72,6 +86,7 @@ class WalletConfig:
     promote_after_s: float = 60.0
     reattach_after_s: float = 300.0
     retry_max_s: float = 300.0
+    dry_run_latency_s: float = 0.0  # backend = "dry-run": seconds each network step takes
     # Kept out of repr() so that printing a Config can never show it.
     seed: str = field(default="", repr=False)
 
@@ -103,6 +118,16 @@ def _int(lo: int, hi: int) -> Callable[[Any], int]:
     return check
 
 
+def _i2c_address(v: Any) -> int:
+    # TOML turns 0x41 into 65, so say the rule (and the value) in hex.
+    rule = "must be 0x40, 0x41, 0x42 or 0x43 (as set by the A0 pin), without quotes"
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(rule)
+    if not 0x40 <= v <= 0x43:
+        raise ValueError(rule + (f"; this is 0x{v:02x}" if v >= 0 else ""))
+    return v
+
+
 def _float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[Any], float]:
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -118,7 +143,7 @@ def _float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[Any], fl
 def _choice(options: tuple[Any, ...]) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if isinstance(v, bool) or v not in options:
-            raise ValueError("must be one of " + ", ".join(repr(o) for o in options))
+            raise ValueError("must be one of " + ", ".join(_toml(o) for o in options))
         return v
     return check
 
@@ -155,10 +180,15 @@ def _tag(v: Any) -> str:
     return v
 
 
+_SEED_RULE = (f"must be exactly {SEED_TRYTES} trytes (capital letters A-Z and 9);"
+              " pad a shorter seed with 9s on the right, which IOTA treats as the same seed")
+
+
 def _seed(v: Any) -> str:
+    # "" means "not set here": the seed then comes from seed_file or the credential.
     v = _str(v)
-    if v and (len(v) > 81 or not set(v) <= TRYTE_ALPHABET):
-        raise ValueError("must be up to 81 trytes: capital letters A-Z and 9 only")
+    if v and (len(v) != SEED_TRYTES or not set(v) <= TRYTE_ALPHABET):
+        raise ValueError(_SEED_RULE)
     return v
 
 
@@ -166,6 +196,9 @@ def _receiver(v: Any) -> str:
     v = _str(v)
     if v and (len(v) not in (81, 90) or not set(v) <= TRYTE_ALPHABET):
         raise ValueError("must be an IOTA address: 81 trytes, or 90 with its checksum (A-Z, 9)")
+    if len(v) == 90 and not has_valid_checksum(v):
+        # Never suggest the right checksum: it exists to catch a mistyped address.
+        raise ValueError("has a wrong checksum (its last 9 trytes): check the address for a typo")
     return v
 
 
@@ -181,7 +214,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "meter": {
         "sensor": _choice(SENSORS),
         "i2c_bus": _int(0, 255),
-        "i2c_address": _int(0x40, 0x43),
+        "i2c_address": _i2c_address,
         "consumer_channel": _int(1, 3),
         "producer_channel": _int(1, 3),
         "shunt_ohms": _shunts,
@@ -216,6 +249,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "promote_after_s": _float(0.01, 86400.0),
         "reattach_after_s": _float(0.01, 86400.0),
         "retry_max_s": _float(0.01, 86400.0),
+        "dry_run_latency_s": _float(0.0, 600.0),
     },
     "ledger": {
         "path": _str,
@@ -228,13 +262,65 @@ _SECTION_TYPES = {
 }
 
 
+# -- one-line, TOML-flavoured error text
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SHOWN_CHARS = 100  # room for a 90-tryte address in quotes
+_HIDDEN = object()  # "do not show a value": the value is a secret, or beside the point
+
+
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character escaped, so it stays on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] if ord(c) < 0x10000
+                   else f"\\U{ord(c):08X}" for c in text)
+
+
+def _toml(value: Any) -> str:
+    """``value`` as it would be written in TOML (true, "text", [1, 2]), on one line."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = '"' + _printable(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(_toml(v) for v in value) + "]"
+    elif isinstance(value, Mapping):
+        text = "{" + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    elif isinstance(value, int | float):
+        text = repr(value)
+    else:  # dates and times
+        text = _printable(value.isoformat() if hasattr(value, "isoformat") else str(value))
+    if len(text) > _SHOWN_CHARS:
+        text = text[:_SHOWN_CHARS - 3] + "..."
+    return text
+
+
+def _key(part: str) -> str:
+    return part if _BARE_KEY.fullmatch(part) else _toml(part)
+
+
+def _error(reason: str, *, path: str, key: str = "", value: Any = _HIDDEN) -> ConfigError:
+    """A ``ConfigError`` whose one-line text shows ``value`` in TOML syntax."""
+    shown = value is not _HIDDEN
+    err = ConfigError(reason, path=path, key=key, value=value if shown else None,
+                      show_value=shown)
+    where = _printable(path or "<config>")
+    if key:
+        where += f": {key}" + (f" = {_toml(value)}" if shown else "")
+    err.args = (f"{where}: {_printable(reason)}",)
+    return err
+
+
 def _did_you_mean(name: str, options: Any) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {_toml(close[0])}?)" if close else ""
 
 
-def _shown(key: str, value: Any) -> bool:
-    return key not in SECRET_KEYS
+def _shown(key: str, value: Any) -> Any:
+    return _HIDDEN if key in SECRET_KEYS else value
 
 
 def build(data: Mapping[str, Any], *, source: str = "") -> Config:
@@ -246,23 +332,24 @@ def build(data: Mapping[str, Any], *, source: str = "") -> Config:
     sections: dict[str, Any] = {}
     for section, body in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"unknown section{_did_you_mean(section, SCHEMA)}",
-                              path=source, key=f"[{section}]")
+            raise _error(f"unknown section{_did_you_mean(section, SCHEMA)}",
+                         path=source, key=f"[{_key(section)}]")
         if not isinstance(body, Mapping):
-            raise ConfigError("must be a table", path=source, key=section, value=body)
+            # A whole section given as a value (wallet = "...") may well be the seed.
+            raise _error("must be a table", path=source, key=section)
         values = {}
         for key, raw in body.items():
-            dotted = f"{section}.{key}"
+            dotted = f"{section}.{_key(key)}"
             validator = SCHEMA[section].get(key)
             if validator is None:
-                hint = _did_you_mean(key, SCHEMA[section])
-                raise ConfigError(f"unknown key{hint}", path=source, key=dotted, value=raw,
-                                  show_value=_shown(dotted, raw))
+                # The value of an unknown key is not shown: it may be a misspelt seed.
+                raise _error(f"unknown key{_did_you_mean(key, SCHEMA[section])}",
+                             path=source, key=dotted)
             try:
                 values[key] = validator(raw)
             except ValueError as err:
-                raise ConfigError(str(err), path=source, key=dotted, value=raw,
-                                  show_value=_shown(dotted, raw)) from None
+                raise _error(str(err), path=source, key=dotted,
+                             value=_shown(dotted, raw)) from None
         sections[section] = _SECTION_TYPES[section](**values)
     config = Config(**sections, source=source)
     _check_together(config)
@@ -273,37 +360,150 @@ def _check_together(c: Config) -> None:
     """Rules that involve more than one key."""
     m, src = c.meter, c.source
     if m.consumer_channel == m.producer_channel:
-        raise ConfigError("must differ from meter.consumer_channel", path=src,
-                          key="meter.producer_channel", value=m.producer_channel)
+        raise _error("must differ from meter.consumer_channel", path=src,
+                     key="meter.producer_channel", value=m.producer_channel)
     if m.sensor == "replay" and not m.replay_file:
-        raise ConfigError('is required when meter.sensor = "replay"', path=src,
-                          key="meter.replay_file", value=m.replay_file)
+        raise _error('is required when meter.sensor = "replay"', path=src,
+                     key="meter.replay_file", value=m.replay_file)
     if c.round.length_s < m.sample_interval_s:
-        raise ConfigError(f"must be at least meter.sample_interval_s ({m.sample_interval_s:g})",
-                          path=src, key="round.length_s", value=c.round.length_s)
+        raise _error(f"must be at least meter.sample_interval_s ({m.sample_interval_s:g})",
+                     path=src, key="round.length_s", value=c.round.length_s)
     if c.wallet.seed and c.wallet.seed_file:
-        raise ConfigError("set wallet.seed or wallet.seed_file, not both", path=src,
-                          key="wallet.seed_file", value=c.wallet.seed_file)
+        raise _error("set wallet.seed or wallet.seed_file, not both", path=src,
+                     key="wallet.seed_file", value=c.wallet.seed_file)
 
 
 def load(path: str | os.PathLike[str]) -> Config:
     """Read and validate a TOML config file.
 
     Raises:
-        ConfigError: the file is unreadable, not TOML, or holds a bad value.
+        ConfigError: the file is unreadable, not TOML, or holds a bad value; or it
+            holds ``wallet.seed`` and group or others may read it.
     """
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            raw = f.read()
     except OSError as err:
-        raise ConfigError(f"cannot read config file: {err.strerror}", path=source) from None
+        raise _error(f"cannot read config file: {err.strerror or err}", path=source) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError("is not UTF-8 text", path=source) from None
+        raise _error("is not UTF-8 text", path=source) from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"is not valid TOML: {err}", path=source) from None
-    return build(data, source=source)
+        raise _error(f"is not valid TOML: {err}", path=source) from None
+    config = build(data, source=source)
+    if config.wallet.seed:
+        _refuse_if_shared(source, mode, "holds wallet.seed but")
+    return config
+
+
+# -- the seed
+
+
+def _refuse_if_shared(path: str, mode: int, what: str, *, source: str = "", key: str = "",
+                      value: Any = _HIDDEN) -> None:
+    """Raise if the file ``path``, which holds the seed, is readable by group or others."""
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return
+    who = {stat.S_IRGRP: "group", stat.S_IROTH: "others"}.get(
+        mode & (stat.S_IRGRP | stat.S_IROTH), "group and others")
+    raise _error(f"{what} is readable by {who} (mode {stat.S_IMODE(mode):04o}):"
+                 f" run chmod 600 {shlex.quote(path)}", path=source or path, key=key, value=value)
+
+
+def load_seed(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
+    """The wallet seed: 81 trytes, from the first place that has one.
+
+    1. ``wallet.seed`` in the config (``load()`` already checked the file mode);
+    2. the file ``wallet.seed_file`` (relative to the config file's folder);
+       whitespace around the seed is ignored, and the file must not be
+       readable by group or others;
+    3. the systemd credential ``$CREDENTIALS_DIRECTORY/seed``.
+
+    Call it once at start-up, and only for a wallet that signs (not dry-run).
+
+    Raises:
+        ConfigError: no seed anywhere, a file that cannot be read, is shared,
+            or does not hold 81 trytes. The message never contains the seed.
+    """
+    env = os.environ if environ is None else environ
+    w = config.wallet
+    if w.seed:
+        return w.seed
+    if w.seed_file:
+        path = Path(w.seed_file).expanduser()
+        if not path.is_absolute() and config.source:
+            path = Path(config.source).parent / path
+        return _read_seed(str(path), source=config.source, key="wallet.seed_file",
+                          value=w.seed_file)
+    creds = env.get("CREDENTIALS_DIRECTORY", "")
+    if creds:
+        # systemd made this file for us, owner-only plus an ACL for the service
+        # user; the ACL mask shows up as group bits, so the mode is not checked.
+        return _read_seed(os.path.join(creds, "seed"))
+    raise _error("no seed: set wallet.seed_file, or run under systemd with"
+                 " LoadCredential=seed:/etc/p2p-energy/seed", path=config.source,
+                 key="wallet.seed")
+
+
+_SEED_FILE_MAX_BYTES = 4096
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks = []
+    while size > 0 and (chunk := os.read(fd, size)):
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDDEN) -> str:
+    """Read and check one seed file; its contents never reach an error.
+
+    With ``key`` (a ``wallet.seed_file``) errors name the config file, the key and
+    its value, and the file's mode is checked. Without, ``path`` is a systemd
+    credential: systemd makes it owner-only plus an ACL for the service user, and
+    the ACL mask shows up as group bits, so its mode is not checked.
+    """
+    def fail(reason: str) -> ConfigError:
+        if key:
+            return _error(reason, path=source, key=key, value=value)
+        return _error(reason, path=path)
+
+    # Name the file unless the error already shows it (as the path, or the key's value).
+    what = "seed file" if key else "seed credential"
+    if key and path != value:
+        what += f" {path}"
+    try:
+        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        hint = ""
+        if not key and err.errno == errno.ENOENT:
+            hint = " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)"
+        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise fail(f"{what} is not a regular file")
+        if key:
+            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
+        raw = _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
+    except OSError as err:
+        raise fail(f"cannot read {what}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    try:
+        seed = _seed(raw.decode("ascii").strip()) if len(raw) <= _SEED_FILE_MAX_BYTES else None
+    except (UnicodeDecodeError, ValueError):
+        seed = None
+    if seed is None:
+        raise fail(f"{what} does not hold a seed: {_SEED_RULE}")
+    if not seed:
+        raise fail(f"{what} is empty")
+    return seed
 
 
 def default_state_dir() -> Path:

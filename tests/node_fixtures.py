@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from legacy_node import LegacyNode, address_of
 
 from p2p_energy.config import WalletConfig
+
+from legacy_node import LegacyNode, address_of
 
 TEST_MWM = 2
 # Fixed seeds: tests must be reproducible. Never a real seed.

@@ -5,7 +5,6 @@ import random
 import threading
 
 import pytest
-from i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 from p2p_energy import config
 from p2p_energy.daemon import Daemon
@@ -13,6 +12,8 @@ from p2p_energy.ledger import Ledger
 from p2p_energy.payer import Payer, PayerPolicy
 from p2p_energy.sensors.ina3221 import INA3221Sensor
 from p2p_energy.wallet.dryrun import DryRunWallet
+
+from i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 ROUNDS, LENGTH_S, INTERVAL_S = 60, 0.1, 0.01
 

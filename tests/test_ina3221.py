@@ -17,12 +17,13 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 from p2p_energy.config import MeterConfig
 from p2p_energy.errors import ConfigError, ImplausibleReading, SensorError, SensorReadError
 from p2p_energy.sensors.base import Sample
 from p2p_energy.sensors.ina3221 import INA3221Sensor
+
+from i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 SHUNT_LSB_MV = 0.040
 BUS_LSB_V = 0.008

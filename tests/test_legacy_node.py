@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from legacy_node import (
     NULL_HASH,
     LegacyNode,

@@ -12,12 +12,13 @@ import warnings
 from typing import Any
 
 import pytest
-from legacy_node import address_of
-from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM, wallet_config
 
 from p2p_energy.errors import InsufficientBalance, WalletError
 from p2p_energy.wallet.base import SignedBundle
 from p2p_energy.wallet.pyota_wallet import PyotaWallet
+
+from legacy_node import address_of
+from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM, wallet_config
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
