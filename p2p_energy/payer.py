@@ -145,16 +145,23 @@ class Payer:
             return 0.0
         now = self.wall()
         age = now - (p.last_attached_at or now)
-        if age >= self.policy.reattach_after_s:
+        reattach = age >= self.policy.reattach_after_s
+        if not reattach and (age >= self.policy.promote_after_s and now - self._promoted_at.get(
+                p.id, 0.0) >= self.policy.promote_after_s):
+            self._promoted_at[p.id] = now
+            try:
+                self._attempt(ledger, p, lambda: wallet.promote(p.tails[-1]))
+                log.info("payment %d unconfirmed after %.0f s: promoted", p.id, age)
+            except WalletError as err:
+                if err.retryable:
+                    raise
+                log.info("payment %d cannot be promoted (%s): reattaching it", p.id, err)
+                reattach = True
+        if reattach:
             tail = self._attempt(ledger, p, lambda: wallet.reattach(p.tails[-1]))
             ledger.record_attach(p.id, tail)
             log.warning("payment %d unconfirmed after %.0f s: reattached the same bundle "
                         "(attachment %d)", p.id, age, len(p.tails) + 1)
-        elif (age >= self.policy.promote_after_s
-              and now - self._promoted_at.get(p.id, 0.0) >= self.policy.promote_after_s):
-            self._attempt(ledger, p, lambda: wallet.promote(p.tails[-1]))
-            self._promoted_at[p.id] = now
-            log.info("payment %d unconfirmed after %.0f s: promoted", p.id, age)
         return self.policy.poll_s
 
     @staticmethod

@@ -157,6 +157,18 @@ def test_unconfirmed_bundle_is_promoted_then_reattached(setup):
     assert ledger.payment(1).status == "confirmed"
 
 
+def test_a_bundle_that_cannot_be_promoted_is_reattached_at_once(setup):
+    ledger, wallet, payer, clock = setup
+    wallet.confirm = False
+    owe(ledger, 6)
+    run_steps(payer, ledger, wallet, 2)
+    clock.now += 61
+    wallet.fail_next = [WalletError("tail not promotable: reattach it", retryable=False)]
+    payer.tick(ledger, wallet)
+    assert wallet.calls[-2:] == ["promote", "reattach"]
+    assert len(ledger.payment(1).tails) == 2
+
+
 def test_non_retryable_prepare_failure_marks_failed_and_is_owed_again(setup):
     ledger, wallet, payer, _ = setup
     owe(ledger, 3)
