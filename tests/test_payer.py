@@ -19,11 +19,12 @@ class ScriptedWallet(DryRunWallet):
         super().__init__()
         self.fail_next: list[Exception] = []
         self.confirm = True
+        self.fail_only = ""  # when set, only this step fails
         self.calls: list[str] = []
 
     def _maybe_fail(self, name):
         self.calls.append(name)
-        if self.fail_next:
+        if self.fail_next and self.fail_only in ("", name):
             raise self.fail_next.pop(0)
 
     def prepare(self, value, i, c):
@@ -163,6 +164,7 @@ def test_a_bundle_that_cannot_be_promoted_is_reattached_at_once(setup):
     owe(ledger, 6)
     run_steps(payer, ledger, wallet, 2)
     clock.now += 61
+    wallet.fail_only = "promote"
     wallet.fail_next = [WalletError("tail not promotable: reattach it", retryable=False)]
     payer.tick(ledger, wallet)
     assert wallet.calls[-2:] == ["promote", "reattach"]
