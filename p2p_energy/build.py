@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .config import Config, load_seed
+from .errors import ConfigError
+from .logs import redact
 from .sensors.base import Sensor
 from .wallet.base import Wallet
 
@@ -41,7 +43,12 @@ def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
     if w.backend == "dry-run":
         from .wallet.dryrun import DryRunWallet
         return lambda: DryRunWallet(receiver=w.receiver, latency_s=w.dry_run_latency_s)
-    with_seed = replace(w, seed=load_seed(cfg))
+    if not w.receiver:
+        raise ConfigError('is required with backend = "pyota": the producer\'s IOTA address',
+                          path=cfg.source, key="wallet.receiver", value="")
+    seed = load_seed(cfg)
+    redact(seed)  # from here on no log line can carry it
+    with_seed = replace(w, seed=seed)
 
     def open_pyota() -> Wallet:
         from .wallet.pyota_wallet import PyotaWallet

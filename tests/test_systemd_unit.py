@@ -1,0 +1,107 @@
+"""The unit file: systemd accepts it, and `systemd-analyze security` rates it <= 2.0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from p2p_energy import config
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "p2p-energy.service"
+MAX_EXPOSURE = 2.0
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+
+
+def _settings(text: str) -> dict[str, list[str]]:
+    """``Section.Key`` -> every value given (systemd allows a key more than once)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out[f"{section}.{key.strip()}"].append(value.strip())
+    return out
+
+
+def _runnable_copy(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at a binary that exists here.
+
+    `verify` checks that the ExecStart binary exists, and /opt/p2p-energy/.venv
+    only exists on an installed Pi. Everything else stays as shipped.
+    """
+    text = UNIT.read_text()
+    exec_start = "ExecStart=/opt/p2p-energy/.venv/bin/p2p-energy "
+    assert exec_start in text
+    real = shutil.which("true") or "/bin/true"
+    copy = tmp_path / UNIT.name
+    copy.write_text(text.replace(exec_start, f"ExecStart={real} "))
+    return copy
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    assert ANALYZE is not None
+    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+@needs_analyze
+def test_systemd_verify_accepts_the_unit(tmp_path: Path) -> None:
+    copy = _runnable_copy(tmp_path)
+    result = _analyze("verify", str(copy))
+    # verify exits 0 even for unknown keys, but warns on stderr: any line about
+    # our unit is a mistake. (Lines about the host's own units are not ours.)
+    ours = [line for line in result.stderr.splitlines() if UNIT.name in line]
+    assert result.returncode == 0, result.stderr
+    assert ours == []
+
+
+@needs_analyze
+def test_security_exposure_is_at_most_2(tmp_path: Path) -> None:
+    result = _analyze("security", "--offline=true", str(UNIT))
+    if "offline" in result.stderr and "unrecognized" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline (needs systemd 250 or later)")
+    match = re.search(r"Overall exposure level for p2p-energy\.service: (\d+(?:\.\d+)?)",
+                      result.stdout)
+    assert match, result.stdout + result.stderr
+    exposure = float(match.group(1))
+    assert exposure <= MAX_EXPOSURE, result.stdout
+
+
+def test_unit_promises_what_the_daemon_relies_on() -> None:
+    s = _settings(UNIT.read_text())
+
+    def one(key: str) -> str:
+        assert len(s[key]) == 1, (key, s[key])
+        return s[key][0]
+
+    assert one("Service.Type") == "notify"  # the daemon sends READY=1 (p2p_energy.notify)
+    assert one("Service.WatchdogSec")  # ... and WATCHDOG=1 at half of it
+    assert one("Service.Restart") == "on-failure"
+    assert one("Service.RestartPreventExitStatus") == "2"  # a config error: restarting won't help
+    assert one("Service.ExecStart") == ("/opt/p2p-energy/.venv/bin/p2p-energy run"
+                                        " -c /etc/p2p-energy/config.toml")
+    assert one("Service.ConfigurationDirectory") == "p2p-energy"
+    assert one("Service.StateDirectory") == "p2p-energy"
+    # The default ledger lives in the state directory, the one writable place.
+    assert config.LedgerConfig().path.startswith("/var/lib/p2p-energy/")
+    assert one("Service.LoadCredential") == "seed:/etc/p2p-energy/seed"
+    assert one("Service.User") == one("Service.Group") == "p2p-energy"
+    assert one("Service.SupplementaryGroups") == "i2c"
+    assert one("Service.DevicePolicy") == "closed"
+    assert one("Service.DeviceAllow") == "char-i2c rw"
+    assert "DynamicUser" not in str(dict(s))
+    families = set(one("Service.RestrictAddressFamilies").split())
+    assert families == {"AF_UNIX", "AF_INET", "AF_INET6"}  # notify socket; the node
+    assert one("Service.TimeoutStopSec")
+    assert one("Install.WantedBy") == "multi-user.target"
