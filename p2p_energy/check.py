@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import Config, load_seed
 from .errors import P2PEnergyError
+from .ledger import Ledger, Payment
 
 OK, FAIL, INFO = "ok", "FAIL", "  "
 
@@ -67,7 +68,6 @@ def _check_sensor(cfg: Config, report: Callable[[str, str], None]) -> None:
 def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
     path = Path(cfg.ledger.path)
     if path.exists():
-        from .ledger import Ledger
         try:
             ledger = Ledger(path)
         except P2PEnergyError as err:
@@ -99,8 +99,14 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
         info = wallet.node_info()
         report(OK, f"node {w.node_url}: {info.get('appName', '?')} {info.get('appVersion', '')},"
                    f" milestone {info.get('latestMilestoneIndex', '?')}")
-        index = _input_index(cfg)
+        index, flying = _wallet_position(cfg)
         balance = wallet.balance(index)
+        if flying is not None:
+            # Until the payment in flight confirms, the funds may be at either address.
+            change = wallet.balance(flying.change_index or index + 1)
+            report(OK, f"payment {flying.id} of {flying.value_iota} IOTA in flight from key"
+                       f" index {index}, change to {flying.change_index}")
+            balance += change
         status = OK if balance > 0 else FAIL
         report(status, f"wallet: {balance} IOTA at key index {index},"
                        f" address {wallet.address(index)}")
@@ -110,14 +116,14 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
         wallet.close()
 
 
-def _input_index(cfg: Config) -> int:
-    """The key index the next payment spends from: the ledger's, or ``start_index``."""
+def _wallet_position(cfg: Config) -> tuple[int, Payment | None]:
+    """The key index the funds are at (the ledger's, or ``start_index``) and any payment
+    signed from it that is not confirmed yet."""
     path = Path(cfg.ledger.path)
     if not path.exists():
-        return cfg.wallet.start_index
-    from .ledger import Ledger
+        return cfg.wallet.start_index, None
     ledger = Ledger(path)
     try:
-        return ledger.input_index(cfg.wallet.start_index)
+        return ledger.input_index(cfg.wallet.start_index), ledger.in_flight()
     finally:
         ledger.close()

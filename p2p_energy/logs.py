@@ -134,6 +134,9 @@ def setup_logging(verbose: bool, *, stream: TextIO | None = None,
         root.removeHandler(_handler)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Libraries' per-request chatter (httpx logs every POST at INFO) is not ours to show.
+    for noisy in ("httpx", "httpcore", "iota"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _handler = handler
     logging.captureWarnings(True)
     return handler
