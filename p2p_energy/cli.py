@@ -89,6 +89,9 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, daemon.request_stop)
     log.info("p2p-energy %s starting (%s)", __version__,
              "simulated sensor, dry-run wallet" if args.simulate else cfg.source)
+    if args.simulate:
+        log.info("simulated day: morning sun, noon, a cloud, dusk and night every 10 minutes; "
+                 "one line per %g s round (add -v to see every sample)", cfg.round.length_s)
     daemon.run()
     log.info("stopped; the open round was closed and recorded")
     return EXIT_OK

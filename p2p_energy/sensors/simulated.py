@@ -1,9 +1,10 @@
 """A deterministic stand-in for the INA3221: a sunny day that turns to dusk.
 
 The day is compressed so that a demo shows the price move within minutes:
-each cycle of ``day_s`` seconds has a sunny half (production rising and
-falling like the sun, with a passing cloud) and a dark half (no production,
-so the price cap applies). The load varies slowly around 60 mW.
+it starts in the morning, and each cycle of ``day_s`` seconds has a sunny
+half (production rising and falling like the sun, with a passing cloud) and a
+dark half (no production, so the price cap applies). The load varies slowly
+around 60 mW.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ class SimulatedSensor:
     """Consumer and producer power as pure functions of time since ``open``."""
 
     def __init__(self, day_s: float = 600.0, peak_producer_mw: float = 800.0,
-                 base_consumer_mw: float = 60.0) -> None:
+                 base_consumer_mw: float = 60.0, start_phase: float = 0.1) -> None:
         self.day_s = day_s
+        self.start_phase = start_phase  # 0 = sunrise, 0.25 = noon, 0.5 = dusk
         self.peak_producer_mw = peak_producer_mw
         self.base_consumer_mw = base_consumer_mw
         self._t0: float | None = None
@@ -39,7 +41,7 @@ class SimulatedSensor:
 
     def producer_mw(self, x: float) -> float:
         """Panel output at ``x`` seconds: a sine arc by day, a cloud, zero by night."""
-        phase = (x % self.day_s) / self.day_s
+        phase = (x / self.day_s + self.start_phase) % 1.0
         if phase >= 0.5:
             return 0.0
         sun = math.sin(math.pi * phase / 0.5)
