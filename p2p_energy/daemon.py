@@ -26,6 +26,11 @@ from .sensors.base import Sensor
 
 log = logging.getLogger(__name__)
 
+# How long a payer in the middle of a network call is waited for on stop. Every
+# payment step is committed before the next begins, so cutting it short loses
+# nothing; this stays well inside the unit's TimeoutStopSec=30s.
+STOP_GRACE_S = 15.0
+
 
 class Notifier(Protocol):
     """What the daemon tells its supervisor (systemd's sd_notify, or nothing)."""
@@ -91,14 +96,13 @@ class Daemon:
             if resume is not None:
                 log.info("resuming the open round from its checkpoint (%.1f s, %.1f mW·s metered)",
                          resume.duration_s, resume.consumer_mws)
-            self.payer.start()
             self.notifier.ready()
             log.info("metering with %s every %g s, rounds of %g s; ledger %s",
                      self.sensor.describe(), m.sample_interval_s, r.length_s, self.ledger_path)
             self._loop(ledger, resume)
         finally:
             self.notifier.stopping()
-            grace = min(self.config.wallet.timeout_s + 5.0, 60.0)
+            grace = STOP_GRACE_S
             if not self.payer.stop(grace):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger", grace)
             ledger.close()
@@ -123,6 +127,8 @@ class Daemon:
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
             self.stats.ticks += 1
+            if self.stats.ticks == 1:
+                self.payer.start()  # after the first sample: PyOTA's import must not delay it
             self.stats.missed += missed
             for done in closed:
                 self._record(ledger, done)

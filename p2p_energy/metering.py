@@ -13,7 +13,7 @@ the panel's diode, noise at night) counts as zero production.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .sensors.base import Sample
 
@@ -64,6 +64,30 @@ class RoundTotals:
 
 
 @dataclass(slots=True)
+class _Running:
+    """The open round's mutable totals (the hot path adds to these in place)."""
+
+    started_at: float
+    carried_s: float = 0.0  # elapsed time carried over from a checkpoint
+    metered_s: float = 0.0
+    consumer_mws: float = 0.0
+    producer_mws: float = 0.0
+    samples: int = 0
+    expected_samples: int = 0
+    failed_samples: int = 0
+
+    @classmethod
+    def resumed(cls, r: RoundTotals) -> _Running:
+        return cls(r.started_at, r.duration_s, r.metered_s, r.consumer_mws, r.producer_mws,
+                   r.samples, r.expected_samples, r.failed_samples)
+
+    def totals(self, span_s: float, ended_at: float = 0.0) -> RoundTotals:
+        return RoundTotals(self.started_at, self.carried_s + span_s, self.metered_s,
+                           self.consumer_mws, self.producer_mws, self.samples,
+                           self.expected_samples, self.failed_samples, ended_at)
+
+
+@dataclass(slots=True)
 class _Point:
     t: float
     consumer_mw: float
@@ -87,12 +111,12 @@ class RoundMeter:
         self.max_gap_s = max_gap_s
         self._prev: _Point | None = None
         if resume is None:
-            self._open = RoundTotals(started_at=start_t + wall_offset)
+            self._open = _Running(started_at=start_t + wall_offset)
         else:
-            self._open = replace(resume, ended_at=0.0)
+            self._open = _Running.resumed(resume)
         # The open round spans [_span_t0, _end_t) on this process's monotonic clock.
         self._span_t0 = start_t
-        self._end_t = start_t + max(length_s - self._open.duration_s, 0.0)
+        self._end_t = start_t + max(length_s - self._open.carried_s, 0.0)
 
     @property
     def end_t(self) -> float:
@@ -101,7 +125,7 @@ class RoundMeter:
 
     def expect(self, count: int = 1) -> None:
         """Count sample deadlines that fell in the open round (taken or not)."""
-        self._open = replace(self._open, expected_samples=self._open.expected_samples + count)
+        self._open.expected_samples += count
 
     def add(self, s: Sample) -> list[RoundTotals]:
         """Add a good sample; return the rounds it closed (usually none)."""
@@ -120,7 +144,7 @@ class RoundMeter:
         if self._prev is not None and point.t - self._prev.t <= self.max_gap_s:
             self._integrate(self._prev, point)
         self._prev = point
-        self._open = replace(self._open, samples=self._open.samples + 1)
+        self._open.samples += 1
         return closed
 
     def fail(self, t: float) -> list[RoundTotals]:
@@ -130,7 +154,7 @@ class RoundMeter:
         the last good reading up to its end when that reading is recent.
         """
         closed = self.close_due(t)
-        self._open = replace(self._open, failed_samples=self._open.failed_samples + 1)
+        self._open.failed_samples += 1
         return closed
 
     def close_due(self, t: float) -> list[RoundTotals]:
@@ -144,7 +168,7 @@ class RoundMeter:
     def close_now(self, t: float) -> list[RoundTotals]:
         """Close the open round early at ``t`` (pro rata, on shutdown), and any due."""
         closed = self.close_due(t)
-        if t > self._span_t0 or self._open.samples or self._open.duration_s > 0:
+        if t > self._span_t0 or self._open.samples or self._open.carried_s > 0:
             self._hold_to(t)
             self._end_t = max(t, self._span_t0)
             closed.append(self._close_round())
@@ -153,7 +177,7 @@ class RoundMeter:
     def snapshot(self) -> RoundTotals:
         """The open round's totals up to its last integrated point (for checkpoints)."""
         upto = self._prev.t if self._prev is not None else self._span_t0
-        return replace(self._open, duration_s=self._open.duration_s + max(upto - self._span_t0, 0))
+        return self._open.totals(max(upto - self._span_t0, 0.0))
 
     def _hold_to(self, t: float) -> None:
         prev = self._prev
@@ -165,18 +189,14 @@ class RoundMeter:
     def _integrate(self, a: _Point, b: _Point) -> None:
         dt = b.t - a.t
         o = self._open
-        self._open = replace(
-            o,
-            metered_s=o.metered_s + dt,
-            consumer_mws=o.consumer_mws + (a.consumer_mw + b.consumer_mw) * 0.5 * dt,
-            producer_mws=o.producer_mws + (a.producer_mw + b.producer_mw) * 0.5 * dt,
-        )
+        o.metered_s += dt
+        o.consumer_mws += (a.consumer_mw + b.consumer_mw) * 0.5 * dt
+        o.producer_mws += (a.producer_mw + b.producer_mw) * 0.5 * dt
 
     def _close_round(self) -> RoundTotals:
         end = self._end_t
-        done = replace(self._open, duration_s=self._open.duration_s + (end - self._span_t0),
-                       ended_at=end + self.wall_offset)
-        self._open = RoundTotals(started_at=end + self.wall_offset)
+        done = self._open.totals(end - self._span_t0, ended_at=end + self.wall_offset)
+        self._open = _Running(started_at=end + self.wall_offset)
         self._span_t0 = end
         self._end_t = end + self.length_s
         return done
