@@ -44,8 +44,8 @@ def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
         from .wallet.dryrun import DryRunWallet
         return lambda: DryRunWallet(receiver=w.receiver, latency_s=w.dry_run_latency_s)
     if not w.receiver:
-        raise ConfigError('is required with backend = "pyota": the producer\'s IOTA address',
-                          path=cfg.source, key="wallet.receiver", value="")
+        raise ConfigError('is empty: backend = "pyota" needs the producer\'s IOTA address',
+                          path=cfg.source, key="wallet.receiver")
     seed = load_seed(cfg)
     redact(seed)  # from here on no log line can carry it
     with_seed = replace(w, seed=seed)

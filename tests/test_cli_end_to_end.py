@@ -134,3 +134,31 @@ def test_missing_ledger_is_exit_1(tmp_path):
     cfg.write_text(f'[ledger]\npath = "{tmp_path / "none.db"}"\n')
     out = cli("ledger", "-c", str(cfg))
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, body, code", [
+    (["bogus"], None, 2),
+    (["run", "--nope"], None, 2),
+    ([], None, 2),
+    (["run", "-c", "{cfg}"], "[wallet]\nbackend = \"pyota\"\n", 2),  # no receiver
+    (["run", "-c", "{cfg}"], "[meter]\nsensor = \"replay\"\nreplay_file = \"/nonexistent.csv\"\n"
+                             "[wallet]\nbackend = \"dry-run\"\n", 2),
+    (["run", "-c", "{cfg}"], "[ledger]\npath = \"/proc/nope/l.db\"\n[meter]\n"
+                             "sensor = \"simulated\"\n[wallet]\nbackend = \"dry-run\"\n", 1),
+    (["run", "-c", "{cfg}"], "[meter]\ni2c_bus = 250\n[wallet]\nbackend = \"dry-run\"\n", 1),
+    (["ledger", "-c", "{cfg}"], "[ledger]\npath = \"{junk}\"\n", 1),
+    (["check", "-c", "{cfg}"], "[meter]\ni2c_bus = 250\n[wallet]\nbackend = \"dry-run\"\n", 1),
+])
+def test_every_error_path_is_one_line_with_its_exit_code(tmp_path, args, body, code):
+    cfg, junk = tmp_path / "c.toml", tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 100)
+    if body is not None:
+        cfg.write_text(body.replace("{junk}", str(junk)))
+    out = cli(*[a.replace("{cfg}", str(cfg)) for a in args])
+    assert out.returncode == code
+    errors = [line for line in out.stderr.splitlines() if " INFO " not in line]
+    if args and args[0] == "check":
+        assert "FAIL" in out.stdout and "i2c-250" in out.stdout
+    else:
+        assert len(errors) == 1 and errors[0].startswith("p2p-energy: "), out.stderr
+    assert "Traceback" not in out.stderr
