@@ -57,12 +57,16 @@ class LedgerError(P2PEnergyError):
 class WalletError(P2PEnergyError):
     """A payment step failed. ``retryable`` says whether waiting can help.
 
-    ``node_message`` is what the node said, when it said anything.
+    ``node_message`` is what the node said, when it said anything. ``kind``
+    groups failures that are one condition ("timeout", "unreachable", "HTTP 500"),
+    so that an outage is logged once, not once per step that met it.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, node_message: str = "") -> None:
+    def __init__(self, message: str, *, retryable: bool = True, node_message: str = "",
+                 kind: str = "") -> None:
         self.retryable = retryable
         self.node_message = node_message
+        self.kind = kind
         super().__init__(message)
 
 

@@ -177,12 +177,13 @@ class Payer:
     def _failed(self, err: WalletError) -> float:
         self._failures += 1
         message = str(err)
-        if message != self._last_error:
+        key = err.kind or message
+        if key != self._last_error:
             if err.retryable:
                 log.warning("payment attempt failed, will retry (amounts stay owed): %s", message)
             else:
                 log.error("payment failed and is owed again in a later payment: %s", message)
-            self._last_error = message
+            self._last_error = key
         return self._backoff()
 
     def _backoff(self) -> float:

@@ -89,9 +89,10 @@ def test_a_funded_seed_pays_the_receiver(legacy_node, wallet):
     print(f"\nprepare {prepared - start:.2f} s (incl. import iota and 2 addresses), "
           f"broadcast {sent - prepared:.2f} s at mwm {TEST_MWM}")
     assert legacy_node.command_names() == [
-        "getBalances", "getTransactionsToApprove", "attachToTangle",
+        "wereAddressesSpentFrom", "getBalances", "getTransactionsToApprove", "attachToTangle",
         "broadcastTransactions", "storeTransactions"]
     assert legacy_node.requests[0][1] == {"addresses": [address_of(PAYER_SEED, 0)]}
+    assert legacy_node.requests[1][1] == {"addresses": [address_of(PAYER_SEED, 0)]}
     assert (bundle.value_iota, bundle.input_index, bundle.change_index) == (100, 0, 1)
     assert len(bundle.trytes) == 4  # output, 2 signature fragments, change
     assert legacy_node.bundles[bundle.bundle_hash].tails == [tail]
@@ -128,7 +129,16 @@ def test_insufficient_balance_is_retryable(legacy_node, wallet):
     assert err.value.retryable
     assert "holds 50 i" in str(err.value) and "needs 100 i" in str(err.value)
     assert_clean(err.value)
-    assert legacy_node.command_names() == ["getBalances"]
+    assert legacy_node.command_names() == ["wereAddressesSpentFrom", "getBalances"]
+
+
+def test_an_address_already_spent_from_is_never_signed_again(legacy_node, wallet):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    in_thread(wallet.broadcast, in_thread(wallet.prepare, 100, 0, 1))  # spends #0
+    with pytest.raises(WalletError) as err:
+        in_thread(wallet.prepare, 100, 0, 2)
+    assert not err.value.retryable and "already spent from" in str(err.value)
+    assert legacy_node.addresses_signed_by_more_than_one_bundle() == {}
 
 
 # -- reattach and promote ------------------------------------------------------------------
@@ -231,7 +241,7 @@ def test_every_fault_is_a_retryable_one_line_wallet_error(legacy_node, fault):
     assert time.monotonic() - start < 3.0  # includes deriving the address
     assert err.value.retryable
     assert type(err.value) is WalletError
-    assert str(err.value).startswith("getBalances: ")
+    assert str(err.value).startswith("wereAddressesSpentFrom: ")  # the first request
     assert legacy_node.url in str(err.value)
     assert_clean(err.value)
 

@@ -82,8 +82,9 @@ class PyotaWallet:
     def prepare(self, value_iota: int, input_index: int, change_index: int) -> SignedBundle:
         """Build and sign a bundle paying ``value_iota`` (IOTA) from ``input_index``.
 
-        Asks the node only for the input's balance (``getBalances``); the rest,
-        if any, goes to the address at ``change_index``. Never scans the seed.
+        Asks the node whether the input was spent from (``wereAddressesSpentFrom``:
+        a spent key is never used again) and for its balance (``getBalances``); the
+        rest, if any, goes to the address at ``change_index``. Never scans the seed.
 
         Raises:
             ValueError: ``value_iota`` is not positive, or the indexes are equal or negative.
@@ -98,6 +99,13 @@ class PyotaWallet:
         iota = self._import()
         source = self._address(input_index)
         receiver = self._receiver_address()
+        if self._spent_from(source):
+            # The ledger thinks this address is fresh, the node says a bundle spent
+            # from it: signing again would reveal more of its one-time key.
+            raise WalletError(
+                f"address #{input_index} ({str(source)[:12]}...) was already spent from; "
+                "refusing to sign with its key again: fund a fresh address and set "
+                "wallet.start_index to its key index", retryable=False, kind="spent input")
         balance = self._balances([str(source)])[0]
         if balance < value_iota:
             raise InsufficientBalance(
@@ -272,10 +280,12 @@ class PyotaWallet:
                                retryable=False)
         if isinstance(err, httpx.TimeoutException):
             return WalletError(self._one_line(
-                f"{step}: node {node} did not answer within {self.timeout_s:g} s"))
+                f"{step}: node {node} did not answer within {self.timeout_s:g} s"),
+                kind="timeout")
         if isinstance(err, httpx.TransportError):
             return WalletError(self._one_line(
-                f"{step}: cannot reach node {node}: {type(err).__name__}: {err}"))
+                f"{step}: cannot reach node {node}: {type(err).__name__}: {err}"),
+                kind="unreachable")
         if isinstance(err, BadApiResponse):
             text = self._one_line(str(err))
             match = _STATUS.match(text)
@@ -284,9 +294,10 @@ class PyotaWallet:
             retryable = status is None or not 400 <= status < 500 or status in (408, 429)
             where = f"HTTP {status}" if status else "error"
             return WalletError(self._one_line(f"{step}: node {node} answered {where}: {said}"),
-                               retryable=retryable, node_message=said)
+                               retryable=retryable, node_message=said, kind=where)
         return WalletError(self._one_line(
-            f"{step}: unexpected answer from node {node}: {type(err).__name__}: {err}"))
+            f"{step}: unexpected answer from node {node}: {type(err).__name__}: {err}"),
+            kind="unexpected answer")
 
     def _one_line(self, text: str) -> str:
         """Whitespace collapsed, the seed redacted, at most ``_MAX_MESSAGE`` characters."""
@@ -316,6 +327,11 @@ class PyotaWallet:
             raise WalletError("wallet.receiver has a wrong checksum: check the address",
                               retryable=False)
         return iota.Address(self.receiver[:81])
+
+    def _spent_from(self, address: Any) -> bool:
+        answer = self._call("wereAddressesSpentFrom",
+                            lambda api: api.were_addresses_spent_from(addresses=[address]))
+        return bool((answer.get("states") or [False])[0])
 
     def _balances(self, addresses: list[str]) -> list[int]:
         iota = self._import()
