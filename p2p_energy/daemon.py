@@ -19,10 +19,11 @@ from typing import Protocol
 
 from .config import Config
 from .errors import SensorReadError
-from .ledger import Ledger
+from .ledger import Ledger, RoundRecorded
 from .metering import RoundMeter, RoundTotals, Schedule
 from .payer import Payer
-from .pricing import quote
+from .pricing import Quote, quote
+from .recorder import Recorder
 from .sensors.base import Sensor
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,10 @@ class Daemon:
         m, r = self.config.meter, self.config.round
         self.sensor.open()
         self.stop.wait(getattr(self.sensor, "warmup_s", 0.0))  # first conversion under way
-        ledger = Ledger(self.ledger_path)
+        ledger = Ledger(self.ledger_path)  # opened here: a bad ledger stops start-up
+        resume = ledger.load_checkpoint()
+        ledger.close()
+        recorder = Recorder(lambda: Ledger(self.ledger_path), self._recorded)
         # The payer signs in pure Python (PyOTA) for seconds at a time. A tick gives up
         # the GIL dozens of times (each SQLite step, each log write) and waits up to
         # the switch interval to get it back each time: at the default 5 ms, a round's
@@ -101,24 +105,25 @@ class Daemon:
         switch_s = sys.getswitchinterval()
         sys.setswitchinterval(min(switch_s, _SWITCH_INTERVAL_S))
         try:
-            resume = ledger.load_checkpoint()
+            recorder.start()
             if resume is not None:
                 log.info("resuming the open round from its checkpoint (%.1f s, %.1f mW·s metered)",
                          resume.duration_s, resume.consumer_mws)
             self.notifier.ready()
             log.info("metering with %s every %g s, rounds of %g s; ledger %s",
                      self.sensor.describe(), m.sample_interval_s, r.length_s, self.ledger_path)
-            self._loop(ledger, resume)
+            self._loop(recorder, resume)
         finally:
             self.notifier.stopping()
-            grace = STOP_GRACE_S
-            if not self.payer.stop(grace):
-                log.warning("payer still busy after %.0f s; its progress is in the ledger", grace)
-            ledger.close()
+            if not recorder.stop(STOP_GRACE_S):
+                log.error("ledger writes still pending after %.0f s", STOP_GRACE_S)
+            if not self.payer.stop(STOP_GRACE_S):
+                log.warning("payer still busy after %.0f s; its progress is in the ledger",
+                            STOP_GRACE_S)
             self.sensor.close()
             sys.setswitchinterval(switch_s)
 
-    def _loop(self, ledger: Ledger, resume: RoundTotals | None) -> None:
+    def _loop(self, recorder: Recorder, resume: RoundTotals | None) -> None:
         m, r = self.config.meter, self.config.round
         start = self.clock()
         schedule = Schedule(start, m.sample_interval_s)
@@ -141,16 +146,16 @@ class Daemon:
                 self.payer.start()  # after the first sample: PyOTA's import must not delay it
             self.stats.missed += missed
             for done in closed:
-                self._record(ledger, done)
+                self._close(recorder, done)
             if now >= next_checkpoint:
-                ledger.checkpoint(meter.snapshot())
+                recorder.checkpoint(meter.snapshot())
                 next_checkpoint += r.checkpoint_s * max(1, int((now - next_checkpoint)
                                                                // r.checkpoint_s) + 1)
             if now >= next_watchdog:
                 self.notifier.watchdog()
                 next_watchdog = now + (self.watchdog_s or 1.0)
         for done in meter.close_now(self.clock()):
-            self._record(ledger, done)
+            self._close(recorder, done)
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
@@ -169,10 +174,14 @@ class Daemon:
                   sample.consumer_mw, sample.producer_mw)
         return meter.add(sample)
 
-    def _record(self, ledger: Ledger, done: RoundTotals) -> None:
+    def _close(self, recorder: Recorder, done: RoundTotals) -> None:
+        """Price a closed round and hand it to the recorder (the loop never waits for disk)."""
         p = self.config.price
-        q = quote(done.consumer_mws, done.producer_avg_mw, p.numerator, p.max_price)
-        rec = ledger.record_round(done, q)
+        recorder.round(done, quote(done.consumer_mws, done.producer_avg_mw, p.numerator,
+                                   p.max_price))
+
+    def _recorded(self, rec: RoundRecorded, done: RoundTotals, q: Quote) -> None:
+        """After a round is committed (recorder thread): wake the payer, log, tell systemd."""
         self.stats.rounds += 1
         self.payer.wake()
         log.info("round %d: %.1f mW·s used over %.1f s, producer avg %.1f mW,"

@@ -1,0 +1,65 @@
+"""The recorder: rounds reach the ledger in order, once, even when a write fails first."""
+
+import threading
+
+from p2p_energy.ledger import Ledger
+from p2p_energy.metering import RoundTotals
+from p2p_energy.pricing import NANO, Quote
+
+
+def rnd(i):
+    return RoundTotals(started_at=i, duration_s=1, metered_s=1, consumer_mws=float(i),
+                       producer_mws=1, samples=1, expected_samples=1, ended_at=i + 1)
+
+
+class FlakyLedger(Ledger):
+    """A real SQLite ledger whose first ``fail`` round writes raise, as a full disk would."""
+
+    fail = 2
+
+    def record_round(self, r, q):
+        if self.fail:
+            self.fail -= 1
+            raise OSError(28, "No space left on device")
+        return super().record_round(r, q)
+
+
+def test_rounds_are_written_in_order_once_after_failures(tmp_path, monkeypatch):
+    import p2p_energy.recorder as recorder_mod
+    from p2p_energy.recorder import Recorder
+
+    monkeypatch.setattr(recorder_mod, "RETRY_S", 0.01)
+    path = tmp_path / "l.db"
+    seen, done = [], threading.Event()
+
+    def on_round(rec, totals, q):
+        seen.append((rec.round_id, totals.consumer_mws))
+        if len(seen) == 5:
+            done.set()
+
+    rec = Recorder(lambda: FlakyLedger(path), on_round)
+    rec.start()
+    for i in range(5):
+        rec.round(rnd(i), Quote(1.0, False, NANO // 2))
+        rec.checkpoint(rnd(100 + i))
+    assert done.wait(5)
+    assert rec.stop(5)
+    assert seen == [(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0), (5, 4.0)]
+    check = Ledger(path)
+    assert check.totals()["queued_iota"] == 2
+    assert check.load_checkpoint().consumer_mws == 104.0
+    check.close()
+
+
+def test_stop_writes_everything_queued(tmp_path):
+    from p2p_energy.recorder import Recorder
+
+    path = tmp_path / "l.db"
+    rec = Recorder(lambda: Ledger(path), lambda *a: None)
+    rec.start()
+    for i in range(50):
+        rec.round(rnd(i), Quote(1.0, False, NANO))
+    assert rec.stop(10)
+    check = Ledger(path)
+    assert len(check.report()["rounds"]) == 50 and check.totals()["queued_iota"] == 50
+    check.close()
