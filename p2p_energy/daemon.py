@@ -115,6 +115,7 @@ class Daemon:
             self._loop(recorder, resume)
         finally:
             self.notifier.stopping()
+            self.payer.ask_to_stop()  # it finishes its step while the last round is written
             if not recorder.stop(STOP_GRACE_S):
                 log.error("ledger writes still pending after %.0f s", STOP_GRACE_S)
             if not self.payer.stop(STOP_GRACE_S):

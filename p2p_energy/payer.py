@@ -64,14 +64,18 @@ class Payer:
         """Something new is owed: look at the ledger now rather than at the next poll."""
         self._wake.set()
 
+    def ask_to_stop(self) -> None:
+        """Let the worker finish its current step and end (does not wait)."""
+        self.stop_event.set()
+        self._wake.set()
+
     def stop(self, grace_s: float) -> bool:
         """Ask the worker to stop; wait up to ``grace_s``. True if it stopped in time.
 
         Every step is committed before the next one starts, so a worker still
         inside a network call when the process exits loses nothing.
         """
-        self.stop_event.set()
-        self._wake.set()
+        self.ask_to_stop()
         if self._thread is None:
             return True
         self._thread.join(grace_s)
