@@ -1,14 +1,9 @@
 """Helpers for tests that run the paying CLI daemon against our legacy node.
 
-The node runs in this test process on an ephemeral 127.0.0.1 port (MWM 2,
-bundles confirm a short delay after they arrive). The daemon meters a replay
-trace that makes every 1 s round owe ~10 IOTA and pays it to ``RECEIVER`` from
-``PAYER_SEED``. After a SIGTERM, a drain run on the same ledger, seed and node,
-with the consumer at 0 mW (so nothing new is owed), pays what is still owed.
-Then everything must add up on the node: what it holds for the receiver is
-what the ledger says was paid, which is the whole IOTA owed.
-
-Used by ``test_payments_end_to_end.py`` and ``test_crash_recovery.py``.
+Used by ``test_payments_end_to_end.py`` and ``test_crash_recovery.py``: a
+funded node, a config and replay trace that owe ~10 IOTA per 1 s round, the
+daemon in a subprocess, the ledger read raw, a drain run, and the check that
+the books balance on the node.
 """
 
 from __future__ import annotations
@@ -280,3 +275,17 @@ def assert_books_balance(node: LegacyNode, setup: Setup) -> dict:
     assert node.balance(address_of(PAYER_SEED, index)) == FUNDS_IOTA - totals["paid_iota"]
     assert all(node.is_spent(address_of(PAYER_SEED, k)) for k in range(index))
     return report
+
+
+@contextmanager
+def funded_node(confirm_delay_s: float) -> Iterator[LegacyNode]:
+    """A started node where ``PAYER_SEED`` #0 holds ``FUNDS_IOTA``; bundles confirm
+    ``confirm_delay_s`` after they arrive."""
+    n = LegacyNode(mwm=TEST_MWM, confirm_delay_s=confirm_delay_s, hang_s=10.0)
+    n.fund_seed(PAYER_SEED, 0, FUNDS_IOTA)
+    n.start()
+    try:
+        yield n
+    finally:
+        n.clear_fault()
+        n.stop()

@@ -26,13 +26,12 @@ from pathlib import Path
 import pytest
 
 from legacy_node import LegacyNode
-from node_fixtures import PAYER_SEED, TEST_MWM
 from paying_daemon import (
-    FUNDS_IOTA,
     SAMPLE_S,
     Row,
     assert_books_balance,
     drain,
+    funded_node,
     ledger_folder,
     metering_started,
     read_db,
@@ -51,14 +50,8 @@ MODES = ("round", "signed", "attach", "broadcast")
 
 @pytest.fixture
 def node():
-    n = LegacyNode(mwm=TEST_MWM, confirm_delay_s=1.0, hang_s=10.0)
-    n.fund_seed(PAYER_SEED, 0, FUNDS_IOTA)
-    n.start()
-    try:
+    with funded_node(confirm_delay_s=1.0) as n:
         yield n
-    finally:
-        n.clear_fault()
-        n.stop()
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from legacy_node import LegacyNode
-from node_fixtures import PAYER_SEED, TEST_MWM
+from node_fixtures import PAYER_SEED
 from paying_daemon import (
-    FUNDS_IOTA,
     RUN_S,
     SAMPLE_S,
     assert_books_balance,
     drain,
+    funded_node,
     ledger_folder,
     ledger_json,
     metering_started,
@@ -42,14 +42,8 @@ from paying_daemon import (
 @pytest.fixture
 def node() -> Iterator[LegacyNode]:
     """A funded node: ``PAYER_SEED`` #0 holds ``FUNDS_IOTA``; bundles confirm after 1.5 s."""
-    n = LegacyNode(mwm=TEST_MWM, confirm_delay_s=1.5, hang_s=10.0)
-    n.fund_seed(PAYER_SEED, 0, FUNDS_IOTA)
-    n.start()
-    try:
+    with funded_node(confirm_delay_s=1.5) as n:
         yield n
-    finally:
-        n.clear_fault()
-        n.stop()
 
 
 @pytest.fixture
