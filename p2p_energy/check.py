@@ -8,6 +8,7 @@ Exit 0 only if every line is ``ok``. Never prints the seed.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -77,7 +78,9 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
         ledger.close()
         report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} IOTA, paid {t['paid_iota']},"
                    f" queued {t['queued_iota']}")
-    elif path.parent.is_dir() or not path.parent.exists():
+    elif path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        report(FAIL, f"ledger {path}: not created yet, and {path.parent} is not writable")
+    else:
         report(OK, f"ledger {path}: not created yet (the daemon creates it)")
 
 
