@@ -162,3 +162,23 @@ def test_every_error_path_is_one_line_with_its_exit_code(tmp_path, args, body, c
     else:
         assert len(errors) == 1 and errors[0].startswith("p2p-energy: "), out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_pyota_is_not_imported_before_the_payer_opens_the_wallet(tmp_path):
+    """Start-up stays fast: building the daemon for a PyOTA config imports no `iota`."""
+    seed = tmp_path / "seed"
+    seed.write_text("A" * 81)
+    seed.chmod(0o600)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[wallet]\nseed_file = "{seed}"\nreceiver = "{"B" * 80 + "9"}"\n'
+                   '[meter]\nsensor = "simulated"\n')
+    code = ("import sys\n"
+            "from p2p_energy import cli, config, daemon, build\n"
+            f"cfg = config.load({str(cfg)!r})\n"
+            "build.build_sensor(cfg); opener = build.wallet_opener(cfg)\n"
+            "assert 'iota' not in sys.modules, 'iota imported at start-up'\n"
+            "opener()\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
