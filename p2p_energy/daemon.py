@@ -14,13 +14,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from .config import Config
 from .errors import SensorReadError
 from .ledger import Ledger, RoundRecorded
 from .metering import RoundMeter, RoundTotals, Schedule
+from .notify import Notifier
 from .payer import Payer
 from .pricing import Quote, quote
 from .recorder import Recorder
@@ -36,24 +36,6 @@ _SWITCH_INTERVAL_S = 0.001  # how long the payer may hold the GIL while the loop
 STOP_GRACE_S = 15.0
 
 
-class Notifier(Protocol):
-    """What the daemon tells its supervisor (systemd's sd_notify, or nothing)."""
-
-    def ready(self) -> None: ...
-    def status(self, text: str) -> None: ...
-    def watchdog(self) -> None: ...
-    def stopping(self) -> None: ...
-
-
-class SilentNotifier:
-    """For runs outside systemd and for tests that do not watch notifications."""
-
-    def ready(self) -> None: pass
-    def status(self, text: str) -> None: pass
-    def watchdog(self) -> None: pass
-    def stopping(self) -> None: pass
-
-
 @dataclass
 class LoopStats:
     """Counters a test or a bench can read after ``run`` returns."""
@@ -62,7 +44,6 @@ class LoopStats:
     missed: int = 0
     failed: int = 0
     rounds: int = 0
-    lateness_s: list[float] = field(default_factory=list)
 
 
 class Daemon:
@@ -70,17 +51,15 @@ class Daemon:
 
     def __init__(self, config: Config, sensor: Sensor, ledger_path: str, payer: Payer, *,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, watchdog_s: float = 0.0,
-                 keep_lateness: bool = False) -> None:
+                 wall: Callable[[], float] = time.time, watchdog_s: float = 0.0) -> None:
         self.config = config
         self.sensor = sensor
         self.ledger_path = ledger_path
         self.payer = payer
-        self.notifier = notifier or SilentNotifier()
+        self.notifier = notifier or Notifier()  # no address: sends nothing
         self.clock = clock
         self.wall = wall
         self.watchdog_s = watchdog_s
-        self.keep_lateness = keep_lateness
         self.stop = threading.Event()
         self.stats = LoopStats()
         self._sensor_failing = 0
@@ -137,8 +116,6 @@ class Daemon:
             if (delay > 0 and self.stop.wait(delay)) or self.stop.is_set():
                 break
             now = self.clock()
-            if self.keep_lateness:
-                self.stats.lateness_s.append(now - schedule.deadline)
             missed = schedule.advance(now)
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
@@ -150,8 +127,7 @@ class Daemon:
                 self._close(recorder, done)
             if now >= next_checkpoint:
                 recorder.checkpoint(meter.snapshot())
-                next_checkpoint += r.checkpoint_s * max(1, int((now - next_checkpoint)
-                                                               // r.checkpoint_s) + 1)
+                next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
             if now >= next_watchdog:
                 self.notifier.watchdog()
                 next_watchdog = now + (self.watchdog_s or 1.0)

@@ -118,11 +118,6 @@ class RoundMeter:
         self._span_t0 = start_t
         self._end_t = start_t + max(length_s - self._open.carried_s, 0.0)
 
-    @property
-    def end_t(self) -> float:
-        """Monotonic time the open round closes."""
-        return self._end_t
-
     def expect(self, count: int = 1) -> None:
         """Count sample deadlines that fell in the open round (taken or not)."""
         self._open.expected_samples += count
