@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,9 +29,7 @@ from .metering import RoundTotals
 from .pricing import NANO, Quote, carry_iota, payable_iota
 from .wallet.base import SignedBundle
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE rounds (
     id INTEGER PRIMARY KEY,
     started_at REAL NOT NULL,
@@ -95,6 +93,21 @@ CREATE TABLE wallet_state (
 _LIVE = "('queued', 'sent', 'confirmed')"
 
 
+def _create_v1(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+# Schema changes, in order: step i takes a ledger from version i to i + 1. A new
+# change is a new function appended here; a step, once released, never changes,
+# so a ledger written by any earlier version opens with nothing lost.
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _create_v1,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
 @dataclass(frozen=True)
 class Payment:
     id: int
@@ -152,17 +165,16 @@ class Ledger:
             raise LedgerError(f"{self.path}: cannot open ledger: {err.strerror}") from None
 
     def _migrate(self) -> None:
+        """Bring the file to ``SCHEMA_VERSION``, one step at a time, in one transaction."""
         with self._tx():
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA_VERSION:
-                return
             if version > SCHEMA_VERSION:
                 raise LedgerError(f"{self.path}: ledger schema {version} is newer than this "
                                   f"program understands ({SCHEMA_VERSION}): upgrade p2p-energy")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            for step in _MIGRATIONS[version:]:
+                step(self.db)
+            if version != SCHEMA_VERSION:
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
