@@ -78,6 +78,13 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from .lock import LedgerLock
+
+    with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
+        return _run(cfg, args)
+
+
+def _run(cfg: Config, args: argparse.Namespace) -> int:
     from .build import build_sensor, wallet_opener
     from .daemon import Daemon
     from .ledger import Ledger
@@ -101,6 +108,8 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         log.info("simulated day: morning sun, noon, a cloud, dusk and night every 10 minutes; "
                  "one line per %g s round (add -v to see every sample)", cfg.round.length_s)
     daemon.run()
+    if daemon.fatal_reason:
+        raise P2PEnergyError(f"stopped: {daemon.fatal_reason}")
     log.info("stopped; the open round was closed and recorded")
     return EXIT_OK
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .config import Config
 from .errors import SensorReadError
-from .ledger import Ledger, RoundRecorded
+from .ledger import Ledger, RoundRecorded, iso
 from .metering import RoundMeter, RoundTotals, Schedule
 from .notify import Notifier
 from .payer import Payer
@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 
 _SWITCH_INTERVAL_S = 0.001  # how long the payer may hold the GIL while the loop waits
 
-# How long a payer in the middle of a network call is waited for on stop. Every
-# payment step is committed before the next begins, so cutting it short loses
-# nothing; this stays well inside the unit's TimeoutStopSec=30s.
-STOP_GRACE_S = 15.0
+# How long the recorder (writing the last rounds) and then a payer in the middle
+# of a network call are waited for on stop. Every payment step is committed
+# before the next begins, so cutting the payer short loses nothing. The payer
+# is told first and both run at once: at most 10 + 5 s, well inside the unit's
+# TimeoutStopSec=30s.
+RECORDER_GRACE_S = 10.0
+PAYER_GRACE_S = 5.0
 
 
 @dataclass
@@ -62,7 +65,16 @@ class Daemon:
         self.watchdog_s = watchdog_s
         self.stop = threading.Event()
         self.stats = LoopStats()
+        self.fatal_reason = ""  # set when a part gave up: the daemon exits non-zero
         self._sensor_failing = 0
+        payer.on_fatal = self.fatal
+
+    def fatal(self, reason: str) -> None:
+        """A part of the daemon cannot go on (any thread): stop, and exit non-zero."""
+        if not self.fatal_reason:
+            self.fatal_reason = reason
+            log.critical("stopping: %s", reason)
+        self.stop.set()
 
     def request_stop(self, *_args: object) -> None:
         """Signal handler: only sets a flag; the loop does the rest."""
@@ -76,7 +88,8 @@ class Daemon:
         ledger = Ledger(self.ledger_path)  # opened here: a bad ledger stops start-up
         resume = ledger.load_checkpoint()
         ledger.close()
-        recorder = Recorder(lambda: Ledger(self.ledger_path), self._recorded)
+        recorder = Recorder(lambda: Ledger(self.ledger_path), self._recorded,
+                            on_fatal=self.fatal)
         # The payer signs in pure Python (PyOTA) for seconds at a time. A tick gives up
         # the GIL dozens of times (each SQLite step, each log write) and waits up to
         # the switch interval to get it back each time: at the default 5 ms, a round's
@@ -95,11 +108,11 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self.payer.ask_to_stop()  # it finishes its step while the last round is written
-            if not recorder.stop(STOP_GRACE_S):
-                log.error("ledger writes still pending after %.0f s", STOP_GRACE_S)
-            if not self.payer.stop(STOP_GRACE_S):
+            if not recorder.stop(RECORDER_GRACE_S):
+                log.error("ledger writes still pending after %.0f s", RECORDER_GRACE_S)
+            if not self.payer.stop(PAYER_GRACE_S):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger",
-                            STOP_GRACE_S)
+                            PAYER_GRACE_S)
             self.sensor.close()
             sys.setswitchinterval(switch_s)
 
@@ -168,4 +181,12 @@ class Daemon:
                  " (capped: too little production)" if q.capped else "", q.owed_iota,
                  rec.queued_iota, rec.carry_iota, done.samples, done.expected_samples)
         self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s, "
-                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_iota:.2f} IOTA")
+                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_iota:.2f} IOTA"
+                             + self._payments_status())
+
+    def _payments_status(self) -> str:
+        since = self.payer.failing_since
+        if since is None:
+            return ""
+        return (f"; payments failing since {iso(since)} ({self.payer.failures} attempts):"
+                f" {self.payer.last_failure[:120]}")

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -273,3 +274,50 @@ def test_a_refused_send_says_the_signed_transfer_is_sent_again(setup, caplog):
     assert "owed again" not in caplog.text
     run_steps(payer, ledger, wallet, 2)
     assert ledger.totals()["paid_iota"] == 3
+
+
+def test_an_unforeseen_error_restarts_the_payer_and_payments_resume(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    ledger = Ledger(path)
+    owe(ledger, 9)
+    wallet = ScriptedWallet()
+    wallet.fail_only = "status"
+    wallet.fail_next = [KeyError("states"), KeyError("states")]
+    fatal = []
+    payer = Payer(lambda: Ledger(path), lambda: wallet,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.05))
+    payer.on_fatal = fatal.append
+    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+        payer.start()
+        deadline = time.monotonic() + 10
+        while ledger.payment(1).status != "confirmed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert payer.stop(5)
+    assert ledger.totals()["paid_iota"] == 9 and fatal == []
+    crashes = [r for r in caplog.records if "payer stopped" in r.message]
+    assert [bool(r.exc_info) for r in crashes] == [True, False]  # the traceback once
+    assert "KeyError: 'states'" in crashes[1].message
+    assert ledger.health() == (None, 0, "")  # recovered, and the ledger says so
+    ledger.close()
+
+
+def test_a_payer_that_keeps_dying_is_fatal_and_check_sees_since_when(tmp_path):
+    path = tmp_path / "s.db"
+    ledger = Ledger(path)
+    owe(ledger, 9)
+    wallet = ScriptedWallet()
+    wallet.fail_next = [ValueError("odd answer")] * 10
+    fatal = []
+    payer = Payer(lambda: Ledger(path), lambda: wallet,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02))
+    payer.on_fatal = fatal.append
+    started = time.time()
+    payer.start()
+    payer._thread.join(10)
+    assert not payer._thread.is_alive()
+    assert fatal == ["the payer failed 5 times in 10 minutes; last: ValueError: odd answer"]
+    since, failures, last_error = ledger.health()
+    assert started <= since <= time.time() and failures == 4
+    assert last_error == "payer crashed: ValueError: odd answer"
+    assert ledger.totals()["queued_iota"] == 9  # still owed, nothing lost
+    ledger.close()
