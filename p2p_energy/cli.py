@@ -1,4 +1,6 @@
-"""Command line: ``p2p-energy run | ledger | check``. Builds the concrete objects.
+"""Command line: ``p2p-energy run | ledger | check | wallet set-index``.
+
+Builds the concrete objects.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
 1 anything else. Every error is one line on stderr, never a traceback and
@@ -57,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add("check", "validate the config, read the sensor once and ask the node; "
                  "exit 0 if all is well")
+    wallet = sub.add_parser("wallet", help="the wallet's key index",
+                            description="the wallet's key index")
+    wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
+    set_index = wallet_sub.add_parser(
+        "set-index", help="the funds are at key index N now (the daemon must be stopped)",
+        description="record in the ledger that the funds are at key index N now; refused "
+                    "while a payment is in flight or the daemon runs")
+    set_index.add_argument("index", type=int, metavar="N", help="key index (0 or more)")
+    set_index.add_argument("-c", "--config", metavar="FILE",
+                           help=f"TOML config file (default {DEFAULT_CONFIG})")
+    set_index.set_defaults(simulate=False, verbose=False)
     return parser
 
 
@@ -168,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(cfg, args)
         if args.command == "ledger":
             return cmd_ledger(cfg, args)
+        if args.command == "wallet":
+            from .keyindex import cmd_set_index
+            return cmd_set_index(cfg, args)
         from .check import cmd_check
         return cmd_check(cfg, args)
     except ConfigError as err:

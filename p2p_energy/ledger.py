@@ -535,4 +535,5 @@ class Ledger:
                 "SELECT id, value_iota, status, reference, attempts, created_at, sent_at,"
                 " confirmed_at, last_error, backend, fee_nanos, (SELECT COUNT(*) FROM"
                 " attachments a WHERE a.payment_id = payments.id) FROM payments ORDER BY id")]
-        return {"rounds": rounds, "payments": payments, "totals": self.totals()}
+        return {"rounds": rounds, "payments": payments, "totals": self.totals(),
+                "wallet_events": self.wallet_events()}

@@ -57,7 +57,7 @@ class LedgerLock:
             self._fd = None
 
     def __enter__(self) -> LedgerLock:
-        return self.acquire()
+        return self if self._fd is not None else self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
