@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import SensorReadError
+from .errors import ImplausibleReading, SensorReadError
 from .ledger import Ledger, RoundRecorded, iso
 from .metering import RoundMeter, RoundTotals, Schedule
 from .notify import Notifier
@@ -150,6 +150,12 @@ class Daemon:
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
             sample = self.sensor.read(now)
+            limit = self.config.meter.max_power_mw
+            # ``not <=`` also refuses NaN; the bound keeps every amount storable.
+            if not (abs(sample.consumer_mw) <= limit and abs(sample.producer_mw) <= limit):
+                raise ImplausibleReading(
+                    f"consumer {sample.consumer_mw:.6g} mW, producer {sample.producer_mw:.6g} mW:"
+                    f" above meter.max_power_mw = {limit:g}")
         except SensorReadError as err:
             self.stats.failed += 1
             if not self._sensor_failing:
