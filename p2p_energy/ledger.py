@@ -374,7 +374,8 @@ class Ledger:
                        (now, payment_id))
 
     def record_seen(self, payment_id: int, attachment_ids: Sequence[str]) -> list[str]:
-        """Attachments the network knows of; returns those the ledger did not know."""
+        """Attachments the network holds (so they were sent); returns those the ledger
+        did not know."""
         now = self.clock()
         added = []
         with self._tx() as db:
@@ -383,6 +384,10 @@ class Ledger:
                               " attached_at, sent_at) VALUES (?,?,?,?)",
                               (payment_id, a, now, now)).rowcount:
                     added.append(a)
+                else:
+                    db.execute("UPDATE attachments SET sent_at = COALESCE(sent_at, ?)"
+                               " WHERE payment_id = ? AND attachment_id = ?",
+                               (now, payment_id, a))
         return added
 
     def record_failure(self, payment_id: int, message: str, *, final: bool = False) -> None:

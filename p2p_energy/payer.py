@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .errors import InsufficientBalance, LedgerError, NotPromotable, WalletError
 from .ledger import Ledger, Payment
-from .wallet.base import CONFIRMED, PENDING, Wallet
+from .wallet.base import CONFIRMED, PENDING, Attachment, Wallet
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +236,13 @@ class Payer:
         return can_pay
 
     def _follow(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
-        """Send, confirm, promote or attach again the one signed payment."""
+        """Send, confirm, promote or attach again the one signed payment.
+
+        The network is asked first, every time: an attachment whose send failed
+        (or was cut short by a crash) may have got through all the same.
+        """
         signed = p.signed
         assert signed is not None
-        if p.unsent is not None:  # attached and recorded, perhaps never sent: send it
-            unsent = p.unsent
-            self._attempt(ledger, p, lambda: wallet.send(unsent))
-            ledger.mark_sent(p.id, unsent.id)
-            log.info("payment %d sent: %d IOTA, reference %s (attachment %d)",
-                     p.id, p.value_iota, p.reference, len(p.attachments))
-            return self.policy.poll_s
         if not p.attachments:
             return self._attach(ledger, wallet, p)
         status = self._attempt(ledger, p, lambda: wallet.status(signed, p.attachments))
@@ -263,7 +260,10 @@ class Payer:
             log.warning("payment %d %s (%s): its %d IOTA are owed again (payment %d)",
                         p.id, status.state, status.detail or "no detail", p.value_iota, again)
             return 0.0
-        return self._help(ledger, wallet, ledger.payment(p.id))
+        p = ledger.payment(p.id)
+        if p.unsent is not None:  # recorded, and the network does not know it: send it
+            return self._send(ledger, wallet, p, p.unsent)
+        return self._help(ledger, wallet, p)
 
     def _help(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
         """A pending payment: promote it, or attach it again once it waited long enough."""
@@ -292,10 +292,14 @@ class Payer:
         assert signed is not None
         attachment = self._attempt(ledger, p, lambda: wallet.attach(signed))
         ledger.record_attachment(p.id, attachment)
+        return self._send(ledger, wallet, p, attachment)
+
+    def _send(self, ledger: Ledger, wallet: Wallet, p: Payment, attachment: Attachment) -> float:
         self._attempt(ledger, p, lambda: wallet.send(attachment))
         ledger.mark_sent(p.id, attachment.id)
+        number = ledger.payment(p.id).attachments.index(attachment.id) + 1
         log.info("payment %d sent: %d IOTA, reference %s (attachment %d)",
-                 p.id, p.value_iota, p.reference, len(p.attachments) + 1)
+                 p.id, p.value_iota, p.reference, number)
         return self.policy.poll_s
 
     @staticmethod

@@ -51,7 +51,7 @@ with warnings.catch_warnings():  # iota imports pkg_resources, which warns
     from iota.transaction.validator import BundleValidator
     from iota.trits import trits_from_int
 
-FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm")
+FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm", "answer")
 TX_TRYTES = 2673
 NULL_HASH = "9" * 81
 MAX_TIMESTAMP = (3**27 - 1) // 2
@@ -92,6 +92,7 @@ class _Fault:
     kind: str
     commands: frozenset[str] | None
     remaining: int | None
+    answer: Any = None  # for "answer": the JSON sent instead (HTTP 200)
 
 
 @dataclass
@@ -335,12 +336,13 @@ class LegacyNode:
             return self._balances.get(address[:81], 0)
 
     def set_fault(self, kind: str, *, commands: Iterable[str] | None = None,
-                  times: int | None = None) -> None:
+                  times: int | None = None, answer: Any = None) -> None:
         """Misbehave from now on: ``kind`` in ``FAULTS``.
 
         ``commands``: only for these API commands (default: all).
         ``times``: only for this many matching requests (default: until cleared).
         ``refuse`` closes the listening socket (connection refused) until cleared.
+        ``answer`` sends ``answer`` (valid JSON of any shape) with HTTP 200 instead.
         """
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
@@ -349,7 +351,7 @@ class LegacyNode:
         # Swap in one step: no request may slip through unfaulted between two faults.
         with self._lock:
             old, self._fault = self._fault, _Fault(
-                kind, frozenset(commands) if commands else None, times)
+                kind, frozenset(commands) if commands else None, times, answer)
         if kind == "refuse" and self._server is not None:
             port = self.port
             self.stop()
@@ -428,7 +430,7 @@ class LegacyNode:
 
     # -- faults as the HTTP layer sees them
 
-    def _take_fault(self, command: str) -> str | None:
+    def _take_fault(self, command: str) -> _Fault | None:
         with self._lock:
             f = self._fault
             if f is None or f.kind in ("refuse", "never_confirm"):
@@ -439,7 +441,7 @@ class LegacyNode:
                 f.remaining -= 1
                 if f.remaining <= 0:
                     self._fault = None
-            return f.kind
+            return f
 
     # -- confirmation
 
@@ -778,7 +780,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": "COMMAND parameter has not been specified "
                                              "in the request."})
         command = req.pop("command")
-        fault = self.node._take_fault(command)
+        taken = self.node._take_fault(command)
+        fault = taken.kind if taken is not None else None
+        if taken is not None and fault == "answer":
+            with self.node._lock:
+                self.node.requests.append((command, req))
+            return self._send_raw(200, json.dumps(taken.answer).encode(), "application/json")
         if fault == "hang":
             self.node._release.wait(self.node.hang_s)
         elif fault == "http500":

@@ -51,8 +51,9 @@ class ScriptedWallet(DryRunWallet):
 
     def status(self, signed, known):
         self._maybe_fail("status")
-        seen = tuple(dict.fromkeys([*known, *self.on_network]))
-        return Status(self.state if self.sent else PENDING, seen, fee_nanos=0, detail="test")
+        held = tuple(dict.fromkeys([*super().status(signed, known).attachments,
+                                    *self.on_network]))
+        return Status(self.state if held else PENDING, held, fee_nanos=0, detail="test")
 
     def promote(self, signed, known):
         self._maybe_fail("promote")
@@ -209,7 +210,7 @@ def test_an_attachment_is_recorded_before_it_is_sent_and_a_failed_send_resends_i
     payer.tick(ledger, wallet)
     p = ledger.in_flight()
     assert len(p.attachments) == 1 and p.unsent is not None  # known, perhaps never sent
-    run_steps(payer, ledger, wallet, 2)  # the same attachment sent again, then confirmed
+    run_steps(payer, ledger, wallet, 3)  # status (unknown), the same attachment sent, confirmed
     assert wallet.calls.count("attach") == 1 and wallet.calls.count("send") == 2
     assert ledger.payment(p.id).attachments == p.attachments
     assert ledger.totals()["paid_iota"] == 7
@@ -272,7 +273,7 @@ def test_a_refused_send_says_the_signed_transfer_is_sent_again(setup, caplog):
         payer.tick(ledger, wallet)
     assert "will retry the same signed transfer" in caplog.text
     assert "owed again" not in caplog.text
-    run_steps(payer, ledger, wallet, 2)
+    run_steps(payer, ledger, wallet, 3)
     assert ledger.totals()["paid_iota"] == 3
 
 
@@ -321,3 +322,17 @@ def test_a_payer_that_keeps_dying_is_fatal_and_check_sees_since_when(tmp_path):
     assert last_error == "payer crashed: ValueError: odd answer"
     assert ledger.totals()["queued_iota"] == 9  # still owed, nothing lost
     ledger.close()
+
+
+def test_an_attachment_the_network_got_although_its_send_failed_is_not_sent_again(setup):
+    ledger, wallet, payer, _ = setup
+    owe(ledger, 7)
+    payer.tick(ledger, wallet)  # signed
+    wallet.fail_only = "send"
+    wallet.fail_next = [WalletError("storeTransactions: node answered HTTP 500")]
+    payer.tick(ledger, wallet)  # attached, recorded; the send "failed"
+    p = ledger.in_flight()
+    wallet.state = PENDING
+    wallet.on_network = list(p.attachments)  # ...but the broadcast had got through
+    payer.tick(ledger, wallet)
+    assert ledger.in_flight().unsent is None and wallet.calls.count("send") == 1
