@@ -47,6 +47,7 @@ class LoopStats:
     missed: int = 0
     failed: int = 0
     rounds: int = 0
+    worst_late_s: float = 0.0  # the latest a sample was taken after its deadline
 
 
 class Daemon:
@@ -115,6 +116,9 @@ class Daemon:
                             PAYER_GRACE_S)
             self.sensor.close()
             sys.setswitchinterval(switch_s)
+            st = self.stats
+            log.info("sampling: %d samples taken, %d missed, %d failed; worst lateness %.1f ms",
+                     st.ticks, st.missed, st.failed, st.worst_late_s * 1e3)
 
     def _loop(self, recorder: Recorder, resume: RoundTotals | None) -> None:
         m, r = self.config.meter, self.config.round
@@ -129,6 +133,9 @@ class Daemon:
             if (delay > 0 and self.stop.wait(delay)) or self.stop.is_set():
                 break
             now = self.clock()
+            late = now - schedule.deadline
+            if late > self.stats.worst_late_s:
+                self.stats.worst_late_s = late
             missed = schedule.advance(now)
             closed = self._sample(meter, now)
             meter.expect(1 + missed)

@@ -17,6 +17,7 @@ API object, and every message passes through ``_one_line`` which redacts it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -251,6 +252,13 @@ class PyotaWallet:
     def _import(self) -> Any:
         if self._iota is None:
             self._iota = import_iota()
+            # Every module imported by now lives as long as the process: leave those
+            # objects out of every later collection. A full collection runs in the
+            # thread that allocates (here, signing) and holds the GIL throughout: on a
+            # Pi's CPU budget one took ~230 ms, and the sampling loop waited for it.
+            import iota.crypto.addresses
+            import iota.crypto.signing  # noqa: F401
+            gc.freeze()
         return self._iota
 
     def _api(self) -> Any:
