@@ -63,6 +63,7 @@ class Daemon:
         self.stop = threading.Event()
         self.stats = LoopStats()
         self._sensor_failing = 0
+        self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
 
     def request_stop(self, *_args: object) -> None:
         """Signal handler: only sets a flag; the loop does the rest."""
@@ -110,10 +111,9 @@ class Daemon:
         meter = RoundMeter(r.length_s, start, self.wall() - start, resume=resume,
                            max_gap_s=max(10 * m.sample_interval_s, 10.0))
         next_checkpoint = start + r.checkpoint_s
-        next_watchdog = start
+        self._next_watchdog = start
         while True:
-            delay = schedule.deadline - self.clock()
-            if (delay > 0 and self.stop.wait(delay)) or self.stop.is_set():
+            if self._wait_until(schedule.deadline):
                 break
             now = self.clock()
             missed = schedule.advance(now)
@@ -128,11 +128,30 @@ class Daemon:
             if now >= next_checkpoint:
                 recorder.checkpoint(meter.snapshot())
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
-            if now >= next_watchdog:
-                self.notifier.watchdog()
-                next_watchdog = now + (self.watchdog_s or 1.0)
+            if now >= self._next_watchdog:
+                self._feed_watchdog(now)
         for done in meter.close_now(self.clock()):
             self._close(recorder, done)
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait for the sample due at ``deadline``, feeding the watchdog meanwhile.
+
+        ``sample_interval_s`` may be far longer than ``WatchdogSec=`` (up to
+        3600 s against 30 s): while the loop waits, ``WATCHDOG=1`` still goes out
+        at half the watchdog timeout. Returns True when asked to stop.
+        """
+        while True:
+            now = self.clock()
+            if now >= deadline:
+                return self.stop.is_set()
+            if now >= self._next_watchdog:
+                self._feed_watchdog(now)
+            if self.stop.wait(min(deadline, self._next_watchdog) - now):
+                return True
+
+    def _feed_watchdog(self, now: float) -> None:
+        self.notifier.watchdog()
+        self._next_watchdog = now + (self.watchdog_s or 1.0)
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
