@@ -166,8 +166,12 @@ class Daemon:
         if self._sensor_failing:
             log.info("sensor reading again after %d failed samples", self._sensor_failing)
             self._sensor_failing = 0
-        log.debug("sample: consumer %.2f mW, producer %.2f mW",
-                  sample.consumer_mw, sample.producer_mw)
+        if sample.consumer_mw is not None and sample.producer_mw is not None:
+            log.debug("sample: consumer %.2f mW, producer %.2f mW",
+                      sample.consumer_mw, sample.producer_mw)
+        else:  # one channel out of range: metered for the other only
+            log.debug("sample: consumer %s mW, producer %s mW (None: out of range)",
+                      sample.consumer_mw, sample.producer_mw)
         return meter.add(sample)
 
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:

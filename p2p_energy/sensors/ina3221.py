@@ -86,6 +86,7 @@ _WARMUP_MARGIN = 1.2
 _NO_ANSWER = frozenset({errno.ENXIO, errno.EREMOTEIO, errno.EIO, errno.ETIMEDOUT})
 
 _HEALTHY, _FAILING, _DISCONNECTED = "healthy", "failing", "disconnected"
+_ROLES = ("consumer", "producer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +280,10 @@ class INA3221Sensor:
         self._last_errno: int | None = None
         self._backoff_s = backoff_initial_s
         self._retry_at = 0.0
+        self._left_out = [0, 0]  # consumer, producer: samples left out in this episode
+        self._any_left_out = False
         self.read_errors = 0
-        self.implausible_readings = 0
+        self.implausible_readings = 0  # samples with a channel out of range
         self.reconnects = 0
 
     @classmethod
@@ -327,15 +330,23 @@ class INA3221Sensor:
     def read(self, t: float) -> Sample:
         """Both channels' power now, in mW, stamped with monotonic time ``t``.
 
+        Plausibility is judged per channel: a channel whose shunt reads full
+        scale (the current is beyond the shunt's range) or whose bus reads above
+        26 V is None in the sample, and the other channel is kept. Each such
+        episode is logged once per channel, with the shunt that would fit.
+
         Raises:
-            ImplausibleReading: the chip answered with a saturated shunt or a
-                bus voltage above 26 V.
+            ImplausibleReading: both channels are out of range.
             SensorReadError: this sample could not be taken (I2C error, bus
                 closed while backing off, first update not finished).
         """
         cs, cb, ps, pb = self._read_codes()
-        k_consumer, k_producer = self._mw_per_code2
-        return Sample(t, cs * cb * k_consumer, ps * pb * k_producer)
+        lim, bus_max = FULL_SCALE_CODE, self._bus_code_max
+        if (-lim < cs < lim and -lim < ps < lim and cb <= bus_max and pb <= bus_max
+                and not self._any_left_out):
+            k_consumer, k_producer = self._mw_per_code2
+            return Sample(t, cs * cb * k_consumer, ps * pb * k_producer)
+        return self._judged(t, (cs, cb, ps, pb))
 
     @property
     def warmup_s(self) -> float:
@@ -350,7 +361,7 @@ class INA3221Sensor:
         """
         codes = self._read_codes()
         readings: dict[str, ChannelReading] = {}
-        for i, role in enumerate(("consumer", "producer")):
+        for i, role in enumerate(_ROLES):
             shunt_mv = codes[2 * i] * SHUNT_VOLTAGE[1].lsb
             bus_v = codes[2 * i + 1] * BUS_VOLTAGE[1].lsb
             current_ma = shunt_mv / self._shunt_ohms[i]
@@ -395,9 +406,6 @@ class INA3221Sensor:
             raise self._failed(err) from None
         if self._state is not _HEALTHY:
             self._succeeded()
-        if (cs >= FULL_SCALE_CODE or cs <= -FULL_SCALE_CODE or ps >= FULL_SCALE_CODE
-                or ps <= -FULL_SCALE_CODE or cb > self._bus_code_max or pb > self._bus_code_max):
-            raise self._implausible((cs, cb, ps, pb))
         return cs, cb, ps, pb
 
     def _check_warm(self) -> None:
@@ -407,21 +415,58 @@ class INA3221Sensor:
                                   f"yet ({(self._fresh_at - now) * 1e3:.0f} ms to go)")
         self._warming = False
 
-    def _implausible(self, codes: tuple[int, int, int, int]) -> ImplausibleReading:
-        self.implausible_readings += 1
-        problems = []
-        for i, role in enumerate(("consumer", "producer")):
-            shunt, bus, channel = codes[2 * i], codes[2 * i + 1], self._channels[i]
-            if abs(shunt) >= FULL_SCALE_CODE:
-                problems.append(f"{role} CH{channel} shunt at full scale "
-                                f"({shunt * SHUNT_VOLTAGE[1].lsb:+.2f} mV)")
-            if bus > self._bus_code_max:
-                problems.append(f"{role} CH{channel} bus {bus * BUS_VOLTAGE[1].lsb:.3f} V "
-                                f"above {BUS_VOLTAGE_MAX_V:g} V")
-        message = f"{self._where}: implausible reading: " + "; ".join(problems)
-        if self.implausible_readings == 1:
-            log.warning("%s (further ones are counted, not logged)", message)
-        return ImplausibleReading(message)
+    # -- plausibility, per channel ---------------------------------------------------
+
+    def _judged(self, t: float, codes: tuple[int, int, int, int]) -> Sample:
+        """The sample with each out-of-range channel as None; logs episode starts and ends.
+
+        Raises:
+            ImplausibleReading: neither channel is in range.
+        """
+        powers: list[float | None] = []
+        problems: list[str] = []
+        for i, role in enumerate(_ROLES):
+            shunt, bus = codes[2 * i], codes[2 * i + 1]
+            found = self._out_of_range(i, shunt, bus)
+            if found is None:
+                if self._left_out[i]:
+                    log.info("%s: %s CH%d in range again after %d samples left out",
+                             self._where, role, self._channels[i], self._left_out[i])
+                    self._left_out[i] = 0
+                powers.append(shunt * bus * self._mw_per_code2[i])
+                continue
+            problem, advice = found
+            if not self._left_out[i]:
+                log.warning("%s: %s: %s; CH%d is left out until it reads in range again, the %s "
+                            "channel is still metered", self._where, problem, advice,
+                            self._channels[i], _ROLES[1 - i])
+            self._left_out[i] += 1
+            problems.append(problem)
+            powers.append(None)
+        self._any_left_out = any(self._left_out)
+        if problems:
+            self.implausible_readings += 1
+        consumer, producer = powers
+        if consumer is None and producer is None:
+            raise ImplausibleReading(f"{self._where}: implausible reading: " + "; ".join(problems))
+        return Sample(t, consumer, producer)
+
+    def _out_of_range(self, i: int, shunt: int, bus: int) -> tuple[str, str] | None:
+        """What is wrong with channel ``i``'s codes and what to do; None if plausible."""
+        role, channel, ohms = _ROLES[i], self._channels[i], self._shunt_ohms[i]
+        if abs(shunt) >= FULL_SCALE_CODE:
+            # The ADC clips at +-163.8 mV: the current is at least full scale / R.
+            max_a = FULL_SCALE_CODE * SHUNT_VOLTAGE[1].lsb / ohms / 1000
+            return (f"{role} CH{channel} shunt at full scale "
+                    f"({shunt * SHUNT_VOLTAGE[1].lsb:+.2f} mV)",
+                    f"the {ohms:g} ohm shunt reads at most {max_a:.4g} A; for more, fit "
+                    f"{ohms / 2:g} ohm (up to {2 * max_a:.4g} A) or less and set meter.shunt_ohms")
+        if bus > self._bus_code_max:
+            return (f"{role} CH{channel} bus {bus * BUS_VOLTAGE[1].lsb:.3f} V above "
+                    f"{BUS_VOLTAGE_MAX_V:g} V",
+                    f"the chip's inputs are rated to {BUS_VOLTAGE_MAX_V:g} V; check the wiring "
+                    f"to VIN{channel}-")
+        return None
 
     # -- failure and recovery -------------------------------------------------------
 
