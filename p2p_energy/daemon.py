@@ -116,6 +116,9 @@ class Daemon:
             if self._wait_until(schedule.deadline):
                 break
             now = self.clock()
+            step = meter.follow_wall(now, self.wall())
+            if step:
+                self._wall_stepped(step)
             missed = schedule.advance(now)
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
@@ -132,6 +135,12 @@ class Daemon:
                 self._feed_watchdog(now)
         for done in meter.close_now(self.clock()):
             self._close(recorder, done)
+
+    @staticmethod
+    def _wall_stepped(step: float) -> None:
+        log.info("wall clock stepped by %+.3f s (NTP synchronised, or the time was set); "
+                 "round times follow it from the open round on, metering is not affected "
+                 "(it runs on the monotonic clock)", step)
 
     def _wait_until(self, deadline: float) -> bool:
         """Wait for the sample due at ``deadline``, feeding the watchdog meanwhile.
