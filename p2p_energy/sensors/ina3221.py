@@ -76,6 +76,11 @@ AVG_SHIFT = 9
 VBUS_CT_SHIFT = 6
 VSH_CT_SHIFT = 3
 MODE_SHUNT_AND_BUS_CONTINUOUS = 0b111
+MODES = {  # datasheet table 6 (MODE3..1)
+    0b000: "power-down", 0b001: "shunt single-shot", 0b010: "bus single-shot",
+    0b011: "shunt and bus single-shot", 0b100: "power-down", 0b101: "shunt continuous",
+    0b110: "bus continuous", 0b111: "shunt and bus continuous",
+}
 
 FULL_SCALE_CODE = 4095  # the ADC clips here: a current beyond the shunt's range, or an open input
 BUS_VOLTAGE_MAX_V = 26.0  # absolute maximum rating: a higher reading is no real circuit
@@ -91,13 +96,67 @@ _ROLES = ("consumer", "producer")
 
 @dataclass(frozen=True, slots=True)
 class ChannelReading:
-    """One channel in SI-milli units, for ``check`` and diagnostics."""
+    """One channel in SI-milli units, for ``check`` and diagnostics.
+
+    ``problem`` says why the reading is out of range and what to do ("" when
+    plausible); ``measured`` is False when the chip's configuration does not
+    convert this channel continuously (its registers hold an old conversion).
+    """
 
     channel: int
     shunt_voltage_mv: float
     bus_voltage_v: float
     current_ma: float
     power_mw: float
+    problem: str = ""
+    measured: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChipConfiguration:
+    """The configuration register, decoded (datasheet section 7.6.1)."""
+
+    word: int
+    channels: tuple[int, ...]
+    averages: int
+    bus_conversion_us: int
+    shunt_conversion_us: int
+    mode: int
+
+    def measures(self, channel: int) -> bool:
+        """Whether ``channel``'s shunt and bus voltages are converted continuously."""
+        return channel in self.channels and self.mode == MODE_SHUNT_AND_BUS_CONTINUOUS
+
+    def describe(self) -> str:
+        """E.g. ``CH1 and CH2 on, 128 averages, bus 1100 us, shunt 1100 us, shunt and bus
+        continuous``."""
+        return ", ".join([_channels_on(self.channels), self._averages(), *self._times(),
+                          MODES[self.mode]])
+
+    def changes_to(self, other: ChipConfiguration) -> list[str]:
+        """What ``other`` sets differently, in ``describe``'s words."""
+        changes = [f"CH{ch} on" for ch in other.channels if ch not in self.channels]
+        changes += [f"CH{ch} off" for ch in self.channels if ch not in other.channels]
+        pairs = [(self._averages(), other._averages()), *zip(self._times(), other._times(),
+                                                              strict=True),
+                 (MODES[self.mode], MODES[other.mode])]
+        return changes + [theirs for ours, theirs in pairs if ours != theirs]
+
+    def _averages(self) -> str:
+        return f"{self.averages} average" + ("s" if self.averages > 1 else "")
+
+    def _times(self) -> tuple[str, str]:
+        return f"bus {self.bus_conversion_us} us", f"shunt {self.shunt_conversion_us} us"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What ``INA3221Sensor.probe`` found: the chip's configuration, the one the
+    config file asks for, and one reading per role taken with the former."""
+
+    found: ChipConfiguration
+    wanted: ChipConfiguration
+    readings: dict[str, ChannelReading]
 
 
 # -- pure helpers ---------------------------------------------------------------------
@@ -121,6 +180,25 @@ def config_word(channels: Sequence[int], averages: int, bus_conversion_us: int,
     word |= CONVERSION_US_CODE[bus_conversion_us] << VBUS_CT_SHIFT
     word |= CONVERSION_US_CODE[shunt_conversion_us] << VSH_CT_SHIFT
     return word
+
+
+def decode_configuration(word: int) -> ChipConfiguration:
+    """The configuration register value ``word`` as settings."""
+    def field(shift: int, table: dict[int, int]) -> int:
+        code = word >> shift & 0b111
+        return next(value for value, c in table.items() if c == code)
+
+    return ChipConfiguration(word, tuple(ch for ch in (1, 2, 3) if word & channel_enable_bit(ch)),
+                             field(AVG_SHIFT, AVERAGES_CODE),
+                             field(VBUS_CT_SHIFT, CONVERSION_US_CODE),
+                             field(VSH_CT_SHIFT, CONVERSION_US_CODE), word & 0b111)
+
+
+def _channels_on(channels: Sequence[int]) -> str:
+    names = [f"CH{ch}" for ch in channels]
+    if not names:
+        return "no channel on"
+    return (", ".join(names[:-1]) + " and " if len(names) > 1 else "") + names[-1] + " on"
 
 
 def update_time_s(n_channels: int, averages: int, bus_conversion_us: int,
@@ -354,19 +432,54 @@ class INA3221Sensor:
         return max(self._fresh_at - self._clock(), 0.0) if self._warming else 0.0
 
     def read_channels(self) -> dict[str, ChannelReading]:
-        """Shunt and bus voltage, current and power of both channels (for ``check``).
+        """Shunt and bus voltage, current and power of both channels (diagnostics).
 
         Raises:
             SensorReadError: as for ``read``.
         """
-        codes = self._read_codes()
+        return self._readings(self._read_codes(), decode_configuration(self.config_word))
+
+    def probe(self) -> Probe:
+        """Look at the chip as it is, writing nothing to it (for ``check``).
+
+        The service may be sampling the chip right now, so this opens the bus
+        on its own, checks the IDs, reads the configuration register and one
+        measurement made with whatever configuration it holds, and closes the
+        bus again. ``open`` is not needed (nor used).
+
+        Raises:
+            SensorError: no such bus, no permission, nothing answering, another
+                chip at the address, or an I2C error while reading.
+        """
+        try:
+            bus = self._bus_factory()
+        except OSError as err:
+            raise SensorError(self._explain(err)) from None
+        read, addr = bus.read_i2c_block_data, self._address
+        try:
+            self._verify_identity(bus)
+            word = _word(read(addr, CONFIGURATION.address, 2))
+            codes = tuple(_code(read(addr, reg, 2)) for reg in self._registers)
+        except OSError as err:
+            raise SensorError(self._explain(err)) from None
+        finally:
+            _close_quietly(bus)
+        found = decode_configuration(word)
+        return Probe(found, decode_configuration(self.config_word),
+                     self._readings(codes, found))
+
+    def _readings(self, codes: Sequence[int],
+                  configuration: ChipConfiguration) -> dict[str, ChannelReading]:
         readings: dict[str, ChannelReading] = {}
         for i, role in enumerate(_ROLES):
-            shunt_mv = codes[2 * i] * SHUNT_VOLTAGE[1].lsb
-            bus_v = codes[2 * i + 1] * BUS_VOLTAGE[1].lsb
+            shunt, bus = codes[2 * i], codes[2 * i + 1]
+            shunt_mv, bus_v = shunt * SHUNT_VOLTAGE[1].lsb, bus * BUS_VOLTAGE[1].lsb
             current_ma = shunt_mv / self._shunt_ohms[i]
-            readings[role] = ChannelReading(self._channels[i], shunt_mv, bus_v, current_ma,
-                                            bus_v * current_ma)
+            found = self._out_of_range(i, shunt, bus)
+            readings[role] = ChannelReading(
+                self._channels[i], shunt_mv, bus_v, current_ma, bus_v * current_ma,
+                problem=": ".join(found) if found else "",
+                measured=configuration.measures(self._channels[i]))
         return readings
 
     def describe(self) -> str:
