@@ -126,7 +126,7 @@ class Daemon:
             for done in closed:
                 self._close(recorder, done)
             if now >= next_checkpoint:
-                recorder.checkpoint(meter.snapshot())
+                recorder.checkpoint(meter.snapshot(), meter.latest())
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
             if now >= next_watchdog:
                 self.notifier.watchdog()

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import LedgerError
-from .metering import RoundTotals
+from .metering import LivePower, RoundTotals
 from .pricing import NANO, Quote, carry_iota, payable_iota
 from .wallet.base import SignedBundle
 
@@ -99,11 +99,23 @@ def _create_v1(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+def _add_live_power(db: sqlite3.Connection) -> None:
+    """The latest consumer and producer power, saved with every checkpoint.
+
+    Its own one-row table, not columns of ``open_round``: closing a round deletes
+    the checkpoint, and the live figures must not vanish with it.
+    """
+    db.execute("CREATE TABLE live_power (id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " consumer_mw REAL NOT NULL, producer_mw REAL NOT NULL,"
+               " sampled_at REAL NOT NULL)")
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _create_v1,
+    _add_live_power,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -219,8 +231,9 @@ class Ledger:
                     (payment_id,))
             return RoundRecorded(round_id, payment_id, value, carry_iota(owed, live + value))
 
-    def checkpoint(self, r: RoundTotals) -> None:
-        """Save the open round's running totals (replacing the previous checkpoint)."""
+    def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
+        """Save the open round's running totals (replacing the previous checkpoint),
+        and the latest power ``live`` for ``p2p-energy serve`` to show."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO open_round (id, started_at, duration_s, metered_s,"
@@ -228,6 +241,10 @@ class Ledger:
                 " VALUES (1,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.duration_s, r.metered_s, r.consumer_mws, r.producer_mws,
                  r.samples, r.expected_samples, r.failed_samples, self.clock()))
+            if live is not None:
+                db.execute("INSERT OR REPLACE INTO live_power (id, consumer_mw, producer_mw,"
+                           " sampled_at) VALUES (1,?,?,?)",
+                           (live.consumer_mw, live.producer_mw, live.sampled_at))
 
     def load_checkpoint(self) -> RoundTotals | None:
         """The open round saved before the last stop or crash, if any."""
