@@ -1,4 +1,6 @@
-"""Command line: ``p2p-energy run | ledger | check``. Builds the concrete objects.
+"""Command line: ``p2p-energy run | ledger | check | serve | statement``.
+
+Builds the concrete objects; ``serve`` and ``statement`` live in ``serve/``.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
 1 anything else. Every error is one line on stderr, never a traceback and
@@ -54,9 +56,19 @@ def _parser() -> argparse.ArgumentParser:
 
     add("run", "run the daemon: meter, price, record and pay")
     ledger = add("ledger", "print the rounds, payments and totals from the ledger")
-    ledger.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    shape = ledger.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    shape.add_argument("--csv", action="store_true", help="every round as CSV on stdout")
     add("check", "validate the config, read the sensor once and ask the node; "
                  "exit 0 if all is well")
+    add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
+                 "Home Assistant ([serve], [mqtt]); only reads the ledger")
+    statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
+                                 " in [serve] timezone")
+    when = statement.add_mutually_exclusive_group(required=True)
+    when.add_argument("--day", metavar="YYYY-MM-DD", help="one local day")
+    when.add_argument("--month", metavar="YYYY-MM", help="one local month, day by day")
+    statement.add_argument("--csv", action="store_true", help="CSV on stdout")
     return parser
 
 
@@ -110,6 +122,10 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
     path = Path(cfg.ledger.path)
     if not path.exists():
         raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
+    if args.csv:
+        from .serve.statement import write_rounds_csv
+        write_rounds_csv(str(path), sys.stdout)
+        return EXIT_OK
     ledger = Ledger(path)
     try:
         report = ledger.report()
@@ -159,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(cfg, args)
         if args.command == "ledger":
             return cmd_ledger(cfg, args)
+        if args.command == "serve":
+            from .serve.app import cmd_serve
+            return cmd_serve(cfg, args)
+        if args.command == "statement":
+            from .serve.statement import cmd_statement
+            return cmd_statement(cfg, args)
         from .check import cmd_check
         return cmd_check(cfg, args)
     except ConfigError as err:

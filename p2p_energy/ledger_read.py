@@ -119,6 +119,8 @@ class LedgerReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if not Path(self.path).exists():
+            raise LedgerError(f"{self.path}: no ledger yet (has the daemon started?)")
         uri = "file:" + quote(str(Path(self.path).absolute())) + "?mode=ro"
         try:
             self.db = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None)
@@ -166,6 +168,11 @@ class LedgerReader:
         return [RoundRow(*r[:12], bool(r[12]), r[13]) for r in self.db.execute(
             f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
             " ORDER BY ended_at, id LIMIT ?", (start, end, limit))]
+
+    def last_round(self) -> RoundRow | None:
+        r = self.db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY id DESC LIMIT 1"
+                            ).fetchone()
+        return RoundRow(*r[:12], bool(r[12]), r[13]) if r else None
 
     def iter_rounds(self) -> Iterator[RoundRow]:
         """Every round, oldest first, one at a time (for exports of any size)."""

@@ -91,7 +91,7 @@ def test_the_reader_cannot_write_and_is_not_blocked_by_a_writer(tmp_path):
 
 
 def test_missing_newer_or_empty_ledgers_are_one_line_errors(tmp_path):
-    with pytest.raises(LedgerError, match="cannot open ledger"):
+    with pytest.raises(LedgerError, match="no ledger yet"):
         LedgerReader(tmp_path / "none.db")
     assert not (tmp_path / "none.db").exists()  # read-only: nothing created
     empty = tmp_path / "empty.db"
