@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
@@ -66,10 +68,27 @@ def _parser() -> argparse.ArgumentParser:
     statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
                                  " in [serve] timezone")
     when = statement.add_mutually_exclusive_group(required=True)
-    when.add_argument("--day", metavar="YYYY-MM-DD", help="one local day")
-    when.add_argument("--month", metavar="YYYY-MM", help="one local month, day by day")
+    when.add_argument("--day", metavar="YYYY-MM-DD", type=_day, help="one local day")
+    when.add_argument("--month", metavar="YYYY-MM", type=_month,
+                      help="one local month, day by day")
     statement.add_argument("--csv", action="store_true", help="CSV on stdout")
     return parser
+
+
+def _day(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD")
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day of the calendar") from None
+    return text
+
+
+def _month(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text) or text.startswith("0000"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month: use YYYY-MM")
+    return text
 
 
 def load_config(args: argparse.Namespace) -> Config:

@@ -91,7 +91,7 @@ def text(st: Statement, tz: tzinfo) -> str:
         "  average price    " + ("-" if price is None else
                                  f"{price:.6g} IOTA/mW·s ({price * MWS_PER_KWH:,.0f} IOTA/kWh)"),
         f"  owed             {exact_iota(s.owed_niota)} IOTA",
-        f"  paid             {t.paid.value_iota} IOTA in {t.paid.count} confirmed payments",
+        f"  paid             {t.paid.value_iota} IOTA ({t.paid.count} payment(s) confirmed)",
         f"  fees             {exact_iota(t.paid.fee_nanos)} IOTA",
     ]
     if st.days:
@@ -101,9 +101,11 @@ def text(st: Statement, tz: tzinfo) -> str:
                   for d in st.days if d.sums.rounds or d.paid.count]
     lines.append("  payments:" if st.payments else "  payments: none")
     for p in st.payments:
-        when = local(p.confirmed_at or p.created_at, tz)
+        when = f"created {local(p.created_at, tz)}"
+        if p.confirmed_at is not None:
+            when += f", confirmed {local(p.confirmed_at, tz)}"
         ref = f"{p.reference_kind} {p.reference}" if p.reference else "not signed yet"
-        lines.append(f"    #{p.id} {p.value_iota} IOTA {p.status} {when} {ref}")
+        lines.append(f"    #{p.id} {p.value_iota} IOTA {p.status}, {when}: {ref}")
     return "\n".join(lines)
 
 
