@@ -39,7 +39,7 @@ class _Frame:
     left: float = 58.0
     top: float = 10.0
     width: float = 640.0
-    height: float = 200.0
+    height: float = 240.0
     bottom: float = 24.0
     right: float = 10.0
 
@@ -110,12 +110,18 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def number(v: float) -> str:
-    """A short axis label: 1,500 / 12 / 2.5 / 0.025 / 1e-06."""
+    """A short axis label: 40M / 2.5k / 12 / 2.5 / 0.025 / 1e-06."""
     a = abs(v)
     if a == 0:
         return "0"
+    if a >= 1e9:
+        return f"{v / 1e9:.4g}G"
+    if a >= 1e6:
+        return f"{v / 1e6:.4g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.4g}k"
     if a >= 1000:
-        return f"{v:,.0f}"
+        return f"{v:.0f}"
     if a >= 10:
         return f"{v:.0f}"
     if a >= 0.001:
@@ -170,7 +176,7 @@ def _polyline(frame: _Frame, pts: Sequence[Point], css: str, step: bool) -> str:
 
 def line_chart(title: str, series: Sequence[Series], *, x_range: tuple[float, float],
                tz: tzinfo, unit: str, log_y: bool = False, width: int = 640,
-               height: int = 200, max_points: int = MAX_POINTS) -> str:
+               height: int = 240, max_points: int = MAX_POINTS) -> str:
     """An ``<svg>`` line chart of ``series`` over ``x_range`` (epoch s), times in ``tz``.
 
     The SVG scales to its container's width (viewBox). Each line carries

@@ -15,7 +15,7 @@ from html import escape
 from .. import __version__
 from ..ledger_read import LedgerReader, PaymentRow, RoundRow
 from .charts import Series, line_chart
-from .figures import MWS_PER_WH, Figures, PeriodTotals
+from .figures import MWS_PER_WH, Figures
 from .periods import Period, zone_name
 
 RECENT_PAYMENTS = 20
@@ -63,7 +63,9 @@ def power(mw: float) -> str:
 
 
 def iota(niota: int) -> str:
-    return f"{niota / 1e9:,.3f}"
+    """Nano-IOTA as IOTA: three decimals, none from a million on."""
+    value = niota / 1e9
+    return f"{value:,.0f}" if abs(value) >= 1e6 else f"{value:,.3f}"
 
 
 def local(ts: float | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -82,7 +84,9 @@ border:1px solid #ddd;border-radius:6px;padding:6px 10px}
 table{border-collapse:collapse;width:100%;background:#fff}
 td,th{border-bottom:1px solid #e5e5e5;padding:4px 6px;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left}
-td.ref{text-align:left;font:12px ui-monospace,monospace;word-break:break-all}
+td.ref{text-align:left;font:12px ui-monospace,monospace;word-break:break-all;
+border-bottom:1px solid #ccc;padding-top:0}tr.pay td{border-bottom:0}
+.nowrap{white-space:nowrap}
 .scroll{overflow-x:auto}
 svg.chart{width:100%;height:auto;background:#fff;border:1px solid #ddd;border-radius:6px}
 svg .grid{stroke:#eee;stroke-width:1}svg text{font-size:11px;fill:#666}
@@ -95,6 +99,9 @@ svg .line{fill:none;stroke-width:1.6}svg circle.line{stroke-width:1}
 margin:0 4px 3px 10px;background:currentColor}
 .key .consumer{color:#d9480f}.key .producer{color:#2b8a3e}.key .owed{color:#c92a2a}
 .key .paid{color:#2b8a3e}.key .price{color:#1864ab}
+@media (max-width:600px){body{font-size:14px;padding:6px}svg text{font-size:17px}
+td,th{padding:4px 3px}
+.live b{font-size:1.25em}}
 form{margin:.6em 0}input,button{font:inherit}
 """
 
@@ -175,20 +182,21 @@ def _charts(d: Dashboard) -> str:
             '<span class="paid">paid (confirmed)</span></div>')
 
 
-def _period_row(name: str, p: PeriodTotals) -> str:
-    s = p.sums
-    return (f"<tr><td>{name}</td><td>{energy(s.consumer_mws)}</td>"
-            f"<td>{energy(s.producer_mws)}</td><td>{iota(s.owed_niota)}</td>"
-            f"<td>{p.paid.value_iota:,}</td><td>{s.rounds:,}</td></tr>")
-
-
 def _totals(f: Figures) -> str:
-    return ('<h2>Totals</h2><div class="scroll"><table><tr><th></th><th>used</th>'
-            "<th>produced</th><th>owed, IOTA</th><th>paid, IOTA</th><th>rounds</th></tr>"
-            + _period_row("Today", f.today) + _period_row("This month", f.month)
-            + f"<tr><td>All time</td><td>{energy(f.consumer_mws)}</td>"
-            f"<td>{energy(f.producer_mws)}</td><td>{iota(f.owed_niota)}</td>"
-            f"<td>{f.paid_iota:,}</td><td>{f.rounds:,}</td></tr></table></div>")
+    """Today, this month and all time side by side: three columns fit a phone."""
+    cols = [(f.today.sums.consumer_mws, f.today.sums.producer_mws, f.today.sums.owed_niota,
+             f.today.paid.value_iota, f.today.sums.rounds),
+            (f.month.sums.consumer_mws, f.month.sums.producer_mws, f.month.sums.owed_niota,
+             f.month.paid.value_iota, f.month.sums.rounds),
+            (f.consumer_mws, f.producer_mws, f.owed_niota, f.paid_iota, f.rounds)]
+    rows = [("used", [energy(c[0]) for c in cols]), ("produced", [energy(c[1]) for c in cols]),
+            ("owed, IOTA", [iota(c[2]) for c in cols]),
+            ("paid, IOTA", [f"{c[3]:,}" for c in cols]), ("rounds", [f"{c[4]:,}" for c in cols])]
+    return ('<h2>Totals</h2><div class="scroll"><table><tr><th></th><th>today</th>'
+            "<th>this month</th><th>all time</th></tr>"
+            + "".join(f"<tr><td>{name}</td>" + "".join(f"<td>{v}</td>" for v in values)
+                      + "</tr>" for name, values in rows)
+            + "</table></div>")
 
 
 def _payments(payments: list[PaymentRow], tz: tzinfo) -> str:
@@ -197,13 +205,14 @@ def _payments(payments: list[PaymentRow], tz: tzinfo) -> str:
         kind = "digest" if p.reference_kind == "digest" else "bundle hash"
         ref = f"{kind} {escape(p.reference)}" if p.reference else "not signed yet"
         error = f'<br><span class="muted">{escape(p.last_error)}</span>' if p.last_error else ""
-        rows.append(f"<tr><td>{p.id}</td><td>{local(p.created_at, tz)}</td>"
-                    f"<td>{p.value_iota:,}</td><td>{escape(p.status)}{error}</td>"
-                    f'<td class="ref">{ref}</td></tr>')
+        rows.append(f'<tr class="pay"><td>{p.id}</td>'
+                    f'<td class="nowrap">{local(p.created_at, tz)}</td>'
+                    f"<td>{p.value_iota:,}</td><td>{escape(p.status)}{error}</td></tr>"
+                    f'<tr><td class="ref" colspan="4">{ref}</td></tr>')
     if not rows:
-        rows.append('<tr><td colspan="5">no payments yet</td></tr>')
+        rows.append('<tr><td colspan="4">no payments yet</td></tr>')
     return ('<h2>Recent payments</h2><div class="scroll"><table><tr><th>#</th>'
-            "<th>created</th><th>IOTA</th><th>status</th><th>reference</th></tr>"
+            "<th>created</th><th>IOTA</th><th>status</th></tr>"
             + "".join(rows) + "</table></div>")
 
 
@@ -224,7 +233,8 @@ LIVE_JS = """\
         var live = t.live;
         set("consumer", power(live ? live.consumer_mw : null));
         set("producer", power(live ? live.producer_mw : null));
-        set("price", t.price === null ? "\\u2013" : t.price.toPrecision(4));
+        set("price", t.price === null ? "\\u2013"
+          : t.price.toPrecision(4) + (t.price_capped ? " (night cap)" : ""));
         set("owed_paid", t.all_time.owed_iota.toFixed(3) + " / " + t.all_time.paid_iota);
         set("note", live ? "live, updated " + new Date().toLocaleTimeString()
                          : "no recent reading: is p2p-energy running?");
