@@ -631,26 +631,44 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     return seed
 
 
-def load_mqtt_password(config: Config) -> str:
-    """The MQTT password from ``mqtt.password_file`` ("" when none is set).
+def load_mqtt_password(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
+    """The MQTT password ("" for none), from the first place that has one.
 
-    The file (relative to the config file's folder unless absolute) must not be
-    readable by group or others; whitespace around the password is ignored.
+    1. the file ``mqtt.password_file`` (relative to the config file's folder
+       unless absolute), which must not be readable by group or others;
+    2. with ``mqtt.username`` set, the systemd credential
+       ``$CREDENTIALS_DIRECTORY/mqtt-password``, if the unit loads one.
+
+    Whitespace around the password is ignored.
 
     Raises:
         ConfigError: the file cannot be read, is shared, or is empty. The message
             never contains the password.
     """
     m = config.mqtt
-    if not m.password_file:
-        return ""
-    path = Path(m.password_file).expanduser()
-    if not path.is_absolute() and config.source:
-        path = Path(config.source).parent / path
-    key, value = "mqtt.password_file", m.password_file
+    env = os.environ if environ is None else environ
+    if m.password_file:
+        path = Path(m.password_file).expanduser()
+        if not path.is_absolute() and config.source:
+            path = Path(config.source).parent / path
+        return _read_password(str(path), source=config.source, key="mqtt.password_file",
+                              value=m.password_file)
+    creds = env.get("CREDENTIALS_DIRECTORY", "")
+    credential = os.path.join(creds, "mqtt-password")
+    if m.username and creds and os.path.exists(credential):
+        return _read_password(credential)  # systemd's copy: its mode is not ours to check
+    return ""
 
+
+def _read_password(path: str, *, source: str = "", key: str = "",
+                   value: Any = _HIDDEN) -> str:
+    """Read one password file; its contents never reach an error. With ``key`` (a
+    ``mqtt.password_file``) errors name config file, key and value, and the mode is
+    checked; without, ``path`` is a systemd credential."""
     def fail(reason: str) -> ConfigError:
-        return _error(reason, path=config.source, key=key, value=value)
+        if key:
+            return _error(reason, path=source, key=key, value=value)
+        return _error(reason, path=path)
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -660,8 +678,9 @@ def load_mqtt_password(config: Config) -> str:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise fail("password file is not a regular file")
-        _refuse_if_shared(str(path), mode, "password file", source=config.source, key=key,
-                          value=value)
+        if key:
+            _refuse_if_shared(path, mode, "password file", source=source, key=key,
+                              value=value)
         raw = _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
     except OSError as err:
         raise fail(f"cannot read password file: {err.strerror or err}") from None

@@ -182,3 +182,16 @@ def test_the_password_file_is_read_owner_only_and_never_shown(tmp_path):
     assert "s3cret" not in str(err.value) and "chmod 600" in str(err.value)
     with pytest.raises(ConfigError, match="empty"):
         config.load_mqtt_password(_pw_config(tmp_path, 0o600, "\n"))
+
+
+def test_the_password_can_come_from_a_systemd_credential(tmp_path):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("from systemd\n")
+    (creds / "mqtt-password").chmod(0o640)  # systemd's ACL mask shows as group bits
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\nenabled = true\nusername = "meter"\n')
+    cfg = config.load(path)
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    assert config.load_mqtt_password(cfg, environ=env) == "from systemd"
+    assert config.load_mqtt_password(cfg, environ={}) == ""
