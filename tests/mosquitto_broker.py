@@ -38,8 +38,10 @@ class Broker:
         self.conf = tmp / "mosquitto.conf"
         auth = (f"allow_anonymous false\npassword_file {password_file}\n" if password_file
                 else "allow_anonymous true\n")
+        # As root, mosquitto would switch to its own user, who cannot read our tmp files.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\n{auth}persistence false\n"
-                             "log_dest stderr\nlog_type error\nlog_type warning\n")
+                             "user root\nlog_dest stderr\nlog_type error\n"
+                             "log_type warning\n")
         self.log = tmp / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
@@ -69,15 +71,28 @@ class Broker:
             self.proc = None
 
 
+def password_file(path: Path, user: str, password: str) -> Path:
+    """A Mosquitto password file made by its own ``mosquitto_passwd``."""
+    tool = shutil.which("mosquitto_passwd")
+    assert tool, "mosquitto_passwd comes with the mosquitto package"
+    subprocess.run([tool, "-b", "-c", str(path), user, password], check=True,
+                   capture_output=True, timeout=30)
+    path.chmod(0o600)
+    return path
+
+
 class Recorder:
     """An MQTT client (paho) that subscribes to ``topics`` and keeps every message."""
 
-    def __init__(self, broker: Broker, *topics: str) -> None:
+    def __init__(self, broker: Broker, *topics: str, auth: tuple[str, str] | None = None
+                 ) -> None:
         self.messages: dict[str, list[tuple[bytes, bool]]] = defaultdict(list)
         self.lock = threading.Lock()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2,
                                   client_id=f"test-recorder-{time.monotonic_ns()}")
         self.client.on_message = self._on_message
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.connect("127.0.0.1", broker.port)
         for t in topics:
             self.client.subscribe(t, qos=1)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mosquitto_broker import Broker, Recorder, needs_mosquitto, wait_until
+from mosquitto_broker import Broker, Recorder, needs_mosquitto, password_file, wait_until
 
 pytestmark = needs_mosquitto
 
@@ -355,3 +355,44 @@ def test_the_daemon_does_not_import_serve_prometheus_or_paho(tmp_path):
     assert not {m for m in modules if m.startswith(("p2p_energy.serve", "prometheus_client",
                                                     "paho"))}
     assert "round 1:" in err
+
+
+def test_mqtt_only_with_a_password_that_never_reaches_the_log(tmp_path):
+    secret = "correct horse battery staple"
+    broker = Broker(tmp_path, password_file=password_file(tmp_path / "passwd", "meter", secret))
+    broker.start()
+    (tmp_path / "mqtt-password").write_text(secret + "\n")
+    (tmp_path / "mqtt-password").chmod(0o600)
+    (tmp_path / "wrong-password").write_text("guess\n")
+    (tmp_path / "wrong-password").chmod(0o600)
+    db = tmp_path / "ledger.db"
+    subprocess.run([sys.executable, "-c", "from p2p_energy.ledger import Ledger;"
+                    f"Ledger({str(db)!r}).close()"], check=True, timeout=60)
+    base = (f'[ledger]\npath = "{db}"\n[mqtt]\nenabled = true\nbroker = "{broker.url}"\n'
+            f'username = "meter"\ndevice_id = "{DEVICE}"\ntopic_prefix = "{PREFIX}"\n')
+    rec = Recorder(broker, f"{PREFIX}/#", auth=("meter", secret))
+    procs = []
+    try:
+        for name in ("mqtt-password", "wrong-password"):
+            cfg = tmp_path / f"{name}.toml"
+            cfg.write_text(base + f'password_file = "{name}"\n')
+            log = tmp_path / f"{name}.log"
+            procs.append(start("serve", cfg, log))
+        wait_until("the right password to get in",
+                   lambda: rec.last(f"{PREFIX}/availability") == "online", 20)
+        wait_until("the wrong one to be refused", lambda: "refused" in (
+            tmp_path / "wrong-password.log").read_text(), 20)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait(30) for p in procs]
+        rec.close()
+        broker.stop()
+    assert codes == [0, 0]
+    assert rec.last(f"{PREFIX}/consumer_energy") == "0.000000"  # an empty ledger: zero
+    for name in ("mqtt-password", "wrong-password"):
+        log = (tmp_path / f"{name}.log").read_text()
+        assert secret not in log and "guess" not in log
+        assert "dashboard" not in log  # [serve] is off: nothing listens
+    wrong = (tmp_path / "wrong-password.log").read_text()
+    assert len(re.findall(r"WARNING .*refused", wrong)) == 1  # once, however often it retried
