@@ -107,7 +107,7 @@ def _add_live_power(db: sqlite3.Connection) -> None:
     """
     db.execute("CREATE TABLE live_power (id INTEGER PRIMARY KEY CHECK (id = 1),"
                " consumer_mw REAL NOT NULL, producer_mw REAL NOT NULL,"
-               " sampled_at REAL NOT NULL)")
+               " sampled_at REAL NOT NULL, saved_at REAL NOT NULL)")
 
 
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
@@ -233,7 +233,8 @@ class Ledger:
 
     def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
         """Save the open round's running totals (replacing the previous checkpoint),
-        and the latest power ``live`` for ``p2p-energy serve`` to show."""
+        and the latest power ``live`` for ``p2p-energy serve`` to show (None: no
+        recent good reading; the last one stays, growing old)."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO open_round (id, started_at, duration_s, metered_s,"
@@ -243,8 +244,8 @@ class Ledger:
                  r.samples, r.expected_samples, r.failed_samples, self.clock()))
             if live is not None:
                 db.execute("INSERT OR REPLACE INTO live_power (id, consumer_mw, producer_mw,"
-                           " sampled_at) VALUES (1,?,?,?)",
-                           (live.consumer_mw, live.producer_mw, live.sampled_at))
+                           " sampled_at, saved_at) VALUES (1,?,?,?,?)",
+                           (live.consumer_mw, live.producer_mw, live.sampled_at, self.clock()))
 
     def load_checkpoint(self) -> RoundTotals | None:
         """The open round saved before the last stop or crash, if any."""

@@ -205,13 +205,14 @@ class LedgerReader:
             " expected_samples, failed_samples, saved_at FROM open_round WHERE id = 1").fetchone()
         return OpenRound(*row) if row else None
 
-    def live_power(self) -> LivePower | None:
-        """The latest power the daemon checkpointed (None before its first checkpoint)."""
+    def live_power(self) -> tuple[LivePower, float] | None:
+        """The latest power the daemon checkpointed, and when it saved it (epoch s, this
+        machine's clock); None before its first checkpoint."""
         if "live_power" not in self._tables:  # the daemon has not upgraded the ledger yet
             return None
-        row = self.db.execute(
-            "SELECT consumer_mw, producer_mw, sampled_at FROM live_power WHERE id = 1").fetchone()
-        return LivePower(*row) if row else None
+        row = self.db.execute("SELECT consumer_mw, producer_mw, sampled_at, saved_at"
+                              " FROM live_power WHERE id = 1").fetchone()
+        return (LivePower(*row[:3]), row[3]) if row else None
 
     # -- payments ------------------------------------------------------------------------
 

@@ -183,10 +183,11 @@ class RoundMeter:
         upto = self._prev.t if self._prev is not None else self._span_t0
         return self._open.totals(max(upto - self._span_t0, 0.0))
 
-    def latest(self) -> LivePower | None:
-        """The last good reading (production below zero shown as zero), or None."""
+    def latest(self, t: float, max_age_s: float) -> LivePower | None:
+        """The last good reading (production below zero shown as zero), or None if
+        there is none taken within ``max_age_s`` before ``t``."""
         p = self._prev
-        if p is None:
+        if p is None or t - p.t > max_age_s:
             return None
         return LivePower(p.consumer_mw, p.producer_mw, p.t + self.wall_offset)
 

@@ -60,16 +60,16 @@ def test_a_v1_ledger_opens_with_every_row_kept_and_gains_live_power(tmp_path):
     led.checkpoint(rnd(1), LivePower(42.0, 7.5, 69.0))
     led.close()
     with LedgerReader(path) as reader:
-        assert reader.live_power() == LivePower(42.0, 7.5, 69.0)
+        assert reader.live_power() == (LivePower(42.0, 7.5, 69.0), 70.0)  # saved at 70
 
 
 def test_live_power_outlives_the_round_that_deletes_the_checkpoint(tmp_path):
-    led = Ledger(tmp_path / "l.db")
+    led = Ledger(tmp_path / "l.db", clock=lambda: T0 + 31)
     led.checkpoint(rnd(0), LivePower(50.0, 500.0, T0 + 30))
     led.record_round(rnd(0), q(1.0))
     assert led.load_checkpoint() is None
     with LedgerReader(tmp_path / "l.db") as reader:
-        assert reader.live_power() == LivePower(50.0, 500.0, T0 + 30)
+        assert reader.live_power() == (LivePower(50.0, 500.0, T0 + 30), T0 + 31)
     led.close()
 
 
@@ -158,6 +158,8 @@ def test_payments_read_the_same_after_the_wallet_protocol_rename(tmp_path):
 
 def test_the_meter_reports_its_latest_reading_in_wall_time():
     meter = RoundMeter(60.0, 100.0, 1000.0, max_gap_s=10.0)
-    assert meter.latest() is None
+    assert meter.latest(100.0, 5.0) is None
     meter.add(Sample(t=101.0, consumer_mw=50.0, producer_mw=-3.0))
-    assert meter.latest() == LivePower(50.0, 0.0, 1101.0)
+    assert meter.latest(102.0, 5.0) == LivePower(50.0, 0.0, 1101.0)
+    meter.fail(107.0)  # the sensor stopped answering: no live reading after max_age_s
+    assert meter.latest(107.0, 5.0) is None

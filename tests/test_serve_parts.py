@@ -195,3 +195,27 @@ def test_the_password_can_come_from_a_systemd_credential(tmp_path):
     env = {"CREDENTIALS_DIRECTORY": str(creds)}
     assert config.load_mqtt_password(cfg, environ=env) == "from systemd"
     assert config.load_mqtt_password(cfg, environ={}) == ""
+
+
+def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.ledger_read import LedgerReader
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import Quote
+    from p2p_energy.serve.figures import read_figures
+
+    t0 = 1.8e9
+    led = Ledger(tmp_path / "l.db", clock=lambda: t0)
+    led.record_round(RoundTotals(t0 - 60, 60, 60, 600.0, 6000.0, 60, 61, 1, t0), Quote(
+        0.02, False, 12_000_000_000))
+    led.checkpoint(RoundTotals(t0, 5, 5, 50.0, 500.0, 5, 5, 0), LivePower(10.0, 100.0, t0))
+    led.close()
+    hw = HighWater()
+    with LedgerReader(tmp_path / "l.db") as r:
+        fresh = read_figures(r, BERLIN, stale_after_s=35, high_water=hw, now=t0 + 30)
+        stale = read_figures(r, BERLIN, stale_after_s=35, high_water=hw, now=t0 + 36)
+    assert fresh.live == LivePower(10.0, 100.0, t0) and stale.live is None
+    assert stale.live_seen == fresh.live
+    assert fresh.consumer_mws == 650.0 and fresh.samples == 65 and fresh.missed_samples == 1
+    assert fresh.owed_niota == 12_000_000_000 and fresh.price == 0.02
+    assert fresh.today.sums.rounds == 1

@@ -102,7 +102,9 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
     o_samples = open_round.samples if open_round else 0
     o_expected = open_round.expected_samples if open_round else 0
     o_failed = open_round.failed_samples if open_round else 0
-    fresh = live is not None and now - live.sampled_at <= stale_after_s
+    # Judged by when the daemon saved it: a reading's own time is on the daemon's clock
+    # as of its start, and a Pi without a clock chip may have set the time since.
+    fresh = live is not None and now - live[1] <= stale_after_s
     return Figures(
         at=now,
         consumer_mws=high_water("consumer_mws", total.consumer_mws + o_mws),
@@ -114,7 +116,7 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
         rounds=total.rounds, owed_niota=total.owed_niota, paid_iota=paid.value_iota,
         fees_nanos=paid.fee_nanos, last_round_end=total.last_end,
         price=last.price if last else None, price_capped=bool(last and last.price_capped),
-        live=live if fresh else None, live_seen=live,
+        live=live[0] if live and fresh else None, live_seen=live[0] if live else None,
         payments_by_status=status, last_payment=recent[0] if recent else None,
         today=today, month=month)
 
