@@ -105,6 +105,8 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.simulate:
         cfg = replace(cfg, meter=replace(cfg.meter, sensor="simulated"),
                       wallet=replace(cfg.wallet, backend="dry-run"))
+        if args.command == "serve" and not (cfg.serve.enabled or cfg.mqtt.enabled):
+            cfg = replace(cfg, serve=replace(cfg.serve, enabled=True))  # the dashboard
     return cfg
 
 

@@ -396,3 +396,23 @@ def test_mqtt_only_with_a_password_that_never_reaches_the_log(tmp_path):
         assert "dashboard" not in log  # [serve] is off: nothing listens
     wrong = (tmp_path / "wrong-password.log").read_text()
     assert len(re.findall(r"WARNING .*refused", wrong)) == 1  # once, however often it retried
+
+
+@pytest.mark.parametrize("body, code, words", [
+    ("[serve]\nenabled = false\n", 2, "neither [serve] nor [mqtt] is enabled"),
+    ('[serve]\nenabled = true\nlisten = "127.0.0.1:{port}"\n', 1, "cannot listen"),
+    ('[mqtt]\nenabled = true\nusername = "u"\npassword_file = "/nonexistent/pw"\n', 2,
+     "mqtt.password_file"),
+])
+def test_serve_refuses_with_one_line(tmp_path, body, code, words):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(body.replace("{port}", str(taken.getsockname()[1])))
+        out = subprocess.run([sys.executable, "-m", "p2p_energy", "serve", "-c", str(cfg)],
+                             capture_output=True, text=True, timeout=60, env=_env())
+    assert out.returncode == code
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("p2p-energy: ") and words in lines[0], lines
