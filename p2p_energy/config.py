@@ -584,6 +584,32 @@ def _read_at_most(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _read_secret(path: str, what: str, fail: Callable[[str], ConfigError], *, source: str,
+                 key: str, value: Any, missing_hint: str = "") -> bytes:
+    """The bytes of a small secret file (at most ``_SEED_FILE_MAX_BYTES`` + 1 of them).
+
+    With ``key`` the file must not be readable by group or others; without, it is
+    a systemd credential, whose mode is systemd's. Raises ``fail(reason)``.
+    """
+    try:
+        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        hint = missing_hint if err.errno == errno.ENOENT else ""
+        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise fail(f"{what} is not a regular file")
+        if key:
+            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
+        return _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
+    except OSError as err:
+        raise fail(f"cannot read {what}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+
+
 def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDDEN) -> str:
     """Read and check one seed file; its contents never reach an error.
 
@@ -601,25 +627,9 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     what = "seed file" if key else "seed credential"
     if key and path != value:
         what += f" {path}"
-    try:
-        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        hint = ""
-        if not key and err.errno == errno.ENOENT:
-            hint = " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)"
-        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise fail(f"{what} is not a regular file")
-        if key:
-            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
-        raw = _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
-    except OSError as err:
-        raise fail(f"cannot read {what}: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
+    raw = _read_secret(path, what, fail, source=source, key=key, value=value,
+                       missing_hint="" if key else
+                       " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)")
     try:
         seed = _seed(raw.decode("ascii").strip()) if len(raw) <= _SEED_FILE_MAX_BYTES else None
     except (UnicodeDecodeError, ValueError):
@@ -670,22 +680,7 @@ def _read_password(path: str, *, source: str = "", key: str = "",
             return _error(reason, path=source, key=key, value=value)
         return _error(reason, path=path)
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        raise fail(f"cannot read password file: {err.strerror or err}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise fail("password file is not a regular file")
-        if key:
-            _refuse_if_shared(path, mode, "password file", source=source, key=key,
-                              value=value)
-        raw = _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
-    except OSError as err:
-        raise fail(f"cannot read password file: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
+    raw = _read_secret(path, "password file", fail, source=source, key=key, value=value)
     try:
         password = raw.decode("utf-8").strip() if len(raw) <= _SEED_FILE_MAX_BYTES else ""
     except UnicodeDecodeError:
