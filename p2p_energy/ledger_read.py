@@ -23,13 +23,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import LedgerError
-from .ledger import SCHEMA_VERSION
+from .ledger import DEFAULT_REFERENCE_KEY, REFERENCE_KEYS, SCHEMA_VERSION
 from .metering import LivePower
-
-# A payment's reference, by the backend that signed it: today's network names it a
-# digest, the legacy API a bundle hash.
-REFERENCE_KINDS = {"iota": "digest"}
-DEFAULT_REFERENCE_KIND = "bundle_hash"
 
 _ROUND_COLUMNS = ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
                   " failed_samples, consumer_mws, producer_mws, producer_avg_mw, price,"
@@ -89,7 +84,8 @@ class Sums:
 
 @dataclass(frozen=True, slots=True)
 class PaidSums:
-    """Payments confirmed in a period: their value and fees."""
+    """Payments confirmed in a period (count, value), and the network fees of the
+    period's payments, confirmed or failed (a failed transfer's fee is spent too)."""
 
     count: int = 0
     value_iota: int = 0
@@ -229,14 +225,17 @@ class LedgerReader:
             (start, end, start, end))]
 
     def paid(self, start: float | None = None, end: float | None = None) -> PaidSums:
-        """Payments confirmed in [start, end) (all time by default)."""
+        """Payments confirmed in [start, end) (all time by default), and the fees of
+        payments that ended then (a failed one counts when it was last sent)."""
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         rows = [self._payment(r) for r in self.db.execute(
-            f"{self._payment_select} WHERE status = 'confirmed' AND confirmed_at >= ?"
-            " AND confirmed_at < ?", (lo, hi))]
-        return PaidSums(len(rows), sum(p.value_iota for p in rows),
-                        sum(p.fee_nanos for p in rows))
+            f"{self._payment_select} WHERE status IN ('confirmed', 'failed')")]
+        confirmed = [p for p in rows if p.status == "confirmed" and p.confirmed_at is not None
+                     and lo <= p.confirmed_at < hi]
+        fees = sum(p.fee_nanos for p in rows
+                   if lo <= (p.confirmed_at or p.sent_at or p.created_at) < hi)
+        return PaidSums(len(confirmed), sum(p.value_iota for p in confirmed), fees)
 
     def confirmations(self, start: float, end: float) -> list[tuple[float, int]]:
         """(confirmed_at, value) of every payment confirmed in [start, end), in time order."""
@@ -256,8 +255,8 @@ class LedgerReader:
         backend = r[10]
         return PaymentRow(id=r[0], value_iota=r[1], status=r[2], created_at=r[3],
                           sent_at=r[4], confirmed_at=r[5], attempts=r[6], reference=r[7],
-                          reference_kind=REFERENCE_KINDS.get(backend or "",
-                                                             DEFAULT_REFERENCE_KIND),
+                          reference_kind=REFERENCE_KEYS.get(backend or "",
+                                                            DEFAULT_REFERENCE_KEY),
                           fee_nanos=int(r[8] or 0), last_error=r[9])
 
 

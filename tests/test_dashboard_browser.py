@@ -27,7 +27,7 @@ import pytest
 from p2p_energy.ledger import Ledger
 from p2p_energy.metering import LivePower, RoundTotals
 from p2p_energy.pricing import quote
-from p2p_energy.wallet.base import SignedBundle
+from p2p_energy.wallet.base import Attachment, Signed
 
 from chromium_cdp import CHROMIUM, Browser
 from mosquitto_broker import wait_until
@@ -59,9 +59,10 @@ def sunny_ledger(path: Path, now: float) -> None:
         if i % 240 == 239:  # every two hours a payment goes out and confirms
             p = led.claim_queued()
             if p is not None:
-                led.store_signed(p.id, SignedBundle(f"B{p.id}".ljust(81, "9"), ("T",),
-                                                    p.value_iota, p.id, p.id + 1))
-                led.record_attach(p.id, "TAIL")
+                led.store_signed(p.id, Signed(f"B{p.id}".ljust(81, "9"), "[]",
+                                                    p.value_iota, p.id, p.id + 1), "pyota")
+                led.record_attachment(p.id, Attachment("TAIL", ""))
+                led.mark_sent(p.id, "TAIL")
                 led.mark_confirmed(p.id)
     led.record_round(r, quote(r.consumer_mws, r.producer_avg_mw, 10.0, 10.0))  # one queued
     led.checkpoint(r, LivePower(73.0, 640.0, time.time()))

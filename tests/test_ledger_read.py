@@ -7,11 +7,11 @@ import pytest
 from p2p_energy import ledger as ledger_mod
 from p2p_energy.errors import LedgerError
 from p2p_energy.ledger import SCHEMA_VERSION, Ledger
-from p2p_energy.ledger_read import LedgerReader
+from p2p_energy.ledger_read import LedgerReader, PaidSums
 from p2p_energy.metering import LivePower, RoundMeter, RoundTotals
 from p2p_energy.pricing import NANO, Quote
 from p2p_energy.sensors.base import Sample
-from p2p_energy.wallet.base import SignedBundle
+from p2p_energy.wallet.base import Attachment, Signed
 
 T0 = 1.7e9
 
@@ -47,6 +47,8 @@ def test_a_v1_ledger_opens_with_every_row_kept_and_gains_live_power(tmp_path):
     make_v1(path)
     reader = LedgerReader(path)  # before the daemon upgrades it: read as it is
     assert reader.live_power() is None and reader.sums().rounds == 1
+    (pay,) = reader.payments()
+    assert (pay.reference, pay.reference_kind, pay.fee_nanos) == ("BUNDLE", "bundle_hash", 0)
     reader.close()
     led = Ledger(path, clock=lambda: 70.0)
     assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -54,7 +56,7 @@ def test_a_v1_ledger_opens_with_every_row_kept_and_gains_live_power(tmp_path):
     assert [r["consumer_mws"] for r in report["rounds"]] == [123.5]
     assert report["payments"][0]["bundle_hash"] == "BUNDLE"
     assert report["payments"][0]["round_ids"] == [1]
-    assert led.payment(1).tails == ("TAIL",)
+    assert led.payment(1).attachments == ("TAIL",)
     assert led.load_checkpoint().consumer_mws == 10.0
     assert led.input_index(5) == 0
     led.checkpoint(rnd(1), LivePower(42.0, 7.5, 69.0))
@@ -114,8 +116,9 @@ def test_rounds_sums_and_payments(tmp_path):
     for i, mws in enumerate([100.0, -5.0, 300.0]):
         led.record_round(rnd(i, mws), q(1.5))  # 4 whole IOTA queued over three rounds
     p = led.claim_queued()
-    led.store_signed(p.id, SignedBundle("H" * 81, ("T",), p.value_iota, 0, 1))
-    led.record_attach(p.id, "TAIL")
+    led.store_signed(p.id, Signed("H" * 81, "[]", p.value_iota, 0, 1), "pyota")
+    led.record_attachment(p.id, Attachment("TAIL", ""))
+    led.mark_sent(p.id, "TAIL")
     now[0] = T0 + 300
     led.mark_confirmed(p.id)
     led.close()
@@ -137,23 +140,22 @@ def test_rounds_sums_and_payments(tmp_path):
         assert [x.id for x in r.payments_between(T0 + 300, T0 + 301)] == [pay.id]
 
 
-def test_payments_read_the_same_after_the_wallet_protocol_rename(tmp_path):
-    """The v2 wallet protocol renames bundle_hash -> reference and adds fee and backend."""
+def test_a_payment_on_todays_network_shows_its_digest_and_fee(tmp_path):
     path = tmp_path / "l.db"
     led = Ledger(path, clock=lambda: T0)
     led.record_round(rnd(0), q(3.0))
+    p = led.claim_queued()
+    led.store_signed(p.id, Signed("DIGEST", "{}", p.value_iota, 0, 0), "iota")
+    led.mark_confirmed(p.id, fee_nanos=1500)
+    led.record_round(rnd(1), q(3.0))
+    p = led.claim_queued()
+    led.store_signed(p.id, Signed("DIGEST2", "{}", p.value_iota, 0, 0), "iota")
+    led.mark_ended(p.id, "failed", "abort", fee_nanos=700)  # executed, paid nothing
     led.close()
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("ALTER TABLE payments RENAME COLUMN bundle_hash TO reference")
-    db.execute("ALTER TABLE payments ADD COLUMN fee_nanos INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE payments ADD COLUMN backend TEXT")
-    db.execute("UPDATE payments SET reference = 'DIGEST', backend = 'iota', fee_nanos = 1500,"
-               " status = 'confirmed', confirmed_at = ?", (T0,))
-    db.close()
     with LedgerReader(path) as r:
-        (pay,) = r.payments()
+        pay = r.payments()[-1]
         assert (pay.reference, pay.reference_kind, pay.fee_nanos) == ("DIGEST", "digest", 1500)
-        assert r.paid().fee_nanos == 1500
+        assert r.paid() == PaidSums(count=1, value_iota=3, fee_nanos=2200)
 
 
 def test_the_meter_reports_its_latest_reading_in_wall_time():

@@ -20,7 +20,7 @@ import pytest
 from p2p_energy.ledger import Ledger
 from p2p_energy.metering import RoundTotals
 from p2p_energy.pricing import Quote
-from p2p_energy.wallet.base import SignedBundle
+from p2p_energy.wallet.base import Attachment, Signed
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ROUND_S = 600.0
@@ -45,9 +45,10 @@ def build_ledger(path: Path, start: datetime, days: int) -> None:
         if datetime.fromtimestamp(t, UTC).strftime("%H:%M") == "12:00":
             p = led.claim_queued()
             if p is not None:
-                led.store_signed(p.id, SignedBundle(f"REF{p.id}".ljust(81, "9"), ("T",),
-                                                    p.value_iota, p.id, p.id + 1))
-                led.record_attach(p.id, f"TAIL{p.id}")
+                led.store_signed(p.id, Signed(f"REF{p.id}".ljust(81, "9"), "[]",
+                                                    p.value_iota, p.id, p.id + 1), "pyota")
+                led.record_attachment(p.id, Attachment(f"TAIL{p.id}", ""))
+                led.mark_sent(p.id, f"TAIL{p.id}")
                 led.mark_confirmed(p.id)
     led.close()
 

@@ -66,7 +66,7 @@ def figures_metrics(f: Figures) -> Iterator[Metric]:
     yield counter("p2p_energy_owed_iota", "IOTA owed for the energy of closed rounds",
                   f.owed_niota / 1e9)
     yield counter("p2p_energy_paid_iota", "IOTA paid in confirmed payments", f.paid_iota)
-    yield counter("p2p_energy_fees_iota", "Network fees of confirmed payments, IOTA",
+    yield counter("p2p_energy_fees_iota", "Network fees spent by payments, IOTA",
                   f.fees_nanos / 1e9)
     yield counter("p2p_energy_rounds", "Billing rounds closed", f.rounds)
     yield counter("p2p_energy_samples_taken", "Sensor samples taken", f.samples)
