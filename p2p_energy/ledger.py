@@ -116,7 +116,8 @@ def _v2_wallet_protocol(db: sqlite3.Connection) -> None:
 
 
 def _add_live_power(db: sqlite3.Connection) -> None:
-    """The latest consumer and producer power, saved with every checkpoint.
+    """The latest consumer and producer power, saved with every checkpoint; indexes
+    for ``p2p-energy serve`` and statements, which ask for rounds and payments by time.
 
     Its own one-row table, not columns of ``open_round``: closing a round deletes
     the checkpoint, and the live figures must not vanish with it.
@@ -124,6 +125,8 @@ def _add_live_power(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE live_power (id INTEGER PRIMARY KEY CHECK (id = 1),"
                " consumer_mw REAL NOT NULL, producer_mw REAL NOT NULL,"
                " sampled_at REAL NOT NULL, saved_at REAL NOT NULL)")
+    db.execute("CREATE INDEX rounds_by_end ON rounds (ended_at)")
+    db.execute("CREATE INDEX payments_by_confirmation ON payments (confirmed_at)")
 
 
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new

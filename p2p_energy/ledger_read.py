@@ -31,6 +31,17 @@ _ROUND_COLUMNS = ("id, started_at, ended_at, duration_s, metered_s, samples, exp
                   " price_capped, owed_niota")
 
 
+# SUM(owed_niota) overflows SQLite's 64-bit integers at 9.2e9 IOTA owed (half a year
+# of a 60 mW load at the night cap). Whole IOTA and nano-IOTA remainders are summed
+# apart and put together in Python, exactly.
+_OWED_SUMS = ("COALESCE(SUM(owed_niota / 1000000000), 0),"
+              " COALESCE(SUM(owed_niota % 1000000000), 0)")
+
+
+def _owed(whole_iota: int, rest_niota: int) -> int:
+    return int(whole_iota) * 1_000_000_000 + int(rest_niota)
+
+
 @dataclass(frozen=True, slots=True)
 class RoundRow:
     id: int
@@ -137,6 +148,8 @@ class LedgerReader:
             self.db.close()
             raise LedgerError(f"{self.path}: ledger schema {version} is newer than this "
                               f"program understands ({SCHEMA_VERSION}): upgrade p2p-energy")
+        self._depth = 0
+        self._fee = "fee_nanos" if "fee_nanos" in payment_columns else "0"
         self._payment_select = _payment_select(payment_columns)
 
     def close(self) -> None:
@@ -150,12 +163,16 @@ class LedgerReader:
 
     @contextmanager
     def snapshot(self) -> Iterator[LedgerReader]:
-        """Several reads that see one committed state (one read transaction)."""
-        self.db.execute("BEGIN")
+        """Several reads that see one committed state (one read transaction; nests)."""
+        self._depth += 1
+        if self._depth == 1:
+            self.db.execute("BEGIN")
         try:
             yield self
         finally:
-            self.db.execute("COMMIT")
+            self._depth -= 1
+            if self._depth == 0:
+                self.db.execute("COMMIT")
 
     # -- rounds --------------------------------------------------------------------------
 
@@ -180,18 +197,33 @@ class LedgerReader:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         r = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            " COALESCE(SUM(producer_mws), 0), COALESCE(SUM(owed_niota), 0),"
+            f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
+            f" COALESCE(SUM(producer_mws), 0), {_OWED_SUMS},"
             " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
             " COALESCE(SUM(failed_samples), 0), MAX(ended_at)"
             " FROM rounds WHERE ended_at >= ? AND ended_at < ?", (lo, hi)).fetchone()
-        return Sums(int(r[0]), float(r[1]), float(r[2]), int(r[3]), int(r[4]), int(r[5]),
-                    int(r[6]), r[7])
+        return Sums(int(r[0]), float(r[1]), float(r[2]), _owed(r[3], r[4]), int(r[5]),
+                    int(r[6]), int(r[7]), r[8])
+
+    def sums_after(self, round_id: int) -> tuple[Sums, int]:
+        """Totals of the rounds with an id above ``round_id``, and the highest id (rounds
+        are only ever appended, so all-time totals can be kept up to date from here)."""
+        r = self.db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
+            f" COALESCE(SUM(producer_mws), 0), {_OWED_SUMS},"
+            " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
+            " COALESCE(SUM(failed_samples), 0), MAX(ended_at), MAX(id)"
+            " FROM rounds WHERE id > ?", (round_id,)).fetchone()
+        return (Sums(int(r[0]), float(r[1]), float(r[2]), _owed(r[3], r[4]), int(r[5]),
+                     int(r[6]), int(r[7]), r[8]), int(r[9] or round_id))
+
+    def last_round_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rounds").fetchone()[0])
 
     def owed_before(self, t: float) -> int:
         """Nano-IOTA owed by the rounds that ended before ``t``."""
-        return int(self.db.execute("SELECT COALESCE(SUM(owed_niota), 0) FROM rounds"
-                                   " WHERE ended_at < ?", (t,)).fetchone()[0])
+        return _owed(*self.db.execute(f"SELECT {_OWED_SUMS} FROM rounds WHERE ended_at < ?",
+                                      (t,)).fetchone())
 
     # -- the open round ------------------------------------------------------------------
 
@@ -229,13 +261,15 @@ class LedgerReader:
         payments that ended then (a failed one counts when it was last sent)."""
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
-        rows = [self._payment(r) for r in self.db.execute(
-            f"{self._payment_select} WHERE status IN ('confirmed', 'failed')")]
-        confirmed = [p for p in rows if p.status == "confirmed" and p.confirmed_at is not None
-                     and lo <= p.confirmed_at < hi]
-        fees = sum(p.fee_nanos for p in rows
-                   if lo <= (p.confirmed_at or p.sent_at or p.created_at) < hi)
-        return PaidSums(len(confirmed), sum(p.value_iota for p in confirmed), fees)
+        count, value = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(value_iota), 0) FROM payments"
+            " WHERE status = 'confirmed' AND confirmed_at >= ? AND confirmed_at < ?",
+            (lo, hi)).fetchone()
+        fees = self.db.execute(
+            f"SELECT COALESCE(SUM({self._fee}), 0) FROM payments WHERE status IN"
+            " ('confirmed', 'failed') AND COALESCE(confirmed_at, sent_at, created_at) >= ?"
+            " AND COALESCE(confirmed_at, sent_at, created_at) < ?", (lo, hi)).fetchone()[0]
+        return PaidSums(int(count), int(value), int(fees))
 
     def confirmations(self, start: float, end: float) -> list[tuple[float, int]]:
         """(confirmed_at, value) of every payment confirmed in [start, end), in time order."""

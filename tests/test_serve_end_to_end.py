@@ -317,6 +317,7 @@ def test_metrics_counters_equal_the_ledger(scenario):
         r["expected_samples"] - r["samples"] for r in rounds)
     assert metric(text, 'p2p_energy_payments{status="confirmed"}') == sum(
         p["status"] == "confirmed" for p in report["payments"])
+    assert metric(text, "p2p_energy_fees_iota_total") == report["totals"]["fees_nanos"] / 1e9
     assert metric(text, "p2p_energy_ledger_up") == 1
     last_end = metric(text, "p2p_energy_last_round_end_timestamp_seconds")
     assert time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(last_end)) == \

@@ -219,3 +219,29 @@ def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
     assert fresh.consumer_mws == 650.0 and fresh.samples == 65 and fresh.missed_samples == 1
     assert fresh.owed_niota == 12_000_000_000 and fresh.price == 0.02
     assert fresh.today.sums.rounds == 1
+
+
+def test_all_time_totals_kept_up_by_adding_new_rounds_equal_a_full_sum(tmp_path):
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.ledger_read import LedgerReader
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import Quote
+    from p2p_energy.serve.figures import AllTime
+
+    def add_rounds(path, n, offset=0):
+        led = Ledger(path)
+        for i in range(n):
+            led.record_round(RoundTotals(i, 1, 1, 7.0 * i - 20, 3.0, 10, 11, 1, offset + i + 1),
+                             Quote(0.02, False, 1_000_000_007 * i))
+        led.close()
+
+    kept = AllTime()
+    add_rounds(tmp_path / "a.db", 5)
+    with LedgerReader(tmp_path / "a.db") as r:
+        kept(r)
+    add_rounds(tmp_path / "a.db", 4, offset=100)
+    with LedgerReader(tmp_path / "a.db") as r:
+        assert kept(r) == r.sums() and r.sums().rounds == 9
+    add_rounds(tmp_path / "b.db", 2)  # a smaller ledger file in its place: start over
+    with LedgerReader(tmp_path / "b.db") as r:
+        assert kept(r) == r.sums()

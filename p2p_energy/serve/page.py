@@ -36,11 +36,14 @@ class Dashboard:
 
 def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
             live_view: bool) -> Dashboard:
+    """What the page shows. Call inside the ``reader.snapshot()`` that read ``figures``."""
     with reader.snapshot():
+        # All-time owed minus what came since: only the recent rounds are read.
+        since = reader.sums(window.start).owed_niota
         return Dashboard(
             figures=figures, tz=tz, window=window, live_view=live_view,
             rounds=reader.rounds(window.start, window.end),
-            owed_before_niota=reader.owed_before(window.start),
+            owed_before_niota=figures.owed_niota - since,
             paid_before_iota=reader.paid(None, window.start).value_iota,
             confirmations=reader.confirmations(window.start, window.end),
             payments=reader.payments(RECENT_PAYMENTS))

@@ -61,7 +61,7 @@ class App:
 
     def dashboard(self, q: dict[str, list[str]]) -> Reply:
         tz = self.source.tz
-        with self.source.open() as reader:
+        with self.source.open() as reader, reader.snapshot():
             figures = self.source.figures(reader)
             day = _one(q, "day")
             if day:
