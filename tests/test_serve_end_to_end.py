@@ -417,3 +417,23 @@ def test_serve_refuses_with_one_line(tmp_path, body, code, words):
     assert out.returncode == code
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("p2p-energy: ") and words in lines[0], lines
+
+
+def test_before_the_daemon_made_a_ledger_serve_says_so_and_keeps_serving(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[ledger]\npath = "{tmp_path / "later.db"}"\n[serve]\nenabled = true\n'
+                   'listen = "127.0.0.1:0"\n')
+    log = tmp_path / "serve.log"
+    proc = start("serve", cfg, log)
+    try:
+        url = serve_url(log, 0)
+        page = get(url)
+        metrics = get(url + "metrics")
+        totals = get(url + "api/totals")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert page[0] == 503 and "no ledger yet" in page[2] and len(page[2].splitlines()) == 1
+    assert totals[0] == 503
+    assert metrics[0] == 200 and metric(metrics[2], "p2p_energy_ledger_up") == 0
+    assert not (tmp_path / "later.db").exists()  # reading created nothing

@@ -43,7 +43,8 @@ class BadRequest(ValueError):
     """A query parameter that cannot be used: answered 400 with its message."""
 
 
-Reply = tuple[int, str, bytes]
+Reply = tuple[int, str, bytes]  # status, Content-Type, body
+TEXT = "text/plain; charset=utf-8"
 
 
 class App:
@@ -130,7 +131,8 @@ def _html(text: str) -> Reply:
 
 
 def _json(obj: object) -> Reply:
-    return HTTPStatus.OK, "application/json", json.dumps(obj, separators=(",", ":")).encode()
+    return (HTTPStatus.OK, "application/json",
+            json.dumps(obj, separators=(",", ":")).encode())
 
 
 # -- JSON shapes (names as in `p2p-energy ledger --json`) ------------------------------------
@@ -200,22 +202,20 @@ class _Handler(BaseHTTPRequestHandler):
         app: App = self.server.app  # type: ignore[attr-defined]
         route = app.routes().get(url.path)
         if route is None:
-            status, ctype, data = HTTPStatus.NOT_FOUND, "text/plain", b"not found\n"
+            status, ctype, data = HTTPStatus.NOT_FOUND, TEXT, b"not found\n"
         else:
             try:
                 status, ctype, data = route(parse_qs(url.query))
             except BadRequest as err:
-                status, ctype, data = HTTPStatus.BAD_REQUEST, "text/plain", f"{err}\n".encode()
-            except LedgerError as err:
-                status, ctype = HTTPStatus.SERVICE_UNAVAILABLE, "text/plain"
-                data = f"{err}\n".encode()
+                status, ctype, data = HTTPStatus.BAD_REQUEST, TEXT, f"{err}\n".encode()
+            except LedgerError as err:  # no ledger yet, or unreadable: say so, keep serving
+                status, ctype, data = HTTPStatus.SERVICE_UNAVAILABLE, TEXT, f"{err}\n".encode()
             except Exception:  # a request boundary: answer 500, keep serving
                 log.exception("answering %s", url.path)
-                status, ctype, data = (HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain",
+                status, ctype, data = (HTTPStatus.INTERNAL_SERVER_ERROR, TEXT,
                                        b"internal error (see the serve log)\n")
         self.send_response(status)
-        self.send_header("Content-Type", ctype if "charset" in ctype or "json" in ctype
-                         or "version=" in ctype else ctype + "; charset=utf-8")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Security-Policy", _CSP)
