@@ -46,7 +46,7 @@ UNKNOWN = "None"  # what Home Assistant reads as "unknown" for a sensor's state
 
 
 @dataclass(frozen=True)
-class Sensor:
+class Entity:
     key: str  # object id, and the last part of the state topic
     name: str
     state: Callable[[Figures], str]
@@ -64,24 +64,24 @@ def _power(mw: Callable[[Figures], float | None]) -> Callable[[Figures], str]:
     return state
 
 
-SENSORS = (
-    Sensor("consumer_energy", "Consumer energy", lambda f: f"{f.consumer_mws / MWS_PER_WH:.6f}",
+ENTITIES = (
+    Entity("consumer_energy", "Consumer energy", lambda f: f"{f.consumer_mws / MWS_PER_WH:.6f}",
            "Wh", "energy", "total_increasing", 3),
-    Sensor("producer_energy", "Producer energy", lambda f: f"{f.producer_mws / MWS_PER_WH:.6f}",
+    Entity("producer_energy", "Producer energy", lambda f: f"{f.producer_mws / MWS_PER_WH:.6f}",
            "Wh", "energy", "total_increasing", 3),
-    Sensor("consumer_power", "Consumer power",
+    Entity("consumer_power", "Consumer power",
            _power(lambda f: f.live.consumer_mw if f.live else None),
            "W", "power", "measurement", 3),
-    Sensor("producer_power", "Producer power",
+    Entity("producer_power", "Producer power",
            _power(lambda f: f.live.producer_mw if f.live else None),
            "W", "power", "measurement", 3),
-    Sensor("price", "Price", lambda f: UNKNOWN if f.price is None else f"{f.price:.6g}",
+    Entity("price", "Price", lambda f: UNKNOWN if f.price is None else f"{f.price:.6g}",
            "IOTA/mW·s", None, "measurement", 4, "mdi:cash"),
-    Sensor("owed", "IOTA owed", lambda f: f"{f.owed_niota / 1e9:.9f}",
+    Entity("owed", "IOTA owed", lambda f: f"{f.owed_niota / 1e9:.9f}",
            "IOTA", None, "total_increasing", 3, "mdi:cash-minus"),
-    Sensor("paid", "IOTA paid", lambda f: str(f.paid_iota),
+    Entity("paid", "IOTA paid", lambda f: str(f.paid_iota),
            "IOTA", None, "total_increasing", 0, "mdi:cash-check"),
-    Sensor("last_payment_status", "Last payment",
+    Entity("last_payment_status", "Last payment",
            lambda f: f.last_payment.status if f.last_payment else "none",
            icon="mdi:receipt-text-check"),
 )
@@ -100,14 +100,14 @@ class Topics:
         self.ha_status = f"{self.discovery}/status"
         self.last_payment = f"{self.prefix}/last_payment"
 
-    def state(self, s: Sensor) -> str:
+    def state(self, s: Entity) -> str:
         return f"{self.prefix}/{s.key}"
 
-    def config(self, s: Sensor) -> str:
+    def config(self, s: Entity) -> str:
         return f"{self.discovery}/sensor/{self.device_id}/{s.key}/config"
 
 
-def discovery_config(s: Sensor, t: Topics) -> dict[str, object]:
+def discovery_config(s: Entity, t: Topics) -> dict[str, object]:
     """The retained discovery payload of one sensor."""
     cfg: dict[str, object] = {
         "name": s.name, "unique_id": f"{t.device_id}_{s.key}",
@@ -162,7 +162,7 @@ class Publisher:
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         # Only our own configs, states and the availability are ever queued, and we do not
         # publish while disconnected: this bound is never reached in normal operation.
-        c.max_queued_messages_set(4 * len(SENSORS) + 8)
+        c.max_queued_messages_set(4 * len(ENTITIES) + 8)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
@@ -259,11 +259,11 @@ class Publisher:
             self._ledger_failing = False
         if self._announce.is_set():
             self._announce.clear()
-            for s in SENSORS:
+            for s in ENTITIES:
                 self.client.publish(self.topics.config(s), json.dumps(discovery_config(
                     s, self.topics)), qos=1, retain=True)
             self.client.publish(self.topics.availability, "online", qos=1, retain=True)
-        for s in SENSORS:
+        for s in ENTITIES:
             self.client.publish(self.topics.state(s), s.state(f), qos=1, retain=True)
         self.client.publish(self.topics.last_payment, last_payment_attributes(f), qos=1,
                             retain=True)
