@@ -134,7 +134,7 @@ def scenario(tmp_path_factory):
             "/?day=2026-02-30", "/static/live.js")}
 
         # The broker goes away for a while and comes back (with no retained messages).
-        before_outage = cli_json(cfg)["rounds"]
+        before_outage = cli_json(cfg)
         rec.close()
         broker.stop()
         time.sleep(2.5)
@@ -144,7 +144,7 @@ def scenario(tmp_path_factory):
                    lambda: rec.last(f"{DISCOVERY}/sensor/{DEVICE}/paid/config") is not None, 30)
         wait_until("states again after the outage", lambda: energy(rec) > 0, 10)
         seen["after_outage"] = {t: rec.all(t) for t in rec.topics()}
-        seen["outage_rounds"] = (before_outage, cli_json(cfg)["rounds"])
+        seen["outage"] = (before_outage, cli_json(cfg))
 
         # Home Assistant restarts: its birth message makes serve announce again.
         configs = len(rec.all(f"{DISCOVERY}/sensor/{DEVICE}/price/config"))
@@ -248,10 +248,15 @@ def test_broker_outage_reconnects_and_sampling_never_notices(scenario):
     after = scenario["after_outage"]
     assert set(_configs(after)) == set(SENSOR_KEYS)  # the new broker knew nothing: re-announced
     assert after[f"{PREFIX}/availability"][-1] == "online"
-    before, rounds = scenario["outage_rounds"]
-    during = rounds[len(before):]
-    assert len(during) >= 2
+    before, after_report = scenario["outage"]
+    rounds = after_report["rounds"]
+    assert len(rounds) - len(before["rounds"]) >= 2
     assert all(r["samples"] == r["expected_samples"] for r in rounds)
+    # Payments went on too: more confirmed, and every whole IOTA owed paid or queued.
+    confirmed = [p for p in after_report["payments"] if p["status"] == "confirmed"]
+    assert len(confirmed) > sum(p["status"] == "confirmed" for p in before["payments"])
+    t = after_report["totals"]
+    assert t["paid_iota"] + t["queued_iota"] == math.floor(t["owed_iota"])
     log = scenario["serve_log"]
     # One line when the outage starts, one when it ends (paho retried in between).
     assert len(re.findall(r"WARNING .*MQTT: .*(connection lost|cannot connect)", log)) == 1
