@@ -641,6 +641,14 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     return seed
 
 
+def _beside_config(config: Config, name: str) -> str:
+    """A file named in the config: relative to the config file's folder unless absolute."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and config.source:
+        path = Path(config.source).parent / path
+    return str(path)
+
+
 def load_mqtt_password(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
     """The MQTT password ("" for none), from the first place that has one.
 
@@ -658,11 +666,8 @@ def load_mqtt_password(config: Config, *, environ: Mapping[str, str] | None = No
     m = config.mqtt
     env = os.environ if environ is None else environ
     if m.password_file:
-        path = Path(m.password_file).expanduser()
-        if not path.is_absolute() and config.source:
-            path = Path(config.source).parent / path
-        return _read_password(str(path), source=config.source, key="mqtt.password_file",
-                              value=m.password_file)
+        return _read_password(_beside_config(config, m.password_file), source=config.source,
+                              key="mqtt.password_file", value=m.password_file)
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     credential = os.path.join(creds, "mqtt-password")
     if m.username and creds and os.path.exists(credential):

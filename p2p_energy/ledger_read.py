@@ -220,11 +220,6 @@ class LedgerReader:
     def last_round_id(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rounds").fetchone()[0])
 
-    def owed_before(self, t: float) -> int:
-        """Nano-IOTA owed by the rounds that ended before ``t``."""
-        return _owed(*self.db.execute(f"SELECT {_OWED_SUMS} FROM rounds WHERE ended_at < ?",
-                                      (t,)).fetchone())
-
     # -- the open round ------------------------------------------------------------------
 
     def open_round(self) -> OpenRound | None:

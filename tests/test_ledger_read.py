@@ -129,7 +129,7 @@ def test_rounds_sums_and_payments(tmp_path):
         assert s.owed_niota == round(4.5 * NANO) and s.samples == 180
         assert s.expected_samples == 183 and s.last_end == T0 + 180
         assert r.sums(T0 + 120, T0 + 200).consumer_mws == 300.0
-        assert r.owed_before(T0 + 121) == 3 * NANO
+        assert r.sums(None, T0 + 121).owed_niota == 3 * NANO
         assert r.paid() == r.paid(T0 + 300, T0 + 301)
         assert r.paid().value_iota == 4 and r.paid(0, T0 + 300).count == 0
         (pay,) = r.payments()

@@ -189,10 +189,6 @@ class Publisher:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish_figures(self) -> None:
-        """Publish now (the publisher also does so every ``publish_s``)."""
-        self._wake.set()
-
     # -- paho's thread: only flags and log lines ---------------------------------------------
 
     def _on_connect(self, client: paho.Client, _userdata: object, _flags: object,
