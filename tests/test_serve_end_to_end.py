@@ -204,7 +204,18 @@ def test_every_discovery_config_is_a_valid_home_assistant_sensor(scenario):
     assert set(configs) == set(SENSOR_KEYS)
     unique_ids = {c["unique_id"] for c in configs.values()}
     assert len(unique_ids) == len(SENSOR_KEYS)
+    # Keys Home Assistant's MQTT sensor discovery schema knows (it drops any other
+    # silently, so a misspelt one would be lost without a word).
+    known = {"name", "unique_id", "state_topic", "availability_topic", "payload_available",
+             "payload_not_available", "device", "origin", "unit_of_measurement",
+             "device_class", "state_class", "suggested_display_precision", "icon",
+             "json_attributes_topic"}
     for key, c in configs.items():
+        assert set(c) <= known, set(c) - known
+        assert set(c["device"]) <= {"identifiers", "name", "manufacturer", "model",
+                                    "sw_version"}
+        assert c.get("state_class") in (None, "measurement", "total", "total_increasing")
+        assert isinstance(c.get("suggested_display_precision", 0), int)
         assert c["state_topic"] == f"{PREFIX}/{key}"
         assert c["availability_topic"] == f"{PREFIX}/availability"
         assert (c["payload_available"], c["payload_not_available"]) == ("online", "offline")
