@@ -167,9 +167,15 @@ def scenario(tmp_path_factory):
             f"{PREFIX}/consumer_energy")[n:]])
         seen["online_again"] = rec.last(f"{PREFIX}/availability")
 
-        # The daemon stops (its open round is closed and recorded); counters are final.
+        # The daemon stops (its open round is closed and recorded); counters are final,
+        # and the energy published across the stop never steps back.
+        n = len(rec.all(f"{PREFIX}/consumer_energy"))
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0, daemon_log.read_text()
+        wait_until("states after the daemon stopped",
+                   lambda: len(rec.all(f"{PREFIX}/consumer_energy")) > n + 3, 10)
+        seen["energy_across_daemon_stop"] = [float(v) for v in rec.all(
+            f"{PREFIX}/consumer_energy")[n - 3:]]
         seen["report"] = cli_json(cfg)
         url = serve_url(serve_log, 1)
         seen["metrics_final"] = get(url + "metrics")[2]
@@ -283,6 +289,8 @@ def test_energy_continues_across_a_serve_restart_and_will_says_offline(scenario)
     assert after and min(after) >= last > 0
     assert after == sorted(after)
     assert scenario["online_again"] == "online"
+    across_stop = scenario["energy_across_daemon_stop"]
+    assert across_stop == sorted(across_stop) and across_stop[-1] > 0
     assert scenario["serve_exit"] == 0
     assert scenario["final_availability"] == "offline"  # a clean stop says so itself
 
