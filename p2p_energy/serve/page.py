@@ -226,6 +226,10 @@ LIVE_JS = """\
     return mw === null ? "\\u2013" : Math.abs(mw) < 1000 ? mw.toFixed(1) + " mW"
       : (mw / 1000).toFixed(2) + " W";
   }
+  function iota(x) {  // as the page writes it: 3 decimals, none from a million on
+    var d = Math.abs(x) >= 1e6 ? 0 : 3;
+    return x.toLocaleString("en-US", {minimumFractionDigits: d, maximumFractionDigits: d});
+  }
   function set(name, text) {
     var el = document.querySelector('[data-live="' + name + '"]');
     if (el) { el.textContent = text; }
@@ -238,7 +242,8 @@ LIVE_JS = """\
         set("producer", power(live ? live.producer_mw : null));
         set("price", t.price === null ? "\\u2013"
           : t.price.toPrecision(4) + (t.price_capped ? " (night cap)" : ""));
-        set("owed_paid", t.all_time.owed_iota.toFixed(3) + " / " + t.all_time.paid_iota);
+        set("owed_paid", iota(t.all_time.owed_iota) + " / "
+          + t.all_time.paid_iota.toLocaleString("en-US"));
         set("note", live ? "live, updated " + new Date().toLocaleTimeString()
                          : "no recent reading: is p2p-energy running?");
         document.body.setAttribute("data-js", "live");
