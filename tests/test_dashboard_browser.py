@@ -127,12 +127,21 @@ def test_charts_render_with_javascript_off(served):
     assert "<td>confirmed</td>" in dom and "<td>queued</td>" in dom and "bundle hash B" in dom
 
 
+def _live_figures(dom: str) -> dict[str, str]:
+    return dict(re.findall(r'<b data-live="(\w+)">([^<]*)</b>', dom))
+
+
 def test_the_script_refreshes_live_figures_with_javascript_on(served):
+    with Browser(javascript=False) as b:
+        b.load(served)
+        static = _live_figures(b.dom())
     with Browser(javascript=True) as b:
         b.load(served)
         wait_until("live.js to update the page", lambda: 'data-js="live"' in b.dom(), 10)
         dom = b.dom()
     assert len(_charts(dom)) == 3 and "live, updated" in dom
+    # The script writes the figures as the server does (the ledger did not change).
+    assert _live_figures(dom) == static and len(static) == 4
 
 
 def test_a_chosen_day_and_screenshots_for_a_person(served):

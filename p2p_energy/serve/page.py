@@ -241,7 +241,8 @@ LIVE_JS = """\
         set("consumer", power(live ? live.consumer_mw : null));
         set("producer", power(live ? live.producer_mw : null));
         set("price", t.price === null ? "\\u2013"
-          : t.price.toPrecision(4) + (t.price_capped ? " (night cap)" : ""));
+          : String(Number(t.price.toPrecision(4)))  // as Python's "%.4g"
+            + (t.price_capped ? " (night cap)" : ""));
         set("owed_paid", iota(t.all_time.owed_iota) + " / "
           + t.all_time.paid_iota.toLocaleString("en-US"));
         set("note", live ? "live, updated " + new Date().toLocaleTimeString()
