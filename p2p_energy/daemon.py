@@ -111,6 +111,7 @@ class Daemon:
         meter = RoundMeter(r.length_s, start, self.wall() - start, resume=resume,
                            max_gap_s=max(10 * m.sample_interval_s, 10.0))
         next_checkpoint = start + r.checkpoint_s
+        live_max_age_s = max(3 * m.sample_interval_s, 5.0)  # older: the sensor is failing
         self._next_watchdog = start
         while True:
             if self._wait_until(schedule.deadline):
@@ -129,7 +130,7 @@ class Daemon:
             for done in closed:
                 self._close(recorder, done)
             if now >= next_checkpoint:
-                recorder.checkpoint(meter.snapshot())
+                recorder.checkpoint(meter.snapshot(), meter.latest(now, live_max_age_s))
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
             if now >= self._next_watchdog:
                 self._feed_watchdog(now)

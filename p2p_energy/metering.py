@@ -114,6 +114,15 @@ class _Track:
         self.mws, self.metered_s = mws, metered_s
 
 
+@dataclass(frozen=True, slots=True)
+class LivePower:
+    """The latest power reading, for display: mW, and when it was taken (epoch s)."""
+
+    consumer_mw: float
+    producer_mw: float
+    sampled_at: float
+
+
 @dataclass(slots=True)
 class _Running:
     """The open round's counters; its energies and metered times live in the tracks."""
@@ -248,6 +257,15 @@ class RoundMeter:
         """The open round's totals up to its last integrated point (for checkpoints)."""
         upto = self._sampled.t if self._sampled.t is not None else self._span_t0
         return self._totals(max(upto - self._span_t0, 0.0))
+
+    def latest(self, t: float, max_age_s: float) -> LivePower | None:
+        """The last good reading of each channel (production below zero shown as zero),
+        stamped with the older of the two; None unless both were read in range
+        within ``max_age_s`` before ``t`` (a failing sensor, a saturated channel)."""
+        c, p = self._consumer, self._producer
+        if c.t is None or p.t is None or t - min(c.t, p.t) > max_age_s:
+            return None
+        return LivePower(c.mw, p.mw, min(c.t, p.t) + self.wall_offset)
 
     def _hold_to(self, t: float) -> None:
         for track in (self._consumer, self._producer, self._sampled):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p_energy.metering import RoundMeter, RoundTotals, Schedule
+from p2p_energy.metering import LivePower, RoundMeter, RoundTotals, Schedule
 from p2p_energy.sensors.base import Sample
 
 
@@ -182,3 +182,13 @@ def test_a_resumed_round_keeps_its_start_across_a_step():
     m.follow_wall(1.0, 1.0 + 100.0 + 50.0)
     (r,) = feed(m, [(t, 1.0, 1.0) for t in range(0, 7)])
     assert r.started_at == 5000.0 and r.ended_at == 6.0 + 150.0
+
+
+def test_no_live_power_while_a_channel_is_out_of_range():
+    m = RoundMeter(60.0, 0.0, 1000.0, max_gap_s=10)
+    feed(m, [(0.0, 10.0, -5.0), (1.0, 12.0, 200.0)])
+    assert m.latest(1.5, 5.0) == LivePower(12.0, 200.0, 1001.0)
+    feed(m, [(2.0, 13.0, None)])  # the producer saturates: its last value is no longer true
+    assert m.latest(2.5, 5.0) is None
+    feed(m, [(3.0, 14.0, -1.0)])
+    assert m.latest(3.5, 5.0) == LivePower(14.0, 0.0, 1003.0)
