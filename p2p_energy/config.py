@@ -102,12 +102,55 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``p2p-energy serve``: the dashboard, JSON and /metrics over HTTP."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8080"
+    timezone: str = ""  # for days in statements and the dashboard; "" = the system's
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``listen``."""
+        return _split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """``p2p-energy serve``: the figures published to an MQTT broker for Home Assistant."""
+
+    enabled: bool = False
+    broker: str = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password_file: str = ""
+    ca_file: str = ""  # mqtts:// only: CA certificates; "" = the system's
+    topic_prefix: str = "p2p-energy"
+    discovery_prefix: str = "homeassistant"
+    device_id: str = ""  # "" = p2p-energy-<hostname>
+    publish_s: float = 10.0
+
+    @property
+    def tls(self) -> bool:
+        return self.broker.startswith("mqtts://")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``broker``; the port defaults to 1883, or 8883 for mqtts://."""
+        rest = self.broker.split("://", 1)[1]
+        if rest.endswith("]") or ":" not in rest.rsplit("]", 1)[-1]:
+            rest += ":8883" if self.tls else ":1883"
+        return _split_host_port(rest)
+
+
+@dataclass(frozen=True)
 class Config:
     meter: MeterConfig = field(default_factory=MeterConfig)
     round: RoundConfig = field(default_factory=RoundConfig)
     price: PriceConfig = field(default_factory=PriceConfig)
     wallet: WalletConfig = field(default_factory=WalletConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     source: str = ""
 
 
@@ -207,10 +250,75 @@ def _receiver(v: Any) -> str:
     return v
 
 
+def _ledger_path(v: Any) -> str:
+    # SQLite keeps nothing for "" (a temporary file) or ":memory:", and may read
+    # "file:..." as a URI naming either: a ledger must be a file that stays.
+    v = _str(v)
+    if not v.strip():
+        raise ValueError(f"is empty: give the ledger file's path, e.g. {_toml(LedgerConfig.path)}")
+    if v == ":memory:":
+        raise ValueError("is SQLite's in-memory database, which keeps nothing: give a file path")
+    if v.startswith("file:"):
+        raise ValueError("is an SQLite URI: give a plain file path")
+    return v
+
+
 def _url(v: Any) -> str:
     v = _str(v)
     if not v.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    return v
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6 address]:port`` -> (host, port). Raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"")
+    return host, int(port)
+
+
+def _listen(v: Any) -> str:
+    _split_host_port(_str(v))
+    return v
+
+
+def _broker(v: Any) -> str:
+    v = _str(v)
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme not in ("mqtt", "mqtts") or not rest or "/" in rest or "@" in rest:
+        raise ValueError('must be mqtt://host[:port] or mqtts://host[:port]'
+                         ' (user and password go in username and password_file)')
+    MqttConfig(broker=v).address  # noqa: B018 (validates the port)
+    return v
+
+
+def _timezone(v: Any) -> str:
+    v = _str(v)
+    if v:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not a known time zone: use a name like \"Europe/Berlin\""
+                             " (see timedatectl list-timezones), or \"\" for the system's"
+                             ) from None
+    return v
+
+
+def _topic(v: Any) -> str:
+    v = _str(v)
+    if not v or set(v) & set("+#\0") or v.startswith("/") or v.endswith("/"):
+        raise ValueError("must be an MQTT topic without + or #, not starting or ending in /")
+    return v
+
+
+def _device_id(v: Any) -> str:
+    v = _str(v)
+    if v and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+        raise ValueError("must be 1 to 64 letters, digits, _ or -")
     return v
 
 
@@ -258,13 +366,29 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "dry_run_latency_s": _float(0.0, 600.0),
     },
     "ledger": {
-        "path": _str,
+        "path": _ledger_path,
+    },
+    "serve": {
+        "enabled": _bool,
+        "listen": _listen,
+        "timezone": _timezone,
+    },
+    "mqtt": {
+        "enabled": _bool,
+        "broker": _broker,
+        "username": _str,
+        "password_file": _str,
+        "ca_file": _str,
+        "topic_prefix": _topic,
+        "discovery_prefix": _topic,
+        "device_id": _device_id,
+        "publish_s": _float(0.1, 3600.0),
     },
 }
 
 _SECTION_TYPES = {
     "meter": MeterConfig, "round": RoundConfig, "price": PriceConfig,
-    "wallet": WalletConfig, "ledger": LedgerConfig,
+    "wallet": WalletConfig, "ledger": LedgerConfig, "serve": ServeConfig, "mqtt": MqttConfig,
 }
 
 
@@ -377,6 +501,12 @@ def _check_together(c: Config) -> None:
     if c.wallet.seed and c.wallet.seed_file:
         raise _error("set wallet.seed or wallet.seed_file, not both", path=src,
                      key="wallet.seed_file", value=c.wallet.seed_file)
+    if c.mqtt.password_file and not c.mqtt.username:
+        raise _error("needs mqtt.username (MQTT sends no password without a user name)",
+                     path=src, key="mqtt.password_file", value=c.mqtt.password_file)
+    if c.mqtt.ca_file and not c.mqtt.tls:
+        raise _error('is only used with broker = "mqtts://..."', path=src,
+                     key="mqtt.ca_file", value=c.mqtt.ca_file)
     _check_amounts(c)
 
 
@@ -403,12 +533,21 @@ def _check_amounts(c: Config) -> None:
                      value=p.max_price)
 
 
+def require_serve(c: Config) -> None:
+    """``p2p-energy serve`` has something to do. Raises ConfigError (one line) if not."""
+    if not c.serve.enabled and not c.mqtt.enabled:
+        raise _error("neither [serve] nor [mqtt] is enabled: set serve.enabled = true"
+                     " (dashboard, /metrics) or mqtt.enabled = true (Home Assistant)",
+                     path=c.source)
+
+
 def load(path: str | os.PathLike[str]) -> Config:
     """Read and validate a TOML config file.
 
     Raises:
         ConfigError: the file is unreadable, not TOML, or holds a bad value; or it
-            holds ``wallet.seed`` and group or others may read it.
+            holds ``wallet.seed``, or names a ``wallet.seed_file``, that group or
+            others may read (whatever the backend).
     """
     source = str(path)
     try:
@@ -426,6 +565,8 @@ def load(path: str | os.PathLike[str]) -> Config:
     config = build(data, source=source)
     if config.wallet.seed:
         _refuse_if_shared(source, mode, "holds wallet.seed but")
+    if config.wallet.seed_file:
+        _refuse_shared_seed_file(config)
     return config
 
 
@@ -441,6 +582,32 @@ def _refuse_if_shared(path: str, mode: int, what: str, *, source: str = "", key:
         mode & (stat.S_IRGRP | stat.S_IROTH), "group and others")
     raise _error(f"{what} is readable by {who} (mode {stat.S_IMODE(mode):04o}):"
                  f" run chmod 600 {shlex.quote(path)}", path=source or path, key=key, value=value)
+
+
+def _seed_file_path(config: Config) -> str:
+    """``wallet.seed_file`` as a path: relative to the config file's folder."""
+    path = Path(config.wallet.seed_file).expanduser()
+    if not path.is_absolute() and config.source:
+        path = Path(config.source).parent / path
+    return str(path)
+
+
+def _refuse_shared_seed_file(config: Config) -> None:
+    """Refuse a seed file group or others may read, whatever wallet will (or won't) read it.
+
+    A file that cannot be looked at, or is no regular file, is left to
+    ``load_seed``, which names the problem when a wallet needs the seed.
+    """
+    path = _seed_file_path(config)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        return
+    what = "seed file" + (f" {path}" if path != config.wallet.seed_file else "")
+    _refuse_if_shared(path, mode, what, source=config.source, key="wallet.seed_file",
+                      value=config.wallet.seed_file)
 
 
 def load_seed(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
@@ -463,10 +630,7 @@ def load_seed(config: Config, *, environ: Mapping[str, str] | None = None) -> st
     if w.seed:
         return w.seed
     if w.seed_file:
-        path = Path(w.seed_file).expanduser()
-        if not path.is_absolute() and config.source:
-            path = Path(config.source).parent / path
-        return _read_seed(str(path), source=config.source, key="wallet.seed_file",
+        return _read_seed(_seed_file_path(config), source=config.source, key="wallet.seed_file",
                           value=w.seed_file)
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     if creds:
@@ -489,6 +653,32 @@ def _read_at_most(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _read_secret(path: str, what: str, fail: Callable[[str], ConfigError], *, source: str,
+                 key: str, value: Any, missing_hint: str = "") -> bytes:
+    """The bytes of a small secret file (at most ``_SEED_FILE_MAX_BYTES`` + 1 of them).
+
+    With ``key`` the file must not be readable by group or others; without, it is
+    a systemd credential, whose mode is systemd's. Raises ``fail(reason)``.
+    """
+    try:
+        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        hint = missing_hint if err.errno == errno.ENOENT else ""
+        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise fail(f"{what} is not a regular file")
+        if key:
+            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
+        return _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
+    except OSError as err:
+        raise fail(f"cannot read {what}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+
+
 def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDDEN) -> str:
     """Read and check one seed file; its contents never reach an error.
 
@@ -506,25 +696,9 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     what = "seed file" if key else "seed credential"
     if key and path != value:
         what += f" {path}"
-    try:
-        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        hint = ""
-        if not key and err.errno == errno.ENOENT:
-            hint = " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)"
-        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise fail(f"{what} is not a regular file")
-        if key:
-            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
-        raw = _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
-    except OSError as err:
-        raise fail(f"cannot read {what}: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
+    raw = _read_secret(path, what, fail, source=source, key=key, value=value,
+                       missing_hint="" if key else
+                       " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)")
     try:
         seed = _seed(raw.decode("ascii").strip()) if len(raw) <= _SEED_FILE_MAX_BYTES else None
     except (UnicodeDecodeError, ValueError):
@@ -534,6 +708,60 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     if not seed:
         raise fail(f"{what} is empty")
     return seed
+
+
+def _beside_config(config: Config, name: str) -> str:
+    """A file named in the config: relative to the config file's folder unless absolute."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and config.source:
+        path = Path(config.source).parent / path
+    return str(path)
+
+
+def load_mqtt_password(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
+    """The MQTT password ("" for none), from the first place that has one.
+
+    1. the file ``mqtt.password_file`` (relative to the config file's folder
+       unless absolute), which must not be readable by group or others;
+    2. with ``mqtt.username`` set, the systemd credential
+       ``$CREDENTIALS_DIRECTORY/mqtt-password``, if the unit loads one.
+
+    Whitespace around the password is ignored.
+
+    Raises:
+        ConfigError: the file cannot be read, is shared, or is empty. The message
+            never contains the password.
+    """
+    m = config.mqtt
+    env = os.environ if environ is None else environ
+    if m.password_file:
+        return _read_password(_beside_config(config, m.password_file), source=config.source,
+                              key="mqtt.password_file", value=m.password_file)
+    creds = env.get("CREDENTIALS_DIRECTORY", "")
+    credential = os.path.join(creds, "mqtt-password")
+    if m.username and creds and os.path.exists(credential):
+        return _read_password(credential)  # systemd's copy: its mode is not ours to check
+    return ""
+
+
+def _read_password(path: str, *, source: str = "", key: str = "",
+                   value: Any = _HIDDEN) -> str:
+    """Read one password file; its contents never reach an error. With ``key`` (a
+    ``mqtt.password_file``) errors name config file, key and value, and the mode is
+    checked; without, ``path`` is a systemd credential."""
+    def fail(reason: str) -> ConfigError:
+        if key:
+            return _error(reason, path=source, key=key, value=value)
+        return _error(reason, path=path)
+
+    raw = _read_secret(path, "password file", fail, source=source, key=key, value=value)
+    try:
+        password = raw.decode("utf-8").strip() if len(raw) <= _SEED_FILE_MAX_BYTES else ""
+    except UnicodeDecodeError:
+        password = ""
+    if not password:
+        raise fail("password file is empty, too long or not UTF-8 text")
+    return password
 
 
 def default_state_dir() -> Path:

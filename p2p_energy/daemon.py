@@ -68,6 +68,7 @@ class Daemon:
         self.stats = LoopStats()
         self.fatal_reason = ""  # set when a part gave up: the daemon exits non-zero
         self._sensor_failing = 0
+        self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
         payer.on_fatal = self.fatal
 
     def fatal(self, reason: str) -> None:
@@ -127,15 +128,18 @@ class Daemon:
         meter = RoundMeter(r.length_s, start, self.wall() - start, resume=resume,
                            max_gap_s=max(10 * m.sample_interval_s, 10.0))
         next_checkpoint = start + r.checkpoint_s
-        next_watchdog = start
+        live_max_age_s = max(3 * m.sample_interval_s, 5.0)  # older: the sensor is failing
+        self._next_watchdog = start
         while True:
-            delay = schedule.deadline - self.clock()
-            if (delay > 0 and self.stop.wait(delay)) or self.stop.is_set():
+            if self._wait_until(schedule.deadline):
                 break
             now = self.clock()
             late = now - schedule.deadline
             if late > self.stats.worst_late_s:
                 self.stats.worst_late_s = late
+            step = meter.follow_wall(now, self.wall())
+            if step:
+                self._wall_stepped(step)
             missed = schedule.advance(now)
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
@@ -146,23 +150,48 @@ class Daemon:
             for done in closed:
                 self._close(recorder, done)
             if now >= next_checkpoint:
-                recorder.checkpoint(meter.snapshot())
+                recorder.checkpoint(meter.snapshot(), meter.latest(now, live_max_age_s))
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
-            if now >= next_watchdog:
-                self.notifier.watchdog()
-                next_watchdog = now + (self.watchdog_s or 1.0)
+            if now >= self._next_watchdog:
+                self._feed_watchdog(now)
         for done in meter.close_now(self.clock()):
             self._close(recorder, done)
+
+    @staticmethod
+    def _wall_stepped(step: float) -> None:
+        log.info("wall clock stepped by %+.3f s (NTP synchronised, or the time was set); "
+                 "round times follow it from the open round on, metering is not affected "
+                 "(it runs on the monotonic clock)", step)
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait for the sample due at ``deadline``, feeding the watchdog meanwhile.
+
+        ``sample_interval_s`` may be far longer than ``WatchdogSec=`` (up to
+        3600 s against 30 s): while the loop waits, ``WATCHDOG=1`` still goes out
+        at half the watchdog timeout. Returns True when asked to stop.
+        """
+        while True:
+            now = self.clock()
+            if now >= deadline:
+                return self.stop.is_set()
+            if now >= self._next_watchdog:
+                self._feed_watchdog(now)
+            if self.stop.wait(min(deadline, self._next_watchdog) - now):
+                return True
+
+    def _feed_watchdog(self, now: float) -> None:
+        self.notifier.watchdog()
+        self._next_watchdog = now + (self.watchdog_s or 1.0)
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
             sample = self.sensor.read(now)
             limit = self.config.meter.max_power_mw
+            c, p = sample.consumer_mw, sample.producer_mw  # None: that channel out of range
             # ``not <=`` also refuses NaN; the bound keeps every amount storable.
-            if not (abs(sample.consumer_mw) <= limit and abs(sample.producer_mw) <= limit):
-                raise ImplausibleReading(
-                    f"consumer {sample.consumer_mw:.6g} mW, producer {sample.producer_mw:.6g} mW:"
-                    f" above meter.max_power_mw = {limit:g}")
+            if not ((c is None or abs(c) <= limit) and (p is None or abs(p) <= limit)):
+                raise ImplausibleReading(f"consumer {c} mW, producer {p} mW: above"
+                                         f" meter.max_power_mw = {limit:g}")
         except SensorReadError as err:
             self.stats.failed += 1
             if not self._sensor_failing:
@@ -173,8 +202,12 @@ class Daemon:
         if self._sensor_failing:
             log.info("sensor reading again after %d failed samples", self._sensor_failing)
             self._sensor_failing = 0
-        log.debug("sample: consumer %.2f mW, producer %.2f mW",
-                  sample.consumer_mw, sample.producer_mw)
+        if sample.consumer_mw is not None and sample.producer_mw is not None:
+            log.debug("sample: consumer %.2f mW, producer %.2f mW",
+                      sample.consumer_mw, sample.producer_mw)
+        else:  # one channel out of range: metered for the other only
+            log.debug("sample: consumer %s mW, producer %s mW (None: out of range)",
+                      sample.consumer_mw, sample.producer_mw)
         return meter.add(sample)
 
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:
