@@ -336,3 +336,34 @@ def test_an_attachment_the_network_got_although_its_send_failed_is_not_sent_agai
     wallet.on_network = list(p.attachments)  # ...but the broadcast had got through
     payer.tick(ledger, wallet)
     assert ledger.in_flight().unsent is None and wallet.calls.count("send") == 1
+
+
+def test_a_payer_that_keeps_dying_stops_the_daemon_which_then_exits_non_zero(tmp_path):
+    import threading as th
+
+    from p2p_energy import config
+    from p2p_energy.daemon import Daemon
+    from p2p_energy.sensors.simulated import SimulatedSensor
+
+    class Broken(DryRunWallet):
+        def status(self, signed, known):
+            raise TypeError("'NoneType' object is not iterable")
+
+    cfg = config.build({"meter": {"sensor": "simulated", "sample_interval_s": 0.01},
+                        "round": {"length_s": 0.1, "checkpoint_s": 0.5},
+                        "wallet": {"backend": "dry-run"}}, source="test.toml")
+    path = str(tmp_path / "d.db")
+    payer = Payer(lambda: Ledger(path), Broken,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02))
+    daemon = Daemon(cfg, SimulatedSensor(), path, payer)
+    guard = th.Timer(30, daemon.request_stop)  # the test fails below rather than hang
+    guard.start()
+    daemon.run()
+    guard.cancel()
+    assert daemon.fatal_reason.startswith("the payer failed 5 times in 10 minutes; last:"
+                                          " TypeError")
+    status = daemon._payments_status()  # what sd_notify STATUS= carries after each round
+    assert status.startswith("; payments failing since 20") and "payer crashed: TypeError" in status
+    ledger = Ledger(path)
+    assert ledger.report()["rounds"] and ledger.health()[0] is not None
+    ledger.close()
