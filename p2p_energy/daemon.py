@@ -24,7 +24,7 @@ from .notify import Notifier
 from .payer import Payer
 from .pricing import Quote, quote
 from .recorder import Recorder
-from .sensors.base import Sensor
+from .sensors.base import Sample, Sensor
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Daemon:
         self.stats = LoopStats()
         self.fatal_reason = ""  # set when a part gave up: the daemon exits non-zero
         self._sensor_failing = 0
+        self._over_limit = False  # a channel above meter.max_power_mw, logged once
         self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
         payer.on_fatal = self.fatal
 
@@ -185,13 +186,7 @@ class Daemon:
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
-            sample = self.sensor.read(now)
-            limit = self.config.meter.max_power_mw
-            c, p = sample.consumer_mw, sample.producer_mw  # None: that channel out of range
-            # ``not <=`` also refuses NaN; the bound keeps every amount storable.
-            if not ((c is None or abs(c) <= limit) and (p is None or abs(p) <= limit)):
-                raise ImplausibleReading(f"consumer {c} mW, producer {p} mW: above"
-                                         f" meter.max_power_mw = {limit:g}")
+            sample = self._bounded(self.sensor.read(now))
         except SensorReadError as err:
             self.stats.failed += 1
             if not self._sensor_failing:
@@ -209,6 +204,33 @@ class Daemon:
             log.debug("sample: consumer %s mW, producer %s mW (None: out of range)",
                       sample.consumer_mw, sample.producer_mw)
         return meter.add(sample)
+
+    def _bounded(self, sample: Sample) -> Sample:
+        """``sample`` with a channel above ``meter.max_power_mw`` left out (missing for
+        that channel only, like a saturated one); the bound keeps every amount storable.
+
+        Raises:
+            ImplausibleReading: neither channel is left.
+        """
+        limit = self.config.meter.max_power_mw
+        c, p = sample.consumer_mw, sample.producer_mw  # None: that channel out of range
+        # ``not <=`` also catches NaN.
+        c_over = c is not None and not abs(c) <= limit
+        p_over = p is not None and not abs(p) <= limit
+        if not (c_over or p_over):
+            if self._over_limit:
+                log.info("readings within meter.max_power_mw again")
+                self._over_limit = False
+            return sample
+        if (c_over or c is None) and (p_over or p is None):
+            raise ImplausibleReading(f"consumer {c} mW, producer {p} mW: above"
+                                     f" meter.max_power_mw = {limit:g}")
+        if not self._over_limit:
+            log.warning("%s reads %.0f mW, above meter.max_power_mw = %g: that channel is "
+                        "left out (not billed) until it reads below again",
+                        "consumer" if c_over else "producer", c if c_over else p, limit)
+            self._over_limit = True
+        return Sample(sample.t, None if c_over else c, None if p_over else p)
 
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:
         """Price a closed round and hand it to the recorder (the loop never waits for disk)."""
