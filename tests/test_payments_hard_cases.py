@@ -136,7 +136,7 @@ def test_an_underfunded_wallet_pays_what_it_has_and_the_rest_after_a_deposit(tmp
         assert node.balance(address_of(PAYER_SEED, index)) == 1025 - paid
 
 
-def test_answers_of_the_wrong_shape_restart_the_payer_and_no_sample_is_missed(
+def test_answers_of_the_wrong_shape_restart_the_payer_and_sampling_goes_on(
         node, tmp_path, ledger_dir):
     setup = write_setup(tmp_path, node, ledger_dir)
     log = setup.log("run")
