@@ -415,6 +415,15 @@ class Ledger:
                        " attempts = attempts + 1, last_error = NULL WHERE id = ?",
                        (now, payment_id))
 
+    def abandon_attachment(self, payment_id: int, attachment_id: str, why: str) -> None:
+        """An attachment never sent that will not be sent again (the node refused it, or it
+        waited too long): its data is dropped, so it is no longer the one to send. Its id
+        stays recorded (the network is still asked about it)."""
+        with self._tx() as db:
+            db.execute("UPDATE attachments SET data = NULL WHERE payment_id = ?"
+                       " AND attachment_id = ? AND sent_at IS NULL", (payment_id, attachment_id))
+            db.execute("UPDATE payments SET last_error = ? WHERE id = ?", (why, payment_id))
+
     def record_seen(self, payment_id: int, attachment_ids: Sequence[str]) -> list[str]:
         """Attachments the network holds (so they were sent); returns those the ledger
         did not know."""

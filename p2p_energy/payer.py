@@ -262,8 +262,32 @@ class Payer:
             return 0.0
         p = ledger.payment(p.id)
         if p.unsent is not None:  # recorded, and the network does not know it: send it
-            return self._send(ledger, wallet, p, p.unsent)
+            return self._send_unsent(ledger, wallet, p, p.unsent)
         return self._help(ledger, wallet, p)
+
+    def _send_unsent(self, ledger: Ledger, wallet: Wallet, p: Payment,
+                     unsent: Attachment) -> float:
+        """Send a recorded attachment, or give it up for a fresh one from the payload.
+
+        A node refuses some attachments for good (IRI: an attachment timestamp
+        older than its snapshot, proof of work below its MWM); one unsent for
+        ``reattach_after_s`` is too old to be worth sending. Either way it is
+        abandoned in the ledger and the signed transfer is attached again.
+        """
+        now = self.wall()
+        age = now - (p.last_attached_at or now)
+        if age < self.policy.reattach_after_s:
+            try:
+                return self._send(ledger, wallet, p, unsent)
+            except WalletError as err:
+                if err.retryable:
+                    raise
+                why = f"attachment refused: {err}"
+        else:
+            why = f"attachment unsent for {age:.0f} s"
+        log.warning("payment %d: %s; attaching the same signed transfer again", p.id, why)
+        ledger.abandon_attachment(p.id, unsent.id, why)
+        return self._attach(ledger, wallet, ledger.payment(p.id))
 
     def _help(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
         """A pending payment: promote it, or attach it again once it waited long enough."""

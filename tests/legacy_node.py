@@ -19,6 +19,9 @@ Faults for tests: ``node.set_fault(kind, commands=..., times=...)`` with ``kind`
 one of ``FAULTS``, for every command or only some (e.g. only
 ``storeTransactions``); ``node.clear_fault()``. ``node.forget(bundle_hash)``
 drops a pending bundle, as a node that never kept it (a restart, a prune).
+``node.take_snapshot()`` makes it refuse every transaction attached before now,
+as IRI refuses one whose attachment timestamp is below its snapshot's (or more
+than two hours ahead of its clock): "Invalid transaction timestamp".
 
 Manual use::
 
@@ -55,6 +58,7 @@ FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm", "answ
 TX_TRYTES = 2673
 NULL_HASH = "9" * 81
 MAX_TIMESTAMP = (3**27 - 1) // 2
+MAX_FUTURE_MS = 2 * 3600 * 1000  # IRI: an attachment timestamp this far ahead is invalid
 TOTAL_SUPPLY = (3**33 - 1) // 2
 # Transaction layout (tryte offsets): fragment 0, address 2187, value 2268,
 # obsolete tag 2295, timestamp 2322, indexes 2331/2340, bundle 2349, trunk 2430,
@@ -273,6 +277,7 @@ class LegacyNode:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._rng = random.Random(1)
+        self.snapshot_ms = 0  # attachments made before this (epoch ms) are refused
         trytes, self.genesis_hash = genesis(mwm)
         self._trytes[self.genesis_hash] = trytes
         self._txs[self.genesis_hash] = Transaction.from_tryte_string(
@@ -414,6 +419,11 @@ class LegacyNode:
                 if not self._signers.get(addr):
                     self._spent.discard(addr)
             self._content_ok = {c for c in self._content_ok if c[0][2349:2430] != bundle_hash}
+
+    def take_snapshot(self) -> None:
+        """From now on refuse transactions attached before now (IRI's snapshot timestamp)."""
+        with self._lock:
+            self.snapshot_ms = int(time.time() * 1000)
 
     def addresses_signed_by_more_than_one_bundle(self) -> dict[str, set[str]]:
         """Input addresses whose key signed two different bundles (key reuse)."""
@@ -647,7 +657,11 @@ class LegacyNode:
             if weight_of(h) < self.mwm:
                 raise NodeError(f"Invalid transaction hash: weight {weight_of(h)} "
                                 f"below minimum weight magnitude {self.mwm}")
-            by_hash[h] = raw, Transaction.from_tryte_string(raw, hash_=TransactionHash(h))
+            tx = Transaction.from_tryte_string(raw, hash_=TransactionHash(h))
+            if not self.snapshot_ms <= tx.attachment_timestamp <= time.time() * 1000 \
+                    + MAX_FUTURE_MS:
+                raise NodeError("Invalid transaction timestamp")
+            by_hash[h] = raw, tx
         attachments: list[_Attach] = []
         for raw, tail in [v for v in by_hash.values() if v[1].current_index == 0]:
             att, tx = _Attach([tail], [raw]), tail

@@ -328,6 +328,21 @@ def test_rejects_low_proof_of_work(legacy_node):
     assert legacy_node.bundles == {}
 
 
+def test_refuses_attachments_older_than_its_snapshot_or_far_in_the_future(legacy_node):
+    tips = (legacy_node.genesis_hash, legacy_node.genesis_hash)
+    old = attach(message_bundle(2), *tips, TEST_MWM)
+    legacy_node.take_snapshot()
+    with pytest.raises(BadApiResponse, match="Invalid transaction timestamp"):
+        call(legacy_node, lambda api: api.broadcast_transactions(old))
+    ahead = attach(message_bundle(2), *tips, TEST_MWM,
+                   now_ms=lambda: int(time.time() * 1000) + 3 * 3600 * 1000)
+    with pytest.raises(BadApiResponse, match="Invalid transaction timestamp"):
+        call(legacy_node, lambda api: api.broadcast_transactions(ahead))
+    fresh = attach(message_bundle(2), *tips, TEST_MWM)  # the same content, attached now
+    call(legacy_node, lambda api: api.broadcast_transactions(fresh))
+    assert len(legacy_node.rejected) == 2 and len(legacy_node.bundles) == 1
+
+
 def test_rejects_a_broken_trunk_branch_chain(legacy_node):
     done = attach(message_bundle(2), "T" * 81, "B" * 81, TEST_MWM)
     bad_tail, _ = do_pow(done[0][:2511] + "C" * 81 + done[0][2592:], TEST_MWM)

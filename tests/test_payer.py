@@ -367,3 +367,54 @@ def test_a_payer_that_keeps_dying_stops_the_daemon_which_then_exits_non_zero(tmp
     ledger = Ledger(path)
     assert ledger.report()["rounds"] and ledger.health()[0] is not None
     ledger.close()
+
+
+@pytest.mark.parametrize("why", ["refused", "too old"])
+def test_an_unsent_attachment_the_node_refuses_or_too_old_is_replaced_and_paid_once(
+        legacy_node, tmp_path, why, caplog):
+    """Through PyOTA over HTTP to the strict node, real SQLite: a crash left an attachment
+    recorded but never sent; the node then refuses it (its attachment timestamp is older
+    than the node's snapshot, as IRI says "Invalid transaction timestamp"), or every send
+    of it fails for longer than ``reattach_after_s``. A fresh attachment pays, once."""
+    from p2p_energy.wallet.pyota_wallet import PyotaWallet
+
+    from node_fixtures import PAYER_SEED, RECEIVER, wallet_config
+
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    clock = Clock()
+    ledger = Ledger(tmp_path / "l.db", clock=clock)
+    wallet = PyotaWallet(wallet_config(legacy_node))
+    payer = Payer(lambda: ledger, lambda: wallet,
+                  PayerPolicy(poll_s=1, promote_after_s=60, reattach_after_s=300), wall=clock)
+    owe(ledger, 5)
+    payer.tick(ledger, wallet)  # signed
+    p = ledger.in_flight()
+    stale = wallet.attach(p.signed)
+    ledger.record_attachment(p.id, stale)  # ...and the process died before sending it
+    if why == "refused":
+        legacy_node.take_snapshot()
+    else:
+        legacy_node.set_fault("http500", commands={"broadcastTransactions"})
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+        for _ in range(3):
+            clock.now += 200
+            payer.tick(ledger, wallet)
+            if why != "refused" and ledger.payment(p.id).attachments != (stale.id,):
+                legacy_node.clear_fault()  # the fresh attachment's send failed; now it goes
+    for _ in range(3):
+        legacy_node.confirm_all()
+        clock.now += 1
+        payer.tick(ledger, wallet)
+    done = ledger.payment(p.id)
+    assert done.status == "confirmed" and stale.id in done.attachments
+    assert len(done.attachments) >= 2 and ledger.in_flight() is None
+    assert legacy_node.balance(RECEIVER) == 5 == ledger.totals()["paid_iota"]
+    assert legacy_node.addresses_signed_by_more_than_one_bundle() == {}
+    assert stale.id not in {t for rec in legacy_node.bundles.values() for t in rec.tails}
+    if why == "refused":
+        assert [r.reason for r in legacy_node.rejected] == ["Invalid transaction timestamp"]
+        assert "attachment refused" in caplog.text
+    else:
+        assert legacy_node.rejected == [] and "attachment unsent for" in caplog.text
+    wallet.close()
+    ledger.close()
