@@ -27,10 +27,14 @@ from .wallet.base import CONFIRMED, PENDING, Attachment, Wallet
 
 log = logging.getLogger(__name__)
 
-# A payer that dies this often within the window gives up: the daemon exits
-# non-zero and systemd restarts the whole service.
-MAX_DEATHS = 5
-DEATH_WINDOW_S = 600.0
+# A payer that dies is restarted after a wait that doubles with each death
+# (from ``retry_min_s`` up to ``retry_max_s``). It gives up (the daemon exits
+# non-zero and systemd restarts the whole service) only when it still dies after
+# MAX_CAPPED_DEATHS waits at the cap and has kept dying for ``fatal_after_s``:
+# a burst of odd answers never stops metering, a payer that cannot run does.
+# A death-free stretch of ``2 * retry_max_s`` (at least ``fatal_after_s``) ends a streak.
+MAX_CAPPED_DEATHS = 3
+FATAL_AFTER_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class PayerPolicy:
     retry_max_s: float = 300.0
     retry_min_s: float = 1.0
     min_payment: int = 1
+    fatal_after_s: float = FATAL_AFTER_S
 
 
 class Payer:
@@ -100,10 +105,12 @@ class Payer:
     def run(self) -> None:
         """The payer thread: the work loop, restarted with backoff after an unexpected error.
 
-        Metering never depends on it. A payer that dies ``MAX_DEATHS`` times in
-        ``DEATH_WINDOW_S`` calls ``on_fatal`` (the daemon then exits non-zero).
+        Metering never depends on it. A payer that keeps dying after its restart
+        wait has reached ``retry_max_s`` (see ``MAX_CAPPED_DEATHS``) calls
+        ``on_fatal`` (the daemon then exits non-zero).
         """
-        deaths: list[float] = []
+        streak: list[float] = []  # monotonic times of deaths without a long quiet between
+        capped = 0  # deaths in the streak that came after a wait of retry_max_s
         logged: set[str] = set()
         while not self.stop_event.is_set():
             try:
@@ -111,23 +118,38 @@ class Payer:
                 return
             except Exception as err:  # the loop boundary: anything not foreseen
                 now = time.monotonic()
-                deaths = [t for t in deaths if now - t < DEATH_WINDOW_S] + [now]
+                if streak and now - streak[-1] > self._quiet_s():
+                    streak, capped = [], 0
+                streak.append(now)
                 what = f"{type(err).__name__}: {err}"
                 self._note_failure(f"payer crashed: {what}")
+                dying_s = now - streak[0]
                 if what not in logged:  # the traceback once; a repeat in one line
                     logged.add(what)
-                    log.exception("payer stopped by an unexpected error (%d in %.0f min);"
+                    log.exception("payer stopped by an unexpected error (%d in %.0f s);"
                                   " restarting it; amounts stay owed in the ledger",
-                                  len(deaths), DEATH_WINDOW_S / 60)
+                                  len(streak), dying_s)
                 else:
-                    log.error("payer stopped again by the same error (%d in %.0f min): %s",
-                              len(deaths), DEATH_WINDOW_S / 60, what)
-                if len(deaths) >= MAX_DEATHS:
-                    self.on_fatal(f"the payer failed {len(deaths)} times in "
-                                  f"{DEATH_WINDOW_S / 60:.0f} minutes; last: {what}")
+                    log.error("payer stopped again by the same error (%d in %.0f s): %s",
+                              len(streak), dying_s, what)
+                if capped >= MAX_CAPPED_DEATHS and dying_s >= self.policy.fatal_after_s:
+                    self.on_fatal(f"the payer kept failing for {dying_s / 60:.0f} min"
+                                  f" ({len(streak)} times, restarted every"
+                                  f" {self.policy.retry_max_s:g} s at the end); last: {what}")
                     return
                 self._failures += 1
-                self.stop_event.wait(self._backoff())
+                wait = self._restart_wait(len(streak))
+                capped += wait >= self.policy.retry_max_s
+                self.stop_event.wait(wait)
+
+    def _restart_wait(self, deaths: int) -> float:
+        """Seconds before restarting after the ``deaths``-th death of a streak (doubling)."""
+        exponent = min(deaths - 1, 30)
+        return min(self.policy.retry_min_s * 2**exponent, self.policy.retry_max_s)
+
+    def _quiet_s(self) -> float:
+        """How long without a death ends a streak."""
+        return max(2 * self.policy.retry_max_s, self.policy.fatal_after_s)
 
     def _work(self) -> None:
         ledger = wallet = None

@@ -9,7 +9,7 @@ import pytest
 from p2p_energy.errors import InsufficientBalance, NotPromotable, WalletError
 from p2p_energy.ledger import Ledger
 from p2p_energy.metering import RoundTotals
-from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.payer import MAX_CAPPED_DEATHS, Payer, PayerPolicy
 from p2p_energy.pricing import NANO, Quote
 from p2p_energy.wallet.base import CONFIRMED, FAILED, PENDING, Status
 from p2p_energy.wallet.dryrun import DryRunWallet
@@ -302,23 +302,49 @@ def test_an_unforeseen_error_restarts_the_payer_and_payments_resume(tmp_path, ca
     ledger.close()
 
 
+def test_a_burst_of_deaths_faster_than_fatal_after_s_never_stops_the_payer(tmp_path):
+    """Deaths in quick succession (an odd node for a minute) only restart the payer,
+    however many, until it has kept dying for ``fatal_after_s``; then it pays."""
+    path = tmp_path / "s.db"
+    ledger = Ledger(path)
+    owe(ledger, 9)
+    wallet = ScriptedWallet()
+    wallet.fail_next = [ValueError("odd answer")] * 8  # 8 deaths, 5 of them after capped waits
+    fatal = []
+    payer = Payer(lambda: Ledger(path), lambda: wallet,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.04, fatal_after_s=30))
+    payer.on_fatal = fatal.append
+    payer.start()
+    deadline = time.monotonic() + 20
+    while ledger.payment(1).status != "confirmed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert payer.stop(5)
+    assert fatal == [] and ledger.totals()["paid_iota"] == 9 and wallet.fail_next == []
+    ledger.close()
+
+
 def test_a_payer_that_keeps_dying_is_fatal_and_check_sees_since_when(tmp_path):
     path = tmp_path / "s.db"
     ledger = Ledger(path)
     owe(ledger, 9)
     wallet = ScriptedWallet()
-    wallet.fail_next = [ValueError("odd answer")] * 10
+    wallet.fail_next = [ValueError("odd answer")] * 1000
     fatal = []
-    payer = Payer(lambda: Ledger(path), lambda: wallet,
-                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02))
+    policy = PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02, fatal_after_s=0.5)
+    payer = Payer(lambda: Ledger(path), lambda: wallet, policy)
     payer.on_fatal = fatal.append
-    started = time.time()
+    started, t0 = time.time(), time.monotonic()
     payer.start()
     payer._thread.join(10)
+    took_s = time.monotonic() - t0
     assert not payer._thread.is_alive()
-    assert fatal == ["the payer failed 5 times in 10 minutes; last: ValueError: odd answer"]
+    assert len(fatal) == 1 and fatal[0].startswith("the payer kept failing for 0 min (")
+    assert fatal[0].endswith("restarted every 0.02 s at the end); last: ValueError: odd answer")
+    deaths = 1000 - len(wallet.fail_next)
+    assert payer.failures == deaths - 1 >= MAX_CAPPED_DEATHS + 1  # the last one is fatal
+    assert policy.fatal_after_s <= took_s < 5  # not before fatal_after_s, yet in bounded time
     since, failures, last_error = ledger.health()
-    assert started <= since <= time.time() and failures == 4
+    assert started <= since <= time.time() and failures == deaths - 1
     assert last_error == "payer crashed: ValueError: odd answer"
     assert ledger.totals()["queued_iota"] == 9  # still owed, nothing lost
     ledger.close()
@@ -354,14 +380,15 @@ def test_a_payer_that_keeps_dying_stops_the_daemon_which_then_exits_non_zero(tmp
                         "wallet": {"backend": "dry-run"}}, source="test.toml")
     path = str(tmp_path / "d.db")
     payer = Payer(lambda: Ledger(path), Broken,
-                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02))
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02,
+                              fatal_after_s=0.3))
     daemon = Daemon(cfg, SimulatedSensor(), path, payer)
     guard = th.Timer(30, daemon.request_stop)  # the test fails below rather than hang
     guard.start()
     daemon.run()
     guard.cancel()
-    assert daemon.fatal_reason.startswith("the payer failed 5 times in 10 minutes; last:"
-                                          " TypeError")
+    assert daemon.fatal_reason.startswith("the payer kept failing for 0 min (")
+    assert "; last: TypeError" in daemon.fatal_reason
     status = daemon._payments_status()  # what sd_notify STATUS= carries after each round
     assert status.startswith("; payments failing since 20") and "payer crashed: TypeError" in status
     ledger = Ledger(path)

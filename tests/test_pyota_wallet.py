@@ -412,3 +412,24 @@ def test_a_garbled_answer_is_never_read_as_not_spent_or_as_money(legacy_node, wa
     assert err.value.kind == "unexpected answer" and err.value.retryable
     assert_clean(err.value)
     assert "attachToTangle" not in legacy_node.command_names()
+
+
+@pytest.mark.parametrize("command, answer", [
+    ("getTrytes", {"trytes": ["9" * 2673] * 5}),  # more answers than hashes asked about
+    ("getTrytes", {"trytes": None}),
+    ("getTrytes", {"trytes": ["NOT9TRYTES"] * 4}),
+    ("getTrytes", []),
+    ("findTransactions", {"hashes": {"a": "b"}}),
+    ("findTransactions", {"hashes": [7]}),
+])
+def test_a_wrong_shaped_answer_about_a_bundle_is_a_retryable_wallet_error(
+        legacy_node, wallet, command, answer):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    signed = wallet.prepare(100, 0)
+    known = send(wallet, signed)
+    legacy_node.set_fault("answer", commands={command}, answer=answer, times=1)
+    with pytest.raises(WalletError) as err:
+        wallet.status(signed, [known])
+    assert err.value.retryable and command in str(err.value)  # never a ValueError
+    assert_clean(err.value)
+    assert wallet.status(signed, [known]).state == PENDING  # the node answers well again

@@ -135,3 +135,19 @@ def test_serve_unit_runs_serve_as_the_ledgers_owner_without_devices() -> None:
     assert "p2p-energy.service" in s["Unit.After"][0] and "Unit.Requires" not in s
     assert set(s["Service.RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET",
                                                                     "AF_INET6"}
+
+
+def test_a_payer_that_keeps_failing_never_reaches_the_start_limit():
+    """The payer's fatal exit comes at least FATAL_AFTER_S after a start: the start limit
+    (StartLimitBurst starts in StartLimitIntervalSec) can only stop a daemon that fails
+    at start-up, never one whose payer keeps dying; that one is restarted every time."""
+    from p2p_energy.payer import FATAL_AFTER_S
+
+    unit = _settings(UNIT.read_text())
+    interval = unit["Unit.StartLimitIntervalSec"][0]
+    assert interval.endswith("min")
+    interval_s = float(interval.removesuffix("min")) * 60
+    burst = int(unit["Unit.StartLimitBurst"][0])
+    assert unit["Service.Restart"] == ["on-failure"]
+    # burst - 1 runs that each last FATAL_AFTER_S outlast the interval.
+    assert (burst - 1) * FATAL_AFTER_S > interval_s

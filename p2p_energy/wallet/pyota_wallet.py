@@ -397,14 +397,33 @@ class PyotaWallet:
         """Tail hashes of every attachment of bundle ``reference`` the node holds."""
         iota = self._import()
         bundle = iota.BundleHash(reference)
-        found = self._call("findTransactions",
-                           lambda api: api.find_transactions(bundles=[bundle]))["hashes"]
+        answer = self._call("findTransactions",
+                            lambda api: api.find_transactions(bundles=[bundle]))
+        found = [str(h) for h in self._list_of("findTransactions", answer, "hashes")]
+        if not all(_is_trytes(h, 81) for h in found):
+            raise self._unexpected("findTransactions", found, "transaction hashes")
         if not found:
             return []
-        hashes = [iota.TransactionHash(str(h)) for h in found]
-        trytes = self._call("getTrytes", lambda api: api.get_trytes(hashes=hashes))["trytes"]
+        hashes = [iota.TransactionHash(h) for h in found]
+        answer = self._call("getTrytes", lambda api: api.get_trytes(hashes=hashes))
+        trytes = [str(t) for t in self._one_each(
+            "getTrytes", self._list_of("getTrytes", answer, "trytes"), hashes)]
+        if not all(_is_trytes(t, 2673) for t in trytes):
+            raise self._unexpected("getTrytes", trytes, "transaction trytes")
         return [str(h) for h, t in zip(hashes, trytes, strict=True)
-                if str(t)[2349:2430] == reference and _current_index(str(t)) == 0]
+                if t[2349:2430] == reference and _current_index(t) == 0]
+
+    def _list_of(self, step: str, answer: Any, key: str) -> list[Any]:
+        """``answer[key]``, checked to be a list (a wrong shape is a retryable error)."""
+        found = answer.get(key) if isinstance(answer, dict) else None
+        if not isinstance(found, list):
+            raise self._unexpected(step, answer, f"a list of {key!r}")
+        return found
+
+    def _unexpected(self, step: str, answer: Any, wanted: str) -> WalletError:
+        return WalletError(self._one_line(
+            f"{step}: node {self.node_url} answered {answer!r}, not {wanted}"),
+            kind="unexpected answer")
 
     def _tail_of(self, trytes: list[str]) -> str:
         """Hash (Curl-P-81) of the transaction with current index 0."""
@@ -424,6 +443,10 @@ def _payload_trytes(signed: Signed) -> list[str]:
         raise WalletError(f"payment {signed.reference[:12]}...: its payload is not a legacy "
                           "bundle", retryable=False)
     return trytes
+
+
+def _is_trytes(text: str, size: int) -> bool:
+    return len(text) == size and not text.strip("9ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _current_index(trytes: str) -> int:
