@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import Config, load_seed
 from .errors import P2PEnergyError
-from .ledger import Ledger, Payment, iso
+from .ledger import SCHEMA_VERSION, Ledger, Payment, iso
 from .sensors.ina3221 import Probe
 
 OK, FAIL, INFO = "ok", "FAIL", "  "
@@ -99,9 +99,15 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
     path = Path(cfg.ledger.path)
     if path.exists():
         try:
-            ledger = Ledger(path)
+            ledger = Ledger(path, readonly=True)  # never upgraded here: only the daemon does
         except P2PEnergyError as err:
             report(FAIL, f"ledger: {err}")
+            return
+        if ledger.outdated:
+            ledger.close()
+            report(INFO, f"ledger {path}: schema {ledger.version}, older than this program's"
+                         f" ({SCHEMA_VERSION}); the daemon upgrades it when it starts"
+                         " (restart it once); totals after that")
             return
         try:
             t = ledger.totals()
@@ -160,8 +166,9 @@ def _wallet_position(cfg: Config) -> tuple[int, Payment | None]:
     path = Path(cfg.ledger.path)
     if not path.exists():
         return cfg.wallet.start_index, None
-    ledger = Ledger(path)
+    ledger = Ledger(path, readonly=True)
     try:
-        return ledger.input_index(cfg.wallet.start_index), ledger.in_flight()
+        index = ledger.input_index(cfg.wallet.start_index)  # kept the same since schema 1
+        return index, None if ledger.outdated else ledger.in_flight()
     finally:
         ledger.close()

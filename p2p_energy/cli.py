@@ -168,8 +168,9 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
         from .serve.statement import write_rounds_csv
         write_rounds_csv(str(path), sys.stdout)
         return EXIT_OK
-    ledger = Ledger(path)
+    ledger = Ledger(path, readonly=True)  # never upgraded here: only the daemon does
     try:
+        ledger.require_current()
         report = ledger.report()
     finally:
         ledger.close()

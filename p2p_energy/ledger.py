@@ -10,6 +10,9 @@ Rules it keeps:
   here, never signed again. Every attachment's id is committed before it is sent.
 
 Each thread opens its own ``Ledger`` (SQLite connections are not shared).
+Only the process holding the ledger's lock (``lock.LedgerLock``: ``run``,
+``wallet set-index``) upgrades an existing ledger's schema; read-only commands
+open it with ``readonly=True`` and never change it.
 WAL mode lets the payer read while the meter writes; ``synchronous=FULL``
 makes each commit survive a power cut. The seed is never stored here.
 """
@@ -23,7 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
+from . import lock
 from .errors import LedgerError
 from .metering import LivePower, RoundTotals
 from .pricing import NANO, Quote, carry_iota, payable_iota
@@ -157,6 +162,18 @@ def _add_health_index_totals(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO running_totals VALUES ('owed_niota', ?)", (str(owed),))
 
 
+def _recount_running_totals(db: sqlite3.Connection) -> None:
+    """The owed total counted again from the rounds, exactly.
+
+    A read command of the release before this one upgraded the ledger without
+    the lock, while the older daemon went on recording rounds without adding
+    them to ``running_totals``: those amounts were never queued. Recounted here,
+    under the lock, the next round queues them.
+    """
+    owed = sum(r[0] for r in db.execute("SELECT owed_niota FROM rounds"))
+    db.execute("INSERT OR REPLACE INTO running_totals VALUES ('owed_niota', ?)", (str(owed),))
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
@@ -166,6 +183,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _add_live_power,
     _add_channel_metered_s,
     _add_health_index_totals,
+    _recount_running_totals,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -218,10 +236,26 @@ def iso(ts: float | None) -> str | None:
 class Ledger:
     """One connection to the ledger file. Not shared between threads."""
 
-    def __init__(self, path: str | Path, *, clock=time.time) -> None:
+    def __init__(self, path: str | Path, *, clock=time.time, readonly: bool = False) -> None:
+        """Open (and create) the ledger; ``readonly``: SQLite ``mode=ro``, never changed.
+
+        Raises:
+            LedgerError: cannot open; schema newer than this program; an older schema
+                and this process does not hold the ledger's lock (only the daemon
+                upgrades it); ``readonly`` and the file is not a ledger yet.
+        """
         self.path = str(path)
         self.clock = clock
+        self.readonly = readonly
+        self.version = SCHEMA_VERSION
         try:
+            if readonly:
+                uri = "file:" + quote(str(Path(self.path).absolute())) + "?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None)
+                self.version = self._schema_version()
+                if self.version == 0:
+                    raise LedgerError(f"{self.path}: not a ledger yet (has the daemon started?)")
+                return
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -233,13 +267,37 @@ class Ledger:
         except OSError as err:
             raise LedgerError(f"{self.path}: cannot open ledger: {err.strerror}") from None
 
+    def _schema_version(self) -> int:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: ledger schema {version} is newer than this "
+                              f"program understands ({SCHEMA_VERSION}): upgrade p2p-energy")
+        return version
+
+    @property
+    def outdated(self) -> bool:
+        """True for a read-only ledger the daemon has not upgraded to this schema yet."""
+        return self.version < SCHEMA_VERSION
+
+    def require_current(self) -> None:
+        """Raises LedgerError (one line: start the daemon once) if ``outdated``."""
+        if self.outdated:
+            raise LedgerError(
+                f"{self.path}: ledger schema {self.version} is older than this program's"
+                f" ({SCHEMA_VERSION}); the daemon upgrades it when it starts: restart it once"
+                " (sudo systemctl restart p2p-energy), then run this again")
+
     def _migrate(self) -> None:
-        """Bring the file to ``SCHEMA_VERSION``, one step at a time, in one transaction."""
+        """Bring the file to ``SCHEMA_VERSION``, one step at a time, in one transaction.
+
+        Only under the ledger's lock: an older daemon still writing would go on
+        recording rounds as its schema wants, and what it owes would go missing.
+        """
         with self._tx():
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise LedgerError(f"{self.path}: ledger schema {version} is newer than this "
-                                  f"program understands ({SCHEMA_VERSION}): upgrade p2p-energy")
+            version = self._schema_version()
+            if 0 < version < SCHEMA_VERSION and not lock.holds(self.path):
+                raise LedgerError(f"{self.path}: ledger schema {version} needs upgrading, "
+                                  "which only the daemon does (under the ledger's lock)")
             for step in _MIGRATIONS[version:]:
                 step(self.db)
             if version != SCHEMA_VERSION:
@@ -248,6 +306,8 @@ class Ledger:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (BEGIN IMMEDIATE) so it cannot deadlock."""
+        if self.readonly:
+            raise LedgerError(f"{self.path}: opened read-only")
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db

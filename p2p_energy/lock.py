@@ -4,7 +4,9 @@
 kernel drops it when the process ends, however it ends, so a crash or a
 SIGKILL never leaves a stale lock behind (as a pid file would). The file holds
 the holder's pid, only to name it in the refusal. Readers (``ledger``,
-``check``) take no lock: SQLite's WAL lets them read while the daemon writes.
+``check``, ``statement``, ``serve``) take no lock: they open the ledger
+read-only, and SQLite's WAL lets them read while the daemon writes. Only the
+holder of the lock may upgrade the ledger's schema (``holds``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ import os
 from pathlib import Path
 
 from .errors import LedgerBusy, P2PEnergyError
+
+_held: set[Path] = set()  # ledgers whose lock this process holds
+
+
+def holds(ledger_path: str | Path) -> bool:
+    """True if this process holds the lock of the ledger at ``ledger_path``."""
+    return Path(ledger_path).resolve() in _held
 
 
 class LedgerLock:
@@ -49,12 +58,14 @@ class LedgerLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _held.add(self.ledger_path.resolve())
         return self
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+            _held.discard(self.ledger_path.resolve())
 
     def __enter__(self) -> LedgerLock:
         return self if self._fd is not None else self.acquire()

@@ -7,6 +7,7 @@ import pytest
 
 from p2p_energy.errors import LedgerError
 from p2p_energy.ledger import SCHEMA_VERSION, Ledger
+from p2p_energy.lock import LedgerLock
 from p2p_energy.metering import RoundTotals
 from p2p_energy.pricing import NANO, Quote
 from p2p_energy.wallet.base import Attachment, Signed
@@ -160,7 +161,8 @@ def _v1_ledger(path):
 def test_a_v1_ledger_opens_with_every_row_and_per_channel_metered_time(tmp_path):
     path = tmp_path / "v1.db"
     _v1_ledger(path)
-    led = Ledger(path)
+    with LedgerLock(path):  # as the daemon does: only it upgrades a ledger
+        led = Ledger(path)
     try:
         rounds = led.report()["rounds"]
         assert [r["id"] for r in rounds] == [1, 2, 3]
@@ -248,7 +250,8 @@ def test_a_v1_ledger_opens_with_every_row_kept(tmp_path):
     counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in (
         "rounds", "payments", "payment_rounds", "tails", "open_round", "wallet_state")}
     db.close()
-    led = Ledger(path)
+    with LedgerLock(path):  # as the daemon does: only it upgrades a ledger
+        led = Ledger(path)
     try:
         assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         counts["attachments"] = counts.pop("tails")

@@ -8,6 +8,7 @@ from p2p_energy import ledger as ledger_mod
 from p2p_energy.errors import LedgerError
 from p2p_energy.ledger import SCHEMA_VERSION, Ledger
 from p2p_energy.ledger_read import LedgerReader, PaidSums
+from p2p_energy.lock import LedgerLock
 from p2p_energy.metering import LivePower, RoundMeter, RoundTotals
 from p2p_energy.pricing import NANO, Quote
 from p2p_energy.sensors.base import Sample
@@ -50,7 +51,8 @@ def test_a_v1_ledger_opens_with_every_row_kept_and_gains_live_power(tmp_path):
     (pay,) = reader.payments()
     assert (pay.reference, pay.reference_kind, pay.fee_nanos) == ("BUNDLE", "bundle_hash", 0)
     reader.close()
-    led = Ledger(path, clock=lambda: 70.0)
+    with LedgerLock(path):  # as the daemon does: only it upgrades a ledger
+        led = Ledger(path, clock=lambda: 70.0)
     assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     report = led.report()
     assert [r["consumer_mws"] for r in report["rounds"]] == [123.5]

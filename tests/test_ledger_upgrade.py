@@ -1,0 +1,141 @@
+"""Upgrading the ledger's schema: only the daemon does it, under the ledger's lock.
+
+Read commands (``ledger``, ``check``, ``statement``) run through the CLI in a
+subprocess against real SQLite files while an older daemon still writes: they
+never change the file. The daemon's upgrade recounts what is owed from the rounds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2p_energy.errors import LedgerError
+from p2p_energy.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger
+from p2p_energy.lock import LedgerLock
+from p2p_energy.metering import RoundTotals
+from p2p_energy.pricing import NANO, Quote
+
+T0 = 1.7e9
+
+
+def write_config(tmp: Path) -> tuple[Path, Path]:
+    db = tmp / "ledger.db"
+    cfg = tmp / "config.toml"
+    cfg.write_text(f'[wallet]\nbackend = "dry-run"\n[ledger]\npath = "{db}"\n')
+    return cfg, db
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "p2p_energy", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def version(db: Path) -> int:
+    with sqlite3.connect(db) as c:
+        return c.execute("PRAGMA user_version").fetchone()[0]
+
+
+class OldDaemon:
+    """The daemon of the release with schema 4: it records rounds and queues whole IOTA,
+    with no running total (one connection for its life, as its recorder had)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = sqlite3.connect(db, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("BEGIN IMMEDIATE")
+        for step in _MIGRATIONS[:4]:
+            step(self.db)
+        self.db.execute("PRAGMA user_version = 4")
+        self.db.execute("COMMIT")
+        self.rounds = 0
+
+    def record_round(self, owed_iota: int) -> None:
+        t = T0 + 60 * self.rounds
+        self.rounds += 1
+        self.db.execute("BEGIN IMMEDIATE")
+        rid = self.db.execute(
+            "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
+            " expected_samples, failed_samples, consumer_mws, producer_mws, producer_avg_mw,"
+            " price, price_capped, owed_niota) VALUES (?,?,60,60,60,60,0,1,1,1,1,0,?)",
+            (t, t + 60, owed_iota * NANO)).lastrowid
+        pid = self.db.execute("INSERT INTO payments (value_iota, status, created_at)"
+                              " VALUES (?, 'queued', ?)", (owed_iota, t + 60)).lastrowid
+        self.db.execute("INSERT INTO payment_rounds VALUES (?, ?)", (pid, rid))
+        self.db.execute("COMMIT")
+
+
+def new_round(i: int) -> RoundTotals:
+    return RoundTotals(started_at=T0 + 600 + 60 * i, duration_s=60, metered_s=60,
+                       consumer_mws=1, producer_mws=1, samples=60, expected_samples=60)
+
+
+def test_read_commands_beside_an_older_daemon_change_nothing_and_nothing_owed_is_lost(
+        tmp_path):
+    cfg, db = write_config(tmp_path)
+    old = OldDaemon(db)
+    old.record_round(10)
+    old.record_round(10)
+    for args in (("ledger",), ("ledger", "--json")):
+        out = cli(*args, "-c", str(cfg))
+        assert out.returncode == 1 and out.stdout == ""
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+        assert "schema 4 is older than this program's" in out.stderr
+        assert "restart it once" in out.stderr
+    csv = cli("ledger", "--csv", "-c", str(cfg))  # what can be read is printed
+    assert csv.returncode == 0 and len(csv.stdout.splitlines()) == 3, csv.stderr
+    check = cli("check", "--simulate", "-c", str(cfg))
+    assert f"schema 4, older than this program's ({SCHEMA_VERSION})" in check.stdout
+    assert "Traceback" not in check.stderr
+    assert version(db) == 4  # nothing upgraded it beside the running daemon
+    old.record_round(10)  # ...which goes on recording
+    old.record_round(10)
+    old.db.close()
+    with pytest.raises(LedgerError, match="only the daemon does"):
+        Ledger(db)  # no lock, no upgrade
+    with LedgerLock(db):  # as `p2p-energy run` does
+        led = Ledger(db)
+        for i in range(2):
+            led.record_round(new_round(i), Quote(1.0, False, 10 * NANO))
+        t = led.totals()
+        assert t["owed_iota"] == 60 and t["queued_iota"] == 60 and t["carry_iota"] == 0
+        led.close()
+    assert version(db) == SCHEMA_VERSION
+    out = cli("ledger", "-c", str(cfg))
+    assert out.returncode == 0 and "owed 60.000 IOTA" in out.stdout, out.stderr
+
+
+def test_the_upgrade_recounts_what_is_owed_from_the_rounds(tmp_path):
+    """A ledger an earlier read command upgraded beside an older daemon lacks those
+    rounds in its running total: the daemon's upgrade counts them, and they are queued."""
+    db = tmp_path / "l.db"
+    led = Ledger(db)
+    for i in range(3):
+        led.record_round(new_round(i), Quote(1.0, False, 10 * NANO))
+    led.db.execute("UPDATE running_totals SET value = ?", (str(10 * NANO),))
+    led.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    led.close()
+    with LedgerLock(db):
+        led = Ledger(db)
+        assert led.totals()["owed_iota"] == 30
+        led.record_round(new_round(3), Quote(1.0, False, 10 * NANO))
+        assert led.totals()["queued_iota"] == 40
+        led.close()
+
+
+def test_ledger_on_a_first_schema_ledger_says_so_in_one_line_and_leaves_it(tmp_path):
+    cfg, db = write_config(tmp_path)
+    c = sqlite3.connect(db)
+    _MIGRATIONS[0](c)
+    c.execute("PRAGMA user_version = 1")
+    c.commit()
+    c.close()
+    before = db.read_bytes()
+    out = cli("ledger", "-c", str(cfg))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith(f"p2p-energy: {db}: ledger schema 1 is older")
+    assert db.read_bytes() == before and version(db) == 1
