@@ -112,7 +112,8 @@ class Daemon:
             self.notifier.stopping()
             self.payer.ask_to_stop()  # it finishes its step while the last round is written
             if not recorder.stop(RECORDER_GRACE_S):
-                log.error("ledger writes still pending after %.0f s", RECORDER_GRACE_S)
+                log.error("not every round reached the ledger (given up as logged above, or"
+                          " still being written after %.0f s)", RECORDER_GRACE_S)
             if not self.payer.stop(PAYER_GRACE_S):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger",
                             PAYER_GRACE_S)

@@ -12,7 +12,8 @@ locked, the disk is busy or full) for up to ``GIVE_UP_S``; one that can never
 succeed (a value SQLite cannot hold, a broken invariant) is not retried. Either
 way the round is logged with its figures, ``on_fatal`` makes the daemon exit
 non-zero, and the items after it are still written: one bad write never blocks
-the queue.
+the queue. Opening the ledger is retried the same way; a ledger that cannot be
+opened at all is fatal, and every round queued for it is logged with its figures.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import LedgerError
 from .ledger import Ledger, RoundRecorded
 from .metering import LivePower, RoundTotals
 from .pricing import Quote
@@ -64,6 +66,8 @@ class Recorder:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._abandon = threading.Event()
+        self._unwritten = 0  # rounds given up (logged with their figures, never recorded)
+        self._drained = False  # the thread reached the stop marker
 
     def start(self) -> None:
         self._thread.start()
@@ -77,26 +81,58 @@ class Recorder:
         self._queue.put(_Checkpoint(totals, live))
 
     def stop(self, timeout_s: float) -> bool:
-        """Write everything queued, then end. True if all was written in time."""
+        """Write everything queued, then end. True if every round was written in time
+        (False: still writing, a round was given up, or the thread died)."""
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             self._abandon.set()
             return False
-        return True
+        return self._drained and self._unwritten == 0
 
     def _run(self) -> None:
-        ledger = self._open_ledger()
+        ledger, why = self._open()
         try:
             while (item := self._queue.get()) is not _STOP:
+                if ledger is None:
+                    self._give_up(item, why)
+                    continue
                 recorded = self._write(ledger, item)
                 if recorded is not None and isinstance(item, _Round):
                     try:
                         self._on_round(recorded, item.totals, item.quote)
                     except Exception:
                         log.exception("after recording round %d", recorded.round_id)
+            self._drained = True
         finally:
-            ledger.close()
+            if ledger is not None:
+                ledger.close()
+
+    def _open(self) -> tuple[Ledger | None, str]:
+        """The ledger, opened while the refusal may pass (as a write is retried), or
+        (None, why) once given up: fatal, and what was queued is logged, not lost silently."""
+        started = time.monotonic()
+        failures = 0
+        while not self._abandon.is_set():
+            try:
+                return self._open_ledger(), ""
+            except (LedgerError, sqlite3.OperationalError, OSError) as err:
+                failures += 1
+                if failures == 1:
+                    log.error("cannot open the ledger (%s); retrying every %g s for up to %g s",
+                              err, RETRY_S, self._give_up_s)
+                if time.monotonic() - started >= self._give_up_s:
+                    why = f"the ledger could not be opened for {self._give_up_s:g} s: {err}"
+                    break
+                self._abandon.wait(RETRY_S)
+            except Exception as err:  # the loop boundary: an open that can never succeed
+                log.exception("cannot open the ledger")
+                why = f"the ledger could not be opened: {type(err).__name__}: {err}"
+                break
+        else:
+            why = "the ledger could not be opened before the stop"
+        self._on_fatal(why)
+        return None, why
 
     def _write(self, ledger: Ledger, item: object) -> RoundRecorded | None:
         """Commit one item, retrying while the refusal may pass; a round is written once."""
@@ -130,6 +166,7 @@ class Recorder:
                       " %.6g mW, price %.6g IOTA/mW·s, owed %d nano-IOTA, samples %d/%d",
                       why, t.duration_s, t.started_at, t.consumer_mws, t.producer_avg_mw,
                       q.price, q.owed_niota, t.samples, t.expected_samples)
+            self._unwritten += 1
             self._on_fatal(f"a round could not be recorded: {why}")
         else:
             log.error("checkpoint not saved (%s)", why)
