@@ -1,0 +1,81 @@
+// The IOTA Foundation's TypeScript SDK as the judge of what our wallet makes.
+//
+// Reads one JSON request on stdin, writes one JSON answer on stdout:
+//   {"transactions": [{"tx_bytes": b64, "signature": b64, "secret"?: str}],
+//    "secrets": [str]}            iotaprivkey1... keys or mnemonics
+// -> {"transactions": [{"ok": true, "signer", "sender", "digest", "receiver",
+//                       "amount", "gas_owner", "gas_price", "gas_budget",
+//                       "gas_coins": [[id, version, digest]], "commands": [kinds],
+//                       "sdk_signature"?: b64} | {"ok": false, "error"}],
+//     "secrets": [{"address"} | {"error"}]}
+// "signer" is the address of the key that verifyTransactionSignature accepts;
+// "sdk_signature" is the SDK's own signature of the same bytes with "secret".
+// Nothing here is our code: every decode and check is the SDK's.
+import { bcs } from "@iota/iota-sdk/bcs";
+import { Ed25519Keypair } from "@iota/iota-sdk/keypairs/ed25519";
+import { TransactionDataBuilder } from "@iota/iota-sdk/transactions";
+import { fromBase64 } from "@iota/iota-sdk/utils";
+import { verifyTransactionSignature } from "@iota/iota-sdk/verify";
+
+function keypairOf(secret) {
+  return secret.startsWith("iotaprivkey")
+    ? Ed25519Keypair.fromSecretKey(secret)
+    : Ed25519Keypair.deriveKeypair(secret);
+}
+
+async function judge(item) {
+  const bytes = fromBase64(item.tx_bytes);
+  const signer = await verifyTransactionSignature(bytes, item.signature);
+  const data = bcs.TransactionData.parse(bytes).V1;
+  const ptb = data.kind.ProgrammableTransaction;
+  const pure = ptb.inputs.map((i) => {
+    if (!i.Pure) return null;
+    const raw = i.Pure.bytes;
+    return typeof raw === "string" ? fromBase64(raw) : Uint8Array.from(raw);
+  });
+  const out = {
+    ok: true,
+    signer: signer.toIotaAddress(),
+    sender: data.sender,
+    digest: TransactionDataBuilder.getDigestFromBytes(bytes),
+    commands: ptb.commands.map((c) => Object.keys(c).filter((k) => k !== "$kind")[0]),
+    gas_owner: data.gasData.owner,
+    gas_price: String(data.gasData.price),
+    gas_budget: String(data.gasData.budget),
+    gas_coins: data.gasData.payment.map((r) => [r.objectId, String(r.version), r.digest]),
+    expiration: Object.keys(data.expiration).filter((k) => k !== "$kind")[0],
+  };
+  const split = ptb.commands.find((c) => c.SplitCoins)?.SplitCoins;
+  const transfer = ptb.commands.find((c) => c.TransferObjects)?.TransferObjects;
+  if (split && split.amounts.length === 1 && split.amounts[0].Input !== undefined) {
+    out.amount = String(bcs.u64().parse(pure[split.amounts[0].Input]));
+    out.split_from = Object.keys(split.coin).filter((k) => k !== "$kind")[0];
+  }
+  if (transfer && transfer.address.Input !== undefined) {
+    out.receiver = bcs.Address.parse(pure[transfer.address.Input]);
+  }
+  if (item.secret) {
+    out.sdk_signature = (await keypairOf(item.secret).signTransaction(bytes)).signature;
+  }
+  return out;
+}
+
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const request = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const answer = { transactions: [], secrets: [] };
+for (const item of request.transactions ?? []) {
+  try {
+    answer.transactions.push(await judge(item));
+  } catch (err) {
+    answer.transactions.push({ ok: false, error: String(err?.message ?? err) });
+  }
+}
+for (const secret of request.secrets ?? []) {
+  try {
+    answer.secrets.push({ address: keypairOf(secret).toIotaAddress() });
+  } catch (err) {
+    answer.secrets.push({ error: String(err?.message ?? err) });
+  }
+}
+process.stdout.write(JSON.stringify(answer));
