@@ -1,3 +1,4 @@
 """Shared pytest fixtures. Add your own below; keep big ones in their own module."""
 
+from iota_fixtures import iota_node  # noqa: F401  (the IOTA JSON-RPC test node)
 from node_fixtures import legacy_node  # noqa: F401  (the legacy IOTA test node)
