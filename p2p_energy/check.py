@@ -18,7 +18,7 @@ from .config import Config, load_seed
 from .errors import P2PEnergyError
 from .ledger import Ledger, Payment
 
-OK, FAIL, INFO = "ok", "FAIL", "  "
+OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace,
@@ -88,6 +88,10 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
     w = cfg.wallet
     if w.backend == "dry-run":
         report(OK, "wallet: dry-run (no node, no tokens move)")
+        return
+    if w.backend == "iota":
+        from .iota_check import check_iota_wallet
+        check_iota_wallet(cfg, report)
         return
     if not w.receiver:
         report(FAIL, f"{cfg.source}: wallet.receiver: not set (the producer's address)")

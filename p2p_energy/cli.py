@@ -1,4 +1,4 @@
-"""Command line: ``p2p-energy run | ledger | check``. Builds the concrete objects.
+"""Command line: ``p2p-energy run | ledger | check | wallet``. Builds the concrete objects.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
 1 anything else. Every error is one line on stderr, never a traceback and
@@ -57,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add("check", "validate the config, read the sensor once and ask the node; "
                  "exit 0 if all is well")
+    wallet = sub.add_parser("wallet", help="keys for today's IOTA network",
+                            description="keys for today's IOTA network")
+    wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="ACTION")
+    new = wallet_sub.add_parser("new", help="write a new key to FILE (mode 0600), print its"
+                                " address", description="write a new key to FILE (mode 0600),"
+                                " print its address; the key is never printed")
+    new.add_argument("-o", "--output", metavar="FILE", required=True)
+    new.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    address = wallet_sub.add_parser("address", help="print the address of the configured key",
+                                    description="print the address of the configured key")
+    address.add_argument("-c", "--config", metavar="FILE",
+                         help=f"TOML config file (default {DEFAULT_CONFIG})")
+    address.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    address.set_defaults(simulate=False)
     return parser
 
 
@@ -154,7 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import setup_logging
     setup_logging(verbose=args.verbose)
     try:
+        if args.command == "wallet" and args.wallet_command == "new":
+            from .wallet_cmd import cmd_wallet_new
+            return cmd_wallet_new(args)
         cfg = load_config(args)
+        if args.command == "wallet":
+            from .wallet_cmd import cmd_wallet_address
+            return cmd_wallet_address(cfg)
         if args.command == "run":
             return cmd_run(cfg, args)
         if args.command == "ledger":

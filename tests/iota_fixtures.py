@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from p2p_energy.wallet.iota_keys import Keypair
-from p2p_energy.wallet.iota_wallet import IotaWallet
 
 from iota_node import IotaNode
 
@@ -27,8 +26,9 @@ FUNDS_NANOS = 10 * 10**9  # 10 IOTA
 __all__ = ["FUNDS_NANOS", "PAYER_KEY", "RECEIVER", "iota_node", "iota_wallet", "judged"]
 
 
-def iota_wallet(node: IotaNode, **overrides: Any) -> IotaWallet:
+def iota_wallet(node: IotaNode, **overrides: Any) -> Any:
     """An ``IotaWallet`` of ``PAYER_KEY`` paying ``RECEIVER`` through ``node`` (2 s timeout)."""
+    from p2p_energy.wallet.iota_wallet import IotaWallet
     args: dict[str, Any] = dict(node_url=node.url, receiver=RECEIVER, keypair=PAYER_KEY,
                                 timeout_s=2.0)
     return IotaWallet(**(args | overrides))

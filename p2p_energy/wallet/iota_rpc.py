@@ -10,10 +10,8 @@ JSON-RPC error: ``code`` and ``node_message`` say what it said).
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
-import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,6 +88,9 @@ class RpcClient:
         return answer["result"]
 
     def _post(self, method: str, body: bytes) -> tuple[int, bytes]:
+        import http.client  # here, not at import: the daemon starts before it pays
+        import ssl
+
         if self._https:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 self._host, self._port, timeout=self.timeout_s,

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import WalletConfig
 from ..errors import InsufficientBalance, WalletError
 from . import iota_tx
 from .base import CONFIRMED, DEAD, FAILED, PENDING, Attachment, Signed, Status
@@ -76,6 +77,13 @@ class IotaWallet:
         self.max_budget_nanos = max_budget_nanos
         self.rpc = RpcClient(node_url, timeout_s)
         self._refused: dict[str, str] = {}
+
+    @classmethod
+    def from_config(cls, w: WalletConfig, keypair: Keypair) -> IotaWallet:
+        """The wallet ``[wallet]`` and ``[wallet.iota]`` describe, signing with ``keypair``."""
+        return cls(node_url=w.node_url, receiver=w.receiver, keypair=keypair,
+                   timeout_s=w.timeout_s, gas_margin=w.iota.gas_margin,
+                   max_budget_nanos=w.iota.max_budget_nanos)
 
     # -- the Wallet protocol
 
