@@ -3,7 +3,7 @@
 Times one payment of 100 IOTA to the receiver, prepare + send (sign, node PoW at
 MWM 2, broadcast, store), against the legacy test node on 127.0.0.1:
 
-- ours: ``PyotaWallet.prepare(value, input_index, input_index + 1)`` + ``broadcast``
+- ours: ``PyotaWallet.prepare(value, input_index)`` + ``attach`` + ``send``
   (one ``getBalances``, no scan of the seed);
 - PyOTA's default ``send_transfer(inputs=None)``: it scans the seed's addresses
   from index 0 (``findTransactions``/``wereAddressesSpentFrom`` per address,
@@ -70,13 +70,13 @@ def node_with(history: list[tuple[str, tuple[str, str]]], payment_number: int) -
 
 
 def pay_ours(node: LegacyNode, index: int) -> tuple[float, float]:
-    """(prepare s, broadcast s) with explicit input and change indexes."""
+    """(prepare s, attach + send s) with an explicit input index."""
     wallet = PyotaWallet(wallet_config(node, timeout_s=60.0))
     try:
         start = time.perf_counter()
-        bundle = wallet.prepare(VALUE_IOTA, index, index + 1)
+        bundle = wallet.prepare(VALUE_IOTA, index)
         signed = time.perf_counter()
-        wallet.broadcast(bundle)
+        wallet.send(wallet.attach(bundle))
         return signed - start, time.perf_counter() - signed
     finally:
         wallet.close()

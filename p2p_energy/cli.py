@@ -149,7 +149,7 @@ def _ledger_text(report: dict) -> str:
     for p in report["payments"][-20:]:
         lines.append(f"  {p['id']:>5} {p['value_iota']:>8} IOTA  {p['status']:9}"
                      f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
-                     f" {p['bundle_hash'] or ''}")
+                     f" {p.get('bundle_hash') or p.get('digest') or ''}")
     t = report["totals"]
     lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f} IOTA,"
                  f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}")

@@ -71,4 +71,21 @@ class WalletError(P2PEnergyError):
 
 
 class InsufficientBalance(WalletError):
-    """The input address holds less than the payment plus nothing: wait for funds."""
+    """The input holds less than the payment. ``available``: the whole units it holds.
+
+    The payer pays what is there (when it is something) and waits for a deposit
+    for the rest.
+    """
+
+    def __init__(self, message: str, *, available: int = 0, **kwargs: object) -> None:
+        self.available = available
+        kwargs.setdefault("kind", "insufficient balance")
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class NotPromotable(WalletError):
+    """A pending payment cannot be promoted: attach it again instead."""
+
+    def __init__(self, message: str, **kwargs: object) -> None:
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]

@@ -5,8 +5,9 @@ Rules it keeps:
   transaction, before any payment for it is attempted.
 - ``paid + queued == floor(total owed)`` after every round: the fraction is
   carried (amounts are kept as whole nano-IOTA, see ``pricing``).
-- A payment is signed at most once: its signed trytes are committed before
-  they are broadcast, and a stored bundle is only ever re-sent, never re-signed.
+- A payment is signed at most once: the signed transfer (``reference`` and
+  ``payload``) is committed before it is sent, and is only ever sent again from
+  here, never signed again. Every attachment's id is committed before it is sent.
 
 Each thread opens its own ``Ledger`` (SQLite connections are not shared).
 WAL mode lets the payer read while the meter writes; ``synchronous=FULL``
@@ -15,10 +16,9 @@ makes each commit survive a power cut. The seed is never stored here.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from pathlib import Path
 from .errors import LedgerError
 from .metering import RoundTotals
 from .pricing import NANO, Quote, carry_iota, payable_iota
-from .wallet.base import SignedBundle
+from .wallet.base import FAILED, Attachment, Signed
 
 _SCHEMA_V1 = """
 CREATE TABLE rounds (
@@ -99,35 +99,59 @@ def _create_v1(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+def _v2_wallet_protocol(db: sqlite3.Connection) -> None:
+    """Payments in backend-neutral words: a reference, a payload, attachments, a fee."""
+    db.execute("ALTER TABLE payments RENAME COLUMN bundle_hash TO reference")
+    db.execute("ALTER TABLE payments RENAME COLUMN trytes TO payload")
+    db.execute("ALTER TABLE payments ADD COLUMN fee_nanos INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE payments ADD COLUMN backend TEXT")
+    # Before v2 only the legacy API signed; the dry-run wallet's payloads say so.
+    db.execute("UPDATE payments SET backend = CASE WHEN payload LIKE '[\"DRYRUN%'"
+               " THEN 'dry-run' ELSE 'pyota' END WHERE reference IS NOT NULL")
+    db.execute("ALTER TABLE tails RENAME TO attachments")
+    db.execute("ALTER TABLE attachments RENAME COLUMN tail_hash TO attachment_id")
+    db.execute("ALTER TABLE attachments ADD COLUMN data TEXT")
+    db.execute("ALTER TABLE attachments ADD COLUMN sent_at REAL")
+    db.execute("UPDATE attachments SET sent_at = attached_at")  # v1 recorded after sending
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _create_v1,
+    _v2_wallet_protocol,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+# How ``ledger --json`` names a payment's reference, by the backend that signed it.
+REFERENCE_KEYS = {"iota": "digest"}
+DEFAULT_REFERENCE_KEY = "bundle_hash"
 
 
 @dataclass(frozen=True)
 class Payment:
     id: int
-    value_iota: int
+    value_iota: int  # ledger units
     status: str
     attempts: int
-    bundle_hash: str | None
-    trytes: tuple[str, ...] | None
+    reference: str | None
+    payload: str | None
     input_index: int | None
     change_index: int | None
-    tails: tuple[str, ...]
+    backend: str | None
+    fee_nanos: int
+    attachments: tuple[str, ...]  # ids, oldest first
     last_attached_at: float | None
+    unsent: Attachment | None  # the newest attachment, recorded but not known to be sent
 
     @property
-    def signed(self) -> SignedBundle | None:
-        """The stored signed bundle, or None if not signed yet."""
-        if self.bundle_hash is None or self.trytes is None:
+    def signed(self) -> Signed | None:
+        """The stored signed transfer, or None if not signed yet."""
+        if self.reference is None or self.payload is None:
             return None
-        return SignedBundle(self.bundle_hash, self.trytes, self.value_iota,
-                            int(self.input_index or 0), int(self.change_index or 0))
+        return Signed(self.reference, self.payload, self.value_iota,
+                      int(self.input_index or 0), int(self.change_index or 0))
 
 
 @dataclass(frozen=True)
@@ -243,24 +267,25 @@ class Ledger:
     # -- payer side ----------------------------------------------------------------------
 
     def in_flight(self) -> Payment | None:
-        """The payment that has been signed but is not confirmed yet (at most one)."""
+        """The payment that has been signed but has not ended yet (at most one)."""
         row = self.db.execute(
-            "SELECT id FROM payments WHERE bundle_hash IS NOT NULL"
+            "SELECT id FROM payments WHERE reference IS NOT NULL"
             " AND status IN ('queued', 'sent') ORDER BY id LIMIT 1").fetchone()
         return self.payment(row[0]) if row else None
 
-    def claim_queued(self) -> Payment | None:
+    def claim_queued(self, min_value: int = 1) -> Payment | None:
         """Merge every unsigned queued payment into the oldest one and return it.
 
-        Amounts owed while a bundle was in flight go out together in one transfer.
+        Amounts owed while a payment was in flight go out together in one transfer.
+        Returns None while nothing is queued, or less than ``min_value`` units.
         """
         with self._tx() as db:
-            ids = [r[0] for r in db.execute(
-                "SELECT id FROM payments WHERE status = 'queued' AND bundle_hash IS NULL"
-                " ORDER BY id")]
-            if not ids:
+            rows = db.execute(
+                "SELECT id, value_iota FROM payments WHERE status = 'queued'"
+                " AND reference IS NULL ORDER BY id").fetchall()
+            if not rows or sum(r[1] for r in rows) < min_value:
                 return None
-            keep, rest = ids[0], ids[1:]
+            keep, rest = rows[0][0], [r[0] for r in rows[1:]]
             for other in rest:
                 db.execute("UPDATE payments SET value_iota = value_iota +"
                            " (SELECT value_iota FROM payments WHERE id = ?) WHERE id = ?",
@@ -270,31 +295,77 @@ class Ledger:
                 db.execute("DELETE FROM payments WHERE id = ?", (other,))
         return self.payment(keep)
 
-    def store_signed(self, payment_id: int, bundle: SignedBundle) -> None:
-        """Commit the signed bundle before it is ever broadcast.
+    def split_queued(self, payment_id: int, value: int) -> int:
+        """Keep ``value`` units in an unsigned queued payment; queue the rest anew.
+
+        For paying what the wallet holds now and the rest after a deposit. The
+        rest is linked to the same rounds. Returns the new payment's id.
+
+        Raises:
+            LedgerError: the payment is not an unsigned queued one larger than ``value``.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT value_iota FROM payments WHERE id = ? AND status = 'queued'"
+                             " AND reference IS NULL", (payment_id,)).fetchone()
+            if row is None or not 0 < value < row[0]:
+                raise LedgerError(f"payment {payment_id} cannot be split at {value}")
+            db.execute("UPDATE payments SET value_iota = ? WHERE id = ?", (value, payment_id))
+            return self._requeue(db, payment_id, row[0] - value)
+
+    def _requeue(self, db: sqlite3.Connection, payment_id: int, value: int) -> int:
+        """A new queued payment of ``value`` for the rounds of ``payment_id``."""
+        new_id = int(db.execute(
+            "INSERT INTO payments (value_iota, status, created_at) VALUES (?, 'queued', ?)",
+            (value, self.clock())).lastrowid or 0)
+        db.execute("INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, round_id"
+                   " FROM payment_rounds WHERE payment_id = ?", (new_id, payment_id))
+        return new_id
+
+    def store_signed(self, payment_id: int, signed: Signed, backend: str) -> None:
+        """Commit the signed transfer before it is ever sent.
 
         Raises:
             LedgerError: the payment changed or was signed already (never sign twice).
         """
         with self._tx() as db:
             changed = db.execute(
-                "UPDATE payments SET bundle_hash = ?, trytes = ?, input_index = ?,"
-                " change_index = ? WHERE id = ? AND value_iota = ? AND bundle_hash IS NULL"
-                " AND status = 'queued'",
-                (bundle.bundle_hash, json.dumps(list(bundle.trytes)), bundle.input_index,
-                 bundle.change_index, payment_id, bundle.value_iota)).rowcount
+                "UPDATE payments SET reference = ?, payload = ?, input_index = ?,"
+                " change_index = ?, backend = ? WHERE id = ? AND value_iota = ?"
+                " AND reference IS NULL AND status = 'queued'",
+                (signed.reference, signed.payload, signed.input_index, signed.change_index,
+                 backend, payment_id, signed.value)).rowcount
             if changed != 1:
                 raise LedgerError(f"payment {payment_id} changed while it was being signed")
 
-    def record_attach(self, payment_id: int, tail: str) -> None:
-        """A broadcast of the stored bundle went out with tail ``tail``."""
+    def record_attachment(self, payment_id: int, attachment: Attachment) -> None:
+        """An attachment was made and is about to be sent: its id is known from now on."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO attachments (payment_id, attachment_id,"
+                       " attached_at, data) VALUES (?,?,?,?)",
+                       (payment_id, attachment.id, self.clock(), attachment.data))
+
+    def mark_sent(self, payment_id: int, attachment_id: str) -> None:
+        """The attachment went out (the node accepted it)."""
         now = self.clock()
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO tails (payment_id, tail_hash, attached_at)"
-                       " VALUES (?,?,?)", (payment_id, tail, now))
+            db.execute("UPDATE attachments SET sent_at = COALESCE(sent_at, ?)"
+                       " WHERE payment_id = ? AND attachment_id = ?",
+                       (now, payment_id, attachment_id))
             db.execute("UPDATE payments SET status = 'sent', sent_at = COALESCE(sent_at, ?),"
                        " attempts = attempts + 1, last_error = NULL WHERE id = ?",
                        (now, payment_id))
+
+    def record_seen(self, payment_id: int, attachment_ids: Sequence[str]) -> list[str]:
+        """Attachments the network knows of; returns those the ledger did not know."""
+        now = self.clock()
+        added = []
+        with self._tx() as db:
+            for a in attachment_ids:
+                if db.execute("INSERT OR IGNORE INTO attachments (payment_id, attachment_id,"
+                              " attached_at, sent_at) VALUES (?,?,?,?)",
+                              (payment_id, a, now, now)).rowcount:
+                    added.append(a)
+        return added
 
     def record_failure(self, payment_id: int, message: str, *, final: bool = False) -> None:
         """Count a failed attempt; ``final`` gives up on an unsigned payment (owed again)."""
@@ -303,17 +374,36 @@ class Ledger:
                        (message, payment_id))
             if final:
                 db.execute("UPDATE payments SET status = 'failed' WHERE id = ?"
-                           " AND bundle_hash IS NULL", (payment_id,))
+                           " AND reference IS NULL", (payment_id,))
 
-    def mark_confirmed(self, payment_id: int) -> None:
-        """The bundle is confirmed: its change address becomes the next input."""
+    def mark_confirmed(self, payment_id: int, fee_nanos: int = 0) -> None:
+        """The transfer is confirmed: its change key index becomes the next input."""
         with self._tx() as db:
             row = db.execute("SELECT change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
-            db.execute("UPDATE payments SET status = 'confirmed', confirmed_at = ? WHERE id = ?",
-                       (self.clock(), payment_id))
-            db.execute("INSERT OR REPLACE INTO wallet_state (key, value) VALUES ('input_index', ?)",
-                       (row[0],))
+            db.execute("UPDATE payments SET status = 'confirmed', confirmed_at = ?,"
+                       " fee_nanos = ? WHERE id = ?", (self.clock(), fee_nanos, payment_id))
+            self._set_input_index(db, row[0])
+
+    def mark_ended(self, payment_id: int, state: str, detail: str, fee_nanos: int = 0) -> int:
+        """A signed transfer that will never pay (``failed`` or ``dead``): owed again now.
+
+        ``failed`` executed and spent its inputs (and ``fee_nanos``): the change
+        index becomes the next input. Returns the id of the payment queued anew.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT value_iota, change_index FROM payments WHERE id = ?",
+                             (payment_id,)).fetchone()
+            db.execute("UPDATE payments SET status = 'failed', fee_nanos = ?, last_error = ?"
+                       " WHERE id = ?", (fee_nanos, f"{state}: {detail}", payment_id))
+            if state == FAILED:
+                self._set_input_index(db, row[1])
+            return self._requeue(db, payment_id, row[0])
+
+    @staticmethod
+    def _set_input_index(db: sqlite3.Connection, index: int) -> None:
+        db.execute("INSERT OR REPLACE INTO wallet_state (key, value) VALUES ('input_index', ?)",
+                   (index,))
 
     def input_index(self, default: int) -> int:
         """The key index of the address that holds the funds now."""
@@ -323,16 +413,21 @@ class Ledger:
 
     def payment(self, payment_id: int) -> Payment:
         row = self.db.execute(
-            "SELECT id, value_iota, status, attempts, bundle_hash, trytes, input_index,"
-            " change_index FROM payments WHERE id = ?", (payment_id,)).fetchone()
-        tails = self.db.execute(
-            "SELECT tail_hash, attached_at FROM tails WHERE payment_id = ? ORDER BY attached_at",
-            (payment_id,)).fetchall()
+            "SELECT id, value_iota, status, attempts, reference, payload, input_index,"
+            " change_index, backend, fee_nanos FROM payments WHERE id = ?",
+            (payment_id,)).fetchone()
+        atts = self.db.execute(
+            "SELECT attachment_id, attached_at, data, sent_at FROM attachments"
+            " WHERE payment_id = ? ORDER BY attached_at, rowid", (payment_id,)).fetchall()
+        newest = atts[-1] if atts else None
+        unsent = None
+        if newest is not None and newest[3] is None and newest[2] is not None:
+            unsent = Attachment(newest[0], newest[2])
         return Payment(id=row[0], value_iota=row[1], status=row[2], attempts=row[3],
-                       bundle_hash=row[4], trytes=tuple(json.loads(row[5])) if row[5] else None,
-                       input_index=row[6], change_index=row[7],
-                       tails=tuple(t[0] for t in tails),
-                       last_attached_at=tails[-1][1] if tails else None)
+                       reference=row[4], payload=row[5], input_index=row[6],
+                       change_index=row[7], backend=row[8], fee_nanos=row[9],
+                       attachments=tuple(a[0] for a in atts),
+                       last_attached_at=newest[1] if newest else None, unsent=unsent)
 
     # -- reports -------------------------------------------------------------------------
 
@@ -350,8 +445,10 @@ class Ledger:
         paid = int(sums.get("sent") or 0) + int(sums.get("confirmed") or 0)
         queued = int(sums.get("queued") or 0)
         energy = self.db.execute("SELECT COALESCE(SUM(consumer_mws), 0) FROM rounds").fetchone()[0]
+        fees = self.db.execute("SELECT COALESCE(SUM(fee_nanos), 0) FROM payments").fetchone()[0]
         return {"consumer_mws": energy, "owed_iota": owed / NANO, "paid_iota": paid,
-                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued)}
+                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued),
+                "fees_nanos": int(fees)}
 
     def report(self) -> dict[str, object]:
         """Everything, in the shape ``p2p-energy ledger --json`` prints."""
@@ -370,9 +467,12 @@ class Ledger:
             links.setdefault(pid, []).append(rid)
         payments = [
             {"id": p[0], "round_ids": links.get(p[0], []), "value_iota": p[1], "status": p[2],
-             "bundle_hash": p[3], "attempts": p[4], "created_at": iso(p[5]),
-             "sent_at": iso(p[6]), "confirmed_at": iso(p[7]), "last_error": p[8]}
+             REFERENCE_KEYS.get(p[9] or "", DEFAULT_REFERENCE_KEY): p[3], "backend": p[9],
+             "fee_nanos": p[10], "attempts": p[4], "created_at": iso(p[5]),
+             "sent_at": iso(p[6]), "confirmed_at": iso(p[7]), "last_error": p[8],
+             "attachments": p[11]}
             for p in self.db.execute(
-                "SELECT id, value_iota, status, bundle_hash, attempts, created_at, sent_at,"
-                " confirmed_at, last_error FROM payments ORDER BY id")]
+                "SELECT id, value_iota, status, reference, attempts, created_at, sent_at,"
+                " confirmed_at, last_error, backend, fee_nanos, (SELECT COUNT(*) FROM"
+                " attachments a WHERE a.payment_id = payments.id) FROM payments ORDER BY id")]
         return {"rounds": rounds, "payments": payments, "totals": self.totals()}

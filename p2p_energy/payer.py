@@ -1,14 +1,16 @@
 """The payer: a worker thread that pays what the ledger says is owed.
 
 It never talks to the sampling loop except through the ledger and a wake-up
-event, so a slow or dead node can never delay a sample. One bundle is in
+event, so a slow or dead node can never delay a sample. One payment is in
 flight at a time: while it is unconfirmed, its change cannot be spent, so
 newly owed amounts wait in the ledger and go out together afterwards.
 
 Order of a payment (each step committed before the next, so a crash at any
 point resumes without paying twice or signing twice):
-  claim queued -> prepare (sign) -> store signed trytes -> broadcast -> record
-  tail -> poll inclusion (promote, reattach the same trytes) -> confirmed.
+  claim queued -> prepare (sign) -> store Signed -> attach -> record the
+  attachment id -> send -> poll status (record every attachment the network
+  knows) -> promote, or attach again from the ledger's payload -> confirmed.
+What differs between networks is the wallet's business (``wallet.base``).
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import LedgerError, WalletError
+from .errors import InsufficientBalance, LedgerError, NotPromotable, WalletError
 from .ledger import Ledger, Payment
-from .wallet.base import Wallet
+from .wallet.base import CONFIRMED, PENDING, Wallet
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PayerPolicy:
-    """Intervals in seconds; ``start_index`` is the funded key index at first start."""
+    """Intervals in seconds; ``start_index`` is the funded key index at first start;
+    ``min_payment``: queued amounts wait until they add up to this many units."""
 
     start_index: int = 0
     poll_s: float = 10.0
@@ -36,6 +39,7 @@ class PayerPolicy:
     reattach_after_s: float = 300.0
     retry_max_s: float = 300.0
     retry_min_s: float = 1.0
+    min_payment: int = 1
 
 
 class Payer:
@@ -53,6 +57,8 @@ class Payer:
         self._failures = 0
         self._last_error = ""
         self._promoted_at: dict[int, float] = {}
+        self._short_since: float | None = None  # wall time the balance first fell short
+        self._signed_step = False
 
     # -- thread control ------------------------------------------------------------------
 
@@ -87,9 +93,9 @@ class Payer:
             ledger = self._open_ledger()
             wallet = self._open_wallet()  # PyOTA is imported here, off the sampling thread
             while not self.stop_event.is_set():
+                self._wake.clear()  # before the step: a wake-up during it is kept
                 delay = self.tick(ledger, wallet)
                 self._wake.wait(delay)
-                self._wake.clear()
         except Exception:
             log.exception("payer stopped by an unexpected error; payments wait in the ledger")
         finally:
@@ -102,6 +108,7 @@ class Payer:
 
     def tick(self, ledger: Ledger, wallet: Wallet) -> float:
         """One step with failures handled (logged once, backed off); returns the wait."""
+        self._signed_step = False
         try:
             delay = self.step(ledger, wallet)
         except WalletError as err:
@@ -118,54 +125,105 @@ class Payer:
         """Do the next thing the ledger asks for; return how long to wait before the next."""
         flying = ledger.in_flight()
         if flying is not None:
+            self._signed_step = True
             return self._follow(ledger, wallet, flying)
-        queued = ledger.claim_queued()
+        queued = ledger.claim_queued(self.policy.min_payment)
         if queued is None:
             return self.policy.poll_s
         index = ledger.input_index(self.policy.start_index)
         try:
-            bundle = wallet.prepare(queued.value_iota, index, index + 1)
+            signed = wallet.prepare(queued.value_iota, index)
+        except InsufficientBalance as err:
+            ledger.record_failure(queued.id, str(err))
+            if not self._short(queued, err):
+                self._failures += 1
+                return self._backoff()
+            # Pay what is there now; the rest stays queued for after a deposit.
+            ledger.split_queued(queued.id, err.available)
+            signed = wallet.prepare(err.available, index)
         except WalletError as err:
             ledger.record_failure(queued.id, str(err), final=not err.retryable)
             raise
-        ledger.store_signed(queued.id, bundle)
-        log.info("payment %d signed: %d IOTA from key index %d, bundle %s",
-                 queued.id, queued.value_iota, index, bundle.bundle_hash)
-        return 0.0  # broadcast it at once
+        ledger.store_signed(queued.id, signed, wallet.backend)
+        if self._short_since is not None and signed.value == queued.value_iota:
+            log.info("balance sufficient again: paying all that is owed")
+            self._short_since = None
+        log.info("payment %d signed: %d IOTA from key index %d, change to %d, reference %s",
+                 queued.id, signed.value, signed.input_index, signed.change_index,
+                 signed.reference)
+        return 0.0  # attach and send it at once
+
+    def _short(self, queued: Payment, err: InsufficientBalance) -> bool:
+        """Log a short balance once per episode; True if part of ``queued`` can be paid."""
+        can_pay = self.policy.min_payment <= err.available < queued.value_iota
+        if self._short_since is None:
+            self._short_since = self.wall()
+            log.warning("insufficient balance: %s; %s", err,
+                        f"paying the {err.available} IOTA there now, the rest after a deposit"
+                        if can_pay else "payments wait for a deposit (amounts stay owed)")
+        return can_pay
 
     def _follow(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
-        """Broadcast, confirm, promote or reattach the one signed payment."""
+        """Send, confirm, promote or attach again the one signed payment."""
         signed = p.signed
         assert signed is not None
-        if not p.tails:
-            tail = self._attempt(ledger, p, lambda: wallet.broadcast(signed))
-            ledger.record_attach(p.id, tail)
-            log.info("payment %d sent: %d IOTA, bundle %s", p.id, p.value_iota, p.bundle_hash)
+        if p.unsent is not None:  # attached and recorded, perhaps never sent: send it
+            unsent = p.unsent
+            self._attempt(ledger, p, lambda: wallet.send(unsent))
+            ledger.mark_sent(p.id, unsent.id)
+            log.info("payment %d sent: %d IOTA, reference %s (attachment %d)",
+                     p.id, p.value_iota, p.reference, len(p.attachments))
             return self.policy.poll_s
-        if self._attempt(ledger, p, lambda: wallet.is_confirmed(list(p.tails))):
-            ledger.mark_confirmed(p.id)
+        if not p.attachments:
+            return self._attach(ledger, wallet, p)
+        status = self._attempt(ledger, p, lambda: wallet.status(signed, p.attachments))
+        found = ledger.record_seen(p.id, status.attachments)
+        if found:
+            log.info("payment %d: the network holds %d attachment(s) the ledger had not"
+                     " recorded; recorded now", p.id, len(found))
+        if status.state == CONFIRMED:
+            ledger.mark_confirmed(p.id, status.fee_nanos)
             self._promoted_at.pop(p.id, None)
             log.info("payment %d confirmed: %d IOTA", p.id, p.value_iota)
             return 0.0
+        if status.state != PENDING:  # failed or dead: it never pays
+            again = ledger.mark_ended(p.id, status.state, status.detail, status.fee_nanos)
+            log.warning("payment %d %s (%s): its %d IOTA are owed again (payment %d)",
+                        p.id, status.state, status.detail or "no detail", p.value_iota, again)
+            return 0.0
+        return self._help(ledger, wallet, ledger.payment(p.id))
+
+    def _help(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
+        """A pending payment: promote it, or attach it again once it waited long enough."""
+        signed = p.signed
+        assert signed is not None
         now = self.wall()
         age = now - (p.last_attached_at or now)
-        reattach = age >= self.policy.reattach_after_s
-        if not reattach and (age >= self.policy.promote_after_s and now - self._promoted_at.get(
-                p.id, 0.0) >= self.policy.promote_after_s):
+        if age >= self.policy.reattach_after_s:
+            log.warning("payment %d unconfirmed after %.0f s: attaching the same signed"
+                        " transfer again", p.id, age)
+            return self._attach(ledger, wallet, p)
+        if age >= self.policy.promote_after_s and \
+                now - self._promoted_at.get(p.id, 0.0) >= self.policy.promote_after_s:
             self._promoted_at[p.id] = now
             try:
-                self._attempt(ledger, p, lambda: wallet.promote(p.tails[-1]))
+                self._attempt(ledger, p, lambda: wallet.promote(signed, p.attachments))
                 log.info("payment %d unconfirmed after %.0f s: promoted", p.id, age)
-            except WalletError as err:
-                if err.retryable:
-                    raise
-                log.info("payment %d cannot be promoted (%s): reattaching it", p.id, err)
-                reattach = True
-        if reattach:
-            tail = self._attempt(ledger, p, lambda: wallet.reattach(p.tails[-1]))
-            ledger.record_attach(p.id, tail)
-            log.warning("payment %d unconfirmed after %.0f s: reattached the same bundle "
-                        "(attachment %d)", p.id, age, len(p.tails) + 1)
+            except NotPromotable as err:
+                log.info("payment %d cannot be promoted (%s): attaching it again", p.id, err)
+                return self._attach(ledger, wallet, p)
+        return self.policy.poll_s
+
+    def _attach(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
+        """A new attachment from the ledger's payload: recorded, then sent."""
+        signed = p.signed
+        assert signed is not None
+        attachment = self._attempt(ledger, p, lambda: wallet.attach(signed))
+        ledger.record_attachment(p.id, attachment)
+        self._attempt(ledger, p, lambda: wallet.send(attachment))
+        ledger.mark_sent(p.id, attachment.id)
+        log.info("payment %d sent: %d IOTA, reference %s (attachment %d)",
+                 p.id, p.value_iota, p.reference, len(p.attachments) + 1)
         return self.policy.poll_s
 
     @staticmethod
@@ -185,6 +243,10 @@ class Payer:
         if key != self._last_error:
             if err.retryable:
                 log.warning("payment attempt failed, will retry (amounts stay owed): %s", message)
+            elif self._signed_step:
+                # Signed already: it can only ever be sent again, never signed anew.
+                log.error("payment refused, will retry the same signed transfer (amounts"
+                          " stay owed): %s", message)
             else:
                 log.error("payment failed and is owed again in a later payment: %s", message)
             self._last_error = key

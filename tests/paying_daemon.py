@@ -151,7 +151,8 @@ class Row:
     trytes: tuple[str, ...] | None
     input_index: int | None
     change_index: int | None
-    tails: int
+    tails: int  # attachments recorded
+    tails_sent: int  # of which known to be sent
 
 
 def read_db(db: Path) -> tuple[list[Row], int, int | None]:
@@ -161,10 +162,11 @@ def read_db(db: Path) -> tuple[list[Row], int, int | None]:
     con = sqlite3.connect(db, timeout=10.0)
     try:
         rows = [Row(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])) if r[4] else None,
-                    r[5], r[6], r[7]) for r in con.execute(
-            "SELECT p.id, p.value_iota, p.status, p.bundle_hash, p.trytes, p.input_index,"
-            " p.change_index, (SELECT COUNT(*) FROM tails t WHERE t.payment_id = p.id)"
-            " FROM payments p ORDER BY p.id")]
+                    r[5], r[6], r[7], r[8]) for r in con.execute(
+            "SELECT p.id, p.value_iota, p.status, p.reference, p.payload, p.input_index,"
+            " p.change_index, (SELECT COUNT(*) FROM attachments a WHERE a.payment_id = p.id),"
+            " (SELECT COUNT(*) FROM attachments a WHERE a.payment_id = p.id"
+            " AND a.sent_at IS NOT NULL) FROM payments p ORDER BY p.id")]
         owed = con.execute("SELECT COALESCE(SUM(owed_niota), 0) FROM rounds").fetchone()[0]
         index = con.execute("SELECT value FROM wallet_state WHERE key = 'input_index'").fetchone()
     except sqlite3.OperationalError:  # the daemon has not created the tables yet

@@ -8,7 +8,8 @@ and is killed (SIGKILL: no clean-up at all) at a moment a seeded RNG picks:
   node holds ``getTransactionsToApprove`` to widen the window);
 - ``attach``: while the node is doing the proof of work for it (``attachToTangle`` held);
 - ``broadcast``: after the node accepted the bundle but before the daemon could
-  record its tail (``storeTransactions`` held): the node has it, the ledger does not know.
+  record that it was sent (``storeTransactions`` held): the node has it, the ledger
+  only knows the tail it computed before sending.
 
 A held request goes on when the fault is cleared after the kill, as a slow
 network would deliver it late. Then a drain run (consumer at 0 mW) pays what is
@@ -61,8 +62,8 @@ def ledger_dir():
 
 
 def unsent(rows: list[Row]) -> Row | None:
-    """The payment that is signed in the ledger but has no recorded tail, if any."""
-    return next((r for r in rows if r.bundle_hash and r.tails == 0), None)
+    """The payment that is signed in the ledger but not recorded as sent, if any."""
+    return next((r for r in rows if r.bundle_hash and r.tails_sent == 0), None)
 
 
 def kill_window(mode: str, node: LegacyNode, db: Path) -> Callable[[], bool]:
@@ -90,7 +91,7 @@ def test_twenty_sigkills_lose_nothing_and_pay_nothing_twice(node, tmp_path, ledg
     modes = [MODES[i % len(MODES)] for i in range(KILLS)]
     rng.shuffle(modes)
     alive_s = 0.0
-    seen: dict[str, int] = {"signed, not on the node": 0, "on the node, no tail in ledger": 0}
+    seen: dict[str, int] = {"signed, not on the node": 0, "on the node, not marked sent": 0}
     started = time.monotonic()
     for n, mode in enumerate(modes):
         proc = start_daemon(setup.cfg, log)
@@ -115,7 +116,7 @@ def test_twenty_sigkills_lose_nothing_and_pay_nothing_twice(node, tmp_path, ledg
         alive_s += killed - metering_since
         pending = unsent(read_db(setup.db)[0])
         if pending is not None:
-            key = "on the node, no tail in ledger" if pending.bundle_hash in node.bundles \
+            key = "on the node, not marked sent" if pending.bundle_hash in node.bundles \
                 else "signed, not on the node"
             seen[key] += 1
         node.clear_fault()  # a held request goes on now, as if delivered late
@@ -128,7 +129,7 @@ def test_twenty_sigkills_lose_nothing_and_pay_nothing_twice(node, tmp_path, ledg
 
     # Both dangerous windows were really hit, at every kill aimed at them.
     assert seen["signed, not on the node"] >= modes.count("signed") + modes.count("attach"), seen
-    assert seen["on the node, no tail in ledger"] >= modes.count("broadcast"), seen
+    assert seen["on the node, not marked sent"] >= modes.count("broadcast"), seen
     # Checkpoints: each kill loses at most one checkpoint interval (and a sample).
     rounds = report["rounds"]
     covered_s = sum(r["duration_s"] for r in rounds)

@@ -9,7 +9,7 @@ from p2p_energy.errors import LedgerError
 from p2p_energy.ledger import SCHEMA_VERSION, Ledger
 from p2p_energy.metering import RoundTotals
 from p2p_energy.pricing import NANO, Quote
-from p2p_energy.wallet.base import SignedBundle
+from p2p_energy.wallet.base import Attachment, Signed
 
 
 def rnd(i, mws=100.0):
@@ -46,14 +46,14 @@ def test_report_has_the_documented_shape(ledger):
             "consumer_mws", "producer_avg_mw", "price", "price_capped", "owed_iota"} <= set(
         r["rounds"][0])
     assert {"id", "round_ids", "value_iota", "status", "bundle_hash", "attempts",
-            "created_at", "sent_at"} <= set(r["payments"][0])
+            "created_at", "sent_at", "fee_nanos", "backend"} <= set(r["payments"][0])
     assert set(r["totals"]) == {"consumer_mws", "owed_iota", "paid_iota", "queued_iota",
-                                "carry_iota"}
+                                "carry_iota", "fees_nanos"}
     assert r["rounds"][0]["started_at"].endswith("Z") and "." in r["rounds"][0]["started_at"]
 
 
 def bundle(value, h="A" * 81, i=0):
-    return SignedBundle(h, ("T" * 2673,), value, i, i + 1)
+    return Signed(h, '["' + "T" * 2673 + '"]', value, i, i + 1)
 
 
 def test_claim_merges_unsigned_payments_and_sign_is_guarded(ledger):
@@ -62,11 +62,11 @@ def test_claim_merges_unsigned_payments_and_sign_is_guarded(ledger):
     p = ledger.claim_queued()
     assert p.value_iota == 6 and ledger.report()["payments"][0]["round_ids"] == [1, 2, 3]
     with pytest.raises(LedgerError):
-        ledger.store_signed(p.id, bundle(5))  # value does not match: refuse
-    ledger.store_signed(p.id, bundle(6))
+        ledger.store_signed(p.id, bundle(5), "pyota")  # value does not match: refuse
+    ledger.store_signed(p.id, bundle(6), "pyota")
     with pytest.raises(LedgerError):
-        ledger.store_signed(p.id, bundle(6, "B" * 81))  # never a second signature
-    assert ledger.in_flight().signed.bundle_hash == "A" * 81
+        ledger.store_signed(p.id, bundle(6, "B" * 81), "pyota")  # never a second signature
+    assert ledger.in_flight().signed == bundle(6)
     ledger.record_round(rnd(4), q(3.0))  # owed while in flight: a new queued payment
     assert ledger.in_flight().id == p.id
 
@@ -75,10 +75,13 @@ def test_confirmation_moves_the_input_to_the_change_index(ledger):
     ledger.record_round(rnd(0), q(5.0))
     assert ledger.input_index(7) == 7
     p = ledger.claim_queued()
-    ledger.store_signed(p.id, bundle(5, i=7))
-    ledger.record_attach(p.id, "TAIL1")
-    ledger.record_attach(p.id, "TAIL2")
-    assert ledger.payment(p.id).tails == ("TAIL1", "TAIL2")
+    ledger.store_signed(p.id, bundle(5, i=7), "pyota")
+    ledger.record_attachment(p.id, Attachment("TAIL1", "[]"))
+    assert ledger.payment(p.id).unsent == Attachment("TAIL1", "[]")  # recorded before sending
+    ledger.mark_sent(p.id, "TAIL1")
+    assert ledger.payment(p.id).unsent is None
+    assert ledger.record_seen(p.id, ["TAIL1", "TAIL2"]) == ["TAIL2"]
+    assert ledger.payment(p.id).attachments == ("TAIL1", "TAIL2")
     ledger.mark_confirmed(p.id)
     assert ledger.input_index(0) == 8 and ledger.in_flight() is None
     t = ledger.totals()
@@ -132,3 +135,86 @@ def test_not_a_database_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LedgerError, match="cannot open ledger"):
         Ledger(path)
+
+
+def test_a_payment_that_failed_on_the_network_is_owed_again_with_its_fee(ledger):
+    ledger.record_round(rnd(0), q(5.0))
+    p = ledger.claim_queued()
+    ledger.store_signed(p.id, Signed("D" * 44, "{}", 5, 0, 0), "iota")
+    again = ledger.mark_ended(p.id, "failed", "InsufficientGas", fee_nanos=1_500_000)
+    assert ledger.in_flight() is None
+    assert ledger.claim_queued().id == again
+    report = ledger.report()
+    assert [(x["status"], x["value_iota"], x["fee_nanos"]) for x in report["payments"]] == [
+        ("failed", 5, 1_500_000), ("queued", 5, 0)]
+    assert report["payments"][0]["digest"] == "D" * 44 and "bundle_hash" not in report[
+        "payments"][0]
+    assert report["payments"][1]["round_ids"] == [1]
+    assert report["totals"]["fees_nanos"] == 1_500_000 and report["totals"]["queued_iota"] == 5
+
+
+def test_split_pays_part_now_and_keeps_the_rest_queued(ledger):
+    ledger.record_round(rnd(0), q(9.0))
+    p = ledger.claim_queued()
+    rest = ledger.split_queued(p.id, 4)
+    assert ledger.payment(p.id).value_iota == 4 and ledger.payment(rest).value_iota == 5
+    ledger.store_signed(p.id, bundle(4), "pyota")
+    assert ledger.claim_queued().id == rest
+    assert ledger.totals()["queued_iota"] == 9
+    assert ledger.claim_queued(min_value=6) is None  # less than the minimum waits
+
+
+# A ledger written by the release before wallet protocol v2 (schema 1), row by row.
+_V1_ROWS = [
+    "INSERT INTO rounds VALUES (1, 1.7e9, 1.7e9+60, 60, 60, 60, 60, 0, 5000, 9000, 150, 0.066,"
+    " 0, 330000000000)",
+    "INSERT INTO payments VALUES (1, 300, 'confirmed', 1.7e9, 1.7e9, 1.7e9, 1, NULL,"
+    " 'BUNDLEA', '[\"TRYTESA\"]', 0, 1)",
+    "INSERT INTO payments VALUES (2, 30, 'sent', 1.7e9, 1.7e9, NULL, 2, 'timeout',"
+    " 'BUNDLEB', '[\"TRYTESB\"]', 1, 2)",
+    "INSERT INTO payments VALUES (3, 7, 'queued', 1.7e9, NULL, NULL, 0, NULL, NULL, NULL,"
+    " NULL, NULL)",
+    "INSERT INTO payments VALUES (4, 5, 'sent', 1.7e9, 1.7e9, NULL, 1, NULL,"
+    " 'BUNDLEC', '[\"DRYRUNBUNDLEC\"]', 2, 3)",
+    "INSERT INTO payment_rounds VALUES (1, 1)",
+    "INSERT INTO tails VALUES (1, 'TAILA1', 1.7e9)",
+    "INSERT INTO tails VALUES (2, 'TAILB1', 1.7e9+1)",
+    "INSERT INTO tails VALUES (2, 'TAILB2', 1.7e9+2)",
+    "INSERT INTO open_round VALUES (1, 1.7e9+60, 5, 5, 400, 700, 5, 5, 0, 1.7e9+65)",
+    "INSERT INTO wallet_state VALUES ('input_index', 1)",
+]
+
+
+def test_a_v1_ledger_opens_with_every_row_kept(tmp_path):
+    from p2p_energy.ledger import _create_v1
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    _create_v1(db)
+    for row in _V1_ROWS:
+        db.execute(row)
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in (
+        "rounds", "payments", "payment_rounds", "tails", "open_round", "wallet_state")}
+    db.close()
+    led = Ledger(path)
+    try:
+        assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        counts["attachments"] = counts.pop("tails")
+        assert {t: led.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in counts} == counts
+        flying = led.in_flight()
+        assert flying.id == 2 and flying.attachments == ("TAILB1", "TAILB2")
+        assert flying.unsent is None  # v1 recorded a tail only after broadcasting it
+        assert flying.signed == Signed("BUNDLEB", '["TRYTESB"]', 30, 1, 2)
+        assert flying.backend == "pyota" and led.payment(4).backend == "dry-run"
+        assert led.payment(3).backend is None and led.input_index(0) == 1
+        report = led.report()
+        assert [p["bundle_hash"] for p in report["payments"]] == [
+            "BUNDLEA", "BUNDLEB", None, "BUNDLEC"]
+        assert report["totals"]["paid_iota"] == 335 and report["totals"]["fees_nanos"] == 0
+        assert led.load_checkpoint().consumer_mws == 400
+        led.mark_confirmed(2)  # and it goes on working
+        assert led.input_index(0) == 2
+    finally:
+        led.close()

@@ -1,50 +1,60 @@
 """The payer against real SQLite and the dry-run wallet (failures injected at the wallet edge)."""
 
+import json
 import logging
 
 import pytest
 
-from p2p_energy.errors import InsufficientBalance, WalletError
+from p2p_energy.errors import InsufficientBalance, NotPromotable, WalletError
 from p2p_energy.ledger import Ledger
 from p2p_energy.metering import RoundTotals
 from p2p_energy.payer import Payer, PayerPolicy
 from p2p_energy.pricing import NANO, Quote
+from p2p_energy.wallet.base import CONFIRMED, FAILED, PENDING, Status
 from p2p_energy.wallet.dryrun import DryRunWallet
 
 
 class ScriptedWallet(DryRunWallet):
-    """The dry-run wallet, with failures and confirmation controlled by the test."""
+    """The dry-run wallet, with failures and the network's answers controlled by the test."""
 
     def __init__(self):
         super().__init__()
         self.fail_next: list[Exception] = []
-        self.confirm = True
+        self.state = CONFIRMED  # what status() says once something was sent
+        self.on_network: list[str] = []  # attachments the network knows beyond ``known``
         self.fail_only = ""  # when set, only this step fails
         self.calls: list[str] = []
+        self.balance: int | None = None  # None: enough for anything
 
     def _maybe_fail(self, name):
         self.calls.append(name)
         if self.fail_next and self.fail_only in ("", name):
             raise self.fail_next.pop(0)
 
-    def prepare(self, value, i, c):
+    def prepare(self, value, index):
         self._maybe_fail("prepare")
-        return super().prepare(value, i, c)
+        if self.balance is not None and value > self.balance:
+            raise InsufficientBalance(f"holds {self.balance} i, needs {value} i",
+                                      available=self.balance)
+        return super().prepare(value, index)
 
-    def broadcast(self, b):
-        self._maybe_fail("broadcast")
-        return super().broadcast(b)
+    def attach(self, signed):
+        self._maybe_fail("attach")
+        return super().attach(signed)
 
-    def is_confirmed(self, tails):
-        self._maybe_fail("is_confirmed")
-        return self.confirm
+    def send(self, attachment):
+        self._maybe_fail("send")
+        super().send(attachment)
+        if self.balance is not None:
+            self.balance -= json.loads(attachment.data)[2]
 
-    def promote(self, tail):
+    def status(self, signed, known):
+        self._maybe_fail("status")
+        seen = tuple(dict.fromkeys([*known, *self.on_network]))
+        return Status(self.state if self.sent else PENDING, seen, fee_nanos=0, detail="test")
+
+    def promote(self, signed, known):
         self._maybe_fail("promote")
-
-    def reattach(self, tail):
-        self._maybe_fail("reattach")
-        return super().reattach(tail)
 
 
 class Clock:
@@ -79,9 +89,10 @@ def run_steps(payer, ledger, wallet, n):
 def test_pays_owed_amount_and_moves_to_change_index(setup):
     ledger, wallet, payer, _ = setup
     owe(ledger, 12.7)
-    run_steps(payer, ledger, wallet, 3)  # sign, broadcast, confirm
+    run_steps(payer, ledger, wallet, 3)  # sign, attach + send, confirm
+    assert wallet.calls == ["prepare", "attach", "send", "status"]
     (sent,) = wallet.sent
-    assert (sent.value_iota, sent.input_index, sent.change_index) == (12, 3, 4)
+    assert (sent.value, sent.input_index, sent.change_index) == (12, 3, 4)
     assert ledger.totals()["paid_iota"] == 12
     assert ledger.report()["payments"][0]["status"] == "confirmed"
     assert ledger.input_index(0) == 4
@@ -89,16 +100,16 @@ def test_pays_owed_amount_and_moves_to_change_index(setup):
 
 def test_one_bundle_in_flight_and_later_amounts_go_together(setup):
     ledger, wallet, payer, _ = setup
-    wallet.confirm = False
+    wallet.state = PENDING
     owe(ledger, 5)
     run_steps(payer, ledger, wallet, 2)
     owe(ledger, 2, 1)
     owe(ledger, 3, 2)
     run_steps(payer, ledger, wallet, 5)
-    assert [b.value_iota for b in wallet.sent] == [5]  # nothing new while unconfirmed
-    wallet.confirm = True
+    assert [b.value for b in wallet.sent] == [5]  # nothing new while unconfirmed
+    wallet.state = CONFIRMED
     run_steps(payer, ledger, wallet, 4)
-    assert [b.value_iota for b in wallet.sent] == [5, 5]
+    assert [b.value for b in wallet.sent] == [5, 5]
     assert [b.input_index for b in wallet.sent] == [3, 4]  # never the same key twice
     assert ledger.totals()["paid_iota"] == 10
 
@@ -142,7 +153,7 @@ def test_backoff_is_capped(setup):
 
 def test_unconfirmed_bundle_is_promoted_then_reattached(setup):
     ledger, wallet, payer, clock = setup
-    wallet.confirm = False
+    wallet.state = PENDING
     owe(ledger, 6)
     run_steps(payer, ledger, wallet, 2)
     clock.now += 61
@@ -150,25 +161,25 @@ def test_unconfirmed_bundle_is_promoted_then_reattached(setup):
     assert wallet.calls[-1] == "promote"
     clock.now += 240
     payer.tick(ledger, wallet)
-    assert wallet.calls[-1] == "reattach"
+    assert wallet.calls[-3:] == ["status", "attach", "send"]
     p = ledger.payment(1)
-    assert len(p.tails) == 2 and wallet.calls.count("prepare") == 1
-    wallet.confirm = True
+    assert len(p.attachments) == 2 and wallet.calls.count("prepare") == 1
+    wallet.state = CONFIRMED
     payer.tick(ledger, wallet)
     assert ledger.payment(1).status == "confirmed"
 
 
 def test_a_bundle_that_cannot_be_promoted_is_reattached_at_once(setup):
     ledger, wallet, payer, clock = setup
-    wallet.confirm = False
+    wallet.state = PENDING
     owe(ledger, 6)
     run_steps(payer, ledger, wallet, 2)
     clock.now += 61
     wallet.fail_only = "promote"
-    wallet.fail_next = [WalletError("tail not promotable: reattach it", retryable=False)]
+    wallet.fail_next = [NotPromotable("tail not promotable")]
     payer.tick(ledger, wallet)
-    assert wallet.calls[-2:] == ["promote", "reattach"]
-    assert len(ledger.payment(1).tails) == 2
+    assert wallet.calls[-3:] == ["promote", "attach", "send"]
+    assert len(ledger.payment(1).attachments) == 2
 
 
 def test_non_retryable_prepare_failure_marks_failed_and_is_owed_again(setup):
@@ -186,3 +197,79 @@ def test_stop_returns_within_grace(tmp_path):
     payer = Payer(lambda: Ledger(tmp_path / "t.db"), DryRunWallet, PayerPolicy(poll_s=30))
     payer.start()
     assert payer.stop(5.0)
+
+
+def test_an_attachment_is_recorded_before_it_is_sent_and_a_failed_send_resends_it(setup):
+    ledger, wallet, payer, _ = setup
+    owe(ledger, 7)
+    payer.tick(ledger, wallet)  # signed
+    wallet.fail_only = "send"
+    wallet.fail_next = [WalletError("storeTransactions: node answered HTTP 500")]
+    payer.tick(ledger, wallet)
+    p = ledger.in_flight()
+    assert len(p.attachments) == 1 and p.unsent is not None  # known, perhaps never sent
+    run_steps(payer, ledger, wallet, 2)  # the same attachment sent again, then confirmed
+    assert wallet.calls.count("attach") == 1 and wallet.calls.count("send") == 2
+    assert ledger.payment(p.id).attachments == p.attachments
+    assert ledger.totals()["paid_iota"] == 7
+
+
+def test_every_attachment_the_network_knows_is_recorded(setup, caplog):
+    ledger, wallet, payer, _ = setup
+    wallet.state = PENDING
+    owe(ledger, 7)
+    run_steps(payer, ledger, wallet, 2)
+    wallet.on_network = ["UNRECORDED9TAIL"]
+    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+        payer.tick(ledger, wallet)
+    assert ledger.payment(1).attachments[-1] == "UNRECORDED9TAIL"
+    assert "1 attachment(s) the ledger had not recorded" in caplog.text
+
+
+def test_a_payment_that_failed_on_the_network_is_paid_again(setup, caplog):
+    ledger, wallet, payer, _ = setup
+    wallet.state = FAILED
+    owe(ledger, 7)
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+        run_steps(payer, ledger, wallet, 3)
+    assert "payment 1 failed (test): its 7 IOTA are owed again (payment 2)" in caplog.text
+    wallet.state = CONFIRMED
+    run_steps(payer, ledger, wallet, 3)
+    assert [p["status"] for p in ledger.report()["payments"]] == ["failed", "confirmed"]
+    assert ledger.totals()["paid_iota"] == 7
+    assert wallet.calls.count("prepare") == 2
+
+
+def test_low_balance_pays_what_it_can_and_the_rest_after_a_deposit(setup, caplog):
+    ledger, wallet, payer, _ = setup
+    wallet.balance = 5
+    owe(ledger, 12)
+    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+        run_steps(payer, ledger, wallet, 3)  # 5 signed, sent, confirmed
+        assert [b.value for b in wallet.sent] == [5]
+        for i in range(4):  # nothing left at the input; more owed each round
+            owe(ledger, 1, i + 1)
+            payer.tick(ledger, wallet)
+        assert [b.value for b in wallet.sent] == [5]
+        wallet.balance = 100  # a deposit
+        run_steps(payer, ledger, wallet, 3)
+    assert [b.value for b in wallet.sent] == [5, 11]
+    assert ledger.totals()["paid_iota"] == 16 and ledger.totals()["queued_iota"] == 0
+    assert caplog.text.count("insufficient balance") == 1
+    assert "paying the 5 IOTA there now, the rest after a deposit" in caplog.text
+    assert "balance sufficient again" in caplog.text
+
+
+def test_a_refused_send_says_the_signed_transfer_is_sent_again(setup, caplog):
+    ledger, wallet, payer, _ = setup
+    owe(ledger, 3)
+    payer.tick(ledger, wallet)
+    wallet.fail_only = "send"
+    wallet.fail_next = [WalletError("broadcastTransactions: node answered HTTP 400: "
+                                    "Invalid transaction hash", retryable=False)]
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+        payer.tick(ledger, wallet)
+    assert "will retry the same signed transfer" in caplog.text
+    assert "owed again" not in caplog.text
+    run_steps(payer, ledger, wallet, 2)
+    assert ledger.totals()["paid_iota"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import subprocess
 import sys
 import threading
@@ -13,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from p2p_energy.errors import InsufficientBalance, WalletError
-from p2p_energy.wallet.base import SignedBundle
+from p2p_energy.errors import InsufficientBalance, NotPromotable, WalletError
+from p2p_energy.wallet.base import CONFIRMED, PENDING, Signed, Status
 from p2p_energy.wallet.pyota_wallet import PyotaWallet
 
 from legacy_node import address_of
@@ -79,26 +80,40 @@ def test_importing_iota_prints_no_warnings():
 
 # -- a payment ----------------------------------------------------------------------------
 
+def send(wallet: PyotaWallet, signed: Signed) -> str:
+    """attach + send, as the payer does; returns the attachment id (the tail hash)."""
+    attachment = in_thread(wallet.attach, signed)
+    in_thread(wallet.send, attachment)
+    return attachment.id
+
+
 def test_a_funded_seed_pays_the_receiver(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
     start = time.perf_counter()
-    bundle = in_thread(wallet.prepare, 100, 0, 1)
+    signed = in_thread(wallet.prepare, 100, 0)
     prepared = time.perf_counter()
-    tail = in_thread(wallet.broadcast, bundle)
+    attachment = in_thread(wallet.attach, signed)
+    assert legacy_node.bundles == {}  # attaching sends nothing that can confirm
+    in_thread(wallet.send, attachment)
     sent = time.perf_counter()
     print(f"\nprepare {prepared - start:.2f} s (incl. import iota and 2 addresses), "
-          f"broadcast {sent - prepared:.2f} s at mwm {TEST_MWM}")
+          f"attach + send {sent - prepared:.2f} s at mwm {TEST_MWM}")
     assert legacy_node.command_names() == [
         "wereAddressesSpentFrom", "getBalances", "getTransactionsToApprove", "attachToTangle",
         "broadcastTransactions", "storeTransactions"]
-    assert legacy_node.requests[0][1] == {"addresses": [address_of(PAYER_SEED, 0)]}
+    # One question about the input and the change address together.
+    assert legacy_node.requests[0][1] == {"addresses": [address_of(PAYER_SEED, 0),
+                                                        address_of(PAYER_SEED, 1)]}
     assert legacy_node.requests[1][1] == {"addresses": [address_of(PAYER_SEED, 0)]}
-    assert (bundle.value_iota, bundle.input_index, bundle.change_index) == (100, 0, 1)
-    assert len(bundle.trytes) == 4  # output, 2 signature fragments, change
-    assert legacy_node.bundles[bundle.bundle_hash].tails == [tail]
-    assert not wallet.is_confirmed([tail])
+    assert (signed.value, signed.input_index, signed.change_index) == (100, 0, 1)
+    trytes = json.loads(signed.payload)
+    assert len(trytes) == 4  # output, 2 signature fragments, change
+    # The tail hash was computed locally, before the node had the bundle.
+    assert legacy_node.bundles[signed.reference].tails == [attachment.id]
+    assert wallet.status(signed, [attachment.id]) == Status(PENDING, (attachment.id,))
     legacy_node.confirm_all()
-    assert in_thread(wallet.is_confirmed, ["9" * 81, tail])
+    status = in_thread(wallet.status, signed, [attachment.id])
+    assert status.state == CONFIRMED and status.attachments == (attachment.id,)
     assert legacy_node.balance(RECEIVER) == 100
     assert wallet.balance(1) == 900 and wallet.balance(0) == 0
     assert legacy_node.rejected == []
@@ -107,9 +122,9 @@ def test_a_funded_seed_pays_the_receiver(legacy_node, wallet):
 
 def test_spending_the_whole_balance_needs_no_change(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 3, 250)
-    bundle = wallet.prepare(250, 3, 4)
-    assert len(bundle.trytes) == 3
-    wallet.broadcast(bundle)
+    signed = wallet.prepare(250, 3)
+    assert len(json.loads(signed.payload)) == 3 and signed.change_index == 4
+    send(wallet, signed)
     legacy_node.confirm_all()
     assert legacy_node.balance(RECEIVER) == 250
     assert legacy_node.rejected == []
@@ -117,16 +132,16 @@ def test_spending_the_whole_balance_needs_no_change(legacy_node, wallet):
 
 def test_refuses_zero_value_and_bad_indexes(wallet):
     with pytest.raises(ValueError, match="positive"):
-        wallet.prepare(0, 0, 1)
-    with pytest.raises(ValueError, match="different"):
-        wallet.prepare(5, 2, 2)
+        wallet.prepare(0, 0)
+    with pytest.raises(ValueError, match="negative"):
+        wallet.prepare(5, -1)
 
 
-def test_insufficient_balance_is_retryable(legacy_node, wallet):
+def test_insufficient_balance_says_what_is_there(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 50)
     with pytest.raises(InsufficientBalance) as err:
-        wallet.prepare(100, 0, 1)
-    assert err.value.retryable
+        wallet.prepare(100, 0)
+    assert err.value.retryable and err.value.available == 50
     assert "holds 50 i" in str(err.value) and "needs 100 i" in str(err.value)
     assert_clean(err.value)
     assert legacy_node.command_names() == ["wereAddressesSpentFrom", "getBalances"]
@@ -134,71 +149,105 @@ def test_insufficient_balance_is_retryable(legacy_node, wallet):
 
 def test_an_address_already_spent_from_is_never_signed_again(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    in_thread(wallet.broadcast, in_thread(wallet.prepare, 100, 0, 1))  # spends #0
+    send(wallet, in_thread(wallet.prepare, 100, 0))  # spends #0
     with pytest.raises(WalletError) as err:
-        in_thread(wallet.prepare, 100, 0, 2)
+        in_thread(wallet.prepare, 100, 0)
     assert not err.value.retryable and "already spent from" in str(err.value)
+    assert "p2p-energy wallet set-index" in str(err.value)
     assert legacy_node.addresses_signed_by_more_than_one_bundle() == {}
 
 
-# -- reattach and promote ------------------------------------------------------------------
-
-def test_reattach_gives_a_new_tail_of_the_same_bundle(legacy_node, wallet):
-    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    bundle = wallet.prepare(100, 0, 1)
-    first = wallet.broadcast(bundle)
-    second = in_thread(wallet.reattach, first)
-    assert second != first
-    assert legacy_node.bundles[bundle.bundle_hash].tails == [first, second]
+def test_change_never_goes_to_a_spent_address(legacy_node, wallet):
+    # #5 and #6 were spent from by someone else using this seed; #4 holds the funds.
+    legacy_node.fund_seed(PAYER_SEED, 4, 1000)
+    legacy_node.add_history([], spent=[address_of(PAYER_SEED, 5), address_of(PAYER_SEED, 6)])
+    signed = wallet.prepare(100, 4)
+    assert signed.change_index == 7
+    assert [r for c, r in legacy_node.requests if c == "wereAddressesSpentFrom"] == [
+        {"addresses": [address_of(PAYER_SEED, 4), address_of(PAYER_SEED, 5)]},
+        {"addresses": [address_of(PAYER_SEED, 6)]},
+        {"addresses": [address_of(PAYER_SEED, 7)]}]
+    send(wallet, signed)
     legacy_node.confirm_all()
-    assert wallet.is_confirmed([second])
+    assert legacy_node.balance(address_of(PAYER_SEED, 7)) == 900
+
+
+# -- attach again, promote, status by bundle ---------------------------------------------------
+
+def test_attaching_again_gives_a_new_tail_of_the_same_bundle(legacy_node, wallet):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    signed = wallet.prepare(100, 0)
+    first = send(wallet, signed)
+    second = send(wallet, signed)
+    assert second != first
+    assert legacy_node.bundles[signed.reference].tails == [first, second]
+    legacy_node.confirm_all()
+    assert wallet.status(signed, [second]).state == CONFIRMED
     assert legacy_node.balance(RECEIVER) == 100  # once, however many attachments
     assert legacy_node.addresses_signed_by_more_than_one_bundle() == {}
     assert legacy_node.rejected == []
 
 
-def test_reattach_after_a_restart_asks_the_node_for_the_bundle(legacy_node, wallet):
+def test_a_fresh_wallet_attaches_from_the_payload_alone(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    bundle = wallet.prepare(100, 0, 1)
-    first = wallet.broadcast(bundle)
-    fresh = PyotaWallet(wallet_config(legacy_node))  # knows nothing of ``first``
+    signed = wallet.prepare(100, 0)
+    fresh = PyotaWallet(wallet_config(legacy_node))  # as after a restart
     try:
-        second = fresh.reattach(first)
+        tail = send(fresh, signed)
+        legacy_node.confirm_all()
+        assert fresh.status(signed, [tail]).state == CONFIRMED
     finally:
         fresh.close()
-    assert "getTrytes" in legacy_node.command_names()
-    assert legacy_node.bundles[bundle.bundle_hash].tails == [first, second]
-    assert legacy_node.rejected == []
+    names = legacy_node.command_names()  # the node never had the bundle before this
+    assert "getTrytes" not in names[:names.index("storeTransactions")]
+    assert legacy_node.balance(RECEIVER) == 100
+
+
+def test_status_finds_attachments_the_caller_never_heard_of(legacy_node, wallet):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    signed = wallet.prepare(100, 0)
+    lost = send(wallet, signed)  # e.g. sent, then the process died before recording it
+    known = send(wallet, signed)
+    status = wallet.status(signed, [known])
+    assert status.state == PENDING and set(status.attachments) == {known, lost}
+    legacy_node.confirm_all()
+    status = wallet.status(signed, [known])
+    assert status.state == CONFIRMED and set(status.attachments) == {known, lost}
 
 
 def test_promote_attaches_a_zero_value_transaction(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    tail = wallet.broadcast(wallet.prepare(100, 0, 1))
-    wallet.promote(tail)
+    signed = wallet.prepare(100, 0)
+    tail = send(wallet, signed)
+    wallet.promote(signed, [tail])
     assert "checkConsistency" in legacy_node.command_names()
     assert len(legacy_node.bundles) == 2
     assert legacy_node.rejected == []
 
 
 def test_an_unknown_tail_is_not_promotable(legacy_node, wallet):
-    with pytest.raises(WalletError, match="not promotable") as err:
-        wallet.promote("A" * 81)
+    signed = Signed("B" * 81, "[]", 1, 0, 1)
+    with pytest.raises(NotPromotable, match="not promotable") as err:
+        wallet.promote(signed, ["A" * 81])
     assert not err.value.retryable
     assert "not solid" in err.value.node_message or "not solid" in str(err.value.__cause__)
+    with pytest.raises(NotPromotable):
+        wallet.promote(signed, [])
 
 
 # -- what the node rejects ------------------------------------------------------------------
 
 def test_a_bundle_tampered_after_signing_is_rejected_by_the_node(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    bundle = wallet.prepare(100, 0, 1)
+    signed = wallet.prepare(100, 0)
 
     def value(raw: str, v: int) -> str:
         return raw[:2268] + str(TryteString.from_trits(trits_from_int(v, pad=81))) + raw[2295:]
-    t = bundle.trytes  # head first: change 900, signature, input -1000, output 100
-    tampered = dataclasses.replace(bundle, trytes=(value(t[0], 800), *t[1:3], value(t[3], 200)))
+    t = json.loads(signed.payload)  # head first: change 900, signature, input -1000, output 100
+    tampered = dataclasses.replace(signed, payload=json.dumps(
+        [value(t[0], 800), *t[1:3], value(t[3], 200)]))
     with pytest.raises(WalletError) as err:
-        wallet.broadcast(tampered)
+        send(wallet, tampered)
     assert not err.value.retryable
     assert err.value.node_message.startswith("Invalid bundle hash")
     assert "storeTransactions" not in legacy_node.command_names()
@@ -212,7 +261,7 @@ def test_low_proof_of_work_is_refused(legacy_node):
     low = PyotaWallet(wallet_config(legacy_node, min_weight_magnitude=1))
     try:
         with pytest.raises(WalletError, match="Invalid transaction hash") as err:
-            low.broadcast(low.prepare(100, 0, 1))
+            send(low, low.prepare(100, 0))
     finally:
         low.close()
     assert not err.value.retryable
@@ -222,7 +271,7 @@ def test_low_proof_of_work_is_refused(legacy_node):
 def test_a_receiver_with_a_wrong_checksum_is_refused(legacy_node):
     w = PyotaWallet(wallet_config(legacy_node, receiver=RECEIVER + "A" * 9))
     with pytest.raises(WalletError, match="checksum") as err:
-        w.prepare(1, 0, 1)
+        w.prepare(1, 0)
     assert not err.value.retryable
 
 
@@ -235,7 +284,7 @@ def test_every_fault_is_a_retryable_one_line_wallet_error(legacy_node, fault):
     start = time.monotonic()
     try:
         with pytest.raises(WalletError) as err:
-            in_thread(w.prepare, 100, 0, 1)
+            in_thread(w.prepare, 100, 0)
     finally:
         w.close()
     assert time.monotonic() - start < 3.0  # includes deriving the address
@@ -248,15 +297,15 @@ def test_every_fault_is_a_retryable_one_line_wallet_error(legacy_node, fault):
 
 def test_a_fault_during_broadcast_names_the_step(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    bundle = wallet.prepare(100, 0, 1)
+    signed = wallet.prepare(100, 0)
     legacy_node.set_fault("http500", commands={"attachToTangle"}, times=1)
     with pytest.raises(WalletError, match=r"^attachToTangle: .* HTTP 500") as err:
-        wallet.broadcast(bundle)
+        wallet.attach(signed)
     assert err.value.retryable
     assert "fault injected" in err.value.node_message
-    tail = wallet.broadcast(bundle)  # the same signed bundle, sent again
+    tail = send(wallet, signed)  # the same signed bundle, attached again
     legacy_node.confirm_all()
-    assert wallet.is_confirmed([tail])
+    assert wallet.status(signed, [tail]).state == CONFIRMED
 
 
 def test_timeout_is_honoured(legacy_node):
@@ -273,25 +322,26 @@ def test_timeout_is_honoured(legacy_node):
 
 def test_a_dropped_broadcast_never_confirms_but_reattach_recovers(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    bundle = wallet.prepare(100, 0, 1)
+    signed = wallet.prepare(100, 0)
     legacy_node.set_fault("drop")
-    lost = wallet.broadcast(bundle)
+    lost = send(wallet, signed)
     legacy_node.clear_fault()
     legacy_node.confirm_all()
-    assert not wallet.is_confirmed([lost])
-    found = wallet.reattach(lost)  # from the signed trytes the wallet kept
+    assert wallet.status(signed, [lost]).state == PENDING
+    found = send(wallet, signed)  # from the signed payload
     legacy_node.confirm_all()
-    assert wallet.is_confirmed([lost, found])
+    assert wallet.status(signed, [lost, found]).state == CONFIRMED
     assert legacy_node.balance(RECEIVER) == 100
 
 
-def test_never_confirm_keeps_is_confirmed_false(legacy_node, wallet):
+def test_never_confirm_keeps_the_payment_pending(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    tail = wallet.broadcast(wallet.prepare(100, 0, 1))
+    signed = wallet.prepare(100, 0)
+    tail = send(wallet, signed)
     legacy_node.set_fault("never_confirm")
     legacy_node.confirm_all()
-    assert not wallet.is_confirmed([tail])
-    assert not wallet.is_confirmed([])
+    assert wallet.status(signed, [tail]).state == PENDING
+    assert wallet.status(signed, []).state == PENDING
 
 
 # -- the rest of the surface --------------------------------------------------------------------
@@ -338,9 +388,10 @@ def test_local_pow_without_pyota_pow_is_a_clear_error(legacy_node):
     assert not err.value.retryable
 
 
-def test_signed_bundle_shape(legacy_node, wallet):
+def test_signed_shape(legacy_node, wallet):
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
-    bundle = wallet.prepare(7, 0, 1)
-    assert isinstance(bundle, SignedBundle)
-    assert len(bundle.bundle_hash) == 81
-    assert all(len(t) == 2673 and t[2349:2430] == bundle.bundle_hash for t in bundle.trytes)
+    signed = wallet.prepare(7, 0)
+    assert isinstance(signed, Signed) and wallet.backend == "pyota"
+    assert len(signed.reference) == 81
+    trytes = json.loads(signed.payload)
+    assert all(len(t) == 2673 and t[2349:2430] == signed.reference for t in trytes)

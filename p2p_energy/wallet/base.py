@@ -1,47 +1,89 @@
-"""The interface between the payer and whatever moves the tokens.
+"""The interface between the payer and whatever moves the tokens (protocol v2).
 
 The payer owns the policy (what is owed, which key index to spend from, when to
-promote or reattach); a wallet only performs single steps. Every step may raise
-``WalletError`` (``retryable`` says whether to wait and try again) and must
-never put the seed into a message.
+promote or send again); a wallet only performs single steps and answers
+questions about the network it speaks. The payer never asks which network
+that is: a legacy bundle and a transaction on today's IOTA network go through
+the same steps.
 
 The steps, in the order the payer calls them:
-1. ``prepare`` builds and signs a bundle paying ``value_iota`` to the receiver
-   from the address at ``input_index``, the rest going to ``change_index``.
-   No network write; the payer commits the result to the ledger before step 2.
-2. ``broadcast`` attaches (proof of work) and broadcasts a stored bundle and
-   returns the tail transaction hash of this attachment.
-3. ``is_confirmed`` asks whether any of the given tails is confirmed.
-4. ``promote`` / ``reattach`` help a stuck bundle; ``reattach`` returns the new tail.
+1. ``prepare`` signs a transfer of ``value`` ledger units from the key at
+   ``input_index``. No network write; the payer commits the ``Signed`` result
+   to the ledger before anything is sent.
+2. ``attach`` makes one attempt to put it on the network, without sending
+   anything that can confirm (legacy: tips + proof of work; the tail hash is
+   computed locally). The payer records the attachment's id first.
+3. ``send`` broadcasts (or executes) one attachment. Sending the same
+   attachment again is harmless.
+4. ``status`` says where the payment stands, and names every attachment the
+   network knows (the payer records them all).
+5. ``promote`` helps a pending payment along; ``NotPromotable`` means: attach
+   it again (from the ledger's payload, never from a node's copy).
+
+Every step may raise ``WalletError`` (``retryable`` says whether to wait and
+try again) and must never put a secret into a message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+PENDING, CONFIRMED, FAILED, DEAD = "pending", "confirmed", "failed", "dead"
+STATES = (PENDING, CONFIRMED, FAILED, DEAD)
+
 
 @dataclass(frozen=True)
-class SignedBundle:
-    """A signed, not yet attached bundle: everything needed to send it again."""
+class Signed:
+    """A signed transfer, committed to the ledger before anything is sent."""
 
-    bundle_hash: str
-    trytes: tuple[str, ...]  # transaction trytes in the order attachToTangle takes them
-    value_iota: int
-    input_index: int
-    change_index: int
+    reference: str  # bundle hash (legacy) / transaction digest (IOTA today)
+    payload: str  # opaque text (JSON) the wallet can attach and send again from
+    value: int  # ledger units (whole legacy IOTA; 1 unit = 1,000 nanos today)
+    input_index: int  # key index spent from (wallets without one: 0)
+    change_index: int  # key index holding the rest once confirmed (== input_index if none)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attempt to put a ``Signed`` on the network."""
+
+    id: str  # legacy: tail hash, computed locally; today: the digest
+    data: str  # what ``send`` needs (attached trytes / signed transaction)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a signed payment stands, as the network sees it now.
+
+    ``state``: ``pending``; ``confirmed``; ``failed`` (executed, paid nothing,
+    the fee was spent: the value is owed again); ``dead`` (can never execute:
+    the value is owed again).
+    """
+
+    state: str
+    attachments: tuple[str, ...] = ()  # every attachment the network knows: recorded
+    fee_nanos: int = 0
+    detail: str = ""
 
 
 class Wallet(Protocol):
-    def prepare(self, value_iota: int, input_index: int, change_index: int) -> SignedBundle: ...
+    backend: str  # the config's ``wallet.backend`` name, stored with each payment
 
-    def broadcast(self, bundle: SignedBundle) -> str: ...
+    def prepare(self, value: int, input_index: int) -> Signed:
+        """Sign ``value`` units from ``input_index``.
 
-    def is_confirmed(self, tails: list[str]) -> bool: ...
+        Raises ``InsufficientBalance`` (with ``available``) when the funds are short."""
+        ...
 
-    def promote(self, tail: str) -> None: ...
+    def attach(self, signed: Signed) -> Attachment: ...
 
-    def reattach(self, tail: str) -> str: ...
+    def send(self, attachment: Attachment) -> None: ...
+
+    def status(self, signed: Signed, known: Sequence[str]) -> Status: ...
+
+    def promote(self, signed: Signed, known: Sequence[str]) -> None: ...
 
     def describe(self) -> str: ...
 

@@ -8,10 +8,12 @@ meter never waits for the payer.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
+from collections.abc import Sequence
 
-from .base import SignedBundle
+from .base import CONFIRMED, PENDING, Attachment, Signed, Status
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,14 @@ def _fake_hash(text: str) -> str:
 
 
 class DryRunWallet:
-    """Signs nothing and sends nothing; every bundle confirms at once."""
+    """Signs nothing and sends nothing; every payment that was sent confirms at once."""
+
+    backend = "dry-run"
 
     def __init__(self, receiver: str = "", latency_s: float = 0.0) -> None:
         self.receiver = receiver
         self.latency_s = latency_s
-        self.sent: list[SignedBundle] = []
+        self.sent: list[Signed] = []
         self._stop = threading.Event()  # close() cuts a latency wait short
         self._counter = 0
 
@@ -38,32 +42,36 @@ class DryRunWallet:
         if self.latency_s > 0:
             self._stop.wait(self.latency_s)
 
-    def prepare(self, value_iota: int, input_index: int, change_index: int) -> SignedBundle:
-        if value_iota <= 0:
+    def prepare(self, value: int, input_index: int) -> Signed:
+        if value <= 0:
             raise ValueError("refusing a zero-value transfer")
         self._counter += 1
-        text = f"{value_iota}:{input_index}:{change_index}:{self._counter}:{id(self)}"
-        bundle_hash = _fake_hash(text)
-        return SignedBundle(bundle_hash, (f"DRYRUN{bundle_hash}",), value_iota,
-                            input_index, change_index)
+        reference = _fake_hash(f"{value}:{input_index}:{self._counter}:{id(self)}")
+        payload = json.dumps([f"DRYRUN{reference}", value])
+        return Signed(reference, payload, value, input_index, input_index + 1)
 
-    def broadcast(self, bundle: SignedBundle) -> str:
+    def attach(self, signed: Signed) -> Attachment:
         self._wait()
-        self.sent.append(bundle)
-        log.info("dry run: would send %d IOTA to %s (bundle %s)", bundle.value_iota,
-                 self.receiver or "the receiver", bundle.bundle_hash[:12])
-        return _fake_hash("tail:" + bundle.bundle_hash + str(len(self.sent)))
+        self._counter += 1
+        return Attachment(_fake_hash(f"attach:{signed.reference}:{self._counter}"),
+                          json.dumps([signed.reference, signed.payload, signed.value,
+                                      signed.input_index, signed.change_index]))
 
-    def is_confirmed(self, tails: list[str]) -> bool:
+    def send(self, attachment: Attachment) -> None:
         self._wait()
-        return bool(tails)
+        reference, payload, value, input_index, change_index = json.loads(attachment.data)
+        signed = Signed(reference, payload, value, input_index, change_index)
+        if signed not in self.sent:
+            self.sent.append(signed)
+            log.info("dry run: would send %d IOTA to %s (reference %s)", value,
+                     self.receiver or "the receiver", reference[:12])
 
-    def promote(self, tail: str) -> None:
+    def status(self, signed: Signed, known: Sequence[str]) -> Status:
         self._wait()
+        return Status(CONFIRMED if known else PENDING, tuple(known))
 
-    def reattach(self, tail: str) -> str:
+    def promote(self, signed: Signed, known: Sequence[str]) -> None:
         self._wait()
-        return _fake_hash("reattach:" + tail)
 
     def describe(self) -> str:
         return f"dry-run wallet (latency {self.latency_s:g} s, no tokens move)"

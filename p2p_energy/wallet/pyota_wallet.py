@@ -17,23 +17,24 @@ API object, and every message passes through ``_one_line`` which redacts it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..config import WalletConfig
-from ..errors import InsufficientBalance, WalletError
-from .base import SignedBundle
+from ..errors import InsufficientBalance, NotPromotable, WalletError
+from .base import CONFIRMED, PENDING, Attachment, Signed, Status
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _MAX_MESSAGE = 300
-_KEEP_SIGNED = 64  # bundles remembered for reattach(); ~11 kB each
+_SIGNED = slice(0, 2430)  # signature, essence, bundle hash: what attaching keeps
+_SPENT_SCAN = 100  # change indexes looked at past a spent one before giving up
 _STATUS = re.compile(r"^(?:Non-JSON |Empty |Malformed )?(\d{3}) response from node:?\s*(.*)$",
                      re.DOTALL)
 
@@ -53,6 +54,8 @@ class PyotaWallet:
     a Raspberry Pi). Nothing is imported or contacted before the first call.
     """
 
+    backend = "pyota"
+
     def __init__(self, config: WalletConfig) -> None:
         if not config.seed:
             raise WalletError("no wallet seed configured (wallet.seed or wallet.seed_file)",
@@ -70,8 +73,6 @@ class PyotaWallet:
         self.local_pow = config.local_pow
         self._seed = config.seed
         self._addresses: dict[int, Any] = {}
-        # tail -> signed trytes, for reattach(); only the newest few are kept.
-        self._signed_by_tail: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._iota: Any = None
         self._api_obj: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,86 +80,114 @@ class PyotaWallet:
 
     # -- the Wallet protocol
 
-    def prepare(self, value_iota: int, input_index: int, change_index: int) -> SignedBundle:
-        """Build and sign a bundle paying ``value_iota`` (IOTA) from ``input_index``.
+    def prepare(self, value: int, input_index: int) -> Signed:
+        """Sign a bundle paying ``value`` IOTA from the address at ``input_index``.
 
-        Asks the node whether the input was spent from (``wereAddressesSpentFrom``:
-        a spent key is never used again) and for its balance (``getBalances``); the
-        rest, if any, goes to the address at ``change_index``. Never scans the seed.
+        One ``wereAddressesSpentFrom`` asks about the input and the next key index
+        together: a spent input is never signed with again, and a spent change
+        index is skipped (the change goes to the first unspent index after the
+        input). Then ``getBalances`` for the input. Never scans the seed.
 
         Raises:
-            ValueError: ``value_iota`` is not positive, or the indexes are equal or negative.
-            InsufficientBalance: the input address holds less than ``value_iota``.
-            WalletError: the node could not be asked.
+            ValueError: ``value`` is not positive, or ``input_index`` is negative.
+            InsufficientBalance: the input holds less than ``value`` (``available``: what it holds).
+            WalletError: the input was spent from, or the node could not be asked.
         """
-        if isinstance(value_iota, bool) or not isinstance(value_iota, int) or value_iota <= 0:
-            raise ValueError(f"refusing a transfer of {value_iota!r} IOTA: must be positive")
-        if input_index < 0 or change_index < 0 or input_index == change_index:
-            raise ValueError(f"input index {input_index} and change index {change_index} "
-                             "must be different and not negative")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"refusing a transfer of {value!r} IOTA: must be positive")
+        if input_index < 0:
+            raise ValueError(f"input index {input_index} must not be negative")
         iota = self._import()
         source = self._address(input_index)
         receiver = self._receiver_address()
-        if self._spent_from(source):
-            # The ledger thinks this address is fresh, the node says a bundle spent
-            # from it: signing again would reveal more of its one-time key.
-            raise WalletError(
-                f"address #{input_index} ({str(source)[:12]}...) was already spent from; "
-                "refusing to sign with its key again: fund a fresh address and set "
-                "wallet.start_index to its key index", retryable=False, kind="spent input")
+        change_index = self._fresh_change_index(source, input_index)
         balance = self._balances([str(source)])[0]
-        if balance < value_iota:
+        if balance < value:
             raise InsufficientBalance(
                 f"address #{input_index} ({str(source)[:12]}...) holds {balance} i, "
-                f"the payment needs {value_iota} i", retryable=True)
+                f"the payment needs {value} i", available=balance)
         source.balance = balance
         bundle = iota.ProposedBundle([iota.ProposedTransaction(
-            address=receiver, value=value_iota, tag=iota.Tag(self.tag))])
+            address=receiver, value=value, tag=iota.Tag(self.tag))])
         bundle.add_inputs([source])
-        if balance > value_iota:
+        if balance > value:
             bundle.send_unspent_inputs_to(self._address(change_index))
         bundle.finalize()
         from iota.crypto.signing import KeyGenerator
         bundle.sign_inputs(KeyGenerator(self._seed))
-        trytes = tuple(str(t) for t in bundle.as_tryte_strings())  # head first
+        trytes = [str(t) for t in bundle.as_tryte_strings()]  # head first
         log.debug("signed bundle %s: %d i from #%d, change to #%d, %d transactions",
-                  bundle.hash, value_iota, input_index, change_index, len(trytes))
-        return SignedBundle(str(bundle.hash), trytes, value_iota, input_index, change_index)
+                  bundle.hash, value, input_index, change_index, len(trytes))
+        return Signed(str(bundle.hash), json.dumps(trytes), value, input_index, change_index)
 
-    def broadcast(self, bundle: SignedBundle) -> str:
-        """Attach (proof of work), broadcast and store ``bundle``; return the new tail hash.
+    def attach(self, signed: Signed) -> Attachment:
+        """Tips and proof of work for the signed bundle; nothing is broadcast.
 
-        Each call makes a new attachment of the same signed bundle (a reattachment
-        when called again), which never re-signs anything.
+        The attachment's id is the tail transaction's hash, computed here from
+        the attached trytes, so the payer records it before the node has it.
 
         Raises:
-            WalletError: a node call failed; ``retryable`` False when the node refused the bundle.
+            WalletError: a node call failed, or the node changed the signed content.
         """
-        tail = self._attach_and_send(list(bundle.trytes))
-        self._remember(tail, bundle.trytes)
-        return tail
+        iota = self._import()
+        signed_trytes = _payload_trytes(signed)
+        raw = [iota.TransactionTrytes(t) for t in signed_trytes]
+        tips = self._call("getTransactionsToApprove",
+                          lambda api: api.get_transactions_to_approve(depth=self.depth))
+        attached = self._call("attachToTangle", lambda api: api.attach_to_tangle(
+            trunk_transaction=tips["trunkTransaction"],
+            branch_transaction=tips["branchTransaction"],
+            trytes=raw, min_weight_magnitude=self.min_weight_magnitude))
+        done = [str(t) for t in attached["trytes"]]
+        if sorted(t[_SIGNED] for t in done) != sorted(t[_SIGNED] for t in signed_trytes):
+            raise WalletError(f"attachToTangle: node {self.node_url} returned transactions "
+                              "that are not the signed bundle", kind="unexpected answer")
+        return Attachment(self._tail_of(done), json.dumps(done))
 
-    def is_confirmed(self, tails: list[str]) -> bool:
-        """True if the node reports any of ``tails`` as included (confirmed).
+    def send(self, attachment: Attachment) -> None:
+        """Broadcast and store one attachment (sending it again is harmless).
+
+        Raises:
+            WalletError: a node call failed; ``retryable`` False when the node refused it.
+        """
+        iota = self._import()
+        done = [iota.TransactionTrytes(t) for t in json.loads(attachment.data)]
+        self._call("broadcastTransactions", lambda api: api.broadcast_transactions(trytes=done))
+        self._call("storeTransactions", lambda api: api.store_transactions(trytes=done))
+
+    def status(self, signed: Signed, known: Sequence[str]) -> Status:
+        """Confirmed if any attachment of the bundle is included, by bundle, not by memory.
+
+        ``findTransactions(bundles=...)`` finds every attachment the node holds
+        (``getTrytes`` tells tails from the rest); inclusion is asked for those
+        and for ``known`` together. All of them are returned, to be recorded.
 
         Raises:
             WalletError: the node could not be asked.
         """
+        tails = list(dict.fromkeys([*known, *self._tails_of_bundle(signed.reference)]))
         if not tails:
-            return False
+            return Status(PENDING)
         iota = self._import()
         hashes = [iota.TransactionHash(t) for t in tails]
         answer = self._call("getInclusionStates",
                             lambda api: api.get_inclusion_states(transactions=hashes))
-        return any(bool(s) for s in answer.get("states") or [])
+        states = self._one_each("getInclusionStates", answer["states"], tails)
+        included = [t for t, s in zip(tails, states, strict=True) if s is True]
+        if included:
+            return Status(CONFIRMED, tuple(tails), detail=f"tail {included[0]}")
+        return Status(PENDING, tuple(tails))
 
-    def promote(self, tail: str) -> None:
-        """Attach a zero-value transaction approving ``tail``, to speed its confirmation.
+    def promote(self, signed: Signed, known: Sequence[str]) -> None:
+        """Attach a zero-value transaction approving the newest known tail.
 
         Raises:
-            WalletError: the node failed, or ``tail`` is not promotable
-                (``retryable`` False: reattach instead).
+            NotPromotable: no tail, or the node says it is not promotable: attach again.
+            WalletError: the node failed.
         """
+        if not known:
+            raise NotPromotable(f"bundle {signed.reference[:12]}... has no attachment")
+        tail = known[-1]
         iota = self._import()
         tx = iota.TransactionHash(tail)
         try:
@@ -166,29 +195,9 @@ class PyotaWallet:
                 transaction=tx, depth=self.depth, min_weight_magnitude=self.min_weight_magnitude))
         except WalletError as err:
             if "not promotable" in str(err):
-                raise WalletError(f"tail {tail[:12]}... is not promotable: reattach it",
-                                  retryable=False, node_message=err.node_message) from err
+                raise NotPromotable(f"tail {tail[:12]}... is not promotable",
+                                    node_message=err.node_message) from err
             raise
-
-    def reattach(self, tail: str) -> str:
-        """Attach the bundle of ``tail`` again (same signatures, new tail); return the new tail.
-
-        Uses the signed trytes this wallet broadcast when it has them, so it works
-        even if the node lost the bundle; otherwise asks the node (``replay_bundle``).
-
-        Raises:
-            WalletError: a node call failed, or the node does not know ``tail``.
-        """
-        signed = self._signed_by_tail.get(tail)
-        if signed is not None:
-            new_tail = self._attach_and_send(list(signed))
-            self._remember(new_tail, signed)
-            return new_tail
-        iota = self._import()
-        tx = iota.TransactionHash(tail)
-        answer = self._call("reattach", lambda api: api.replay_bundle(
-            transaction=tx, depth=self.depth, min_weight_magnitude=self.min_weight_magnitude))
-        return self._tail_of([str(t) for t in answer["trytes"]])
 
     def describe(self) -> str:
         """One line naming the node and the receiver (never the seed)."""
@@ -236,11 +245,6 @@ class PyotaWallet:
         return {k: info[k] for k in keys if k in info}
 
     # -- internals
-
-    def _remember(self, tail: str, trytes: tuple[str, ...]) -> None:
-        self._signed_by_tail[tail] = trytes
-        while len(self._signed_by_tail) > _KEEP_SIGNED:
-            self._signed_by_tail.popitem(last=False)
 
     def _import(self) -> Any:
         if self._iota is None:
@@ -328,46 +332,89 @@ class PyotaWallet:
                               retryable=False)
         return iota.Address(self.receiver[:81])
 
-    def _spent_from(self, address: Any) -> bool:
+    def _spent_from(self, addresses: list[Any]) -> list[bool]:
         answer = self._call("wereAddressesSpentFrom",
-                            lambda api: api.were_addresses_spent_from(addresses=[address]))
-        return bool((answer.get("states") or [False])[0])
+                            lambda api: api.were_addresses_spent_from(addresses=addresses))
+        return [s is True for s in self._one_each("wereAddressesSpentFrom", answer["states"],
+                                                  addresses)]
 
     def _balances(self, addresses: list[str]) -> list[int]:
         iota = self._import()
         wanted = [iota.Address(a) for a in addresses]
         answer = self._call("getBalances", lambda api: api.get_balances(addresses=wanted))
-        balances = [int(b) for b in answer.get("balances") or []]
-        if len(balances) != len(addresses):
-            raise WalletError(f"getBalances: node {self.node_url} answered "
-                              f"{len(balances)} balances for {len(addresses)} addresses")
-        return balances
+        return [int(b) for b in self._one_each("getBalances", answer["balances"], addresses)]
 
-    def _attach_and_send(self, trytes: list[str]) -> str:
+    def _one_each(self, step: str, answers: list[Any], asked: Sequence[Any]) -> list[Any]:
+        """``answers``, checked to hold one answer per thing ``asked`` about."""
+        if len(answers) != len(asked):
+            raise WalletError(f"{step}: node {self.node_url} answered {len(answers)} values "
+                              f"for {len(asked)} asked", kind="unexpected answer")
+        return answers
+
+    def _fresh_change_index(self, source: Any, input_index: int) -> int:
+        """The first key index after ``input_index`` never spent from.
+
+        Raises:
+            WalletError: ``source`` was spent from, or no fresh index nearby.
+        """
+        candidate = input_index + 1
+        spent = self._spent_from([source, self._address(candidate)])
+        if spent[0]:
+            # The ledger thinks this address is fresh, the node says a bundle spent
+            # from it: signing again would reveal more of its one-time key.
+            raise WalletError(
+                f"address #{input_index} ({str(source)[:12]}...) was already spent from; "
+                "refusing to sign with its key again: send the funds to a fresh address "
+                "and run 'p2p-energy wallet set-index N' with its key index",
+                retryable=False, kind="spent input")
+        for _ in range(_SPENT_SCAN):
+            if not spent[-1]:
+                return candidate
+            log.warning("key index %d was already spent from: not using it for change",
+                        candidate)
+            candidate += 1
+            spent = self._spent_from([self._address(candidate)])
+        raise WalletError(f"key indexes {input_index + 1}-{candidate} were all spent from: "
+                          "no fresh change address", retryable=False, kind="spent change")
+
+    def _tails_of_bundle(self, reference: str) -> list[str]:
+        """Tail hashes of every attachment of bundle ``reference`` the node holds."""
         iota = self._import()
-        raw = [iota.TransactionTrytes(t) for t in trytes]
-        tips = self._call("getTransactionsToApprove",
-                          lambda api: api.get_transactions_to_approve(depth=self.depth))
-        attached = self._call("attachToTangle", lambda api: api.attach_to_tangle(
-            trunk_transaction=tips["trunkTransaction"],
-            branch_transaction=tips["branchTransaction"],
-            trytes=raw, min_weight_magnitude=self.min_weight_magnitude))
-        done = [iota.TransactionTrytes(t) for t in attached["trytes"]]
-        if len(done) != len(raw):
-            raise WalletError(f"attachToTangle: node {self.node_url} returned {len(done)} "
-                              f"transactions for {len(raw)}")
-        self._call("broadcastTransactions", lambda api: api.broadcast_transactions(trytes=done))
-        self._call("storeTransactions", lambda api: api.store_transactions(trytes=done))
-        return self._tail_of([str(t) for t in done])
+        bundle = iota.BundleHash(reference)
+        found = self._call("findTransactions",
+                           lambda api: api.find_transactions(bundles=[bundle]))["hashes"]
+        if not found:
+            return []
+        hashes = [iota.TransactionHash(str(h)) for h in found]
+        trytes = self._call("getTrytes", lambda api: api.get_trytes(hashes=hashes))["trytes"]
+        return [str(h) for h, t in zip(hashes, trytes, strict=True)
+                if str(t)[2349:2430] == reference and _current_index(str(t)) == 0]
 
     def _tail_of(self, trytes: list[str]) -> str:
         """Hash (Curl-P-81) of the transaction with current index 0."""
         iota = self._import()
-        from iota.trits import int_from_trits
         for t in trytes:
-            if int_from_trits(iota.TryteString(t[2331:2340]).as_trits()) == 0:
+            if _current_index(t) == 0:
                 return str(iota.Transaction.from_tryte_string(t).hash)
-        raise WalletError(f"node {self.node_url} returned a bundle without a tail transaction")
+        raise WalletError(f"node {self.node_url} returned a bundle without a tail transaction",
+                          kind="unexpected answer")
+
+
+def _payload_trytes(signed: Signed) -> list[str]:
+    """The signed transaction trytes (head first) a payload holds."""
+    trytes = json.loads(signed.payload)
+    if not isinstance(trytes, list) or not all(isinstance(t, str) and len(t) == 2673
+                                               for t in trytes):
+        raise WalletError(f"payment {signed.reference[:12]}...: its payload is not a legacy "
+                          "bundle", retryable=False)
+    return trytes
+
+
+def _current_index(trytes: str) -> int:
+    """A transaction's index in its bundle, from its trytes (no hashing)."""
+    iota = import_iota()
+    from iota.trits import int_from_trits
+    return int_from_trits(iota.TryteString(trytes[2331:2340]).as_trits())
 
 
 def _import_pow() -> None:
