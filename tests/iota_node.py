@@ -24,7 +24,8 @@ Executing a transaction that has already executed answers its effects again.
 Faults: ``node.set_fault(kind, methods=..., times=...)`` with ``kind`` in
 ``FAULTS``: ``refuse`` (connection refused), ``hang``, ``http500``,
 ``rpc_error`` (a JSON-RPC error), ``garbage`` (an HTML page), ``lost`` (the
-transaction executes, then the connection is dropped without an answer).
+request is carried out, then the connection is dropped without an answer),
+``hang_answer`` (carried out, then the answer is held until the fault clears).
 
 Manual use::
 
@@ -49,7 +50,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-FAULTS = ("refuse", "hang", "http500", "rpc_error", "garbage", "lost")
+FAULTS = ("refuse", "hang", "http500", "rpc_error", "garbage", "lost", "hang_answer")
 IOTA_COIN = "0x2::iota::IOTA"
 CHAIN_ID = "70322e65"
 REFERENCE_GAS_PRICE = 1000
@@ -733,6 +734,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "lost":  # done, but the answer never arrives
             self.close_connection = True
             return
+        if fault == "hang_answer":  # done; the answer comes late (or to a dead client)
+            self.node._release.wait(self.node.hang_s)
         self._send(200, {"jsonrpc": "2.0", "id": rid, "result": result})
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
