@@ -120,21 +120,22 @@ def settled(db: Path, min_payment: int = MIN_PAYMENT) -> bool:
         and sum(r.value for r in rows if r.status != "failed") == owed // 10**9
 
 
-def drain(setup: Setup, timeout_s: float = 60.0) -> str:
+def drain(setup: Setup, timeout_s: float = 60.0, min_payment: int = MIN_PAYMENT) -> str:
     """Run the zero-consumption config on the same ledger until everything has settled."""
     log = setup.log("drain")
     proc = start_daemon(setup.drain_cfg, log)
     try:
         wait_for("the drain run to start metering", metering_started(log, 0), 20, proc=proc)
-        wait_for("every signed payment to settle", lambda: settled(setup.db), timeout_s,
-                 every_s=0.2, proc=proc)
+        wait_for("every signed payment to settle", lambda: settled(setup.db, min_payment),
+                 timeout_s, every_s=0.2, proc=proc)
     finally:
         code = stop_daemon(proc)
     assert code == 0, log.read_text()
     return log.read_text()
 
 
-def assert_iota_books_balance(node: IotaNode, setup: Setup) -> dict:
+def assert_iota_books_balance(node: IotaNode, setup: Setup,
+                              min_payment: int = MIN_PAYMENT) -> dict:
     """The checks every end-to-end run ends with; returns the ledger report."""
     report = ledger_json(setup.cfg)
     totals = report["totals"]
@@ -142,8 +143,8 @@ def assert_iota_books_balance(node: IotaNode, setup: Setup) -> dict:
     confirmed = [r for r in rows if r.status == "confirmed"]
     # Paid + queued = floor(owed); what is queued waits for min_payment.
     assert totals["paid_iota"] + totals["queued_iota"] == math.floor(owed / 10**9)
-    assert totals["queued_iota"] < MIN_PAYMENT and totals["paid_iota"] > 0
-    assert all(r.value >= MIN_PAYMENT for r in confirmed)
+    assert totals["queued_iota"] < min_payment and totals["paid_iota"] > 0
+    assert all(r.value >= min_payment for r in confirmed)
     # The receiver got exactly the confirmed payments, each once, in micro-IOTA.
     paid = node.paid_to(RECEIVER)
     assert paid == {r.reference: r.value * NANOS_PER_UNIT for r in confirmed}

@@ -410,7 +410,6 @@ class IotaNode:
         if fn is None:
             raise NodeError(f"Method not found: {method}", code=-32601)
         with self._lock:
-            self.requests.append((method, params))
             return fn(*params)
 
     def _rpc_iota_getChainIdentifier(self) -> str:
@@ -712,6 +711,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"jsonrpc": "2.0", "id": None,
                                     "error": {"code": -32600, "message": "Invalid request"}})
         method, rid, params = req["method"], req["id"], req.get("params", [])
+        with self.node._lock:
+            self.node.requests.append((method, params))  # as received, faulted or not
         fault = self.node._take_fault(method)
         if fault == "hang":
             self.node._release.wait(self.node.hang_s)
