@@ -15,6 +15,9 @@ from .config import IOTA_TYPICAL_FEE_NANOS, Config, load_seed
 from .errors import InsufficientBalance, P2PEnergyError
 
 FEE_SHARE_MAX = 0.01  # fees above 1 % of a payment are worth a warning
+# Chain identifiers (first 4 bytes of the genesis checkpoint digest, as the node
+# shows them) of the long-lived networks; a devnet's changes at each reset.
+KNOWN_CHAINS = {"6364aad5": "IOTA mainnet", "2304aa97": "IOTA testnet"}
 
 
 def check_iota_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
@@ -34,7 +37,9 @@ def check_iota_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
     # Without a receiver the node can still be asked; the dry run pays the wallet itself.
     wallet = IotaWallet.from_config(replace(w, receiver=w.receiver or keypair.address), keypair)
     try:
-        report(OK, f"node {w.node_url}: chain {wallet.chain_identifier()},"
+        chain = wallet.chain_identifier()
+        name = f" ({KNOWN_CHAINS[chain]})" if chain in KNOWN_CHAINS else ""
+        report(OK, f"node {w.node_url}: chain {chain}{name},"
                    f" checkpoint {wallet.latest_checkpoint()}")
         balance = wallet.balance_nanos()
         report(OK if balance > 0 else FAIL,
