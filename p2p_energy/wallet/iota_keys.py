@@ -117,7 +117,7 @@ def check_mnemonic(words: list[str]) -> None:
     bits = 0
     for n, w in enumerate(words, 1):
         if w not in index:
-            raise ValueError(f"word {n} is not in the BIP-39 English word list")
+            raise ValueError(f"has word {n} outside the BIP-39 English word list")
         bits = bits << 11 | index[w]
     total = len(words) * 11
     check_bits = total // 33
