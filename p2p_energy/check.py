@@ -76,7 +76,8 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
             return
         t = ledger.totals()
         ledger.close()
-        report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} IOTA, paid {t['paid_iota']},"
+        unit = "µIOTA" if cfg.wallet.backend == "iota" else "IOTA"  # the ledger's unit
+        report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} {unit}, paid {t['paid_iota']},"
                    f" queued {t['queued_iota']}")
     elif path.parent.is_dir() and not os.access(path.parent, os.W_OK):
         report(FAIL, f"ledger {path}: not created yet, and {path.parent} is not writable")

@@ -69,6 +69,11 @@ def test_daemon_pays_exact_amounts_through_outages(node, tmp_path, ledger_dir) -
     payments = report["payments"]
     assert len([p for p in payments if p["status"] == "confirmed"]) >= 3
     assert all(p["fee_nanos"] > 0 for p in payments if p["status"] == "confirmed")
+    # The text report names the unit and the fees.
+    text = subprocess.run([sys.executable, "-m", "p2p_energy", "ledger", "-c", str(setup.cfg)],
+                          capture_output=True, text=True, timeout=60).stdout
+    fees = report["totals"]["fees_nanos"] / 1e9
+    assert "µIOTA confirmed" in text and f", fees {fees:.6f} IOTA" in text, text
     # The key is nowhere: not in the logs, not in the ledger file.
     secret = PAYER_KEY.export()
     for text in (run_log, drain_log, setup.db.read_bytes().decode("latin-1")):
