@@ -11,22 +11,19 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER, judged
 from iota_node import IotaNode
 from paying_daemon import (
-    ROUND_S,
-    SAMPLE_S,
     Setup,
     ledger_json,
     metering_started,
     start_daemon,
     stop_daemon,
     wait_for,
+    write_configs,
 )
 
 NANOS_PER_UNIT = 1_000
@@ -39,44 +36,16 @@ def write_iota_setup(tmp: Path, node: IotaNode, ledger_dir: Path, *, checkpoint_
                      promote_after_s: float = 1.0, timeout_s: float = 2.0,
                      min_payment: int = MIN_PAYMENT) -> Setup:
     """Config files (0600) with PAYER_KEY in a 0600 ``seed_file``; a fresh ledger path."""
-    key = tmp / "key"
-    key.write_text(PAYER_KEY.export() + "\n")
-    key.chmod(0o600)
-    db = ledger_dir / "ledger.db"
-
-    def config(name: str, consumer_mw: float) -> Path:
-        trace = tmp / f"{name}.csv"
-        trace.write_text(f"t_s,consumer_mw,producer_mw\n0,{consumer_mw},500\n"
-                         f"5,{consumer_mw},500\n")
-        path = tmp / f"{name}.toml"
-        path.write_text(f"""
-[meter]
-sensor = "replay"
-replay_file = "{trace}"
-sample_interval_s = {SAMPLE_S}
-[round]
-length_s = {ROUND_S}
-checkpoint_s = {checkpoint_s}
-[price]
-numerator = 10
-[wallet]
+    return write_configs(tmp, ledger_dir, "key", PAYER_KEY.export(), checkpoint_s=checkpoint_s,
+                         wallet=f"""
 backend = "iota"
 node_url = "{node.url}"
-seed_file = "key"
 receiver = "{RECEIVER}"
 min_payment = {min_payment}
 timeout_s = {timeout_s}
-poll_s = 0.2
 promote_after_s = {promote_after_s}
 reattach_after_s = 30
-retry_max_s = 0.5
-[ledger]
-path = "{db}"
 """)
-        path.chmod(0o600)
-        return path
-
-    return Setup(tmp, config("run", CONSUMER_MW), config("drain", 0.0), db)
 
 
 @dataclass(frozen=True)
@@ -175,14 +144,3 @@ def assert_iota_books_balance(node: IotaNode, setup: Setup,
             if "not available for consumption" not in reason] == []
     return report
 
-
-@contextmanager
-def funded_iota_node(**kwargs: object) -> Iterator[IotaNode]:
-    node = IotaNode(hang_s=10.0, **kwargs)  # type: ignore[arg-type]
-    node.fund(PAYER_KEY.address, FUNDS_NANOS)
-    node.start()
-    try:
-        yield node
-    finally:
-        node.clear_fault()
-        node.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -23,7 +24,8 @@ PAYER_KEY = Keypair(bytes.fromhex("5eed" * 16))
 RECEIVER = "0x" + "e1" * 32
 FUNDS_NANOS = 10 * 10**9  # 10 IOTA
 
-__all__ = ["FUNDS_NANOS", "PAYER_KEY", "RECEIVER", "iota_node", "iota_wallet", "judged"]
+__all__ = ["FUNDS_NANOS", "PAYER_KEY", "RECEIVER", "funded_iota_node", "iota_node",
+           "iota_wallet", "judged"]
 
 
 def iota_wallet(node: IotaNode, **overrides: Any) -> Any:
@@ -46,10 +48,10 @@ def tx_bytes_of(payload: str) -> bytes:
     return base64.b64decode(json.loads(payload)["tx_bytes"])
 
 
-@pytest.fixture
-def iota_node() -> Iterator[IotaNode]:
+@contextmanager
+def funded_iota_node(**kwargs: Any) -> Iterator[IotaNode]:
     """A started node where ``PAYER_KEY`` holds one coin of ``FUNDS_NANOS``."""
-    node = IotaNode(hang_s=10.0)
+    node = IotaNode(hang_s=10.0, **kwargs)
     node.fund(PAYER_KEY.address, FUNDS_NANOS)
     node.start()
     try:
@@ -57,3 +59,10 @@ def iota_node() -> Iterator[IotaNode]:
     finally:
         node.clear_fault()
         node.stop()
+
+
+@pytest.fixture
+def iota_node() -> Iterator[IotaNode]:
+    """A started node where ``PAYER_KEY`` holds one coin of ``FUNDS_NANOS``."""
+    with funded_iota_node() as node:
+        yield node

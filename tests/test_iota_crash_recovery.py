@@ -25,18 +25,15 @@ import random
 import time
 from collections.abc import Callable
 
-import pytest
-
 from iota_daemon import (
     Row,
     assert_iota_books_balance,
     drain,
-    funded_iota_node,
     read_payments,
     write_iota_setup,
 )
 from iota_node import IotaNode
-from paying_daemon import ledger_folder, metering_started, start_daemon, wait_for
+from paying_daemon import metering_started, start_daemon, wait_for
 
 KILLS = 20
 SEED = 20_261_125
@@ -45,17 +42,6 @@ EXECUTE = "iota_executeTransactionBlock"
 FAULT = {"unsent": "rpc_error", "dead": "rpc_error", "held": "hang", "answer": "hang_answer"}
 MODES = ("round", "unsent", "held", "answer", "dead")
 
-
-@pytest.fixture
-def node():
-    with funded_iota_node() as n:
-        yield n
-
-
-@pytest.fixture
-def ledger_dir():
-    with ledger_folder() as path:
-        yield path
 
 
 def unsent(rows: list[Row]) -> Row | None:
@@ -77,7 +63,8 @@ def kill_window(mode: str, node: IotaNode, db) -> Callable[[], bool]:
     return inside
 
 
-def test_twenty_sigkills_pay_everything_once(node, tmp_path, ledger_dir) -> None:
+def test_twenty_sigkills_pay_everything_once(iota_node, tmp_path, ledger_dir) -> None:
+    node = iota_node
     rng = random.Random(SEED)
     setup = write_iota_setup(tmp_path, node, ledger_dir, min_payment=MIN_PAYMENT,
                              promote_after_s=1.0)

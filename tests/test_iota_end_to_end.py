@@ -13,37 +13,23 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from iota_daemon import (
     MIN_PAYMENT,
     assert_iota_books_balance,
     drain,
-    funded_iota_node,
     read_payments,
     write_iota_setup,
 )
 from iota_fixtures import PAYER_KEY
-from paying_daemon import ledger_folder, metering_started, start_daemon, stop_daemon, wait_for
-
-
-@pytest.fixture
-def node():
-    with funded_iota_node() as n:
-        yield n
-
-
-@pytest.fixture
-def ledger_dir():
-    with ledger_folder() as path:
-        yield path
+from paying_daemon import metering_started, start_daemon, stop_daemon, wait_for
 
 
 def _confirmed(db) -> int:
     return sum(r.status == "confirmed" for r in read_payments(db)[0])
 
 
-def test_daemon_pays_exact_amounts_through_outages(node, tmp_path, ledger_dir) -> None:
+def test_daemon_pays_exact_amounts_through_outages(iota_node, tmp_path, ledger_dir) -> None:
+    node = iota_node
     setup = write_iota_setup(tmp_path, node, ledger_dir)
     log = setup.log("run")
     proc = start_daemon(setup.cfg, log)
@@ -80,8 +66,9 @@ def test_daemon_pays_exact_amounts_through_outages(node, tmp_path, ledger_dir) -
         assert secret not in text and PAYER_KEY.private_key.hex() not in text
 
 
-def test_check_reports_the_node_the_address_the_balance_and_gas(node, tmp_path,
+def test_check_reports_the_node_the_address_the_balance_and_gas(iota_node, tmp_path,
                                                                 ledger_dir) -> None:
+    node = iota_node
     setup = write_iota_setup(tmp_path, node, ledger_dir)
     out = subprocess.run([sys.executable, "-m", "p2p_energy", "check", "-c", str(setup.cfg)],
                          capture_output=True, text=True, timeout=60)

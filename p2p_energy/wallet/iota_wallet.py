@@ -103,14 +103,9 @@ class IotaWallet:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"refusing a transfer of {value!r} units: must be positive")
         amount = value * NANOS_PER_UNIT
-        coins = self.coins()
-        price = self.reference_gas_price()
-        chosen = _choose(coins, amount + self.max_budget_nanos)
-        held = sum(c.balance for c in chosen)
-        if held < amount + MIN_BUDGET_UNITS * price:
-            raise self._short(coins, amount, price)
+        coins, chosen, price = self._funds_for(amount)
         budget = self._budget(amount, chosen, price)
-        if budget is None or held < amount + budget:
+        if budget is None or sum(c.balance for c in chosen) < amount + budget:
             raise self._short(coins, amount, price)
         tx_bytes = self._build(amount, chosen, price, budget)
         digest = iota_tx.transaction_digest(tx_bytes)
@@ -231,16 +226,25 @@ class IotaWallet:
             WalletError: the node could not be asked, or the dry run failed.
         """
         amount = value * NANOS_PER_UNIT
-        coins = self.coins()
-        price = self.reference_gas_price()
-        chosen = _choose(coins, amount + self.max_budget_nanos)
-        held = sum(c.balance for c in chosen)
-        if held < amount + MIN_BUDGET_UNITS * price:
-            raise self._short(coins, amount, price)
-        budget = min(held - amount, self.max_budget_nanos)
+        _, chosen, price = self._funds_for(amount)
+        budget = min(sum(c.balance for c in chosen) - amount, self.max_budget_nanos)
         return fee_of(self._dry_run(self._build(amount, chosen, price, budget)))
 
     # -- internals
+
+    def _funds_for(self, amount: int) -> tuple[list[Coin], list[Coin], int]:
+        """(all coins, the coins to spend, reference gas price) for ``amount`` nanos.
+
+        Raises:
+            InsufficientBalance: not even ``amount`` and the smallest gas budget.
+            WalletError: the node could not be asked.
+        """
+        coins = self.coins()
+        price = self.reference_gas_price()
+        chosen = _choose(coins, amount + self.max_budget_nanos)
+        if sum(c.balance for c in chosen) < amount + MIN_BUDGET_UNITS * price:
+            raise self._short(coins, amount, price)
+        return coins, chosen, price
 
     def _build(self, amount: int, chosen: list[Coin], price: int, budget: int) -> bytes:
         return iota_tx.transfer_bytes(
