@@ -39,16 +39,16 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import nacl.exceptions
 import nacl.signing
+
+from http_node import HttpNode
 
 FAULTS = ("refuse", "hang", "http500", "rpc_error", "garbage", "lost", "hang_answer")
 IOTA_COIN = "0x2::iota::IOTA"
@@ -260,20 +260,15 @@ class Executed:
     transfers: dict[str, int] = field(default_factory=dict)  # receiver -> nanos
 
 
-@dataclass
-class _Fault:
-    kind: str
-    methods: frozenset[str] | None
-    remaining: int | None
+class IotaNode(HttpNode):
+    """State and API of the test node; ``start()`` serves it over HTTP (``http_node``)."""
 
-
-class IotaNode:
-    """State and API of the test node; ``start()`` serves it over HTTP."""
+    FAULTS = FAULTS
+    NAME = "iota-node"
 
     def __init__(self, *, hang_s: float = 30.0, port: int = 0, page_size: int = 50,
                  gas_price: int = REFERENCE_GAS_PRICE) -> None:
-        self.hang_s = hang_s
-        self.port = port
+        self._init_http(port=port, hang_s=hang_s)
         self.page_size = page_size
         self.gas_price = gas_price
         self.coins: dict[str, Coin] = {}
@@ -283,44 +278,6 @@ class IotaNode:
         self.requests: list[tuple[str, list[Any]]] = []
         self.checkpoint = 1
         self.epoch = 0
-        self._lock = threading.RLock()
-        self._fault: _Fault | None = None
-        self._release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> IotaNode:
-        handler = type("Handler", (_Handler,), {"node": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name=f"iota-node-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> IotaNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- test controls
 
@@ -357,51 +314,12 @@ class IotaNode:
 
     def set_fault(self, kind: str, *, methods: Iterable[str] | None = None,
                   times: int | None = None) -> None:
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
-        self._release.set()
-        self._release.clear()
-        with self._lock:
-            old, self._fault = self._fault, _Fault(kind, frozenset(methods) if methods else None,
-                                                   times)
-        if kind == "refuse" and self._server is not None:
-            port = self.port
-            self.stop()
-            self.port = port
-        elif kind != "refuse" and old is not None and old.kind == "refuse" \
-                and self._server is None:
-            self.start()
-
-    def clear_fault(self) -> None:
-        fault, self._fault = self._fault, None
-        self._release.set()
-        if fault is not None and fault.kind == "refuse" and self._server is None:
-            self._release.clear()
-            self.start()
-
-    @contextmanager
-    def fault(self, kind: str, **kwargs: Any) -> Iterator[None]:
-        self.set_fault(kind, **kwargs)
-        try:
-            yield
-        finally:
-            self.clear_fault()
+        """Misbehave from now on: ``kind`` in ``FAULTS``, for ``methods`` (default: all),
+        ``times`` requests (default: until ``clear_fault``)."""
+        self._set_fault(kind, methods, times)
 
     def method_names(self) -> list[str]:
         return [m for m, _ in self.requests]
-
-    def _take_fault(self, method: str) -> str | None:
-        with self._lock:
-            f = self._fault
-            if f is None or f.kind == "refuse":
-                return None
-            if f.methods is not None and method not in f.methods:
-                return None
-            if f.remaining is not None:
-                f.remaining -= 1
-                if f.remaining <= 0:
-                    self._fault = None
-            return f.kind
 
     # -- JSON-RPC methods
 
@@ -751,6 +669,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+IotaNode.handler = _Handler
 
 
 def main(argv: list[str] | None = None) -> None:

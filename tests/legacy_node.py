@@ -23,14 +23,12 @@ import argparse
 import itertools
 import json
 import random
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 with warnings.catch_warnings():  # iota imports pkg_resources, which warns
@@ -41,6 +39,8 @@ with warnings.catch_warnings():  # iota imports pkg_resources, which warns
     from iota.crypto.pycurl import Curl
     from iota.transaction.validator import BundleValidator
     from iota.trits import trits_from_int
+
+from http_node import HttpNode
 
 FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm")
 TX_TRYTES = 2673
@@ -75,13 +75,6 @@ class BundleRecord:
     first_seen: float
     state: str = "pending"  # pending | confirmed | conflicting
     reason: str = ""
-
-
-@dataclass
-class _Fault:
-    kind: str
-    commands: frozenset[str] | None
-    remaining: int | None
 
 
 @dataclass
@@ -221,8 +214,8 @@ def address_of(seed: str, index: int, security_level: int = 2) -> str:
 
 # -- the node ------------------------------------------------------------------
 
-class LegacyNode:
-    """State and API of the test node; ``start()`` serves it over HTTP.
+class LegacyNode(HttpNode):
+    """State and API of the test node; ``start()`` serves it over HTTP (``http_node``).
 
     ``mwm``: minimum weight magnitude of every stored transaction.
     ``confirm_delay_s``: a bundle confirms this long after it was first seen
@@ -230,13 +223,16 @@ class LegacyNode:
     fault holds a request (released early by ``clear_fault``/``stop``).
     """
 
+    FAULTS = FAULTS
+    PASSIVE_FAULTS = frozenset({"refuse", "never_confirm"})
+    NAME = "legacy-node"
+
     def __init__(self, *, mwm: int = 3, confirm_delay_s: float | None = None,
                  hang_s: float = 30.0, port: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.mwm = mwm
         self.confirm_delay_s = confirm_delay_s
-        self.hang_s = hang_s
-        self.port = port
+        self._init_http(port=port, hang_s=hang_s)
         self.clock = clock
         self.rejected: list[Rejection] = []
         self.bundles: dict[str, BundleRecord] = {}
@@ -252,52 +248,12 @@ class LegacyNode:
         self._hashes: dict[str, str] = {}
         self._content_ok: set[tuple[str, ...]] = set()
         self._rejected_keys: set[tuple[str, ...]] = set()
-        self._lock = threading.RLock()
-        self._fault: _Fault | None = None
-        self._release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._rng = random.Random(1)
         trytes, self.genesis_hash = genesis(mwm)
         self._trytes[self.genesis_hash] = trytes
         self._txs[self.genesis_hash] = Transaction.from_tryte_string(
             trytes, hash_=TransactionHash(self.genesis_hash))
         self._tips.append(self.genesis_hash)
-
-    # -- lifecycle
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LegacyNode:
-        """Listen on 127.0.0.1 (``port`` 0: an ephemeral one) in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"node": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name=f"legacy-node-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening; held (hanging) requests are released."""
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> LegacyNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- test controls
 
@@ -328,38 +284,7 @@ class LegacyNode:
         ``times``: only for this many matching requests (default: until cleared).
         ``refuse`` closes the listening socket (connection refused) until cleared.
         """
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
-        self._release.set()  # requests held by an earlier ``hang`` go on
-        self._release.clear()
-        # Swap in one step: no request may slip through unfaulted between two faults.
-        with self._lock:
-            old, self._fault = self._fault, _Fault(
-                kind, frozenset(commands) if commands else None, times)
-        if kind == "refuse" and self._server is not None:
-            port = self.port
-            self.stop()
-            self.port = port
-        elif kind != "refuse" and old is not None and old.kind == "refuse" \
-                and self._server is None:
-            self.start()
-
-    def clear_fault(self) -> None:
-        """Behave again (and listen again after ``refuse``)."""
-        fault, self._fault = self._fault, None
-        self._release.set()
-        if fault is not None and fault.kind == "refuse" and self._server is None:
-            self._release.clear()
-            self.start()
-
-    @contextmanager
-    def fault(self, kind: str, **kwargs: Any) -> Iterator[None]:
-        """``with node.fault("http500"): ...`` sets a fault for the block."""
-        self.set_fault(kind, **kwargs)
-        try:
-            yield
-        finally:
-            self.clear_fault()
+        self._set_fault(kind, commands, times)
 
     def add_history(self, attached: Iterable[tuple[str, str]], *,
                     spent: Iterable[str] = ()) -> None:
@@ -393,21 +318,6 @@ class LegacyNode:
     def command_names(self) -> list[str]:
         """The API commands received so far, in order."""
         return [name for name, _ in self.requests]
-
-    # -- faults as the HTTP layer sees them
-
-    def _take_fault(self, command: str) -> str | None:
-        with self._lock:
-            f = self._fault
-            if f is None or f.kind in ("refuse", "never_confirm"):
-                return None
-            if f.commands is not None and command not in f.commands:
-                return None
-            if f.remaining is not None:
-                f.remaining -= 1
-                if f.remaining <= 0:
-                    self._fault = None
-            return f.kind
 
     # -- confirmation
 
@@ -768,6 +678,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout): nothing to tell it
+
+
+LegacyNode.handler = _Handler
 
 
 # -- command line -------------------------------------------------------------------
