@@ -10,6 +10,7 @@ calls ``_set_fault``. The handler asks ``_take_fault(name)`` per request.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -120,3 +121,25 @@ class HttpNode:
                 if f.remaining <= 0:
                     self._fault = None
             return f.kind
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A node's request handler: quiet, one request per connection, JSON answers."""
+
+    protocol_version = "HTTP/1.0"  # one request per connection: "refuse" takes effect at once
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), "application/json")
+
+    def _send_raw(self, status: int, body: bytes, content_type: str) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout): nothing to tell it

@@ -42,13 +42,12 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import nacl.exceptions
 import nacl.signing
 
-from http_node import HttpNode
+from http_node import HttpNode, JsonHandler
 
 FAULTS = ("refuse", "hang", "http500", "rpc_error", "garbage", "lost", "hang_answer")
 IOTA_COIN = "0x2::iota::IOTA"
@@ -608,12 +607,8 @@ def _b64(text: Any, what: str) -> bytes:
 
 # -- HTTP ---------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     node: IotaNode
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -656,19 +651,6 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "hang_answer":  # done; the answer comes late (or to a dead client)
             self.node._release.wait(self.node.hang_s)
         self._send(200, {"jsonrpc": "2.0", "id": rid, "result": result})
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        self._send_raw(status, json.dumps(payload).encode(), "application/json")
-
-    def _send_raw(self, status: int, body: bytes, content_type: str) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
 
 IotaNode.handler = _Handler

@@ -28,7 +28,6 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 with warnings.catch_warnings():  # iota imports pkg_resources, which warns
@@ -40,7 +39,7 @@ with warnings.catch_warnings():  # iota imports pkg_resources, which warns
     from iota.transaction.validator import BundleValidator
     from iota.trits import trits_from_int
 
-from http_node import HttpNode
+from http_node import HttpNode, JsonHandler
 
 FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm")
 TX_TRYTES = 2673
@@ -627,12 +626,8 @@ def _trytes_list(req: dict[str, Any]) -> list[str]:
 
 # -- HTTP -------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     node: LegacyNode
-    protocol_version = "HTTP/1.0"  # one request per connection: "refuse" takes effect at once
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -665,19 +660,6 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as err:  # a bug in the node: say so like IRI would
             return self._send(500, {"exception": f"{type(err).__name__}: {err}"})
         self._send(200, answer)
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        self._send_raw(status, json.dumps(payload).encode(), "application/json")
-
-    def _send_raw(self, status: int, body: bytes, content_type: str) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout): nothing to tell it
 
 
 LegacyNode.handler = _Handler
