@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,54 @@ def test_nothing_heavy_is_imported_before_the_payer_opens_the_wallet(tmp_path: P
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == PAYER_KEY.address, out.stderr
+
+
+def test_the_key_never_appears_in_output_or_ledger(tmp_path: Path, iota_node) -> None:
+    """Pay with a mnemonic, verbose; then every command and error path: no trace of it."""
+    from iota_daemon import read_payments
+
+    mnemonic_key = parse_secret(MNEMONIC)
+    iota_node.fund(mnemonic_key.address, 10**10)
+    trace = write(tmp_path / "t.csv", "t_s,consumer_mw,producer_mw\n0,500,500\n5,500,500\n")
+    cfg = iota_config(tmp_path, secret=MNEMONIC + "\n", extra=(
+        f'node_url = "{iota_node.url}"\nmin_payment = 10\npoll_s = 0.2\n'
+        f'[meter]\nsensor = "replay"\nreplay_file = "{trace}"\nsample_interval_s = 0.05\n'
+        f'[round]\nlength_s = 1\n[ledger]\npath = "{tmp_path / "ledger.db"}"\n'))
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", "-v", "-c", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                r.status == "confirmed" for r in read_payments(tmp_path / "ledger.db")[0]):
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    outputs = [out, err]
+    assert proc.returncode == 0, err
+    assert iota_node.balance(RECEIVER) > 0, "no payment was made: the test would prove nothing"
+    assert "sample:" in err or "DEBUG" in err  # the most verbose output was searched
+    for args in (["check", "-c", str(cfg)], ["ledger", "-c", str(cfg), "--json"],
+                 ["ledger", "-c", str(cfg)], ["wallet", "address", "-c", str(cfg)]):
+        done = cli(*args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs += [done.stdout, done.stderr]
+    # Error paths that handle the key: shared key file, key in a shared config, a
+    # mistyped mnemonic, a misspelt key holding it.
+    (tmp_path / "key").chmod(0o644)
+    outputs += [cli("check", "-c", str(cfg)).stdout]
+    for body, mode in ((f'[wallet]\nbackend = "iota"\nseed = "{MNEMONIC}"\n', 0o644),
+                       (f'[wallet]\nbackend = "iota"\nseed = "{MNEMONIC[:-1]}"\n'
+                        f'receiver = "{RECEIVER}"\n', 0o600),
+                       (f'[wallet]\nbackend = "iota"\nsed = "{MNEMONIC}"\n', 0o600)):
+        bad = write(tmp_path / "bad.toml", body, mode)
+        done = cli("run", "-c", str(bad))
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        outputs += [done.stdout, done.stderr]
+    everything = "\n".join(outputs)
+    for secret in (MNEMONIC, MNEMONIC[:40], mnemonic_key.private_key.hex(),
+                   mnemonic_key.export()):
+        assert secret not in everything
+        for f in tmp_path.glob("ledger.db*"):
+            assert secret.encode() not in f.read_bytes()
