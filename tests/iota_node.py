@@ -277,6 +277,7 @@ class IotaNode(HttpNode):
         self.requests: list[tuple[str, list[Any]]] = []
         self.checkpoint = 1
         self.epoch = 0
+        self._epoch_starts: list[tuple[int, int]] = [(0, 0)]  # (checkpoint, epoch it begins)
 
     # -- test controls
 
@@ -320,6 +321,15 @@ class IotaNode(HttpNode):
     def method_names(self) -> list[str]:
         return [m for m, _ in self.requests]
 
+    def next_epoch(self, gas_price: int | None = None) -> None:
+        """End the epoch (a new checkpoint starts the next), perhaps with a new gas price."""
+        with self._lock:
+            self.epoch += 1
+            self.checkpoint += 1
+            self._epoch_starts.append((self.checkpoint, self.epoch))
+            if gas_price is not None:
+                self.gas_price = gas_price
+
     # -- JSON-RPC methods
 
     def handle(self, method: str, params: list[Any]) -> Any:
@@ -334,6 +344,16 @@ class IotaNode(HttpNode):
 
     def _rpc_iota_getLatestCheckpointSequenceNumber(self) -> str:
         return str(self.checkpoint)
+
+    def _rpc_iota_getCheckpoint(self, sequence: str) -> dict[str, Any]:
+        if not isinstance(sequence, str) or not sequence.isdigit() \
+                or not 0 <= int(sequence) <= self.checkpoint:
+            raise NodeError(f"Could not find the referenced checkpoint {sequence!r}")
+        number = int(sequence)
+        epoch = max((e for c, e in self._epoch_starts if c <= number), default=0)
+        return {"sequenceNumber": sequence, "epoch": str(epoch),
+                "digest": b58(hashlib.blake2b(sequence.encode(), digest_size=32).digest()),
+                "timestampMs": str(int(time.time() * 1000)), "transactions": []}
 
     def _rpc_iotax_getReferenceGasPrice(self) -> str:
         return str(self.gas_price)

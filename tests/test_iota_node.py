@@ -22,11 +22,12 @@ def coin_ref(node: IotaNode, owner: str = PAYER_KEY.address) -> iota_tx.ObjectRe
 
 
 def transfer(node: IotaNode, *, key=PAYER_KEY, sender=None, gas=None, amount=1000,
-             price=1000, budget=5_000_000) -> bytes:
+             price=1000, budget=5_000_000, expires=None) -> bytes:
     return iota_tx.transfer_bytes(
         sender=iota_keys.address_bytes(sender or key.address),
         receiver=iota_keys.address_bytes(RECEIVER), amount_nanos=amount,
-        gas_coins=gas or [coin_ref(node)], gas_price=price, gas_budget=budget)
+        gas_coins=gas or [coin_ref(node)], gas_price=price, gas_budget=budget,
+        expires_after_epoch=expires)
 
 
 def execute(rpc: RpcClient, tx: bytes, key=PAYER_KEY, signature: str | None = None):
@@ -70,6 +71,8 @@ def test_executes_once_bumps_versions_and_charges_gas(iota_node, rpc) -> None:
     (lambda n: (transfer(n, budget=FUNDS_NANOS + 1), PAYER_KEY), "lower than the needed"),
     (lambda n: (transfer(n, budget=999_999), PAYER_KEY), "lower than min"),
     (lambda n: (transfer(n, price=999), PAYER_KEY), "under reference gas price"),
+    (lambda n: ((n.next_epoch(), transfer(n, expires=0))[-1], PAYER_KEY),
+     "Transaction expired at epoch 0"),
 ])
 def test_refuses_what_a_fullnode_refuses(iota_node, rpc, make, reason) -> None:
     tx, key = make(iota_node)

@@ -95,3 +95,25 @@ def test_a_transaction_proven_dead_is_signed_anew_once(ledger) -> None:
             ("failed", True), ("confirmed", False)]
         assert payments[0]["last_error"].startswith("dead: unknown to the node, and gas coin")
         assert node.paid_to(RECEIVER) == {payments[1]["digest"]: 5_000 * UNIT_NANOS}
+
+
+def test_a_transaction_the_network_keeps_refusing_expires_and_is_signed_anew(ledger) -> None:
+    with IotaNode() as node:
+        node.fund(PAYER_KEY.address, 10**10)
+        wallet = iota_wallet(node)
+        payer = payer_for(ledger, wallet)
+        owe(ledger, 5_000)
+        payer.tick(ledger, wallet)  # signed at gas price 1000 in epoch 0, valid to epoch 1
+        first = ledger.in_flight()
+        assert first is not None
+        node.next_epoch(gas_price=2000)  # the reference gas price doubles
+        settle(payer, ledger, wallet, 6)
+        assert ledger.in_flight().reference == first.reference  # refused, but not dead yet
+        assert "under reference gas price" in node.rejected[-1][1]
+        node.next_epoch()  # epoch 2: the signed transaction can never run now
+        settle(payer, ledger, wallet)
+        payments = ledger.report()["payments"]
+        assert [p["status"] for p in payments] == ["failed", "confirmed"]
+        assert "its last epoch 1 is over (now 2)" in payments[0]["last_error"]
+        assert node.paid_to(RECEIVER) == {payments[1]["digest"]: 5_000 * UNIT_NANOS}
+        assert node.executed[payments[1]["digest"]].tx.gas_price == 2000

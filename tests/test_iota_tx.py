@@ -20,22 +20,25 @@ def _coin(rng: random.Random) -> ObjectRef:
                      iota_tx.b58encode(rng.randbytes(32)))
 
 
-def _case(rng: random.Random, key: iota_keys.Keypair, amount: int, coins: int) -> dict:
+def _case(rng: random.Random, key: iota_keys.Keypair, amount: int, coins: int,
+          expires: int | None = None) -> dict:
     receiver = "0x" + rng.randbytes(32).hex()
     gas = [_coin(rng) for _ in range(coins)]
     tx = iota_tx.transfer_bytes(sender=iota_keys.address_bytes(key.address),
                                 receiver=iota_keys.address_bytes(receiver), amount_nanos=amount,
                                 gas_coins=gas, gas_price=rng.choice([1000, 1234, 2**40]),
-                                gas_budget=rng.randrange(10**6, 5 * 10**10))
-    return {"tx": tx, "receiver": receiver, "gas": gas, "amount": amount,
+                                gas_budget=rng.randrange(10**6, 5 * 10**10),
+                                expires_after_epoch=expires)
+    return {"tx": tx, "receiver": receiver, "gas": gas, "amount": amount, "expires": expires,
             "signature": iota_tx.sign_transaction(key, tx)}
 
 
 def test_the_sdk_verifies_and_decodes_every_transfer_we_sign() -> None:
     rng = random.Random(9)
     key = iota_keys.generate()
-    cases = [_case(rng, key, amount, coins) for amount, coins in [
-        (1, 1), (1000, 1), (123_456_000, 2), (2**64 - 1, 3), (10**9, 127), (5, 128), (7, 255)]]
+    cases = [_case(rng, key, amount, coins, expires) for amount, coins, expires in [
+        (1, 1, None), (1000, 1, 0), (123_456_000, 2, 7), (2**64 - 1, 3, 2**40),
+        (10**9, 127, None), (5, 128, 300), (7, 255, None)]]
     verdicts = judge(transactions=[
         {"tx_bytes": base64.b64encode(c["tx"]).decode(), "signature": c["signature"],
          "secret": key.export()} for c in cases])["transactions"]
@@ -46,7 +49,9 @@ def test_the_sdk_verifies_and_decodes_every_transfer_we_sign() -> None:
         assert int(v["amount"]) == case["amount"]
         assert v["split_from"] == "GasCoin"
         assert v["commands"] == ["SplitCoins", "TransferObjects"]
-        assert v["expiration"] == "None"
+        assert v["expiration"] == ("None" if case["expires"] is None else "Epoch")
+        assert v.get("expires_after_epoch") == (
+            None if case["expires"] is None else str(case["expires"]))
         assert v["gas_coins"] == [[g.object_id, str(g.version), g.digest] for g in case["gas"]]
         assert v["digest"] == iota_tx.transaction_digest(case["tx"])
         # Ed25519 is deterministic: the SDK signing the same bytes gives our signature.
@@ -54,6 +59,7 @@ def test_the_sdk_verifies_and_decodes_every_transfer_we_sign() -> None:
         # Our test node reads the same transaction from the bytes.
         tx = decode_transaction(case["tx"])
         assert tx.sender == key.address and tx.gas_budget == int(v["gas_budget"])
+        assert tx.expiration == case["expires"]
         assert [(g.object_id, g.version, g.digest) for g in tx.gas] == \
             [(g.object_id, g.version, g.digest) for g in case["gas"]]
 

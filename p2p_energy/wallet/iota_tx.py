@@ -35,7 +35,7 @@ _KIND_PROGRAMMABLE = 0
 _CALL_ARG_PURE = 0
 _CMD_TRANSFER_OBJECTS, _CMD_SPLIT_COINS = 1, 2
 _ARG_GAS_COIN, _ARG_INPUT, _ARG_RESULT = 0, 1, 2
-_EXPIRATION_NONE = 0
+_EXPIRATION_NONE, _EXPIRATION_EPOCH = 0, 1
 
 # -- base58 (Bitcoin's alphabet, as IOTA's digests use) --------------------------
 
@@ -140,8 +140,11 @@ def _argument(w: BcsWriter, kind: int, index: int | None = None) -> None:
 
 
 def transfer_bytes(*, sender: bytes, receiver: bytes, amount_nanos: int,
-                   gas_coins: list[ObjectRef], gas_price: int, gas_budget: int) -> bytes:
+                   gas_coins: list[ObjectRef], gas_price: int, gas_budget: int,
+                   expires_after_epoch: int | None = None) -> bytes:
     """BCS ``TransactionData`` paying ``amount_nanos`` to ``receiver``, gas from ``gas_coins``.
+
+    ``expires_after_epoch``: validators refuse it once that epoch is over (None: never).
 
     Raises:
         ValueError: an amount that is not positive, no gas coin or too many, a
@@ -169,7 +172,10 @@ def transfer_bytes(*, sender: bytes, receiver: bytes, amount_nanos: int,
     for ref in gas_coins:
         _object_ref(w, ref)
     w.fixed(sender, 32).u64(gas_price).u64(gas_budget)  # owner, price, budget
-    w.uleb128(_EXPIRATION_NONE)
+    if expires_after_epoch is None:
+        w.uleb128(_EXPIRATION_NONE)
+    else:
+        w.uleb128(_EXPIRATION_EPOCH).u64(expires_after_epoch)
     return bytes(w)
 
 

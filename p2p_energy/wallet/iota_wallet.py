@@ -9,9 +9,12 @@ is harmless, and the node answers its effects again.
 ``status`` asks the node for the transaction by digest: executed with status
 ``success`` is confirmed, with ``failure`` it paid nothing but spent gas
 (``failed``: owed again, the fee recorded). A digest the node does not know is
-``dead`` only when one of its gas coins has moved past the signed version
-(consumed by another transaction, so this one can never execute); otherwise it
-is pending and is sent again (``promote``).
+``dead`` only when it can never execute: one of its gas coins has moved past
+the signed version (consumed by another transaction), or the last epoch it was
+signed for is over (it expires one epoch after the one it was signed in, so a
+transaction the network keeps refusing, e.g. after the reference gas price rose
+at an epoch change, cannot stay pending for ever). Otherwise it is pending and
+is sent again (``promote``).
 
 Units: the ledger's unit is one micro-IOTA here, ``NANOS_PER_UNIT`` nanos.
 Fees (computation + storage - rebate) are in nanos.
@@ -42,6 +45,7 @@ IOTA_COIN = "0x2::iota::IOTA"
 MIN_BUDGET_UNITS = 1_000  # the network's smallest budget, in gas units (x gas price)
 TX_REJECTED = -32002  # JSON-RPC code of a transaction the node refused for its inputs
 _NOT_FOUND = "Could not find the referenced transaction"
+EXPIRES_AFTER_EPOCHS = 1  # a transaction may run in the epoch it was signed in and the next
 _PAGE = 50
 
 
@@ -104,16 +108,21 @@ class IotaWallet:
             raise ValueError(f"refusing a transfer of {value!r} units: must be positive")
         amount = value * NANOS_PER_UNIT
         coins, chosen, price = self._funds_for(amount)
-        budget = self._budget(amount, chosen, price)
-        if budget is None or sum(c.balance for c in chosen) < amount + budget:
+        gas = self._budget(amount, chosen, price)
+        if gas is None or sum(c.balance for c in chosen) < amount + gas[0]:
             raise self._short(coins, amount, price)
-        tx_bytes = self._build(amount, chosen, price, budget)
+        budget, epoch = gas
+        # Valid in this epoch and the next: if it has not run by then (say, the gas
+        # price rose at an epoch change and the node keeps refusing it), it is dead.
+        expires = epoch + EXPIRES_AFTER_EPOCHS
+        tx_bytes = self._build(amount, chosen, price, budget, expires)
         digest = iota_tx.transaction_digest(tx_bytes)
         payload = json.dumps({
             "tx_bytes": base64.b64encode(tx_bytes).decode(),
             "signature": iota_tx.sign_transaction(self._keypair, tx_bytes),
             "gas_coins": [[c.ref.object_id, c.ref.version, c.ref.digest] for c in chosen],
-            "amount_nanos": amount, "receiver": self.receiver, "budget_nanos": budget})
+            "amount_nanos": amount, "receiver": self.receiver, "budget_nanos": budget,
+            "expires_after_epoch": expires})
         log.debug("signed %s: %d nanos to %s, %d gas coin(s), budget %d", digest, amount,
                   self.receiver, len(chosen), budget)
         return Signed(digest, payload, value, input_index, input_index)
@@ -155,13 +164,13 @@ class IotaWallet:
         if found is not None:
             return found
         data = json.loads(signed.payload)
-        moved = self._moved_coin(data["gas_coins"])
-        if moved:
+        why = self._moved_coin(data["gas_coins"]) or self._expired(data)
+        if why:
             # The coin may have moved because this very transaction just ran.
             found = self._executed(signed.reference)
             if found is not None:
                 return found
-            return Status(DEAD, (), detail=f"unknown to the node, and {moved}")
+            return Status(DEAD, (), detail=f"unknown to the node, and {why}")
         detail = self._refused.get(signed.reference, "")
         return Status(PENDING, (signed.reference,), detail=detail)
 
@@ -246,11 +255,12 @@ class IotaWallet:
             raise self._short(coins, amount, price)
         return coins, chosen, price
 
-    def _build(self, amount: int, chosen: list[Coin], price: int, budget: int) -> bytes:
+    def _build(self, amount: int, chosen: list[Coin], price: int, budget: int,
+               expires_after_epoch: int | None = None) -> bytes:
         return iota_tx.transfer_bytes(
             sender=address_bytes(self.address), receiver=self._receiver_bytes,
             amount_nanos=amount, gas_coins=[c.ref for c in chosen], gas_price=price,
-            gas_budget=budget)
+            gas_budget=budget, expires_after_epoch=expires_after_epoch)
 
     def _dry_run(self, tx_bytes: bytes) -> dict[str, Any]:
         answer = self.rpc.call("iota_dryRunTransactionBlock",
@@ -259,6 +269,7 @@ class IotaWallet:
             effects = answer["effects"]
             status = effects["status"]["status"]
             fee_of(effects)
+            int(effects["executedEpoch"])
         except (KeyError, TypeError, ValueError) as err:
             raise self._garbage("iota_dryRunTransactionBlock", err) from None
         if status != "success":
@@ -304,9 +315,27 @@ class IotaWallet:
                 raise self._garbage("iota_multiGetObjects", err) from None
         return ""
 
-    def _budget(self, amount: int, chosen: list[Coin], price: int) -> int | None:
-        """The gas budget for this transfer: a dry run's computation + storage, times
-        ``gas_margin``. None if the dry run ran out of funds (the coins are short).
+    def _expired(self, data: dict[str, Any]) -> str:
+        """A sentence saying the transaction's last epoch is over, or ''."""
+        expires = data.get("expires_after_epoch")
+        if expires is None:
+            return ""
+        epoch = self.current_epoch()
+        return f"its last epoch {expires} is over (now {epoch})" if epoch > expires else ""
+
+    def current_epoch(self) -> int:
+        """The epoch of the node's latest checkpoint."""
+        sequence = self.latest_checkpoint()
+        answer = self.rpc.call("iota_getCheckpoint", str(sequence))
+        try:
+            return int(answer["epoch"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise self._garbage("iota_getCheckpoint", err) from None
+
+    def _budget(self, amount: int, chosen: list[Coin], price: int) -> tuple[int, int] | None:
+        """(gas budget, current epoch) for this transfer: a dry run's computation +
+        storage, times ``gas_margin``, and the epoch it ran in. None if the dry run
+        ran out of funds (the coins are short).
 
         Raises:
             WalletError: the node failed, the dry run failed for another reason, or
@@ -327,7 +356,7 @@ class IotaWallet:
             raise WalletError(f"a transfer needs a gas budget of {budget} nanos, more than "
                               f"wallet.iota.max_budget_nanos ({self.max_budget_nanos}); "
                               "waiting for gas prices to fall", kind="gas too high")
-        return budget
+        return budget, int(effects["executedEpoch"])
 
     def _short(self, coins: list[Coin], amount: int, price: int) -> InsufficientBalance:
         """The error for funds that do not cover ``amount`` and its gas, saying how many
@@ -337,7 +366,8 @@ class IotaWallet:
         budget = None
         if total > MIN_BUDGET_UNITS * price:
             try:
-                budget = self._budget(1, chosen, price)
+                gas = self._budget(1, chosen, price)
+                budget = gas[0] if gas else None
             except WalletError:
                 budget = None
         available = max(total - budget, 0) // NANOS_PER_UNIT if budget else 0

@@ -45,6 +45,7 @@ async function judge(item) {
     gas_coins: data.gasData.payment.map((r) => [r.objectId, String(r.version), r.digest]),
     expiration: Object.keys(data.expiration).filter((k) => k !== "$kind")[0],
   };
+  if (data.expiration.Epoch !== undefined) out.expires_after_epoch = String(data.expiration.Epoch);
   const split = ptb.commands.find((c) => c.SplitCoins)?.SplitCoins;
   const transfer = ptb.commands.find((c) => c.TransferObjects)?.TransferObjects;
   if (split && split.amounts.length === 1 && split.amounts[0].Input !== undefined) {
