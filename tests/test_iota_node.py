@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from p2p_energy.errors import WalletError
+from p2p_energy.errors import RpcError, WalletError
 from p2p_energy.wallet import iota_keys, iota_tx
-from p2p_energy.wallet.iota_rpc import RpcClient, RpcError
+from p2p_energy.wallet.iota_rpc import RpcClient
 
 from iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER
 from iota_node import COMPUTATION_UNITS, STORAGE_PER_OBJECT, IotaNode

@@ -15,7 +15,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import WalletError
+from ..errors import RpcError, WalletError
 
 _MAX_MESSAGE = 300
 _MAX_ANSWER_BYTES = 16 * 1024 * 1024
@@ -24,16 +24,6 @@ _MAX_ANSWER_BYTES = 16 * 1024 * 1024
 def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-class RpcError(WalletError):
-    """The node answered a JSON-RPC error object."""
-
-    def __init__(self, message: str, *, code: int, node_message: str,
-                 retryable: bool = True) -> None:
-        self.code = code
-        super().__init__(message, retryable=retryable, node_message=node_message,
-                         kind="JSON-RPC error")
 
 
 class RpcClient:

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import WalletConfig
-from ..errors import InsufficientBalance, WalletError
+from ..errors import InsufficientBalance, RpcError, WalletError
 from . import iota_tx
 from .base import CONFIRMED, DEAD, FAILED, PENDING, Attachment, Signed, Status
 from .iota_keys import Keypair, address_bytes
-from .iota_rpc import RpcClient, RpcError
+from .iota_rpc import RpcClient
 
 log = logging.getLogger(__name__)
 
