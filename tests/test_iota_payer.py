@@ -117,3 +117,29 @@ def test_a_transaction_the_network_keeps_refusing_expires_and_is_signed_anew(led
         assert "its last epoch 1 is over (now 2)" in payments[0]["last_error"]
         assert node.paid_to(RECEIVER) == {payments[1]["digest"]: 5_000 * UNIT_NANOS}
         assert node.executed[payments[1]["digest"]].tx.gas_price == 2000
+
+
+def test_a_long_refused_transaction_is_sent_again_once_per_reattach_interval(tmp_path,
+                                                                             caplog) -> None:
+    """The same digest attached again must restart the clock, not warn at every poll."""
+    now = [1.7e9]
+    ledger = Ledger(tmp_path / "clock.db", clock=lambda: now[0])
+    try:
+        with IotaNode() as node:
+            node.fund(PAYER_KEY.address, 10**10)
+            wallet = iota_wallet(node)
+            payer = Payer(lambda: ledger, lambda: wallet,
+                          PayerPolicy(min_payment=1000, poll_s=0.0, promote_after_s=60,
+                                      reattach_after_s=300), wall=lambda: now[0])
+            owe(ledger, 5_000)
+            payer.tick(ledger, wallet)  # signed at gas price 1000
+            node.next_epoch(gas_price=2000)  # refused from now on, until it expires
+            with caplog.at_level("WARNING"):
+                for _ in range(30):  # 3,000 s, one poll every 100 s
+                    payer.tick(ledger, wallet)
+                    now[0] += 100
+            again = [r for r in caplog.records if "attaching the same" in r.getMessage()]
+            assert 5 <= len(again) <= 3000 // 300 + 1, len(again)
+            assert ledger.in_flight() is not None and node.executed == {}
+    finally:
+        ledger.close()
