@@ -30,6 +30,7 @@ class DryRunWallet:
     """Signs nothing and sends nothing; every payment that was sent confirms at once."""
 
     backend = "dry-run"
+    unit = "IOTA"
 
     def __init__(self, receiver: str = "", latency_s: float = 0.0) -> None:
         self.receiver = receiver

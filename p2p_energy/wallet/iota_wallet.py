@@ -70,6 +70,7 @@ class IotaWallet:
     """
 
     backend = "iota"
+    unit = "µIOTA"  # NANOS_PER_UNIT nanos
 
     def __init__(self, *, node_url: str, receiver: str, keypair: Keypair, timeout_s: float,
                  gas_margin: float = 1.5, max_budget_nanos: int = 50_000_000) -> None:
