@@ -1,4 +1,7 @@
-"""Command line: ``p2p-energy run | ledger | check | wallet``. Builds the concrete objects.
+"""Command line: ``p2p-energy run | ledger | check | serve | statement | wallet``.
+
+Builds the concrete objects; ``serve`` and ``statement`` live in ``serve/``,
+``wallet new | address`` in ``wallet_cmd``.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
 1 anything else. Every error is one line on stderr, never a traceback and
@@ -10,10 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
@@ -54,9 +59,20 @@ def _parser() -> argparse.ArgumentParser:
 
     add("run", "run the daemon: meter, price, record and pay")
     ledger = add("ledger", "print the rounds, payments and totals from the ledger")
-    ledger.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    shape = ledger.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    shape.add_argument("--csv", action="store_true", help="every round as CSV on stdout")
     add("check", "validate the config, read the sensor once and ask the node; "
                  "exit 0 if all is well")
+    add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
+                 "Home Assistant ([serve], [mqtt]); only reads the ledger")
+    statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
+                                 " in [serve] timezone")
+    when = statement.add_mutually_exclusive_group(required=True)
+    when.add_argument("--day", metavar="YYYY-MM-DD", type=_day, help="one local day")
+    when.add_argument("--month", metavar="YYYY-MM", type=_month,
+                      help="one local month, day by day")
+    statement.add_argument("--csv", action="store_true", help="CSV on stdout")
     wallet = sub.add_parser("wallet", help="keys for today's IOTA network",
                             description="keys for today's IOTA network")
     wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="ACTION")
@@ -74,6 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _day(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD")
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day of the calendar") from None
+    return text
+
+
+def _month(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text) or text.startswith("0000"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month: use YYYY-MM")
+    return text
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """The config the arguments ask for. ``--simulate`` overrides sensor and wallet.
 
@@ -88,6 +120,8 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.simulate:
         cfg = replace(cfg, meter=replace(cfg.meter, sensor="simulated"),
                       wallet=replace(cfg.wallet, backend="dry-run"))
+        if args.command == "serve" and not (cfg.serve.enabled or cfg.mqtt.enabled):
+            cfg = replace(cfg, serve=replace(cfg.serve, enabled=True))  # the dashboard
     return cfg
 
 
@@ -125,6 +159,10 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
     path = Path(cfg.ledger.path)
     if not path.exists():
         raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
+    if args.csv:
+        from .serve.statement import write_rounds_csv
+        write_rounds_csv(str(path), sys.stdout)
+        return EXIT_OK
     ledger = Ledger(path)
     try:
         report = ledger.report()
@@ -184,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(cfg, args)
         if args.command == "ledger":
             return cmd_ledger(cfg, args)
+        if args.command == "serve":
+            from .serve.app import cmd_serve
+            return cmd_serve(cfg, args)
+        if args.command == "statement":
+            from .serve.statement import cmd_statement
+            return cmd_statement(cfg, args)
         from .check import cmd_check
         return cmd_check(cfg, args)
     except ConfigError as err:

@@ -137,12 +137,55 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``p2p-energy serve``: the dashboard, JSON and /metrics over HTTP."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8080"
+    timezone: str = ""  # for days in statements and the dashboard; "" = the system's
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``listen``."""
+        return _split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """``p2p-energy serve``: the figures published to an MQTT broker for Home Assistant."""
+
+    enabled: bool = False
+    broker: str = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password_file: str = ""
+    ca_file: str = ""  # mqtts:// only: CA certificates; "" = the system's
+    topic_prefix: str = "p2p-energy"
+    discovery_prefix: str = "homeassistant"
+    device_id: str = ""  # "" = p2p-energy-<hostname>
+    publish_s: float = 10.0
+
+    @property
+    def tls(self) -> bool:
+        return self.broker.startswith("mqtts://")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``broker``; the port defaults to 1883, or 8883 for mqtts://."""
+        rest = self.broker.split("://", 1)[1]
+        if rest.endswith("]") or ":" not in rest.rsplit("]", 1)[-1]:
+            rest += ":8883" if self.tls else ":1883"
+        return _split_host_port(rest)
+
+
+@dataclass(frozen=True)
 class Config:
     meter: MeterConfig = field(default_factory=MeterConfig)
     round: RoundConfig = field(default_factory=RoundConfig)
     price: PriceConfig = field(default_factory=PriceConfig)
     wallet: WalletConfig = field(default_factory=WalletConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     source: str = ""
 
 
@@ -260,6 +303,58 @@ def _url(v: Any) -> str:
     return v
 
 
+def _split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6 address]:port`` -> (host, port). Raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"")
+    return host, int(port)
+
+
+def _listen(v: Any) -> str:
+    _split_host_port(_str(v))
+    return v
+
+
+def _broker(v: Any) -> str:
+    v = _str(v)
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme not in ("mqtt", "mqtts") or not rest or "/" in rest or "@" in rest:
+        raise ValueError('must be mqtt://host[:port] or mqtts://host[:port]'
+                         ' (user and password go in username and password_file)')
+    MqttConfig(broker=v).address  # noqa: B018 (validates the port)
+    return v
+
+
+def _timezone(v: Any) -> str:
+    v = _str(v)
+    if v:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not a known time zone: use a name like \"Europe/Berlin\""
+                             " (see timedatectl list-timezones), or \"\" for the system's"
+                             ) from None
+    return v
+
+
+def _topic(v: Any) -> str:
+    v = _str(v)
+    if not v or set(v) & set("+#\0") or v.startswith("/") or v.endswith("/"):
+        raise ValueError("must be an MQTT topic without + or #, not starting or ending in /")
+    return v
+
+
+def _device_id(v: Any) -> str:
+    v = _str(v)
+    if v and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+        raise ValueError("must be 1 to 64 letters, digits, _ or -")
+    return v
+
+
 # section -> key -> validator (or a nested table's own schema). Defaults come from
 # the dataclasses above.
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -311,11 +406,28 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "ledger": {
         "path": _str,
     },
+    "serve": {
+        "enabled": _bool,
+        "listen": _listen,
+        "timezone": _timezone,
+    },
+    "mqtt": {
+        "enabled": _bool,
+        "broker": _broker,
+        "username": _str,
+        "password_file": _str,
+        "ca_file": _str,
+        "topic_prefix": _topic,
+        "discovery_prefix": _topic,
+        "device_id": _device_id,
+        "publish_s": _float(0.1, 3600.0),
+    },
 }
 
 _TABLE_TYPES: dict[str, type] = {
     "meter": MeterConfig, "round": RoundConfig, "price": PriceConfig,
     "wallet": WalletConfig, "wallet.iota": IotaWalletConfig, "ledger": LedgerConfig,
+    "serve": ServeConfig, "mqtt": MqttConfig,
 }
 
 
@@ -435,6 +547,12 @@ def _check_together(c: Config) -> None:
     if c.wallet.seed and c.wallet.seed_file:
         raise _error("set wallet.seed or wallet.seed_file, not both", path=src,
                      key="wallet.seed_file", value=c.wallet.seed_file)
+    if c.mqtt.password_file and not c.mqtt.username:
+        raise _error("needs mqtt.username (MQTT sends no password without a user name)",
+                     path=src, key="mqtt.password_file", value=c.mqtt.password_file)
+    if c.mqtt.ca_file and not c.mqtt.tls:
+        raise _error('is only used with broker = "mqtts://..."', path=src,
+                     key="mqtt.ca_file", value=c.mqtt.ca_file)
     _check_backend(c)
 
 
@@ -453,6 +571,14 @@ def _check_backend(c: Config) -> None:
             _tryte_seed(w.seed)
         except ValueError as err:
             raise _error(str(err), path=src, key="wallet.seed") from None
+
+
+def require_serve(c: Config) -> None:
+    """``p2p-energy serve`` has something to do. Raises ConfigError (one line) if not."""
+    if not c.serve.enabled and not c.mqtt.enabled:
+        raise _error("neither [serve] nor [mqtt] is enabled: set serve.enabled = true"
+                     " (dashboard, /metrics) or mqtt.enabled = true (Home Assistant)",
+                     path=c.source)
 
 
 def load(path: str | os.PathLike[str]) -> Config:
@@ -552,6 +678,32 @@ def _read_at_most(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _read_secret(path: str, what: str, fail: Callable[[str], ConfigError], *, source: str,
+                 key: str, value: Any, missing_hint: str = "") -> bytes:
+    """The bytes of a small secret file (at most ``_SEED_FILE_MAX_BYTES`` + 1 of them).
+
+    With ``key`` the file must not be readable by group or others; without, it is
+    a systemd credential, whose mode is systemd's. Raises ``fail(reason)``.
+    """
+    try:
+        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        hint = missing_hint if err.errno == errno.ENOENT else ""
+        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise fail(f"{what} is not a regular file")
+        if key:
+            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
+        return _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
+    except OSError as err:
+        raise fail(f"cannot read {what}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+
+
 def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDDEN,
                check: Callable[[str], object] | None = None) -> str:
     """Read and check one seed file; its contents never reach an error.
@@ -570,25 +722,9 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     what = "seed file" if key else "seed credential"
     if key and path != value:
         what += f" {path}"
-    try:
-        # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        hint = ""
-        if not key and err.errno == errno.ENOENT:
-            hint = " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)"
-        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise fail(f"{what} is not a regular file")
-        if key:
-            _refuse_if_shared(path, mode, what, source=source, key=key, value=value)
-        raw = _read_at_most(fd, _SEED_FILE_MAX_BYTES + 1)
-    except OSError as err:
-        raise fail(f"cannot read {what}: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
+    raw = _read_secret(path, what, fail, source=source, key=key, value=value,
+                       missing_hint="" if key else
+                       " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)")
     if check is not None:
         return _checked_secret(raw, what, check, fail)
     try:
@@ -619,6 +755,60 @@ def _checked_secret(raw: bytes, what: str, check: Callable[[str], object],
     except ValueError as err:
         raise fail(f"{what} {err}") from None
     return text
+
+
+def _beside_config(config: Config, name: str) -> str:
+    """A file named in the config: relative to the config file's folder unless absolute."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and config.source:
+        path = Path(config.source).parent / path
+    return str(path)
+
+
+def load_mqtt_password(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
+    """The MQTT password ("" for none), from the first place that has one.
+
+    1. the file ``mqtt.password_file`` (relative to the config file's folder
+       unless absolute), which must not be readable by group or others;
+    2. with ``mqtt.username`` set, the systemd credential
+       ``$CREDENTIALS_DIRECTORY/mqtt-password``, if the unit loads one.
+
+    Whitespace around the password is ignored.
+
+    Raises:
+        ConfigError: the file cannot be read, is shared, or is empty. The message
+            never contains the password.
+    """
+    m = config.mqtt
+    env = os.environ if environ is None else environ
+    if m.password_file:
+        return _read_password(_beside_config(config, m.password_file), source=config.source,
+                              key="mqtt.password_file", value=m.password_file)
+    creds = env.get("CREDENTIALS_DIRECTORY", "")
+    credential = os.path.join(creds, "mqtt-password")
+    if m.username and creds and os.path.exists(credential):
+        return _read_password(credential)  # systemd's copy: its mode is not ours to check
+    return ""
+
+
+def _read_password(path: str, *, source: str = "", key: str = "",
+                   value: Any = _HIDDEN) -> str:
+    """Read one password file; its contents never reach an error. With ``key`` (a
+    ``mqtt.password_file``) errors name config file, key and value, and the mode is
+    checked; without, ``path`` is a systemd credential."""
+    def fail(reason: str) -> ConfigError:
+        if key:
+            return _error(reason, path=source, key=key, value=value)
+        return _error(reason, path=path)
+
+    raw = _read_secret(path, "password file", fail, source=source, key=key, value=value)
+    try:
+        password = raw.decode("utf-8").strip() if len(raw) <= _SEED_FILE_MAX_BYTES else ""
+    except UnicodeDecodeError:
+        password = ""
+    if not password:
+        raise fail("password file is empty, too long or not UTF-8 text")
+    return password
 
 
 def default_state_dir() -> Path:

@@ -110,6 +110,7 @@ class Daemon:
         meter = RoundMeter(r.length_s, start, self.wall() - start, resume=resume,
                            max_gap_s=max(10 * m.sample_interval_s, 10.0))
         next_checkpoint = start + r.checkpoint_s
+        live_max_age_s = max(3 * m.sample_interval_s, 5.0)  # older: the sensor is failing
         next_watchdog = start
         while True:
             delay = schedule.deadline - self.clock()
@@ -126,7 +127,7 @@ class Daemon:
             for done in closed:
                 self._close(recorder, done)
             if now >= next_checkpoint:
-                recorder.checkpoint(meter.snapshot())
+                recorder.checkpoint(meter.snapshot(), meter.latest(now, live_max_age_s))
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
             if now >= next_watchdog:
                 self.notifier.watchdog()

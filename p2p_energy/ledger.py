@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import LedgerError
-from .metering import RoundTotals
+from .metering import LivePower, RoundTotals
 from .pricing import NANO, Quote, carry_iota, payable_iota
 from .wallet.base import FAILED, Attachment, Signed
 
@@ -115,12 +115,27 @@ def _v2_wallet_protocol(db: sqlite3.Connection) -> None:
     db.execute("UPDATE attachments SET sent_at = attached_at")  # v1 recorded after sending
 
 
+def _add_live_power(db: sqlite3.Connection) -> None:
+    """The latest consumer and producer power, saved with every checkpoint; indexes
+    for ``p2p-energy serve`` and statements, which ask for rounds and payments by time.
+
+    Its own one-row table, not columns of ``open_round``: closing a round deletes
+    the checkpoint, and the live figures must not vanish with it.
+    """
+    db.execute("CREATE TABLE live_power (id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " consumer_mw REAL NOT NULL, producer_mw REAL NOT NULL,"
+               " sampled_at REAL NOT NULL, saved_at REAL NOT NULL)")
+    db.execute("CREATE INDEX rounds_by_end ON rounds (ended_at)")
+    db.execute("CREATE INDEX payments_by_confirmation ON payments (confirmed_at)")
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _create_v1,
     _v2_wallet_protocol,
+    _add_live_power,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -243,8 +258,10 @@ class Ledger:
                     (payment_id,))
             return RoundRecorded(round_id, payment_id, value, carry_iota(owed, live + value))
 
-    def checkpoint(self, r: RoundTotals) -> None:
-        """Save the open round's running totals (replacing the previous checkpoint)."""
+    def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
+        """Save the open round's running totals (replacing the previous checkpoint),
+        and the latest power ``live`` for ``p2p-energy serve`` to show (None: no
+        recent good reading; the last one stays, growing old)."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO open_round (id, started_at, duration_s, metered_s,"
@@ -252,6 +269,10 @@ class Ledger:
                 " VALUES (1,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.duration_s, r.metered_s, r.consumer_mws, r.producer_mws,
                  r.samples, r.expected_samples, r.failed_samples, self.clock()))
+            if live is not None:
+                db.execute("INSERT OR REPLACE INTO live_power (id, consumer_mw, producer_mw,"
+                           " sampled_at, saved_at) VALUES (1,?,?,?,?)",
+                           (live.consumer_mw, live.producer_mw, live.sampled_at, self.clock()))
 
     def load_checkpoint(self) -> RoundTotals | None:
         """The open round saved before the last stop or crash, if any."""

@@ -63,6 +63,15 @@ class RoundTotals:
         return self.producer_mws / self.metered_s if self.metered_s > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class LivePower:
+    """The latest power reading, for display: mW, and when it was taken (epoch s)."""
+
+    consumer_mw: float
+    producer_mw: float
+    sampled_at: float
+
+
 @dataclass(slots=True)
 class _Running:
     """The open round's mutable totals (the hot path adds to these in place)."""
@@ -173,6 +182,14 @@ class RoundMeter:
         """The open round's totals up to its last integrated point (for checkpoints)."""
         upto = self._prev.t if self._prev is not None else self._span_t0
         return self._open.totals(max(upto - self._span_t0, 0.0))
+
+    def latest(self, t: float, max_age_s: float) -> LivePower | None:
+        """The last good reading (production below zero shown as zero), or None if
+        there is none taken within ``max_age_s`` before ``t``."""
+        p = self._prev
+        if p is None or t - p.t > max_age_s:
+            return None
+        return LivePower(p.consumer_mw, p.producer_mw, p.t + self.wall_offset)
 
     def _hold_to(self, t: float) -> None:
         prev = self._prev

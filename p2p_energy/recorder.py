@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .ledger import Ledger, RoundRecorded
-from .metering import RoundTotals
+from .metering import LivePower, RoundTotals
 from .pricing import Quote
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class _Round:
 @dataclass(frozen=True)
 class _Checkpoint:
     totals: RoundTotals
+    live: LivePower | None = None
 
 
 _STOP = object()
@@ -57,9 +58,9 @@ class Recorder:
         """Queue a closed round (never blocks)."""
         self._queue.put(_Round(totals, q))
 
-    def checkpoint(self, totals: RoundTotals) -> None:
-        """Queue a checkpoint of the open round (never blocks)."""
-        self._queue.put(_Checkpoint(totals))
+    def checkpoint(self, totals: RoundTotals, live: LivePower | None = None) -> None:
+        """Queue a checkpoint of the open round and the latest power (never blocks)."""
+        self._queue.put(_Checkpoint(totals, live))
 
     def stop(self, timeout_s: float) -> bool:
         """Write everything queued, then end. True if all was written in time."""
@@ -91,7 +92,7 @@ class Recorder:
                 if isinstance(item, _Round):
                     return ledger.record_round(item.totals, item.quote)
                 assert isinstance(item, _Checkpoint)
-                ledger.checkpoint(item.totals)
+                ledger.checkpoint(item.totals, item.live)
                 return None
             except Exception:  # a loop boundary: the disk is full, the file went away...
                 failures += 1

@@ -1,4 +1,4 @@
-"""The unit file: systemd accepts it, and `systemd-analyze security` rates it <= 2.0."""
+"""The unit files: systemd accepts them, and `systemd-analyze security` rates each <= 2.0."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 from p2p_energy import config
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "p2p-energy.service"
+SERVE_UNIT = UNIT.with_name("p2p-energy-serve.service")
+UNITS = [pytest.param(UNIT, id="daemon"), pytest.param(SERVE_UNIT, id="serve")]
 MAX_EXPOSURE = 2.0
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
@@ -34,17 +36,17 @@ def _settings(text: str) -> dict[str, list[str]]:
     return out
 
 
-def _runnable_copy(tmp_path: Path) -> Path:
+def _runnable_copy(tmp_path: Path, unit: Path = UNIT) -> Path:
     """The unit with ExecStart pointing at a binary that exists here.
 
     `verify` checks that the ExecStart binary exists, and /opt/p2p-energy/.venv
     only exists on an installed Pi. Everything else stays as shipped.
     """
-    text = UNIT.read_text()
+    text = unit.read_text()
     exec_start = "ExecStart=/opt/p2p-energy/.venv/bin/p2p-energy "
     assert exec_start in text
     real = shutil.which("true") or "/bin/true"
-    copy = tmp_path / UNIT.name
+    copy = tmp_path / unit.name
     copy.write_text(text.replace(exec_start, f"ExecStart={real} "))
     return copy
 
@@ -56,22 +58,24 @@ def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @needs_analyze
-def test_systemd_verify_accepts_the_unit(tmp_path: Path) -> None:
-    copy = _runnable_copy(tmp_path)
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_verify_accepts_the_unit(tmp_path: Path, unit: Path) -> None:
+    copy = _runnable_copy(tmp_path, unit)
     result = _analyze("verify", str(copy))
     # verify exits 0 even for unknown keys, but warns on stderr: any line about
     # our unit is a mistake. (Lines about the host's own units are not ours.)
-    ours = [line for line in result.stderr.splitlines() if UNIT.name in line]
+    ours = [line for line in result.stderr.splitlines() if unit.name in line]
     assert result.returncode == 0, result.stderr
     assert ours == []
 
 
 @needs_analyze
-def test_security_exposure_is_at_most_2(tmp_path: Path) -> None:
-    result = _analyze("security", "--offline=true", str(UNIT))
+@pytest.mark.parametrize("unit", UNITS)
+def test_security_exposure_is_at_most_2(tmp_path: Path, unit: Path) -> None:
+    result = _analyze("security", "--offline=true", str(unit))
     if "offline" in result.stderr and "unrecognized" in result.stderr:
         pytest.skip("this systemd-analyze has no --offline (needs systemd 250 or later)")
-    match = re.search(r"Overall exposure level for p2p-energy\.service: (\d+(?:\.\d+)?)",
+    match = re.search(rf"Overall exposure level for {re.escape(unit.name)}: (\d+(?:\.\d+)?)",
                       result.stdout)
     assert match, result.stdout + result.stderr
     exposure = float(match.group(1))
@@ -105,3 +109,18 @@ def test_unit_promises_what_the_daemon_relies_on() -> None:
     assert families == {"AF_UNIX", "AF_INET", "AF_INET6"}  # notify socket; the node
     assert one("Service.TimeoutStopSec")
     assert one("Install.WantedBy") == "multi-user.target"
+
+
+def test_serve_unit_runs_serve_as_the_ledgers_owner_without_devices() -> None:
+    s = _settings(SERVE_UNIT.read_text())
+    assert s["Service.ExecStart"] == ["/opt/p2p-energy/.venv/bin/p2p-energy serve"
+                                      " -c /etc/p2p-energy/config.toml"]
+    assert s["Service.Type"] == ["notify"]  # serve sends READY=1 once it listens
+    assert s["Service.RestartPreventExitStatus"] == ["2"]
+    assert s["Service.User"] == s["Service.Group"] == ["p2p-energy"]  # the ledger dir is 0700
+    assert s["Service.StateDirectory"] == ["p2p-energy"]
+    assert s["Service.PrivateDevices"] == ["yes"] and "DeviceAllow" not in str(dict(s))
+    assert "LoadCredential" not in str(dict(s))  # no seed: serve never signs
+    assert "p2p-energy.service" in s["Unit.After"][0] and "Unit.Requires" not in s
+    assert set(s["Service.RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET",
+                                                                    "AF_INET6"}

@@ -1,0 +1,108 @@
+"""What `p2p-energy serve` costs per request, on a ledger of a year of 60 s rounds.
+
+Builds the ledger in a temporary folder (rows written straight with SQL, as the
+daemon would have over a year), then times in this process, read-only as serve
+reads: the figures every view shows, the dashboard page, /metrics, a month's
+statement; and the peak memory of this process. Prints figures, asserts nothing.
+
+    uv run python bench/serve.py [--days 365] [--round-s 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from p2p_energy.ledger import Ledger
+from p2p_energy.ledger_read import LedgerReader
+from p2p_energy.serve import page, periods
+from p2p_energy.serve.figures import LedgerSource
+from p2p_energy.serve.metrics import registry
+from p2p_energy.serve.statement import make_statement
+
+TZ = ZoneInfo("Europe/Berlin")
+
+
+def build(path: Path, days: int, round_s: float, now: float) -> int:
+    Ledger(path).close()  # the schema, as the daemon makes it
+    db = sqlite3.connect(path)
+    n = int(days * 86400 / round_s)
+    start = now - n * round_s
+
+    def rows():
+        for i in range(n):
+            t = start + i * round_s
+            sun = max(math.sin(((t / 3600) % 24 - 6) / 12 * math.pi), 0.0)
+            prod = 800 * sun
+            price = 10 / prod if prod > 1 else 10.0
+            cons = 60.0 * round_s
+            yield (t, t + round_s, round_s, round_s, 60, 60, 0, cons, prod * round_s, prod,
+                   price, int(prod <= 1), round(cons * price * 1e9))
+    db.executemany("INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
+                   " expected_samples, failed_samples, consumer_mws, producer_mws,"
+                   " producer_avg_mw, price, price_capped, owed_niota)"
+                   " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+    db.executemany("INSERT INTO payments (value_iota, status, created_at, confirmed_at,"
+                   " reference, backend) VALUES (?, 'confirmed', ?, ?, ?, 'pyota')",
+                   ((1000, start + k * 3600, start + k * 3600 + 30, f"B{k:08d}".ljust(81, "9"))
+                    for k in range(int(days * 24))))
+    db.commit()
+    db.close()
+    return n
+
+
+def timed(what: str, fn, repeat: int = 5) -> None:
+    fn()  # warm: the page cache, as on a running Pi
+    best = min(_once(fn) for _ in range(repeat))
+    print(f"{what:46} {best * 1000:8.1f} ms")
+
+
+def _once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--round-s", type=float, default=60.0)
+    args = ap.parse_args()
+    now = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ledger.db"
+        n = build(path, args.days, args.round_s, now)
+        print(f"ledger: {n:,} rounds ({args.days} days of {args.round_s:g} s),"
+              f" {path.stat().st_size / 1e6:.0f} MB")
+        source = LedgerSource(str(path), TZ, stale_after_s=35)
+        reader = LedgerReader(path)
+        reg = registry(source)
+        from prometheus_client import generate_latest
+
+        def dashboard(day: periods.Period | None = None) -> None:
+            with reader.snapshot():
+                f = source.figures(reader)
+                window = day or periods.Period("last 24 hours", f.at - 86400, f.at)
+                page.render(page.collect(reader, f, TZ, window, day is None))
+
+        month = periods.this_month(now, TZ)
+        timed("figures (totals, today, month, live)", lambda: source.figures(reader))
+        timed("dashboard page, last 24 h", dashboard)
+        timed("dashboard page, a day 180 days ago", lambda: dashboard(
+            periods.day(periods.local_date(now - 180 * 86400, TZ), TZ)))
+        timed("/metrics", lambda: generate_latest(reg))
+        timed("statement, this month by day", lambda: make_statement(reader, month, TZ,
+                                                                     by_day=True))
+        reader.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{'peak memory of this process (RSS)':46} {rss:8.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

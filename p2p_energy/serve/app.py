@@ -1,0 +1,64 @@
+"""``p2p-energy serve``: wires the HTTP server and the MQTT publisher to the ledger.
+
+Its own process, its own systemd unit. It only reads the ledger, may start
+before the daemon has created it, and keeps serving while the daemon restarts.
+Signals only set a flag; the main thread then stops both sides and returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from ..config import Config, load_mqtt_password, require_serve
+from ..errors import P2PEnergyError
+from ..logs import redact
+from ..notify import Notifier
+from .figures import LedgerSource
+from .periods import resolve_timezone, zone_name
+
+log = logging.getLogger(__name__)
+
+
+def stale_after_s(cfg: Config) -> float:
+    """Live power older than this is not shown: three checkpoints missed, and a margin."""
+    return 3 * cfg.round.checkpoint_s + 5.0
+
+
+def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT. Raises ConfigError, P2PEnergyError (cannot listen)."""
+    require_serve(cfg)
+    password = load_mqtt_password(cfg)
+    redact(password)  # from here on no log line can carry it
+    tz = resolve_timezone(cfg.serve.timezone)
+    source = LedgerSource(cfg.ledger.path, tz, stale_after_s=stale_after_s(cfg))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = publisher = None
+    try:
+        if cfg.serve.enabled:
+            from . import web
+            try:
+                server, _ = web.start(cfg.serve.address, source)
+            except OSError as err:
+                raise P2PEnergyError(f'{cfg.source}: serve.listen = "{cfg.serve.listen}":'
+                                     f" cannot listen: {err.strerror or err}") from None
+            log.info("dashboard and /metrics on %s (ledger %s, times in %s)", server.url,
+                     cfg.ledger.path, zone_name(tz))
+        if cfg.mqtt.enabled:
+            from .mqtt import Publisher
+            publisher = Publisher(cfg.mqtt, source, password=password)
+            publisher.start()
+        Notifier.from_env().ready()
+        stop.wait()
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    log.info("stopped")
+    return 0

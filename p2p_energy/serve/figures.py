@@ -1,0 +1,169 @@
+"""The figures every view shows, read from the ledger in one snapshot.
+
+Totals come from the ledger, never from this process's memory, so they continue
+across restarts of either process. Counters (energy, samples) include the open
+round's last checkpoint, so they move within seconds, not once per round; a
+high-water mark per process keeps them from ever stepping back (a round whose
+net consumption came out below its checkpoint: sensor noise at zero load).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from ..ledger_read import LedgerReader, PaidSums, PaymentRow, Sums
+from ..metering import LivePower
+from . import periods
+from .periods import Period
+
+MWS_PER_KWH = 3.6e9
+MWS_PER_WH = 3.6e6
+
+
+@dataclass(frozen=True)
+class PeriodTotals:
+    """What a period's rounds and confirmed payments add up to."""
+
+    period: Period
+    sums: Sums
+    paid: PaidSums
+
+    @property
+    def average_price(self) -> float | None:
+        """IOTA per mW·s, weighted by energy (owed / energy); None without energy."""
+        if self.sums.consumer_mws <= 0:
+            return None
+        return self.sums.owed_niota / 1e9 / self.sums.consumer_mws
+
+
+def period_totals(reader: LedgerReader, period: Period) -> PeriodTotals:
+    return PeriodTotals(period, reader.sums(period.start, period.end),
+                        reader.paid(period.start, period.end))
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One consistent reading of the ledger at ``at`` (epoch s)."""
+
+    at: float
+    consumer_mws: float  # all time, with the open round; never decreases
+    producer_mws: float
+    samples: int  # taken, all time with the open round
+    missed_samples: int  # expected but not taken (late ticks and failed reads)
+    failed_samples: int
+    rounds: int
+    owed_niota: int  # closed rounds
+    paid_iota: int  # confirmed payments
+    fees_nanos: int
+    last_round_end: float | None
+    price: float | None  # the last closed round's, IOTA per mW·s
+    price_capped: bool
+    live: LivePower | None  # None when older than ``stale_after_s``
+    live_seen: LivePower | None  # the last one, however old
+    payments_by_status: dict[str, tuple[int, int]]
+    last_payment: PaymentRow | None
+    today: PeriodTotals
+    month: PeriodTotals
+
+
+class HighWater:
+    """Per-process maxima, so that a counter never steps back. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, value: float) -> float:
+        with self._lock:
+            value = max(value, self._seen.get(key, value))
+            self._seen[key] = value
+            return value
+
+
+class AllTime:
+    """All-time round totals, kept up to date by adding only the rounds since the last
+    look: rounds are only ever appended, and a year of them takes a Pi Zero seconds
+    to add up. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_id = 0
+        self._sums = Sums()
+
+    def __call__(self, reader: LedgerReader) -> Sums:
+        with self._lock:
+            if reader.last_round_id() < self._last_id:  # another ledger file: start over
+                self._last_id, self._sums = 0, Sums()
+            new, self._last_id = reader.sums_after(self._last_id)
+            self._sums = add(self._sums, new)
+            return self._sums
+
+
+def add(a: Sums, b: Sums) -> Sums:
+    ends = [t for t in (a.last_end, b.last_end) if t is not None]
+    return Sums(a.rounds + b.rounds, a.consumer_mws + b.consumer_mws,
+                a.producer_mws + b.producer_mws, a.owed_niota + b.owed_niota,
+                a.samples + b.samples, a.expected_samples + b.expected_samples,
+                a.failed_samples + b.failed_samples, max(ends) if ends else None)
+
+
+def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
+                 high_water: HighWater, all_time: AllTime | None = None,
+                 now: float | None = None) -> Figures:
+    """Everything the dashboard, /metrics and MQTT show, from one read transaction."""
+    now = time.time() if now is None else now
+    with reader.snapshot():
+        total = all_time(reader) if all_time is not None else reader.sums()
+        paid = reader.paid()
+        open_round = reader.open_round()
+        live = reader.live_power()
+        last = reader.last_round()
+        recent = reader.payments(1)
+        status = reader.by_status()
+        today = period_totals(reader, periods.today(now, tz))
+        month = period_totals(reader, periods.this_month(now, tz))
+    o_mws = max(open_round.consumer_mws, 0.0) if open_round else 0.0
+    o_prod = open_round.producer_mws if open_round else 0.0
+    o_samples = open_round.samples if open_round else 0
+    o_expected = open_round.expected_samples if open_round else 0
+    o_failed = open_round.failed_samples if open_round else 0
+    # Judged by when the daemon saved it: a reading's own time is on the daemon's clock
+    # as of its start, and a Pi without a clock chip may have set the time since.
+    fresh = live is not None and now - live[1] <= stale_after_s
+    return Figures(
+        at=now,
+        consumer_mws=high_water("consumer_mws", total.consumer_mws + o_mws),
+        producer_mws=high_water("producer_mws", total.producer_mws + o_prod),
+        samples=int(high_water("samples", total.samples + o_samples)),
+        missed_samples=int(high_water("missed", total.expected_samples + o_expected
+                                      - total.samples - o_samples)),
+        failed_samples=int(high_water("failed", total.failed_samples + o_failed)),
+        rounds=total.rounds, owed_niota=total.owed_niota, paid_iota=paid.value_iota,
+        fees_nanos=paid.fee_nanos, last_round_end=total.last_end,
+        price=last.price if last else None, price_capped=bool(last and last.price_capped),
+        live=live[0] if live and fresh else None, live_seen=live[0] if live else None,
+        payments_by_status=status, last_payment=recent[0] if recent else None,
+        today=today, month=month)
+
+
+class LedgerSource:
+    """What every view reads through: the ledger file, the owner's time zone, and one
+    high-water mark for the whole process. Each caller opens its own reader."""
+
+    def __init__(self, path: str, tz: tzinfo, *, stale_after_s: float) -> None:
+        self.path = path
+        self.tz = tz
+        self.stale_after_s = stale_after_s
+        self.high_water = HighWater()
+        self.all_time = AllTime()
+
+    def open(self) -> LedgerReader:
+        """A new read-only connection. Raises LedgerError (no ledger yet, unreadable)."""
+        return LedgerReader(self.path)
+
+    def figures(self, reader: LedgerReader, now: float | None = None) -> Figures:
+        return read_figures(reader, self.tz, stale_after_s=self.stale_after_s,
+                            high_water=self.high_water, all_time=self.all_time, now=now)

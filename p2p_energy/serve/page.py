@@ -1,0 +1,256 @@
+"""The dashboard: one HTML page, charts drawn on the server, no script needed.
+
+``collect`` reads what the page shows from the ledger; ``render`` turns it into
+HTML (a pure function, tested without a server). A small script, when the
+browser runs it, refreshes the live figures every few seconds; without it a
+``<noscript>`` refresh reloads the page of the last 24 hours each minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from html import escape
+
+from .. import __version__
+from ..ledger_read import LedgerReader, PaymentRow, RoundRow
+from .charts import Series, line_chart
+from .figures import MWS_PER_WH, Figures
+from .periods import Period, zone_name
+
+RECENT_PAYMENTS = 20
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    figures: Figures
+    tz: tzinfo
+    window: Period  # the charts' time span
+    live_view: bool  # the last 24 hours (else a chosen day)
+    rounds: list[RoundRow]
+    owed_before_niota: int  # owed by the rounds before the window
+    paid_before_iota: int  # confirmed before the window
+    confirmations: list[tuple[float, int]]
+    payments: list[PaymentRow]
+
+
+def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
+            live_view: bool) -> Dashboard:
+    """What the page shows. Call inside the ``reader.snapshot()`` that read ``figures``."""
+    with reader.snapshot():
+        # All-time owed minus what came since: only the recent rounds are read.
+        since = reader.sums(window.start).owed_niota
+        return Dashboard(
+            figures=figures, tz=tz, window=window, live_view=live_view,
+            rounds=reader.rounds(window.start, window.end),
+            owed_before_niota=figures.owed_niota - since,
+            paid_before_iota=reader.paid(None, window.start).value_iota,
+            confirmations=reader.confirmations(window.start, window.end),
+            payments=reader.payments(RECENT_PAYMENTS))
+
+
+# -- formatting -------------------------------------------------------------------------
+
+def energy(mws: float) -> str:
+    """mW·s in the unit that suits it: mWh, Wh or kWh."""
+    wh = mws / MWS_PER_WH
+    if abs(wh) < 1:
+        return f"{wh * 1000:.2f} mWh"
+    if abs(wh) < 1000:
+        return f"{wh:.3f} Wh"
+    return f"{wh / 1000:.3f} kWh"
+
+
+def power(mw: float) -> str:
+    return f"{mw:.1f} mW" if abs(mw) < 1000 else f"{mw / 1000:.2f} W"
+
+
+def iota(niota: int) -> str:
+    """Nano-IOTA as IOTA: three decimals, none from a million on."""
+    value = niota / 1e9
+    return f"{value:,.0f}" if abs(value) >= 1e6 else f"{value:,.3f}"
+
+
+def local(ts: float | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return datetime.fromtimestamp(ts, tz).strftime(fmt) if ts is not None else "-"
+
+
+# -- the page ---------------------------------------------------------------------------
+
+_STYLE = """
+body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:980px;padding:8px 12px;
+color:#222;background:#fafafa}
+h1{font-size:1.3em;margin:.3em 0}h2{font-size:1.05em;margin:1.2em 0 .3em}
+.live{display:flex;flex-wrap:wrap;gap:8px}.live div{flex:1 1 140px;background:#fff;
+border:1px solid #ddd;border-radius:6px;padding:6px 10px}
+.live b{display:block;font-size:1.5em}.muted{color:#777;font-size:.9em}
+table{border-collapse:collapse;width:100%;background:#fff}
+td,th{border-bottom:1px solid #e5e5e5;padding:4px 6px;text-align:right;vertical-align:top}
+th:first-child,td:first-child{text-align:left}
+td.ref{text-align:left;font:12px ui-monospace,monospace;word-break:break-all;
+border-bottom:1px solid #ccc;padding-top:0}tr.pay td{border-bottom:0}
+.nowrap{white-space:nowrap}
+.scroll{overflow-x:auto}
+svg.chart{width:100%;height:auto;background:#fff;border:1px solid #ddd;border-radius:6px}
+svg .grid{stroke:#eee;stroke-width:1}svg text{font-size:11px;fill:#666}
+svg .ylabel{text-anchor:end}svg .xlabel{text-anchor:middle}svg .empty{text-anchor:middle}
+svg .line{fill:none;stroke-width:1.6}svg circle.line{stroke-width:1}
+.consumer{stroke:#d9480f;fill:#d9480f}.producer{stroke:#2b8a3e;fill:#2b8a3e}
+.price{stroke:#1864ab;fill:#1864ab}.owed{stroke:#c92a2a;fill:#c92a2a}
+.paid{stroke:#2b8a3e;fill:#2b8a3e}
+.key{font-size:.9em}.key span::before{content:"";display:inline-block;width:14px;height:3px;
+margin:0 4px 3px 10px;background:currentColor}
+.key .consumer{color:#d9480f}.key .producer{color:#2b8a3e}.key .owed{color:#c92a2a}
+.key .paid{color:#2b8a3e}.key .price{color:#1864ab}
+@media (max-width:600px){body{font-size:14px;padding:6px}svg text{font-size:17px}
+td,th{padding:4px 3px}
+.live b{font-size:1.25em}}
+form{margin:.6em 0}input,button{font:inherit}
+"""
+
+
+def render(d: Dashboard) -> str:
+    """The whole page as HTML text."""
+    f, tz = d.figures, d.tz
+    head = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>p2p-energy</title><style>{_STYLE}</style>"
+            + ('<noscript><meta http-equiv="refresh" content="60"></noscript>'
+               '<script src="/static/live.js" defer></script>' if d.live_view else "")
+            + "</head>")
+    body = ["<body><h1>p2p-energy</h1>", _live(f, tz), _day_form(d),
+            _charts(d), _totals(f), _payments(d.payments, tz),
+            f'<p class="muted">p2p-energy {__version__} · times in {escape(zone_name(tz))} ·'
+            ' <a href="/api/totals">JSON</a> · <a href="/metrics">metrics</a></p>'
+            "</body></html>"]
+    return head + "".join(body)
+
+
+def _live(f: Figures, tz: tzinfo) -> str:
+    live = f.live
+    if live is not None:
+        cons, prod = power(live.consumer_mw), power(live.producer_mw)
+        note = f"reading of {local(live.sampled_at, tz, '%H:%M:%S')}"
+    else:
+        cons = prod = "&ndash;"
+        seen = f.live_seen
+        note = ("no recent reading: is p2p-energy running?" if seen is None else
+                f"last reading {local(seen.sampled_at, tz)}: is p2p-energy running?")
+    price = "&ndash;" if f.price is None else f"{f.price:.4g}" + (" (night cap)" if f.price_capped
+                                                             else "")
+    return ('<section class="live">'
+            f'<div>Consumer<b data-live="consumer">{cons}</b></div>'
+            f'<div>Producer<b data-live="producer">{prod}</b></div>'
+            f'<div>Price, IOTA/mW·s<b data-live="price">{price}</b></div>'
+            f'<div>Owed / paid, IOTA<b data-live="owed_paid">{iota(f.owed_niota)} /'
+            f" {f.paid_iota:,}</b></div></section>"
+            f'<p class="muted" data-live="note">{escape(note)}</p>')
+
+
+def _day_form(d: Dashboard) -> str:
+    shown = "" if d.live_view else d.window.label
+    return ('<form method="get" action="/"><label>Day <input type="date" name="day"'
+            f' value="{escape(shown)}"></label> <button>Show</button>'
+            + (' · <a href="/">last 24 hours</a>' if not d.live_view else "") + "</form>")
+
+
+def _charts(d: Dashboard) -> str:
+    span = (d.window.start, d.window.end)
+    what = "last 24 hours" if d.live_view else escape(d.window.label)
+    mid = [((r.started_at + r.ended_at) / 2, r) for r in d.rounds]
+    power_chart = line_chart(
+        "Power", [Series("consumer", "consumer", [(t, r.consumer_avg_mw) for t, r in mid]),
+                  Series("producer", "producer", [(t, r.producer_avg_mw) for t, r in mid])],
+        x_range=span, tz=d.tz, unit="mW")
+    price_chart = line_chart("Price", [Series("price", "price", [(t, r.price) for t, r in mid])],
+                             x_range=span, tz=d.tz, unit="IOTA/mW·s", log_y=True)
+    owed, cum = [], d.owed_before_niota
+    for r in d.rounds:
+        cum += r.owed_niota
+        owed.append((r.ended_at, cum / 1e9))
+    paid, total = [(d.window.start, float(d.paid_before_iota))], d.paid_before_iota
+    for t, value in d.confirmations:
+        total += value
+        paid.append((t, float(total)))
+    paid.append((min(d.figures.at, d.window.end), float(total)))
+    money_chart = line_chart("Owed and paid", [Series("owed", "owed", owed),
+                                               Series("paid", "paid", paid, step=True)],
+                             x_range=span, tz=d.tz, unit="IOTA")
+    return (f"<h2>Power, mW ({what})</h2>{power_chart}"
+            '<div class="key"><span class="consumer">consumer</span>'
+            '<span class="producer">producer</span></div>'
+            f"<h2>Price, IOTA per mW·s (log scale; {what})</h2>{price_chart}"
+            f"<h2>Owed and paid since the start, IOTA ({what})</h2>{money_chart}"
+            '<div class="key"><span class="owed">owed</span>'
+            '<span class="paid">paid (confirmed)</span></div>')
+
+
+def _totals(f: Figures) -> str:
+    """Today, this month and all time side by side: three columns fit a phone."""
+    cols = [(f.today.sums.consumer_mws, f.today.sums.producer_mws, f.today.sums.owed_niota,
+             f.today.paid.value_iota, f.today.sums.rounds),
+            (f.month.sums.consumer_mws, f.month.sums.producer_mws, f.month.sums.owed_niota,
+             f.month.paid.value_iota, f.month.sums.rounds),
+            (f.consumer_mws, f.producer_mws, f.owed_niota, f.paid_iota, f.rounds)]
+    rows = [("used", [energy(c[0]) for c in cols]), ("produced", [energy(c[1]) for c in cols]),
+            ("owed, IOTA", [iota(c[2]) for c in cols]),
+            ("paid, IOTA", [f"{c[3]:,}" for c in cols]), ("rounds", [f"{c[4]:,}" for c in cols])]
+    return ('<h2>Totals</h2><div class="scroll"><table><tr><th></th><th>today</th>'
+            "<th>this month</th><th>all time</th></tr>"
+            + "".join(f"<tr><td>{name}</td>" + "".join(f"<td>{v}</td>" for v in values)
+                      + "</tr>" for name, values in rows)
+            + "</table></div>")
+
+
+def _payments(payments: list[PaymentRow], tz: tzinfo) -> str:
+    rows = []
+    for p in payments:
+        kind = "digest" if p.reference_kind == "digest" else "bundle hash"
+        ref = f"{kind} {escape(p.reference)}" if p.reference else "not signed yet"
+        error = f'<br><span class="muted">{escape(p.last_error)}</span>' if p.last_error else ""
+        rows.append(f'<tr class="pay"><td>{p.id}</td>'
+                    f'<td class="nowrap">{local(p.created_at, tz)}</td>'
+                    f"<td>{p.value_iota:,}</td><td>{escape(p.status)}{error}</td></tr>"
+                    f'<tr><td class="ref" colspan="4">{ref}</td></tr>')
+    if not rows:
+        rows.append('<tr><td colspan="4">no payments yet</td></tr>')
+    return ('<h2>Recent payments</h2><div class="scroll"><table><tr><th>#</th>'
+            "<th>created</th><th>IOTA</th><th>status</th></tr>"
+            + "".join(rows) + "</table></div>")
+
+
+LIVE_JS = """\
+// Refreshes the live figures every 5 s from /api/totals. The page works without it.
+(function () {
+  function power(mw) {
+    return mw === null ? "\\u2013" : Math.abs(mw) < 1000 ? mw.toFixed(1) + " mW"
+      : (mw / 1000).toFixed(2) + " W";
+  }
+  function iota(x) {  // as the page writes it: 3 decimals, none from a million on
+    var d = Math.abs(x) >= 1e6 ? 0 : 3;
+    return x.toLocaleString("en-US", {minimumFractionDigits: d, maximumFractionDigits: d});
+  }
+  function set(name, text) {
+    var el = document.querySelector('[data-live="' + name + '"]');
+    if (el) { el.textContent = text; }
+  }
+  function update() {
+    fetch("/api/totals", {cache: "no-store"}).then(function (r) { return r.json(); })
+      .then(function (t) {
+        var live = t.live;
+        set("consumer", power(live ? live.consumer_mw : null));
+        set("producer", power(live ? live.producer_mw : null));
+        set("price", t.price === null ? "\\u2013"
+          : String(Number(t.price.toPrecision(4)))  // as Python's "%.4g"
+            + (t.price_capped ? " (night cap)" : ""));
+        set("owed_paid", iota(t.all_time.owed_iota) + " / "
+          + t.all_time.paid_iota.toLocaleString("en-US"));
+        set("note", live ? "live, updated " + new Date().toLocaleTimeString()
+                         : "no recent reading: is p2p-energy running?");
+        document.body.setAttribute("data-js", "live");
+      }).catch(function () { set("note", "cannot reach p2p-energy serve"); });
+  }
+  update();
+  setInterval(update, 5000);
+})();
+"""

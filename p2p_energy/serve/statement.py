@@ -1,0 +1,140 @@
+"""Statements: ``p2p-energy statement --day | --month [--csv]`` and ``ledger --csv``.
+
+A statement covers local days in ``[serve] timezone`` (the system's by
+default): a day is midnight to midnight, 23 or 25 hours when daylight saving
+time starts or ends. A round counts on the day it ended; a payment is paid on
+the day it was confirmed. Amounts owed are exact: the ledger keeps nano-IOTA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import TextIO
+
+from ..config import Config
+from ..errors import P2PEnergyError
+from ..ledger import iso
+from ..ledger_read import LedgerReader, PaymentRow
+from . import periods
+from .figures import MWS_PER_KWH, PeriodTotals, period_totals
+from .page import local
+
+ROUND_FIELDS = ("id", "started_at", "ended_at", "duration_s", "metered_s", "samples",
+                "expected_samples", "failed_samples", "consumer_mws", "producer_mws",
+                "producer_avg_mw", "price", "price_capped", "owed_iota")
+STATEMENT_FIELDS = ("period", "from", "to", "hours", "rounds", "energy_kwh", "produced_kwh",
+                    "average_price_iota_per_mws", "owed_iota", "paid_iota", "fees_iota",
+                    "payments", "references")
+
+
+def exact_iota(niota: int) -> str:
+    """Nano-IOTA as an exact decimal of IOTA: 1500000000 -> 1.500000000."""
+    sign = "-" if niota < 0 else ""
+    whole, frac = divmod(abs(niota), 1_000_000_000)
+    return f"{sign}{whole}.{frac:09d}"
+
+
+@dataclass(frozen=True)
+class Statement:
+    totals: PeriodTotals
+    days: list[PeriodTotals]  # a month's days ([] for a day)
+    payments: list[PaymentRow]  # created or confirmed in the period
+
+
+def make_statement(reader: LedgerReader, period: periods.Period, tz: tzinfo, *,
+                   by_day: bool) -> Statement:
+    with reader.snapshot():
+        return Statement(
+            totals=period_totals(reader, period),
+            days=[period_totals(reader, d) for d in periods.days_of(period, tz)] if by_day
+            else [],
+            payments=reader.payments_between(period.start, period.end))
+
+
+def _confirmed_in(payments: list[PaymentRow], p: periods.Period) -> list[PaymentRow]:
+    return [x for x in payments if x.status == "confirmed" and x.confirmed_at is not None
+            and p.start <= x.confirmed_at < p.end]
+
+
+def csv_row(t: PeriodTotals, payments: list[PaymentRow], tz: tzinfo) -> list[str]:
+    s, p = t.sums, t.period
+    price = t.average_price
+    paid = _confirmed_in(payments, p)
+    return [p.label, local(p.start, tz, "%Y-%m-%dT%H:%M:%S%z"),
+            local(p.end, tz, "%Y-%m-%dT%H:%M:%S%z"), f"{p.hours:g}", str(s.rounds),
+            f"{s.consumer_mws / MWS_PER_KWH:.9f}", f"{s.producer_mws / MWS_PER_KWH:.9f}",
+            "" if price is None else f"{price:.9g}", exact_iota(s.owed_niota),
+            str(t.paid.value_iota), exact_iota(t.paid.fee_nanos), str(t.paid.count),
+            " ".join(x.reference or "" for x in paid)]
+
+
+def write_csv(st: Statement, tz: tzinfo, out: TextIO) -> None:
+    """One row per day (a month: every day, then the month's total)."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(STATEMENT_FIELDS)
+    for t in [*st.days, st.totals]:
+        w.writerow(csv_row(t, st.payments, tz))
+
+
+def text(st: Statement, tz: tzinfo) -> str:
+    t, s = st.totals, st.totals.sums
+    price = t.average_price
+    lines = [
+        f"statement for {t.period.label} ({periods.zone_name(tz)},"
+        f" {local(t.period.start, tz, '%Y-%m-%d %H:%M %Z')} to"
+        f" {local(t.period.end, tz, '%Y-%m-%d %H:%M %Z')}, {t.period.hours:g} h)",
+        f"  energy used      {s.consumer_mws / MWS_PER_KWH:.6f} kWh in {s.rounds} rounds",
+        f"  energy produced  {s.producer_mws / MWS_PER_KWH:.6f} kWh",
+        "  average price    " + ("-" if price is None else
+                                 f"{price:.6g} IOTA/mW·s ({price * MWS_PER_KWH:,.0f} IOTA/kWh)"),
+        f"  owed             {exact_iota(s.owed_niota)} IOTA",
+        f"  paid             {t.paid.value_iota} IOTA ({t.paid.count} payment(s) confirmed)",
+        f"  fees             {exact_iota(t.paid.fee_nanos)} IOTA",
+    ]
+    if st.days:
+        lines.append("  by day:           kWh used   owed IOTA   paid IOTA")
+        lines += [f"    {d.period.label}  {d.sums.consumer_mws / MWS_PER_KWH:12.6f}"
+                  f"  {d.sums.owed_niota / 1e9:10.3f}  {d.paid.value_iota:10d}"
+                  for d in st.days if d.sums.rounds or d.paid.count]
+    lines.append("  payments:" if st.payments else "  payments: none")
+    for p in st.payments:
+        when = f"created {local(p.created_at, tz)}"
+        if p.confirmed_at is not None:
+            when += f", confirmed {local(p.confirmed_at, tz)}"
+        ref = f"{p.reference_kind} {p.reference}" if p.reference else "not signed yet"
+        lines.append(f"    #{p.id} {p.value_iota} IOTA {p.status}, {when}: {ref}")
+    return "\n".join(lines)
+
+
+def cmd_statement(cfg: Config, args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print one statement. Raises P2PEnergyError (bad day or month, no ledger)."""
+    import sys
+    out = out or sys.stdout
+    tz = periods.resolve_timezone(cfg.serve.timezone)
+    try:
+        period = (periods.parse_day(args.day, tz) if args.day else
+                  periods.parse_month(args.month, tz))
+    except ValueError as err:
+        raise P2PEnergyError(f"--{'day' if args.day else 'month'}: {err}") from None
+    with LedgerReader(cfg.ledger.path) as reader:
+        st = make_statement(reader, period, tz, by_day=args.month is not None)
+    if args.csv:
+        write_csv(st, tz, out)
+    else:
+        print(text(st, tz), file=out)
+    return 0
+
+
+def write_rounds_csv(path: str, out: TextIO) -> None:
+    """Every round of the ledger as CSV, streamed (times ISO 8601 UTC, owed exact)."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(ROUND_FIELDS)
+    with LedgerReader(path) as reader:
+        for r in reader.iter_rounds():
+            w.writerow([r.id, iso(r.started_at), iso(r.ended_at), repr(r.duration_s),
+                        repr(r.metered_s), r.samples, r.expected_samples, r.failed_samples,
+                        repr(r.consumer_mws), repr(r.producer_mws), repr(r.producer_avg_mw),
+                        repr(r.price), int(r.price_capped), exact_iota(r.owed_niota)])

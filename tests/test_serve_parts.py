@@ -1,0 +1,247 @@
+"""The pieces of `serve` without a server: charts, periods, the page, config, the password."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from p2p_energy import config
+from p2p_energy.errors import ConfigError
+from p2p_energy.ledger_read import PaidSums, PaymentRow, RoundRow, Sums
+from p2p_energy.metering import LivePower
+from p2p_energy.serve import charts, page, periods
+from p2p_energy.serve.figures import Figures, HighWater, PeriodTotals
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+# -- charts ------------------------------------------------------------------------------
+
+def test_thin_keeps_at_most_max_points_and_every_extreme():
+    pts = [(float(i), math.sin(i / 50) * 100) for i in range(10_000)]
+    pts[5_001] = (5_001.0, 1e6)  # one spike
+    out = charts.thin(pts, 2000)
+    assert len(out) <= 2000 and out == sorted(out)
+    assert (5_001.0, 1e6) in out and min(pts, key=lambda p: p[1]) in out
+    assert charts.thin(pts[:2000], 2000) == pts[:2000]  # up to the limit: every point
+
+
+def test_segments_break_at_gaps_only():
+    pts = [(0.0, 1.0), (60.0, 1.0), (120.0, 2.0), (3600.0, 3.0), (3660.0, 3.0)]
+    assert [len(s) for s in charts.segments(pts)] == [3, 2]
+    assert charts.segments([]) == [] and charts.segments([(1.0, 1.0)]) == [[(1.0, 1.0)]]
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 7.3), (0, 1e-4), (-3, 12), (0, 0), (5, 5.0001)])
+def test_nice_ticks_cover_the_range(lo, hi):
+    ticks = charts.nice_ticks(lo, hi)
+    assert ticks[0] <= lo and ticks[-1] >= hi and 2 <= len(ticks) <= 7
+
+
+def test_time_ticks_follow_local_hours_across_dst():
+    day = periods.day(date(2026, 3, 29), BERLIN)
+    labels = [label for _, label in charts.time_ticks(day.start, day.end, BERLIN)]
+    # 23 hours, from midnight to midnight; 02:00 does not exist that day.
+    assert labels == ["00:00", "03:00", "06:00", "09:00", "12:00", "15:00", "18:00", "21:00",
+                      "00:00"]
+
+
+def test_line_chart_draws_one_point_per_round_and_breaks_gaps():
+    pts = [(1000.0 + 60 * i, float(i)) for i in range(100)] + [(20000.0, 5.0)]
+    svg = charts.line_chart("Power", [charts.Series("consumer", "consumer", pts)],
+                            x_range=(0.0, 21000.0), tz=BERLIN, unit="mW")
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert 'data-points="101"' in svg
+    assert len(re.findall(r"<polyline", svg)) == 1 and "<circle" in svg  # the lone point
+    (points,) = re.findall(r'<polyline[^>]* points="([^"]+)"', svg)
+    assert len(points.split()) == 100
+    empty = charts.line_chart("Price", [charts.Series("p", "price", [])], x_range=(0, 1),
+                              tz=BERLIN, unit="x", log_y=True)
+    assert "no rounds" in empty
+
+
+# -- periods -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("day, hours", [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25),
+                                        (date(2026, 7, 1), 24)])
+def test_local_days_are_23_24_or_25_hours(day, hours):
+    assert periods.day(day, BERLIN).hours == hours
+
+
+def test_months_and_parsing():
+    m = periods.parse_month("2026-12", BERLIN)
+    assert (m.hours, len(periods.days_of(m, BERLIN))) == (31 * 24, 31)
+    with pytest.raises(ValueError, match="not a day of the calendar"):
+        periods.parse_day("2026-02-30", BERLIN)
+    assert periods.parse_time("2026-03-29", BERLIN) == periods.day(date(2026, 3, 29),
+                                                                   BERLIN).start
+    assert periods.parse_time("1700000000.5", BERLIN) == 1700000000.5
+    for bad in ("nan", "inf", "soon"):
+        with pytest.raises(ValueError):
+            periods.parse_time(bad, BERLIN)
+
+
+def test_the_system_zone_comes_from_tz():
+    assert periods.zone_name(periods.resolve_timezone("", {"TZ": "Asia/Tokyo"})) == "Asia/Tokyo"
+
+
+def test_high_water_never_steps_back():
+    hw = HighWater()
+    assert [hw("e", v) for v in (1.0, 3.0, 2.5, 4.0)] == [1.0, 3.0, 3.0, 4.0]
+
+
+# -- the page ----------------------------------------------------------------------------
+
+def _figures(**kw) -> Figures:
+    period = periods.today(1.8e9, BERLIN)
+    totals = PeriodTotals(period, Sums(), PaidSums())
+    base = dict(at=1.8e9, consumer_mws=0.0, producer_mws=0.0, samples=0, missed_samples=0,
+                failed_samples=0, rounds=0, owed_niota=0, paid_iota=0, fees_nanos=0,
+                last_round_end=None, price=None, price_capped=False, live=None,
+                live_seen=None, payments_by_status={}, last_payment=None, today=totals,
+                month=totals)
+    return Figures(**{**base, **kw})
+
+
+def test_the_page_shows_everything_without_script_and_escapes_ledger_text():
+    rounds = [RoundRow(i, 1.8e9 - 3600 + 60 * i, 1.8e9 - 3540 + 60 * i, 60, 60, 60, 60, 0,
+                       3000.0, 30000.0, 500.0, 0.02, False, 600_000_000) for i in range(50)]
+    pay = PaymentRow(1, 7, "failed", 1.8e9 - 100, None, None, 3, "DIGEST<b>", "digest", 0,
+                     "node said <script>")
+    d = page.Dashboard(_figures(live=LivePower(50.0, 500.0, 1.8e9 - 2)), BERLIN,
+                       periods.Period("last 24 hours", 1.8e9 - 86400, 1.8e9), True, rounds,
+                       0, 0, [], [pay])
+    html = page.render(d)
+    assert html.count("<svg") == 3 and 'data-points="50"' in html
+    assert "50.0 mW" in html and "500.0 mW" in html
+    assert "DIGEST&lt;b&gt;" in html and "&lt;script&gt;" in html and "<b>" not in html
+    assert "digest DIGEST" in html
+    assert '<noscript><meta http-equiv="refresh"' in html
+    stale = page.render(page.Dashboard(_figures(live_seen=LivePower(1, 2, 1.7e9)), BERLIN,
+                                       periods.parse_day("2026-03-29", BERLIN), False, [], 0, 0,
+                                       [], []))
+    assert "is p2p-energy running?" in stale and "no payments yet" in stale
+    assert "refresh" not in stale  # a chosen day does not change
+
+
+# -- config ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, key", [
+    ('[serve]\nlisten = "8080"\n', "serve.listen"),
+    ('[serve]\nlisten = "host:70000"\n', "serve.listen"),
+    ('[serve]\ntimezone = "Mars/Olympus"\n', "serve.timezone"),
+    ('[mqtt]\nbroker = "http://x"\n', "mqtt.broker"),
+    ('[mqtt]\nbroker = "mqtt://u:p@x"\n', "mqtt.broker"),
+    ('[mqtt]\ntopic_prefix = "a/#"\n', "mqtt.topic_prefix"),
+    ('[mqtt]\ndevice_id = "my meter"\n', "mqtt.device_id"),
+    ('[mqtt]\npassword_file = "pw"\n', "mqtt.password_file"),
+    ('[mqtt]\nca_file = "ca.pem"\n', "mqtt.ca_file"),
+    ('[mqtt]\npublish_s = 0\n', "mqtt.publish_s"),
+])
+def test_bad_serve_and_mqtt_values_are_one_line_errors(tmp_path, body, key):
+    path = tmp_path / "c.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: {key}") and "\n" not in text
+
+
+def test_addresses_parse():
+    assert config.ServeConfig(listen="[::1]:8080").address == ("::1", 8080)
+    assert config.MqttConfig(broker="mqtts://broker.lan").address == ("broker.lan", 8883)
+    assert config.MqttConfig(broker="mqtt://[::1]").address == ("::1", 1883)
+    assert config.MqttConfig(broker="mqtt://10.0.0.2:1884").address == ("10.0.0.2", 1884)
+
+
+def test_serve_needs_serve_or_mqtt(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[serve]\nenabled = false\n")
+    with pytest.raises(ConfigError, match=r"neither \[serve\] nor \[mqtt\] is enabled"):
+        config.require_serve(config.load(path))
+
+
+def _pw_config(tmp_path: Path, mode: int, text: str = "s3cret pass\n") -> config.Config:
+    pw = tmp_path / "mqtt-password"
+    pw.write_text(text)
+    pw.chmod(mode)
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\nenabled = true\nusername = "meter"\npassword_file = "mqtt-password"\n')
+    return config.load(path)
+
+
+def test_the_password_file_is_read_owner_only_and_never_shown(tmp_path):
+    assert config.load_mqtt_password(_pw_config(tmp_path, 0o600)) == "s3cret pass"
+    with pytest.raises(ConfigError, match="readable by group") as err:
+        config.load_mqtt_password(_pw_config(tmp_path, 0o640))
+    assert "s3cret" not in str(err.value) and "chmod 600" in str(err.value)
+    with pytest.raises(ConfigError, match="empty"):
+        config.load_mqtt_password(_pw_config(tmp_path, 0o600, "\n"))
+
+
+def test_the_password_can_come_from_a_systemd_credential(tmp_path):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("from systemd\n")
+    (creds / "mqtt-password").chmod(0o640)  # systemd's ACL mask shows as group bits
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\nenabled = true\nusername = "meter"\n')
+    cfg = config.load(path)
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    assert config.load_mqtt_password(cfg, environ=env) == "from systemd"
+    assert config.load_mqtt_password(cfg, environ={}) == ""
+
+
+def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.ledger_read import LedgerReader
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import Quote
+    from p2p_energy.serve.figures import read_figures
+
+    t0 = 1.8e9
+    led = Ledger(tmp_path / "l.db", clock=lambda: t0)
+    led.record_round(RoundTotals(t0 - 60, 60, 60, 600.0, 6000.0, 60, 61, 1, t0), Quote(
+        0.02, False, 12_000_000_000))
+    led.checkpoint(RoundTotals(t0, 5, 5, 50.0, 500.0, 5, 5, 0), LivePower(10.0, 100.0, t0))
+    led.close()
+    hw = HighWater()
+    with LedgerReader(tmp_path / "l.db") as r:
+        fresh = read_figures(r, BERLIN, stale_after_s=35, high_water=hw, now=t0 + 30)
+        stale = read_figures(r, BERLIN, stale_after_s=35, high_water=hw, now=t0 + 36)
+    assert fresh.live == LivePower(10.0, 100.0, t0) and stale.live is None
+    assert stale.live_seen == fresh.live
+    assert fresh.consumer_mws == 650.0 and fresh.samples == 65 and fresh.missed_samples == 1
+    assert fresh.owed_niota == 12_000_000_000 and fresh.price == 0.02
+    assert fresh.today.sums.rounds == 1
+
+
+def test_all_time_totals_kept_up_by_adding_new_rounds_equal_a_full_sum(tmp_path):
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.ledger_read import LedgerReader
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import Quote
+    from p2p_energy.serve.figures import AllTime
+
+    def add_rounds(path, n, offset=0):
+        led = Ledger(path)
+        for i in range(n):
+            led.record_round(RoundTotals(i, 1, 1, 7.0 * i - 20, 3.0, 10, 11, 1, offset + i + 1),
+                             Quote(0.02, False, 1_000_000_007 * i))
+        led.close()
+
+    kept = AllTime()
+    add_rounds(tmp_path / "a.db", 5)
+    with LedgerReader(tmp_path / "a.db") as r:
+        kept(r)
+    add_rounds(tmp_path / "a.db", 4, offset=100)
+    with LedgerReader(tmp_path / "a.db") as r:
+        assert kept(r) == r.sums() and r.sums().rounds == 9
+    add_rounds(tmp_path / "b.db", 2)  # a smaller ledger file in its place: start over
+    with LedgerReader(tmp_path / "b.db") as r:
+        assert kept(r) == r.sums()
