@@ -7,6 +7,8 @@ Runs the real driver and the real smbus2 against the fake i2c-dev from
   bare ``smbus2`` block reads alone, and the difference, i.e. what the driver
   adds beyond the I2C calls. The bare figure is mostly the emulator standing in
   for the kernel; on a Pi it is the ioctl plus bus time (not CPU) instead.
+* CPU time per sample of what the loop does beside ``read()``: the schedule,
+  the wall-clock step check and the per-channel metering.
 * Schedule lateness p50/p99/max and drift at 1 Hz and 50 Hz, sampling on
   deadlines ``start + k * interval`` with ``p2p_energy.metering.Schedule``.
 
@@ -25,7 +27,8 @@ from types import ModuleType
 
 from p2p_energy.config import MeterConfig
 from p2p_energy.errors import SensorReadError
-from p2p_energy.metering import Schedule
+from p2p_energy.metering import RoundMeter, Schedule
+from p2p_energy.sensors.base import Sample
 from p2p_energy.sensors.ina3221 import INA3221Sensor
 
 
@@ -65,6 +68,26 @@ def cpu_per_sample_us(samples: int) -> tuple[float, float]:
             read(0x40, 0x04, 2)
         bare_us = (time.process_time() - start) / samples * 1e6
     return driver_us, bare_us
+
+
+def metering_per_sample_us(samples: int) -> float:
+    """CPU microseconds per sample the daemon's loop spends beside ``read()``.
+
+    ``Schedule.advance``, the wall-clock step check (one ``time.time()`` and
+    ``RoundMeter.follow_wall``) and ``RoundMeter.add``/``expect``, over 60 s
+    rounds at 100 Hz, every tenth sample with the producer out of range.
+    """
+    points = [Sample(i * 0.01, 50.0 + i % 7, None if i % 10 == 0 else 500.0 - i % 5)
+              for i in range(samples)]
+    meter = RoundMeter(60.0, 0.0, time.time(), max_gap_s=10.0)
+    schedule, wall = Schedule(0.0, 0.01), time.time
+    start = time.process_time()
+    for s in points:
+        schedule.advance(s.t)
+        meter.follow_wall(s.t, wall())
+        meter.add(s)
+        meter.expect(1)
+    return (time.process_time() - start) / samples * 1e6
 
 
 def run_schedule(interval_s: float, duration_s: float) -> dict[str, float]:
@@ -115,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"CPU per sample: read() {driver_us:.1f} us total, 4 bare smbus2 block reads "
               f"{bare_us:.1f} us, beyond the I2C calls {driver_us - bare_us:.1f} us "
               f"({args.cpu_samples} samples)")
+        print(f"CPU per sample beside read(): schedule, wall-clock step check and metering "
+              f"{metering_per_sample_us(10 * args.cpu_samples):.2f} us")
         for hz, seconds in ((1, args.seconds_1hz), (50, args.seconds_50hz)):
             r = run_schedule(1.0 / hz, seconds)
             print(f"{hz:>2} Hz for {seconds:g} s: {r['ticks']:.0f} ticks, lateness p50 "

@@ -2,6 +2,9 @@
 
 Validates the config (already done by the CLI), reads the sensor once, asks
 the node for its info and the wallet's balance, and prints a short report.
+It never writes to the INA3221: the running service may be using it, so check
+reads the configuration it finds, says how it differs from the config file,
+and takes one reading with it.
 Exit 0 only if every line is ``ok``. Never prints the seed.
 """
 
@@ -17,6 +20,7 @@ from pathlib import Path
 from .config import Config, load_seed
 from .errors import P2PEnergyError
 from .ledger import Ledger, Payment
+from .sensors.ina3221 import Probe
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
 
@@ -44,6 +48,10 @@ def _check_sensor(cfg: Config, report: Callable[[str, str], None]) -> None:
 
     try:
         sensor = build_sensor(cfg)
+        probe = getattr(sensor, "probe", None)
+        if probe is not None:  # a chip the running service may be using: look, never write
+            _report_probe(sensor.describe(), probe(), report)
+            return
         sensor.open()
     except P2PEnergyError as err:
         report(FAIL, f"sensor: {err}")
@@ -64,6 +72,27 @@ def _check_sensor(cfg: Config, report: Callable[[str, str], None]) -> None:
         report(FAIL, f"sensor reading: {err}")
     finally:
         sensor.close()
+
+
+def _report_probe(description: str, probe: Probe, report: Callable[[str, str], None]) -> None:
+    """The chip as found: its configuration against the config file's, one reading each."""
+    found, wanted = probe.found, probe.wanted
+    report(OK, f"sensor: {description}")
+    same = "; matches the config file" if found.word == wanted.word else ""
+    report(OK, f"chip configuration 0x{found.word:04x}: {found.describe()}{same}")
+    if not same:
+        report(INFO, f"differs from the config file, which wants 0x{wanted.word:04x}: "
+                     f"{', '.join(found.changes_to(wanted))} (the daemon writes it when it starts)")
+    for role, r in probe.readings.items():
+        line = (f"{role} CH{r.channel}: {r.bus_voltage_v:.3f} V, {r.shunt_voltage_mv:+.3f} mV"
+                f" shunt, {r.current_ma:+.2f} mA, {r.power_mw:+.1f} mW")
+        if not r.measured:
+            report(INFO, f"{line} (not measuring with the configuration found: these are "
+                         "the registers' last values)")
+        elif r.problem:
+            report(FAIL, f"{line}: {r.problem.removeprefix(f'{role} CH{r.channel} ')}")
+        else:
+            report(OK, line)
 
 
 def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:

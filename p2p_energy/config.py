@@ -296,6 +296,19 @@ def _receiver(v: Any) -> str:
     return v
 
 
+def _ledger_path(v: Any) -> str:
+    # SQLite keeps nothing for "" (a temporary file) or ":memory:", and may read
+    # "file:..." as a URI naming either: a ledger must be a file that stays.
+    v = _str(v)
+    if not v.strip():
+        raise ValueError(f"is empty: give the ledger file's path, e.g. {_toml(LedgerConfig.path)}")
+    if v == ":memory:":
+        raise ValueError("is SQLite's in-memory database, which keeps nothing: give a file path")
+    if v.startswith("file:"):
+        raise ValueError("is an SQLite URI: give a plain file path")
+    return v
+
+
 def _url(v: Any) -> str:
     v = _str(v)
     if not v.startswith(("http://", "https://")):
@@ -404,7 +417,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         },
     },
     "ledger": {
-        "path": _str,
+        "path": _ledger_path,
     },
     "serve": {
         "enabled": _bool,
@@ -586,7 +599,8 @@ def load(path: str | os.PathLike[str]) -> Config:
 
     Raises:
         ConfigError: the file is unreadable, not TOML, or holds a bad value; or it
-            holds ``wallet.seed`` and group or others may read it.
+            holds ``wallet.seed``, or names a ``wallet.seed_file``, that group or
+            others may read (whatever the backend).
     """
     source = str(path)
     try:
@@ -604,6 +618,8 @@ def load(path: str | os.PathLike[str]) -> Config:
     config = build(data, source=source)
     if config.wallet.seed:
         _refuse_if_shared(source, mode, "holds wallet.seed but")
+    if config.wallet.seed_file:
+        _refuse_shared_seed_file(config)
     return config
 
 
@@ -619,6 +635,32 @@ def _refuse_if_shared(path: str, mode: int, what: str, *, source: str = "", key:
         mode & (stat.S_IRGRP | stat.S_IROTH), "group and others")
     raise _error(f"{what} is readable by {who} (mode {stat.S_IMODE(mode):04o}):"
                  f" run chmod 600 {shlex.quote(path)}", path=source or path, key=key, value=value)
+
+
+def _seed_file_path(config: Config) -> str:
+    """``wallet.seed_file`` as a path: relative to the config file's folder."""
+    path = Path(config.wallet.seed_file).expanduser()
+    if not path.is_absolute() and config.source:
+        path = Path(config.source).parent / path
+    return str(path)
+
+
+def _refuse_shared_seed_file(config: Config) -> None:
+    """Refuse a seed file group or others may read, whatever wallet will (or won't) read it.
+
+    A file that cannot be looked at, or is no regular file, is left to
+    ``load_seed``, which names the problem when a wallet needs the seed.
+    """
+    path = _seed_file_path(config)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        return
+    what = "seed file" + (f" {path}" if path != config.wallet.seed_file else "")
+    _refuse_if_shared(path, mode, what, source=config.source, key="wallet.seed_file",
+                      value=config.wallet.seed_file)
 
 
 def load_seed(config: Config, *, environ: Mapping[str, str] | None = None,
@@ -652,10 +694,7 @@ def load_seed(config: Config, *, environ: Mapping[str, str] | None = None,
             return w.seed.strip()
         return w.seed
     if w.seed_file:
-        path = Path(w.seed_file).expanduser()
-        if not path.is_absolute() and config.source:
-            path = Path(config.source).parent / path
-        return _read_seed(str(path), source=config.source, key="wallet.seed_file",
+        return _read_seed(_seed_file_path(config), source=config.source, key="wallet.seed_file",
                           value=w.seed_file, check=check)
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     if creds:

@@ -63,6 +63,7 @@ class Daemon:
         self.stop = threading.Event()
         self.stats = LoopStats()
         self._sensor_failing = 0
+        self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
 
     def request_stop(self, *_args: object) -> None:
         """Signal handler: only sets a flag; the loop does the rest."""
@@ -111,12 +112,14 @@ class Daemon:
                            max_gap_s=max(10 * m.sample_interval_s, 10.0))
         next_checkpoint = start + r.checkpoint_s
         live_max_age_s = max(3 * m.sample_interval_s, 5.0)  # older: the sensor is failing
-        next_watchdog = start
+        self._next_watchdog = start
         while True:
-            delay = schedule.deadline - self.clock()
-            if (delay > 0 and self.stop.wait(delay)) or self.stop.is_set():
+            if self._wait_until(schedule.deadline):
                 break
             now = self.clock()
+            step = meter.follow_wall(now, self.wall())
+            if step:
+                self._wall_stepped(step)
             missed = schedule.advance(now)
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
@@ -129,11 +132,36 @@ class Daemon:
             if now >= next_checkpoint:
                 recorder.checkpoint(meter.snapshot(), meter.latest(now, live_max_age_s))
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
-            if now >= next_watchdog:
-                self.notifier.watchdog()
-                next_watchdog = now + (self.watchdog_s or 1.0)
+            if now >= self._next_watchdog:
+                self._feed_watchdog(now)
         for done in meter.close_now(self.clock()):
             self._close(recorder, done)
+
+    @staticmethod
+    def _wall_stepped(step: float) -> None:
+        log.info("wall clock stepped by %+.3f s (NTP synchronised, or the time was set); "
+                 "round times follow it from the open round on, metering is not affected "
+                 "(it runs on the monotonic clock)", step)
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait for the sample due at ``deadline``, feeding the watchdog meanwhile.
+
+        ``sample_interval_s`` may be far longer than ``WatchdogSec=`` (up to
+        3600 s against 30 s): while the loop waits, ``WATCHDOG=1`` still goes out
+        at half the watchdog timeout. Returns True when asked to stop.
+        """
+        while True:
+            now = self.clock()
+            if now >= deadline:
+                return self.stop.is_set()
+            if now >= self._next_watchdog:
+                self._feed_watchdog(now)
+            if self.stop.wait(min(deadline, self._next_watchdog) - now):
+                return True
+
+    def _feed_watchdog(self, now: float) -> None:
+        self.notifier.watchdog()
+        self._next_watchdog = now + (self.watchdog_s or 1.0)
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
@@ -148,8 +176,12 @@ class Daemon:
         if self._sensor_failing:
             log.info("sensor reading again after %d failed samples", self._sensor_failing)
             self._sensor_failing = 0
-        log.debug("sample: consumer %.2f mW, producer %.2f mW",
-                  sample.consumer_mw, sample.producer_mw)
+        if sample.consumer_mw is not None and sample.producer_mw is not None:
+            log.debug("sample: consumer %.2f mW, producer %.2f mW",
+                      sample.consumer_mw, sample.producer_mw)
+        else:  # one channel out of range: metered for the other only
+            log.debug("sample: consumer %s mW, producer %s mW (None: out of range)",
+                      sample.consumer_mw, sample.producer_mw)
         return meter.add(sample)
 
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:

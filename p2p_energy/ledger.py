@@ -129,6 +129,20 @@ def _add_live_power(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX payments_by_confirmation ON payments (confirmed_at)")
 
 
+def _add_channel_metered_s(db: sqlite3.Connection) -> None:
+    """How long each channel was metered, in rounds and in the open-round checkpoint.
+
+    A channel out of range (a saturated shunt) is missing for that channel only,
+    so the consumer's and the producer's metered times may differ. Rows written
+    before were metered on both channels together: both take ``metered_s``.
+    """
+    for table in ("rounds", "open_round"):
+        for column in ("consumer_metered_s", "producer_metered_s"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL NOT NULL DEFAULT 0")
+        db.execute(f"UPDATE {table} SET consumer_metered_s = metered_s,"
+                   " producer_metered_s = metered_s")
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
@@ -136,6 +150,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _create_v1,
     _v2_wallet_protocol,
     _add_live_power,
+    _add_channel_metered_s,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -237,11 +252,13 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
                 " expected_samples, failed_samples, consumer_mws, producer_mws,"
-                " producer_avg_mw, price, price_capped, owed_niota)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " producer_avg_mw, price, price_capped, owed_niota, consumer_metered_s,"
+                " producer_metered_s)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
                  r.expected_samples, r.failed_samples, r.consumer_mws, r.producer_mws,
-                 r.producer_avg_mw, q.price, int(q.capped), q.owed_niota))
+                 r.producer_avg_mw, q.price, int(q.capped), q.owed_niota,
+                 r.consumer_metered_s, r.producer_metered_s))
             round_id = int(cur.lastrowid or 0)
             db.execute("DELETE FROM open_round")
             owed, live = self._owed_and_live(db)
@@ -265,10 +282,12 @@ class Ledger:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO open_round (id, started_at, duration_s, metered_s,"
-                " consumer_mws, producer_mws, samples, expected_samples, failed_samples, saved_at)"
-                " VALUES (1,?,?,?,?,?,?,?,?,?)",
+                " consumer_mws, producer_mws, samples, expected_samples, failed_samples, saved_at,"
+                " consumer_metered_s, producer_metered_s)"
+                " VALUES (1,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.duration_s, r.metered_s, r.consumer_mws, r.producer_mws,
-                 r.samples, r.expected_samples, r.failed_samples, self.clock()))
+                 r.samples, r.expected_samples, r.failed_samples, self.clock(),
+                 r.consumer_metered_s, r.producer_metered_s))
             if live is not None:
                 db.execute("INSERT OR REPLACE INTO live_power (id, consumer_mw, producer_mw,"
                            " sampled_at, saved_at) VALUES (1,?,?,?,?)",
@@ -278,12 +297,14 @@ class Ledger:
         """The open round saved before the last stop or crash, if any."""
         row = self.db.execute(
             "SELECT started_at, duration_s, metered_s, consumer_mws, producer_mws, samples,"
-            " expected_samples, failed_samples FROM open_round WHERE id = 1").fetchone()
+            " expected_samples, failed_samples, consumer_metered_s, producer_metered_s"
+            " FROM open_round WHERE id = 1").fetchone()
         if row is None:
             return None
         return RoundTotals(started_at=row[0], duration_s=row[1], metered_s=row[2],
                            consumer_mws=row[3], producer_mws=row[4], samples=row[5],
-                           expected_samples=row[6], failed_samples=row[7])
+                           expected_samples=row[6], failed_samples=row[7],
+                           consumer_metered_s=row[8], producer_metered_s=row[9])
 
     # -- payer side ----------------------------------------------------------------------
 
@@ -484,11 +505,13 @@ class Ledger:
             {"id": r[0], "started_at": iso(r[1]), "ended_at": iso(r[2]), "duration_s": r[3],
              "metered_s": r[4], "samples": r[5], "expected_samples": r[6],
              "failed_samples": r[7], "consumer_mws": r[8], "producer_avg_mw": r[9],
-             "price": r[10], "price_capped": bool(r[11]), "owed_iota": r[12] / NANO}
+             "price": r[10], "price_capped": bool(r[11]), "owed_iota": r[12] / NANO,
+             "consumer_metered_s": r[13], "producer_metered_s": r[14]}
             for r in self.db.execute(
                 "SELECT id, started_at, ended_at, duration_s, metered_s, samples,"
                 " expected_samples, failed_samples, consumer_mws, producer_avg_mw, price,"
-                " price_capped, owed_niota FROM rounds ORDER BY id")]
+                " price_capped, owed_niota, consumer_metered_s, producer_metered_s"
+                " FROM rounds ORDER BY id")]
         links: dict[int, list[int]] = {}
         for pid, rid in self.db.execute(
                 "SELECT payment_id, round_id FROM payment_rounds ORDER BY round_id"):

@@ -45,7 +45,14 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class RoundTotals:
-    """Running or final totals of one round. Times are wall-clock epoch seconds."""
+    """Running or final totals of one round. Times are wall-clock epoch seconds.
+
+    Each channel has its own metered time: a sample may carry one channel and
+    not the other (the other out of range), so the consumer's energy covers
+    ``consumer_metered_s`` and the producer's average is over
+    ``producer_metered_s``. Left out (None), both equal ``metered_s``, as for
+    rounds recorded before channels were metered separately.
+    """
 
     started_at: float
     duration_s: float = 0.0  # elapsed time the round spans
@@ -56,11 +63,55 @@ class RoundTotals:
     expected_samples: int = 0
     failed_samples: int = 0
     ended_at: float = 0.0
+    consumer_metered_s: float | None = None  # covered by samples with the consumer in range
+    producer_metered_s: float | None = None  # ... with the producer in range
+
+    def __post_init__(self) -> None:
+        for name in ("consumer_metered_s", "producer_metered_s"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.metered_s)
 
     @property
     def producer_avg_mw(self) -> float:
-        """Time-weighted average production over the metered time."""
-        return self.producer_mws / self.metered_s if self.metered_s > 0 else 0.0
+        """Time-weighted average production over the producer's metered time."""
+        metered = self.producer_metered_s or 0.0
+        return self.producer_mws / metered if metered > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Track:
+    """One stream of readings: its last point, and what it adds to the open round."""
+
+    t: float | None = None  # monotonic time of the last reading (None: none yet)
+    mw: float = 0.0
+    mws: float = 0.0  # energy integrated in the open round
+    metered_s: float = 0.0  # time integrated in the open round
+
+    def to(self, t: float, mw: float, max_gap_s: float) -> None:
+        """Integrate (trapezoid) from the last reading to ``(t, mw)``, unless the gap is long."""
+        prev = self.t
+        if prev is not None and t - prev <= max_gap_s:
+            dt = t - prev
+            self.metered_s += dt
+            self.mws += (self.mw + mw) * 0.5 * dt
+        self.t, self.mw = t, mw
+
+    def split(self, end: float, t: float, mw: float, max_gap_s: float) -> None:
+        """The round ends at ``end``, before the reading ``(t, mw)``: integrate up to ``end``,
+        with the power at ``end`` interpolated."""
+        prev = self.t
+        if prev is not None and prev < end and t > prev and t - prev <= max_gap_s:
+            self.to(end, self.mw + (mw - self.mw) * (end - prev) / (t - prev), max_gap_s)
+
+    def hold(self, t: float, max_gap_s: float) -> None:
+        """Hold the last reading up to ``t`` when it is recent."""
+        prev = self.t
+        if prev is not None and prev < t and t - prev <= max_gap_s:
+            self.to(t, self.mw, max_gap_s)
+
+    def restart(self, mws: float = 0.0, metered_s: float = 0.0) -> None:
+        """A new round: keep the last reading, start the totals again."""
+        self.mws, self.metered_s = mws, metered_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,55 +125,53 @@ class LivePower:
 
 @dataclass(slots=True)
 class _Running:
-    """The open round's mutable totals (the hot path adds to these in place)."""
+    """The open round's counters; its energies and metered times live in the tracks."""
 
     started_at: float
     carried_s: float = 0.0  # elapsed time carried over from a checkpoint
-    metered_s: float = 0.0
-    consumer_mws: float = 0.0
-    producer_mws: float = 0.0
     samples: int = 0
     expected_samples: int = 0
     failed_samples: int = 0
-
-    @classmethod
-    def resumed(cls, r: RoundTotals) -> _Running:
-        return cls(r.started_at, r.duration_s, r.metered_s, r.consumer_mws, r.producer_mws,
-                   r.samples, r.expected_samples, r.failed_samples)
-
-    def totals(self, span_s: float, ended_at: float = 0.0) -> RoundTotals:
-        return RoundTotals(self.started_at, self.carried_s + span_s, self.metered_s,
-                           self.consumer_mws, self.producer_mws, self.samples,
-                           self.expected_samples, self.failed_samples, ended_at)
-
-
-@dataclass(slots=True)
-class _Point:
-    t: float
-    consumer_mw: float
-    producer_mw: float
+    local: bool = True  # started in this process: its start follows a wall-clock step
 
 
 class RoundMeter:
     """Integrates samples into rounds of ``length_s`` elapsed seconds.
 
-    ``wall_offset`` converts monotonic to wall time (``wall = t + wall_offset``),
-    fixed once so that round timestamps never jump with NTP. ``resume`` carries
-    a checkpointed open round over a restart: it closes once its elapsed time
-    reaches ``length_s``. Gaps between good samples longer than ``max_gap_s``
-    are not interpolated: that energy is unknown and is not invented.
+    ``wall_offset`` converts monotonic to wall time (``wall = t + wall_offset``).
+    It is fixed, so that NTP slewing never moves a round's timestamps; a real
+    step of the wall clock (the first NTP sync on a Pi without a real-time
+    clock) is followed through ``follow_wall``. Metering itself only ever uses
+    the monotonic ``t``. ``resume`` carries a checkpointed open round over a
+    restart: it closes once its elapsed time reaches ``length_s``. Gaps between
+    good readings longer than ``max_gap_s`` are not interpolated: that energy is
+    unknown and is not invented.
+
+    Each channel is integrated on its own. A channel that is None in a sample
+    (out of range: its true value is known to lie outside what the chip reads)
+    is missing for that channel only: the time from its last reading to its
+    next one is not metered for it, rather than interpolated through a value
+    known to be wrong, and the other channel is metered as usual. A failed
+    sample (nothing known) is bridged like a short gap. ``metered_s`` is the
+    time covered by samples at all.
     """
 
     def __init__(self, length_s: float, start_t: float, wall_offset: float, *,
-                 max_gap_s: float, resume: RoundTotals | None = None) -> None:
+                 max_gap_s: float, resume: RoundTotals | None = None,
+                 wall_step_s: float = 1.0) -> None:
         self.length_s = length_s
         self.wall_offset = wall_offset
+        self.wall_step_s = wall_step_s
         self.max_gap_s = max_gap_s
-        self._prev: _Point | None = None
+        self._consumer, self._producer, self._sampled = _Track(), _Track(), _Track()
         if resume is None:
             self._open = _Running(started_at=start_t + wall_offset)
         else:
-            self._open = _Running.resumed(resume)
+            self._open = _Running(resume.started_at, resume.duration_s, resume.samples,
+                                  resume.expected_samples, resume.failed_samples, local=False)
+            self._consumer.restart(resume.consumer_mws, resume.consumer_metered_s or 0.0)
+            self._producer.restart(resume.producer_mws, resume.producer_metered_s or 0.0)
+            self._sampled.restart(0.0, resume.metered_s)
         # The open round spans [_span_t0, _end_t) on this process's monotonic clock.
         self._span_t0 = start_t
         self._end_t = start_t + max(length_s - self._open.carried_s, 0.0)
@@ -131,23 +180,49 @@ class RoundMeter:
         """Count sample deadlines that fell in the open round (taken or not)."""
         self._open.expected_samples += count
 
+    def follow_wall(self, t: float, wall: float) -> float:
+        """Compare the wall clock ``wall`` read at monotonic ``t`` with the fixed offset.
+
+        If it moved by more than ``wall_step_s`` (a step, not NTP slewing), later
+        round timestamps follow it, and so does the start of an open round begun
+        in this process. Returns the step in seconds (0.0: none). Two
+        subtractions and a compare when nothing happened.
+        """
+        step = wall - t - self.wall_offset
+        if -self.wall_step_s <= step <= self.wall_step_s:
+            return 0.0
+        self.wall_offset += step
+        if self._open.local:
+            self._open.started_at = self._span_t0 + self.wall_offset
+        return step
+
     def add(self, s: Sample) -> list[RoundTotals]:
-        """Add a good sample; return the rounds it closed (usually none)."""
-        point = _Point(s.t, s.consumer_mw, max(s.producer_mw, 0.0))
+        """Add a sample; return the rounds it closed (usually none).
+
+        A channel that is None in ``s`` is missing from this sample only.
+        """
+        t, consumer, producer = s.t, s.consumer_mw, s.producer_mw
+        if producer is not None and producer < 0.0:
+            producer = 0.0
+        gap = self.max_gap_s
         closed: list[RoundTotals] = []
-        while point.t >= self._end_t:
-            prev = self._prev
-            if prev is not None and point.t - prev.t <= self.max_gap_s and point.t > prev.t:
-                f = (self._end_t - prev.t) / (point.t - prev.t)
-                at_end = _Point(self._end_t,
-                                prev.consumer_mw + (point.consumer_mw - prev.consumer_mw) * f,
-                                prev.producer_mw + (point.producer_mw - prev.producer_mw) * f)
-                self._integrate(prev, at_end)
-                self._prev = at_end
+        while t >= self._end_t:
+            end = self._end_t
+            if consumer is not None:
+                self._consumer.split(end, t, consumer, gap)
+            if producer is not None:
+                self._producer.split(end, t, producer, gap)
+            self._sampled.split(end, t, 0.0, gap)
             closed.append(self._close_round())
-        if self._prev is not None and point.t - self._prev.t <= self.max_gap_s:
-            self._integrate(self._prev, point)
-        self._prev = point
+        if consumer is not None:
+            self._consumer.to(t, consumer, gap)
+        else:
+            self._consumer.t = None  # out of range: nothing to integrate from
+        if producer is not None:
+            self._producer.to(t, producer, gap)
+        else:
+            self._producer.t = None
+        self._sampled.to(t, 0.0, gap)
         self._open.samples += 1
         return closed
 
@@ -180,35 +255,37 @@ class RoundMeter:
 
     def snapshot(self) -> RoundTotals:
         """The open round's totals up to its last integrated point (for checkpoints)."""
-        upto = self._prev.t if self._prev is not None else self._span_t0
-        return self._open.totals(max(upto - self._span_t0, 0.0))
+        upto = self._sampled.t if self._sampled.t is not None else self._span_t0
+        return self._totals(max(upto - self._span_t0, 0.0))
 
     def latest(self, t: float, max_age_s: float) -> LivePower | None:
-        """The last good reading (production below zero shown as zero), or None if
-        there is none taken within ``max_age_s`` before ``t``."""
-        p = self._prev
-        if p is None or t - p.t > max_age_s:
+        """The last good reading of each channel (production below zero shown as zero),
+        stamped with the older of the two; None unless both were read in range
+        within ``max_age_s`` before ``t`` (a failing sensor, a saturated channel)."""
+        c, p = self._consumer, self._producer
+        if c.t is None or p.t is None or t - min(c.t, p.t) > max_age_s:
             return None
-        return LivePower(p.consumer_mw, p.producer_mw, p.t + self.wall_offset)
+        return LivePower(c.mw, p.mw, min(c.t, p.t) + self.wall_offset)
 
     def _hold_to(self, t: float) -> None:
-        prev = self._prev
-        if prev is not None and prev.t < t and t - prev.t <= self.max_gap_s:
-            held = _Point(t, prev.consumer_mw, prev.producer_mw)
-            self._integrate(prev, held)
-            self._prev = held
+        for track in (self._consumer, self._producer, self._sampled):
+            track.hold(t, self.max_gap_s)
 
-    def _integrate(self, a: _Point, b: _Point) -> None:
-        dt = b.t - a.t
-        o = self._open
-        o.metered_s += dt
-        o.consumer_mws += (a.consumer_mw + b.consumer_mw) * 0.5 * dt
-        o.producer_mws += (a.producer_mw + b.producer_mw) * 0.5 * dt
+    def _totals(self, span_s: float, ended_at: float = 0.0) -> RoundTotals:
+        o, c, p = self._open, self._consumer, self._producer
+        return RoundTotals(
+            started_at=o.started_at, duration_s=o.carried_s + span_s,
+            metered_s=self._sampled.metered_s, consumer_mws=c.mws, producer_mws=p.mws,
+            samples=o.samples, expected_samples=o.expected_samples,
+            failed_samples=o.failed_samples, ended_at=ended_at,
+            consumer_metered_s=c.metered_s, producer_metered_s=p.metered_s)
 
     def _close_round(self) -> RoundTotals:
         end = self._end_t
-        done = self._open.totals(end - self._span_t0, ended_at=end + self.wall_offset)
+        done = self._totals(end - self._span_t0, ended_at=end + self.wall_offset)
         self._open = _Running(started_at=end + self.wall_offset)
+        for track in (self._consumer, self._producer, self._sampled):
+            track.restart()
         self._span_t0 = end
         self._end_t = end + self.length_s
         return done

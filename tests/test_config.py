@@ -213,6 +213,19 @@ def test_chmod_advice_quotes_awkward_paths(tmp_path: Path) -> None:
     assert message.endswith(f"run chmod 600 '{path}'")
 
 
+@pytest.mark.parametrize(("value", "reason"), [
+    ("", "is empty: give the ledger file's path, e.g. \"/var/lib/p2p-energy/ledger.db\""),
+    ("   ", "is empty: give the ledger file's path, e.g. \"/var/lib/p2p-energy/ledger.db\""),
+    (":memory:", "is SQLite's in-memory database, which keeps nothing: give a file path"),
+    ("file:ledger.db", "is an SQLite URI: give a plain file path"),
+    ("file::memory:?cache=shared", "is an SQLite URI: give a plain file path"),
+])
+def test_a_ledger_that_keeps_nothing_is_refused(tmp_path: Path, value: str, reason: str) -> None:
+    path = tmp_path / "c.toml"
+    err = error_of(path, f'[ledger]\npath = "{value}"\n')
+    assert assert_one_line(err, path) == f'{path}: ledger.path = "{value}": {reason}'
+
+
 def test_a_shared_config_without_a_seed_is_fine(tmp_path: Path) -> None:
     load(write(tmp_path / "c.toml", '[wallet]\nseed = ""\n', 0o644))
     load(write(tmp_path / "c.toml", '[wallet]\nseed_file = "seed"\n', 0o644))
@@ -259,11 +272,29 @@ def test_seed_file_beats_the_credential(tmp_path: Path) -> None:
     assert load_seed(cfg, environ={"CREDENTIALS_DIRECTORY": str(creds)}) == SEED
 
 
-def test_shared_seed_file_is_refused_with_the_chmod_to_run(tmp_path: Path) -> None:
-    cfg = _with_seed_file(tmp_path, SEED, mode=0o644)
-    assert _seed_error(cfg) == (
-        f'{tmp_path}/config.toml: wallet.seed_file = "seed": seed file {tmp_path}/seed is'
+@pytest.mark.parametrize("backend", ["pyota", "dry-run"])
+def test_shared_seed_file_is_refused_at_load_whatever_the_backend(tmp_path: Path,
+                                                                  backend: str) -> None:
+    write(tmp_path / "seed", SEED, 0o644)
+    path = tmp_path / "config.toml"
+    err = error_of(path, f'[wallet]\nbackend = "{backend}"\nseed_file = "seed"\n', 0o644)
+    assert assert_one_line(err, path) == (
+        f'{path}: wallet.seed_file = "seed": seed file {tmp_path}/seed is'
         f" readable by group and others (mode 0644): run chmod 600 {tmp_path}/seed")
+    assert SEED not in str(err)
+
+
+def test_seed_file_shared_after_load_is_still_refused_when_read(tmp_path: Path) -> None:
+    cfg = _with_seed_file(tmp_path, SEED)
+    (tmp_path / "seed").chmod(0o640)
+    assert _seed_error(cfg).endswith(
+        f"seed file {tmp_path}/seed is readable by group (mode 0640):"
+        f" run chmod 600 {tmp_path}/seed")
+
+
+def test_a_missing_seed_file_is_left_to_the_wallet_that_reads_it(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path / "c.toml", '[wallet]\nbackend = "dry-run"\nseed_file = "nope"\n'))
+    assert cfg.wallet.seed_file == "nope"
 
 
 @pytest.mark.parametrize(("content", "reason"), [

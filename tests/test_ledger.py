@@ -137,6 +137,57 @@ def test_not_a_database_is_a_clear_error(tmp_path):
         Ledger(path)
 
 
+def _v1_ledger(path):
+    """A ledger as version 1 wrote it: rounds, a payment, and an open-round checkpoint."""
+    from p2p_energy.ledger import _create_v1
+
+    db = sqlite3.connect(path, isolation_level=None)
+    _create_v1(db)
+    db.execute("PRAGMA user_version = 1")
+    for i in range(3):
+        db.execute("INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
+                   " expected_samples, failed_samples, consumer_mws, producer_mws,"
+                   " producer_avg_mw, price, price_capped, owed_niota)"
+                   " VALUES (?, ?, 60, 58.5, 59, 60, 1, 1000, 29250, 500, 0.02, 0, 20000000000)",
+                   (1.7e9 + 60 * i, 1.7e9 + 60 * i + 60))
+    db.execute("INSERT INTO payments (value_iota, status, created_at) VALUES (60, 'queued', 1)")
+    db.execute("INSERT INTO open_round (id, started_at, duration_s, metered_s, consumer_mws,"
+               " producer_mws, samples, expected_samples, failed_samples, saved_at)"
+               " VALUES (1, 1.7e9, 12.0, 11.0, 110.0, 5500.0, 12, 12, 0, 1.7e9)")
+    db.close()
+
+
+def test_a_v1_ledger_opens_with_every_row_and_per_channel_metered_time(tmp_path):
+    path = tmp_path / "v1.db"
+    _v1_ledger(path)
+    led = Ledger(path)
+    try:
+        rounds = led.report()["rounds"]
+        assert [r["id"] for r in rounds] == [1, 2, 3]
+        # Before channels were metered separately, both were metered together.
+        assert all(r["metered_s"] == r["consumer_metered_s"] == r["producer_metered_s"] == 58.5
+                   for r in rounds)
+        assert led.totals()["queued_iota"] == 60 and led.totals()["owed_iota"] == 60
+        cp = led.load_checkpoint()
+        assert cp is not None and cp.consumer_mws == 110.0
+        assert cp.consumer_metered_s == cp.producer_metered_s == 11.0
+        assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        led.close()
+
+
+def test_rounds_and_checkpoints_keep_each_channels_metered_time(ledger):
+    r = RoundTotals(started_at=1.7e9, duration_s=60.0, metered_s=60.0, consumer_mws=600.0,
+                    producer_mws=15000.0, samples=60, expected_samples=60, ended_at=1.7e9 + 60,
+                    consumer_metered_s=60.0, producer_metered_s=30.0)
+    ledger.checkpoint(r)
+    assert ledger.load_checkpoint().producer_metered_s == 30.0
+    ledger.record_round(r, q(1))
+    row = ledger.report()["rounds"][0]
+    assert (row["consumer_metered_s"], row["producer_metered_s"]) == (60.0, 30.0)
+    assert row["producer_avg_mw"] == pytest.approx(500.0)  # over the producer's 30 s
+
+
 def test_a_payment_that_failed_on_the_network_is_owed_again_with_its_fee(ledger):
     ledger.record_round(rnd(0), q(5.0))
     p = ledger.claim_queued()

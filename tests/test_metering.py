@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p_energy.metering import RoundMeter, RoundTotals, Schedule
+from p2p_energy.metering import LivePower, RoundMeter, RoundTotals, Schedule
 from p2p_energy.sensors.base import Sample
 
 
@@ -118,3 +118,77 @@ def test_every_mws_lands_in_exactly_one_round(steps, length_s):
     assert sum(r.consumer_mws for r in closed) == pytest.approx(expected, rel=1e-9, abs=1e-6)
     assert sum(r.duration_s for r in closed) == pytest.approx(pts[-1][0], abs=1e-9)
     assert sum(r.samples for r in closed) == len(pts)
+
+
+def test_an_out_of_range_channel_is_missing_for_that_channel_only():
+    m = RoundMeter(100.0, 0.0, 0.0, max_gap_s=10)
+    # The producer saturates from 3 s to 6 s (None); the consumer reads all along.
+    feed(m, [(t, 50.0, None if 3 <= t <= 6 else 500.0) for t in range(0, 11)])
+    (r,) = m.close_now(10.0)
+    assert r.metered_s == pytest.approx(10.0) and r.samples == 11
+    assert r.consumer_metered_s == pytest.approx(10.0)
+    assert r.consumer_mws == pytest.approx(500.0)  # 50 mW x 10 s: nothing of it dropped
+    # Not interpolated through the saturated stretch: metered 0-2 s and 7-10 s only.
+    assert r.producer_metered_s == pytest.approx(5.0)
+    assert r.producer_mws == pytest.approx(2500.0)
+    assert r.producer_avg_mw == pytest.approx(500.0)  # over the producer's metered time
+
+
+def test_a_round_ending_during_saturation_closes_with_what_was_in_range():
+    m = RoundMeter(5.0, 0.0, 0.0, max_gap_s=10)
+    closed = feed(m, [(t, 20.0, 100.0 if t < 4 else None) for t in range(0, 9)])
+    (r,) = closed
+    assert r.consumer_metered_s == pytest.approx(5.0) and r.consumer_mws == pytest.approx(100.0)
+    assert r.producer_metered_s == pytest.approx(3.0) and r.producer_avg_mw == pytest.approx(100.0)
+    (r2,) = m.close_now(8.0)
+    assert r2.producer_metered_s == 0.0 and r2.producer_avg_mw == 0.0
+    assert r2.consumer_metered_s == pytest.approx(3.0)
+
+
+def test_checkpoint_and_resume_keep_each_channels_metered_time():
+    m = RoundMeter(60.0, 0.0, 0.0, max_gap_s=10)
+    feed(m, [(t, 10.0, None if t >= 5 else 100.0) for t in range(0, 11)])
+    snap = m.snapshot()
+    assert (snap.consumer_metered_s, snap.producer_metered_s) == (10.0, 4.0)
+    resumed = RoundMeter(60.0, 100.0, 0.0, max_gap_s=10, resume=snap)
+    feed(resumed, [(100.0 + t, 10.0, 100.0) for t in range(0, 3)])
+    (r,) = resumed.close_now(102.0)
+    assert r.consumer_metered_s == pytest.approx(12.0) and r.producer_metered_s == 6.0
+    assert r.producer_mws == pytest.approx(600.0)
+
+
+def test_totals_without_channel_times_take_the_metered_time():
+    r = RoundTotals(started_at=0.0, metered_s=4.0, producer_mws=400.0)
+    assert r.consumer_metered_s == r.producer_metered_s == 4.0 and r.producer_avg_mw == 100.0
+
+
+def test_round_timestamps_follow_a_wall_clock_step_but_not_slewing():
+    stale = 1.6e9  # the time of the last shutdown, on a Pi without a real-time clock
+    m = RoundMeter(10.0, 0.0, stale, max_gap_s=10)
+    feed(m, [(t, 10.0, 100.0) for t in range(0, 4)])
+    assert m.follow_wall(3.0, 3.0 + stale + 0.5) == 0.0  # slewing-sized: ignored
+    assert m.follow_wall(4.0, 4.0 + stale + 3600.0) == pytest.approx(3600.0)  # NTP steps
+    assert m.follow_wall(5.0, 5.0 + stale + 3600.0) == 0.0  # logged once per step
+    closed = feed(m, [(t, 10.0, 100.0) for t in range(4, 21)])
+    assert [r.started_at for r in closed] == [stale + 3600.0, stale + 3610.0]
+    assert [r.ended_at for r in closed] == [stale + 3610.0, stale + 3620.0]
+    assert [r.duration_s for r in closed] == [10.0, 10.0]  # metering stays monotonic
+    assert sum(r.consumer_mws for r in closed) == pytest.approx(200.0)
+
+
+def test_a_resumed_round_keeps_its_start_across_a_step():
+    saved = RoundTotals(started_at=5000.0, duration_s=4.0, metered_s=4.0)
+    m = RoundMeter(10.0, 0.0, 100.0, max_gap_s=10, resume=saved)
+    m.follow_wall(1.0, 1.0 + 100.0 + 50.0)
+    (r,) = feed(m, [(t, 1.0, 1.0) for t in range(0, 7)])
+    assert r.started_at == 5000.0 and r.ended_at == 6.0 + 150.0
+
+
+def test_no_live_power_while_a_channel_is_out_of_range():
+    m = RoundMeter(60.0, 0.0, 1000.0, max_gap_s=10)
+    feed(m, [(0.0, 10.0, -5.0), (1.0, 12.0, 200.0)])
+    assert m.latest(1.5, 5.0) == LivePower(12.0, 200.0, 1001.0)
+    feed(m, [(2.0, 13.0, None)])  # the producer saturates: its last value is no longer true
+    assert m.latest(2.5, 5.0) is None
+    feed(m, [(3.0, 14.0, -1.0)])
+    assert m.latest(3.5, 5.0) == LivePower(14.0, 0.0, 1003.0)

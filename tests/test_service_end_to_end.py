@@ -133,3 +133,36 @@ def test_the_seed_never_appears_in_output_or_ledger(tmp_path, paying_node):
     for f in tmp_path.glob("ledger.db*"):
         data = f.read_bytes()
         assert PAYER_SEED.encode() not in data and PAYER_SEED[:40].encode() not in data
+
+
+def test_watchdog_is_fed_while_waiting_for_a_slow_sample(tmp_path):
+    """sample_interval_s may be up to 3600 s; WatchdogSec=30s must not kill the waiting loop."""
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(10)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[meter]\nsensor = "simulated"\nsample_interval_s = 60\n'
+                   f'[round]\nlength_s = 600\n[wallet]\nbackend = "dry-run"\n'
+                   f'[ledger]\npath = "{tmp_path / "ledger.db"}"\n')
+    watchdog_s = 1.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p2p_energy", "run", "-c", str(cfg)],
+        env=clean_env(NOTIFY_SOCKET=sock_path, WATCHDOG_USEC=str(int(watchdog_s * 1e6))),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fed: list[float] = []
+    try:
+        assert sock.recv(4096) == b"READY=1"
+        ready_at = time.monotonic()
+        while time.monotonic() < ready_at + 4 * watchdog_s:
+            if sock.recv(4096) == b"WATCHDOG=1":
+                fed.append(time.monotonic())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        sock.close()
+    # One sample in the whole window, yet systemd hears from us at half the timeout.
+    gaps = [b - a for a, b in zip([ready_at, *fed], fed, strict=False)]
+    assert len(fed) >= 6, gaps
+    assert max(gaps) < watchdog_s, gaps

@@ -111,6 +111,17 @@ def test_unit_promises_what_the_daemon_relies_on() -> None:
     assert one("Install.WantedBy") == "multi-user.target"
 
 
+def test_unit_waits_for_the_wall_clock_to_be_synchronised() -> None:
+    """time-sync.target is passive: only pulled in (Wants=) and ordered (After=) does it wait,
+    and only with systemd-time-wait-sync enabled, which the README has the owner do."""
+    s = _settings(UNIT.read_text())
+    wants = " ".join(s["Unit.Wants"]).split()
+    after = " ".join(s["Unit.After"]).split()
+    assert "time-sync.target" in wants and "time-sync.target" in after
+    readme = (UNIT.parent.parent / "README.md").read_text()
+    assert "sudo systemctl enable systemd-time-wait-sync" in readme
+
+
 def test_serve_unit_runs_serve_as_the_ledgers_owner_without_devices() -> None:
     s = _settings(SERVE_UNIT.read_text())
     assert s["Service.ExecStart"] == ["/opt/p2p-energy/.venv/bin/p2p-energy serve"

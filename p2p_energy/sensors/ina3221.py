@@ -76,6 +76,11 @@ AVG_SHIFT = 9
 VBUS_CT_SHIFT = 6
 VSH_CT_SHIFT = 3
 MODE_SHUNT_AND_BUS_CONTINUOUS = 0b111
+MODES = {  # datasheet table 6 (MODE3..1)
+    0b000: "power-down", 0b001: "shunt single-shot", 0b010: "bus single-shot",
+    0b011: "shunt and bus single-shot", 0b100: "power-down", 0b101: "shunt continuous",
+    0b110: "bus continuous", 0b111: "shunt and bus continuous",
+}
 
 FULL_SCALE_CODE = 4095  # the ADC clips here: a current beyond the shunt's range, or an open input
 BUS_VOLTAGE_MAX_V = 26.0  # absolute maximum rating: a higher reading is no real circuit
@@ -86,17 +91,72 @@ _WARMUP_MARGIN = 1.2
 _NO_ANSWER = frozenset({errno.ENXIO, errno.EREMOTEIO, errno.EIO, errno.ETIMEDOUT})
 
 _HEALTHY, _FAILING, _DISCONNECTED = "healthy", "failing", "disconnected"
+_ROLES = ("consumer", "producer")
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelReading:
-    """One channel in SI-milli units, for ``check`` and diagnostics."""
+    """One channel in SI-milli units, for ``check`` and diagnostics.
+
+    ``problem`` says why the reading is out of range and what to do ("" when
+    plausible); ``measured`` is False when the chip's configuration does not
+    convert this channel continuously (its registers hold an old conversion).
+    """
 
     channel: int
     shunt_voltage_mv: float
     bus_voltage_v: float
     current_ma: float
     power_mw: float
+    problem: str = ""
+    measured: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChipConfiguration:
+    """The configuration register, decoded (datasheet section 7.6.1)."""
+
+    word: int
+    channels: tuple[int, ...]
+    averages: int
+    bus_conversion_us: int
+    shunt_conversion_us: int
+    mode: int
+
+    def measures(self, channel: int) -> bool:
+        """Whether ``channel``'s shunt and bus voltages are converted continuously."""
+        return channel in self.channels and self.mode == MODE_SHUNT_AND_BUS_CONTINUOUS
+
+    def describe(self) -> str:
+        """E.g. ``CH1 and CH2 on, 128 averages, bus 1100 us, shunt 1100 us, shunt and bus
+        continuous``."""
+        return ", ".join([_channels_on(self.channels), self._averages(), *self._times(),
+                          MODES[self.mode]])
+
+    def changes_to(self, other: ChipConfiguration) -> list[str]:
+        """What ``other`` sets differently, in ``describe``'s words."""
+        changes = [f"CH{ch} on" for ch in other.channels if ch not in self.channels]
+        changes += [f"CH{ch} off" for ch in self.channels if ch not in other.channels]
+        pairs = [(self._averages(), other._averages()), *zip(self._times(), other._times(),
+                                                              strict=True),
+                 (MODES[self.mode], MODES[other.mode])]
+        return changes + [theirs for ours, theirs in pairs if ours != theirs]
+
+    def _averages(self) -> str:
+        return f"{self.averages} average" + ("s" if self.averages > 1 else "")
+
+    def _times(self) -> tuple[str, str]:
+        return f"bus {self.bus_conversion_us} us", f"shunt {self.shunt_conversion_us} us"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What ``INA3221Sensor.probe`` found: the chip's configuration, the one the
+    config file asks for, and one reading per role taken with the former."""
+
+    found: ChipConfiguration
+    wanted: ChipConfiguration
+    readings: dict[str, ChannelReading]
 
 
 # -- pure helpers ---------------------------------------------------------------------
@@ -120,6 +180,25 @@ def config_word(channels: Sequence[int], averages: int, bus_conversion_us: int,
     word |= CONVERSION_US_CODE[bus_conversion_us] << VBUS_CT_SHIFT
     word |= CONVERSION_US_CODE[shunt_conversion_us] << VSH_CT_SHIFT
     return word
+
+
+def decode_configuration(word: int) -> ChipConfiguration:
+    """The configuration register value ``word`` as settings."""
+    def field(shift: int, table: dict[int, int]) -> int:
+        code = word >> shift & 0b111
+        return next(value for value, c in table.items() if c == code)
+
+    return ChipConfiguration(word, tuple(ch for ch in (1, 2, 3) if word & channel_enable_bit(ch)),
+                             field(AVG_SHIFT, AVERAGES_CODE),
+                             field(VBUS_CT_SHIFT, CONVERSION_US_CODE),
+                             field(VSH_CT_SHIFT, CONVERSION_US_CODE), word & 0b111)
+
+
+def _channels_on(channels: Sequence[int]) -> str:
+    names = [f"CH{ch}" for ch in channels]
+    if not names:
+        return "no channel on"
+    return (", ".join(names[:-1]) + " and " if len(names) > 1 else "") + names[-1] + " on"
 
 
 def update_time_s(n_channels: int, averages: int, bus_conversion_us: int,
@@ -279,8 +358,10 @@ class INA3221Sensor:
         self._last_errno: int | None = None
         self._backoff_s = backoff_initial_s
         self._retry_at = 0.0
+        self._left_out = [0, 0]  # consumer, producer: samples left out in this episode
+        self._any_left_out = False
         self.read_errors = 0
-        self.implausible_readings = 0
+        self.implausible_readings = 0  # samples with a channel out of range
         self.reconnects = 0
 
     @classmethod
@@ -327,15 +408,23 @@ class INA3221Sensor:
     def read(self, t: float) -> Sample:
         """Both channels' power now, in mW, stamped with monotonic time ``t``.
 
+        Plausibility is judged per channel: a channel whose shunt reads full
+        scale (the current is beyond the shunt's range) or whose bus reads above
+        26 V is None in the sample, and the other channel is kept. Each such
+        episode is logged once per channel, with the shunt that would fit.
+
         Raises:
-            ImplausibleReading: the chip answered with a saturated shunt or a
-                bus voltage above 26 V.
+            ImplausibleReading: both channels are out of range.
             SensorReadError: this sample could not be taken (I2C error, bus
                 closed while backing off, first update not finished).
         """
         cs, cb, ps, pb = self._read_codes()
-        k_consumer, k_producer = self._mw_per_code2
-        return Sample(t, cs * cb * k_consumer, ps * pb * k_producer)
+        lim, bus_max = FULL_SCALE_CODE, self._bus_code_max
+        if (-lim < cs < lim and -lim < ps < lim and cb <= bus_max and pb <= bus_max
+                and not self._any_left_out):
+            k_consumer, k_producer = self._mw_per_code2
+            return Sample(t, cs * cb * k_consumer, ps * pb * k_producer)
+        return self._judged(t, (cs, cb, ps, pb))
 
     @property
     def warmup_s(self) -> float:
@@ -343,19 +432,54 @@ class INA3221Sensor:
         return max(self._fresh_at - self._clock(), 0.0) if self._warming else 0.0
 
     def read_channels(self) -> dict[str, ChannelReading]:
-        """Shunt and bus voltage, current and power of both channels (for ``check``).
+        """Shunt and bus voltage, current and power of both channels (diagnostics).
 
         Raises:
             SensorReadError: as for ``read``.
         """
-        codes = self._read_codes()
+        return self._readings(self._read_codes(), decode_configuration(self.config_word))
+
+    def probe(self) -> Probe:
+        """Look at the chip as it is, writing nothing to it (for ``check``).
+
+        The service may be sampling the chip right now, so this opens the bus
+        on its own, checks the IDs, reads the configuration register and one
+        measurement made with whatever configuration it holds, and closes the
+        bus again. ``open`` is not needed (nor used).
+
+        Raises:
+            SensorError: no such bus, no permission, nothing answering, another
+                chip at the address, or an I2C error while reading.
+        """
+        try:
+            bus = self._bus_factory()
+        except OSError as err:
+            raise SensorError(self._explain(err)) from None
+        read, addr = bus.read_i2c_block_data, self._address
+        try:
+            self._verify_identity(bus)
+            word = _word(read(addr, CONFIGURATION.address, 2))
+            codes = tuple(_code(read(addr, reg, 2)) for reg in self._registers)
+        except OSError as err:
+            raise SensorError(self._explain(err)) from None
+        finally:
+            _close_quietly(bus)
+        found = decode_configuration(word)
+        return Probe(found, decode_configuration(self.config_word),
+                     self._readings(codes, found))
+
+    def _readings(self, codes: Sequence[int],
+                  configuration: ChipConfiguration) -> dict[str, ChannelReading]:
         readings: dict[str, ChannelReading] = {}
-        for i, role in enumerate(("consumer", "producer")):
-            shunt_mv = codes[2 * i] * SHUNT_VOLTAGE[1].lsb
-            bus_v = codes[2 * i + 1] * BUS_VOLTAGE[1].lsb
+        for i, role in enumerate(_ROLES):
+            shunt, bus = codes[2 * i], codes[2 * i + 1]
+            shunt_mv, bus_v = shunt * SHUNT_VOLTAGE[1].lsb, bus * BUS_VOLTAGE[1].lsb
             current_ma = shunt_mv / self._shunt_ohms[i]
-            readings[role] = ChannelReading(self._channels[i], shunt_mv, bus_v, current_ma,
-                                            bus_v * current_ma)
+            found = self._out_of_range(i, shunt, bus)
+            readings[role] = ChannelReading(
+                self._channels[i], shunt_mv, bus_v, current_ma, bus_v * current_ma,
+                problem=": ".join(found) if found else "",
+                measured=configuration.measures(self._channels[i]))
         return readings
 
     def describe(self) -> str:
@@ -395,9 +519,6 @@ class INA3221Sensor:
             raise self._failed(err) from None
         if self._state is not _HEALTHY:
             self._succeeded()
-        if (cs >= FULL_SCALE_CODE or cs <= -FULL_SCALE_CODE or ps >= FULL_SCALE_CODE
-                or ps <= -FULL_SCALE_CODE or cb > self._bus_code_max or pb > self._bus_code_max):
-            raise self._implausible((cs, cb, ps, pb))
         return cs, cb, ps, pb
 
     def _check_warm(self) -> None:
@@ -407,21 +528,58 @@ class INA3221Sensor:
                                   f"yet ({(self._fresh_at - now) * 1e3:.0f} ms to go)")
         self._warming = False
 
-    def _implausible(self, codes: tuple[int, int, int, int]) -> ImplausibleReading:
-        self.implausible_readings += 1
-        problems = []
-        for i, role in enumerate(("consumer", "producer")):
-            shunt, bus, channel = codes[2 * i], codes[2 * i + 1], self._channels[i]
-            if abs(shunt) >= FULL_SCALE_CODE:
-                problems.append(f"{role} CH{channel} shunt at full scale "
-                                f"({shunt * SHUNT_VOLTAGE[1].lsb:+.2f} mV)")
-            if bus > self._bus_code_max:
-                problems.append(f"{role} CH{channel} bus {bus * BUS_VOLTAGE[1].lsb:.3f} V "
-                                f"above {BUS_VOLTAGE_MAX_V:g} V")
-        message = f"{self._where}: implausible reading: " + "; ".join(problems)
-        if self.implausible_readings == 1:
-            log.warning("%s (further ones are counted, not logged)", message)
-        return ImplausibleReading(message)
+    # -- plausibility, per channel ---------------------------------------------------
+
+    def _judged(self, t: float, codes: tuple[int, int, int, int]) -> Sample:
+        """The sample with each out-of-range channel as None; logs episode starts and ends.
+
+        Raises:
+            ImplausibleReading: neither channel is in range.
+        """
+        powers: list[float | None] = []
+        problems: list[str] = []
+        for i, role in enumerate(_ROLES):
+            shunt, bus = codes[2 * i], codes[2 * i + 1]
+            found = self._out_of_range(i, shunt, bus)
+            if found is None:
+                if self._left_out[i]:
+                    log.info("%s: %s CH%d in range again after %d samples left out",
+                             self._where, role, self._channels[i], self._left_out[i])
+                    self._left_out[i] = 0
+                powers.append(shunt * bus * self._mw_per_code2[i])
+                continue
+            problem, advice = found
+            if not self._left_out[i]:
+                log.warning("%s: %s: %s; CH%d is left out until it reads in range again, the %s "
+                            "channel is still metered", self._where, problem, advice,
+                            self._channels[i], _ROLES[1 - i])
+            self._left_out[i] += 1
+            problems.append(problem)
+            powers.append(None)
+        self._any_left_out = any(self._left_out)
+        if problems:
+            self.implausible_readings += 1
+        consumer, producer = powers
+        if consumer is None and producer is None:
+            raise ImplausibleReading(f"{self._where}: implausible reading: " + "; ".join(problems))
+        return Sample(t, consumer, producer)
+
+    def _out_of_range(self, i: int, shunt: int, bus: int) -> tuple[str, str] | None:
+        """What is wrong with channel ``i``'s codes and what to do; None if plausible."""
+        role, channel, ohms = _ROLES[i], self._channels[i], self._shunt_ohms[i]
+        if abs(shunt) >= FULL_SCALE_CODE:
+            # The ADC clips at +-163.8 mV: the current is at least full scale / R.
+            max_a = FULL_SCALE_CODE * SHUNT_VOLTAGE[1].lsb / ohms / 1000
+            return (f"{role} CH{channel} shunt at full scale "
+                    f"({shunt * SHUNT_VOLTAGE[1].lsb:+.2f} mV)",
+                    f"the {ohms:g} ohm shunt reads at most {max_a:.4g} A; for more, fit "
+                    f"{ohms / 2:g} ohm (up to {2 * max_a:.4g} A) or less and set meter.shunt_ohms")
+        if bus > self._bus_code_max:
+            return (f"{role} CH{channel} bus {bus * BUS_VOLTAGE[1].lsb:.3f} V above "
+                    f"{BUS_VOLTAGE_MAX_V:g} V",
+                    f"the chip's inputs are rated to {BUS_VOLTAGE_MAX_V:g} V; check the wiring "
+                    f"to VIN{channel}-")
+        return None
 
     # -- failure and recovery -------------------------------------------------------
 

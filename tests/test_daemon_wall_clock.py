@@ -1,0 +1,52 @@
+"""The wall clock steps at boot (first NTP sync, no RTC): round timestamps follow, metering not."""
+
+import itertools
+import logging
+import threading
+import time
+
+import pytest
+
+from p2p_energy import config
+from p2p_energy.daemon import Daemon
+from p2p_energy.ledger import Ledger
+from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.sensors.simulated import SimulatedSensor
+from p2p_energy.wallet.dryrun import DryRunWallet
+
+LENGTH_S, INTERVAL_S = 0.1, 0.01
+BEHIND_S = 30 * 86400.0  # the time of the last shutdown, a month ago
+
+
+def test_round_timestamps_follow_a_wall_clock_step(tmp_path, caplog):
+    synced = threading.Event()
+
+    def wall() -> float:  # a Pi without a real-time clock, until NTP steps it
+        return time.time() - (0.0 if synced.is_set() else BEHIND_S)
+
+    cfg = config.build({"meter": {"sensor": "simulated", "sample_interval_s": INTERVAL_S},
+                        "round": {"length_s": LENGTH_S}, "wallet": {"backend": "dry-run"}})
+    path = str(tmp_path / "ledger.db")
+    payer = Payer(lambda: Ledger(path), DryRunWallet, PayerPolicy(poll_s=0.05))
+    daemon = Daemon(cfg, SimulatedSensor(), path, payer, wall=wall)
+    threading.Timer(0.55, synced.set).start()
+    threading.Timer(1.2, daemon.request_stop).start()
+    with caplog.at_level(logging.INFO, logger="p2p_energy.daemon"):
+        daemon.run()
+    stopped = time.time()
+    ledger = Ledger(path)
+    rounds = ledger.report()["rounds"]
+    raw = ledger.db.execute("SELECT started_at, ended_at, duration_s FROM rounds").fetchall()
+    ledger.close()
+
+    before = [r for r in raw if r[1] < stopped - BEHIND_S / 2]
+    after = [r for r in raw if r[0] > stopped - BEHIND_S / 2]
+    assert len(before) >= 3 and len(after) >= 5 and len(before) + len(after) == len(raw)
+    assert all(stopped - 5 < r[1] <= stopped for r in after)  # today's date, not last month's
+    for a, b in itertools.pairwise(after):  # one step, then contiguous again
+        assert b[0] == pytest.approx(a[1], abs=1e-6)
+    assert all(r["duration_s"] == pytest.approx(LENGTH_S) for r in rounds[:-1])  # monotonic
+    steps = [r.getMessage() for r in caplog.records if "wall clock" in r.getMessage()]
+    assert len(steps) == 1, steps
+    assert steps[0].startswith("wall clock stepped by +2592000.")
+    assert "round times follow" in steps[0]
