@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,16 @@ class HttpNode:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def serve_until_interrupted(self, name: str, detail: str) -> None:
+        """For manual runs: serve until Ctrl-C (the first line printed names the URL)."""
+        self.start()
+        print(f"{name} on {self.url} ({detail}); Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
 
     def __enter__(self) -> Any:
         return self.start()

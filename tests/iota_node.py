@@ -685,13 +685,7 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.fund:
         address, nanos = item.split("=")
         node.fund(address, int(nanos))
-    node.start()
-    print(f"IOTA test node on {node.url}; Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        node.stop()
+    node.serve_until_interrupted("IOTA test node", "JSON-RPC")
 
 
 if __name__ == "__main__":

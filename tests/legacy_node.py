@@ -687,13 +687,7 @@ def main(argv: list[str] | None = None) -> None:
         seed, index = where.split(":")
         addr = node.fund_seed(seed, int(index), int(amount), args.security_level)
         print(f"funded {addr} with {amount} i")
-    node.start()
-    print(f"legacy IOTA test node on {node.url} (mwm {node.mwm}); Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        node.stop()
+    node.serve_until_interrupted("legacy IOTA test node", f"mwm {node.mwm}")
 
 
 if __name__ == "__main__":
