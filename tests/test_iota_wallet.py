@@ -170,3 +170,11 @@ def test_check_helpers(iota_node: IotaNode) -> None:
     assert 1_000_000 < fee < 3_000_000
     assert iota_node.executed == {}  # nothing was signed or sent
     assert PAYER_KEY.address in wallet.describe() and "5eed" not in wallet.describe()
+
+
+def test_a_malformed_coin_is_a_garbage_answer_not_a_crash(iota_node: IotaNode) -> None:
+    [coin] = iota_node.coins_of(PAYER_KEY.address)
+    coin.digest = "0OIl"  # not base58: no transaction could name it
+    with pytest.raises(WalletError, match=r"iotax_getCoins: .* unexpected shape") as err:
+        iota_wallet(iota_node).prepare(1000, 0)
+    assert err.value.kind == "garbage" and err.value.retryable

@@ -196,8 +196,7 @@ class IotaWallet:
             page = self.rpc.call("iotax_getCoins", self.address, IOTA_COIN, cursor, _PAGE)
             try:
                 for c in page["data"]:
-                    coins.append(Coin(iota_tx.ObjectRef(c["coinObjectId"], int(c["version"]),
-                                                        c["digest"]), int(c["balance"])))
+                    coins.append(_coin(c))
                 more, cursor = bool(page["hasNextPage"]), page.get("nextCursor")
             except (KeyError, TypeError, ValueError) as err:
                 raise self._garbage("iotax_getCoins", err) from None
@@ -381,6 +380,21 @@ class IotaWallet:
     def _garbage(self, method: str, err: Exception) -> WalletError:
         return WalletError(f"{method}: node {self.rpc.url} answered an unexpected shape "
                            f"({type(err).__name__}: {err})", kind="garbage")
+
+
+def _coin(c: dict[str, Any]) -> Coin:
+    """A coin as ``iotax_getCoins`` shows it, checked so that a transaction can name it.
+
+    Raises:
+        KeyError, TypeError, ValueError: a field is missing or malformed.
+    """
+    ref = iota_tx.ObjectRef(c["coinObjectId"].lower(), int(c["version"]), c["digest"])
+    address_bytes(ref.object_id)  # object ids have the form of addresses
+    iota_tx.digest_bytes(ref.digest)
+    balance = int(c["balance"])
+    if balance < 0 or not 0 <= ref.version < 2**64:
+        raise ValueError(f"coin {ref.object_id}: balance {balance}, version {ref.version}")
+    return Coin(ref, balance)
 
 
 def _choose(coins: list[Coin], target: int) -> list[Coin]:
