@@ -19,13 +19,15 @@ import pytest
 JUDGE_DIR = Path(__file__).resolve().parent / "iota_sdk_judge"
 
 
-def judge(*, transactions: list[dict[str, Any]] = (), secrets: list[str] = ()) -> dict[str, Any]:
+def judge(*, transactions: list[dict[str, Any]] = (), secrets: list[str] = (),
+          builds: list[dict[str, Any]] = ()) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node (v20 or later) is needed to run the IOTA SDK judge")
     if not (JUDGE_DIR / "node_modules" / "@iota" / "iota-sdk").is_dir():
         pytest.fail(f"the IOTA SDK is not installed: run npm ci in {JUDGE_DIR}")
-    request = json.dumps({"transactions": list(transactions), "secrets": list(secrets)})
+    request = json.dumps({"transactions": list(transactions), "secrets": list(secrets),
+                          "builds": list(builds)})
     out = subprocess.run([node, str(JUDGE_DIR / "judge.mjs")], input=request,
                          capture_output=True, text=True, timeout=120, cwd=JUDGE_DIR)
     assert out.returncode == 0, out.stderr

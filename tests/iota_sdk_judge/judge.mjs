@@ -2,19 +2,22 @@
 //
 // Reads one JSON request on stdin, writes one JSON answer on stdout:
 //   {"transactions": [{"tx_bytes": b64, "signature": b64, "secret"?: str}],
-//    "secrets": [str]}            iotaprivkey1... keys or mnemonics
+//    "secrets": [str],            iotaprivkey1... keys or mnemonics
+//    "builds": [{"sender", "receiver", "amount", "gas_coins": [[id, version, digest]],
+//                "gas_price", "gas_budget", "expires_after_epoch"?}]}
 // -> {"transactions": [{"ok": true, "signer", "sender", "digest", "receiver",
 //                       "amount", "gas_owner", "gas_price", "gas_budget",
 //                       "gas_coins": [[id, version, digest]], "commands": [kinds],
 //                       "sdk_signature"?: b64} | {"ok": false, "error"}],
-//     "secrets": [{"address"} | {"error"}]}
+//     "secrets": [{"address"} | {"error"}],
+//     "builds": [{"tx_bytes": b64} | {"error"}]}   the SDK's own bytes for that transfer
 // "signer" is the address of the key that verifyTransactionSignature accepts;
 // "sdk_signature" is the SDK's own signature of the same bytes with "secret".
 // Nothing here is our code: every decode and check is the SDK's.
 import { bcs } from "@iota/iota-sdk/bcs";
 import { Ed25519Keypair } from "@iota/iota-sdk/keypairs/ed25519";
-import { TransactionDataBuilder } from "@iota/iota-sdk/transactions";
-import { fromBase64 } from "@iota/iota-sdk/utils";
+import { Transaction, TransactionDataBuilder } from "@iota/iota-sdk/transactions";
+import { fromBase64, toBase64 } from "@iota/iota-sdk/utils";
 import { verifyTransactionSignature } from "@iota/iota-sdk/verify";
 
 function keypairOf(secret) {
@@ -61,6 +64,23 @@ async function judge(item) {
   return out;
 }
 
+// The transfer our wallet makes, built by the SDK: split from the gas coin, transfer
+// the split's result (the whole Result, as ours does) to the receiver.
+async function build(b) {
+  const tx = new Transaction();
+  const coin = tx.splitCoins(tx.gas, [tx.pure.u64(BigInt(b.amount))]);
+  tx.transferObjects([coin], tx.pure.address(b.receiver));
+  tx.setSender(b.sender);
+  tx.setGasOwner(b.sender);
+  tx.setGasPrice(BigInt(b.gas_price));
+  tx.setGasBudget(BigInt(b.gas_budget));
+  tx.setGasPayment(b.gas_coins.map(([objectId, version, digest]) =>
+    ({ objectId, version: String(version), digest })));
+  tx.setExpiration(b.expires_after_epoch == null ? { None: true }
+    : { Epoch: Number(b.expires_after_epoch) });
+  return { tx_bytes: toBase64(await tx.build()) };
+}
+
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
 const request = JSON.parse(Buffer.concat(chunks).toString("utf8"));
@@ -77,6 +97,14 @@ for (const secret of request.secrets ?? []) {
     answer.secrets.push({ address: keypairOf(secret).toIotaAddress() });
   } catch (err) {
     answer.secrets.push({ error: String(err?.message ?? err) });
+  }
+}
+answer.builds = [];
+for (const b of request.builds ?? []) {
+  try {
+    answer.builds.push(await build(b));
+  } catch (err) {
+    answer.builds.push({ error: String(err?.message ?? err) });
   }
 }
 process.stdout.write(JSON.stringify(answer));
