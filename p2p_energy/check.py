@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import Config, load_seed
 from .errors import P2PEnergyError
-from .ledger import Ledger, Payment
+from .ledger import Ledger, Payment, iso
 from .sensors.ina3221 import Probe
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
@@ -103,11 +103,17 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
         except P2PEnergyError as err:
             report(FAIL, f"ledger: {err}")
             return
-        t = ledger.totals()
-        ledger.close()
+        try:
+            t = ledger.totals()
+            since, failures, last_error = ledger.health()
+        finally:
+            ledger.close()
         unit = "µIOTA" if cfg.wallet.backend == "iota" else "IOTA"  # the ledger's unit
         report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} {unit}, paid {t['paid_iota']},"
                    f" queued {t['queued_iota']}")
+        if since is not None:
+            report(FAIL, f"payments failing since {iso(since)} ({failures} failed attempts):"
+                         f" {last_error}")
     elif path.parent.is_dir() and not os.access(path.parent, os.W_OK):
         report(FAIL, f"ledger {path}: not created yet, and {path.parent} is not writable")
     else:

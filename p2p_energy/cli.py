@@ -1,7 +1,7 @@
 """Command line: ``p2p-energy run | ledger | check | serve | statement | wallet``.
 
 Builds the concrete objects; ``serve`` and ``statement`` live in ``serve/``,
-``wallet new | address`` in ``wallet_cmd``.
+``wallet set-index`` in ``keyindex.py``, ``wallet new | address`` in ``wallet_cmd.py``.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
 1 anything else. Every error is one line on stderr, never a traceback and
@@ -64,18 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     shape.add_argument("--csv", action="store_true", help="every round as CSV on stdout")
     add("check", "validate the config, read the sensor once and ask the node; "
                  "exit 0 if all is well")
-    add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
-                 "Home Assistant ([serve], [mqtt]); only reads the ledger")
-    statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
-                                 " in [serve] timezone")
-    when = statement.add_mutually_exclusive_group(required=True)
-    when.add_argument("--day", metavar="YYYY-MM-DD", type=_day, help="one local day")
-    when.add_argument("--month", metavar="YYYY-MM", type=_month,
-                      help="one local month, day by day")
-    statement.add_argument("--csv", action="store_true", help="CSV on stdout")
-    wallet = sub.add_parser("wallet", help="keys for today's IOTA network",
-                            description="keys for today's IOTA network")
-    wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="ACTION")
+    wallet = sub.add_parser("wallet", help="the wallet: its key index; keys for today's IOTA"
+                            " network", description="the wallet: its key index (legacy API);"
+                            " keys and addresses for today's IOTA network")
+    wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
+    set_index = wallet_sub.add_parser(
+        "set-index", help="the funds are at key index N now (the daemon must be stopped)",
+        description="record in the ledger that the funds are at key index N now; refused "
+                    "while a payment is in flight or the daemon runs")
+    set_index.add_argument("index", type=int, metavar="N", help="key index (0 or more)")
+    set_index.add_argument("-c", "--config", metavar="FILE",
+                           help=f"TOML config file (default {DEFAULT_CONFIG})")
+    set_index.set_defaults(simulate=False, verbose=False)
     new = wallet_sub.add_parser("new", help="write a new key to FILE (mode 0600), print its"
                                 " address", description="write a new key to FILE (mode 0600),"
                                 " print its address; the key is never printed")
@@ -87,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"TOML config file (default {DEFAULT_CONFIG})")
     address.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     address.set_defaults(simulate=False)
+    add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
+                 "Home Assistant ([serve], [mqtt]); only reads the ledger")
+    statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
+                                 " in [serve] timezone")
+    when = statement.add_mutually_exclusive_group(required=True)
+    when.add_argument("--day", metavar="YYYY-MM-DD", type=_day, help="one local day")
+    when.add_argument("--month", metavar="YYYY-MM", type=_month,
+                      help="one local month, day by day")
+    statement.add_argument("--csv", action="store_true", help="CSV on stdout")
     return parser
 
 
@@ -126,6 +135,13 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from .lock import LedgerLock
+
+    with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
+        return _run(cfg, args)
+
+
+def _run(cfg: Config, args: argparse.Namespace) -> int:
     from .build import build_sensor, wallet_opener
     from .daemon import Daemon
     from .ledger import Ledger
@@ -150,6 +166,8 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         log.info("simulated day: morning sun, noon, a cloud, dusk and night every 10 minutes; "
                  "one line per %g s round (add -v to see every sample)", cfg.round.length_s)
     daemon.run()
+    if daemon.fatal_reason:
+        raise P2PEnergyError(f"stopped: {daemon.fatal_reason}")
     log.info("stopped; the open round was closed and recorded")
     return EXIT_OK
 
@@ -215,13 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .wallet_cmd import cmd_wallet_new
             return cmd_wallet_new(args)
         cfg = load_config(args)
-        if args.command == "wallet":
+        if args.command == "wallet" and args.wallet_command == "address":
             from .wallet_cmd import cmd_wallet_address
             return cmd_wallet_address(cfg)
         if args.command == "run":
             return cmd_run(cfg, args)
         if args.command == "ledger":
             return cmd_ledger(cfg, args)
+        if args.command == "wallet":
+            from .keyindex import cmd_set_index
+            return cmd_set_index(cfg, args)
         if args.command == "serve":
             from .serve.app import cmd_serve
             return cmd_serve(cfg, args)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .pricing import INT64_MAX, SUMS_LAST_S, most_owed_iota_per_s, most_owed_niota
 from .trytes import SEED_TRYTES, has_valid_checksum
 
 SENSORS = ("ina3221", "simulated", "replay")
@@ -58,6 +59,10 @@ class MeterConfig:
     averages: int | str = "auto"
     bus_conversion_us: int = 1100
     shunt_conversion_us: int = 1100
+    # A sample above this (either channel) is counted as failed, not billed. It
+    # bounds what a round can owe (see _check_amounts): an INA3221 with 0.1-ohm
+    # shunts reads at most 26 V x 1.64 A = 42.6 W.
+    max_power_mw: float = 100_000.0
 
 
 @dataclass(frozen=True)
@@ -383,6 +388,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "averages": _averages,
         "bus_conversion_us": _choice(CONVERSION_US),
         "shunt_conversion_us": _choice(CONVERSION_US),
+        "max_power_mw": _float(1.0, 1e9),
     },
     "round": {
         "length_s": _float(0.1, 86400.0),
@@ -567,6 +573,7 @@ def _check_together(c: Config) -> None:
         raise _error('is only used with broker = "mqtts://..."', path=src,
                      key="mqtt.ca_file", value=c.mqtt.ca_file)
     _check_backend(c)
+    _check_amounts(c)
 
 
 def _check_backend(c: Config) -> None:
@@ -584,6 +591,29 @@ def _check_backend(c: Config) -> None:
             _tryte_seed(w.seed)
         except ValueError as err:
             raise _error(str(err), path=src, key="wallet.seed") from None
+
+
+def _check_amounts(c: Config) -> None:
+    """Every amount the ledger stores, and every sum of them, must fit SQLite's INTEGER.
+
+    One round owes at most max_power_mw x length_s x max_price; whole IOTA paid
+    over a century of such rounds must fit too. (The total owed in nano-IOTA is
+    kept as exact decimal text, so it has no bound.)
+    """
+    m, p, src = c.meter, c.price, c.source
+    hint = "lower price.max_price, round.length_s or meter.max_power_mw"
+    per_round = most_owed_niota(m.max_power_mw, c.round.length_s, p.max_price)
+    if per_round > INT64_MAX:
+        raise _error(f"with meter.max_power_mw = {m.max_power_mw:g} and round.length_s ="
+                     f" {c.round.length_s:g}, one round could owe {per_round:.3g} nano-IOTA,"
+                     f" more than the ledger holds ({INT64_MAX:.3g}): {hint}", path=src,
+                     key="price.max_price", value=p.max_price)
+    per_century = most_owed_iota_per_s(m.max_power_mw, p.max_price) * SUMS_LAST_S
+    if per_century > INT64_MAX:
+        raise _error(f"with meter.max_power_mw = {m.max_power_mw:g}, a century of rounds"
+                     f" could owe {per_century:.3g} IOTA, more than the ledger's sums hold"
+                     f" ({INT64_MAX:.3g}): {hint}", path=src, key="price.max_price",
+                     value=p.max_price)
 
 
 def require_serve(c: Config) -> None:

@@ -17,23 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import SensorReadError
-from .ledger import Ledger, RoundRecorded
+from .errors import ImplausibleReading, SensorReadError
+from .ledger import Ledger, RoundRecorded, iso
 from .metering import RoundMeter, RoundTotals, Schedule
 from .notify import Notifier
 from .payer import Payer
 from .pricing import Quote, quote
 from .recorder import Recorder
-from .sensors.base import Sensor
+from .sensors.base import Sample, Sensor
 
 log = logging.getLogger(__name__)
 
 _SWITCH_INTERVAL_S = 0.001  # how long the payer may hold the GIL while the loop waits
 
-# How long a payer in the middle of a network call is waited for on stop. Every
-# payment step is committed before the next begins, so cutting it short loses
-# nothing; this stays well inside the unit's TimeoutStopSec=30s.
-STOP_GRACE_S = 15.0
+# How long the recorder (writing the last rounds) and then a payer in the middle
+# of a network call are waited for on stop. Every payment step is committed
+# before the next begins, so cutting the payer short loses nothing. The payer
+# is told first and both run at once: at most 10 + 5 s, well inside the unit's
+# TimeoutStopSec=30s.
+RECORDER_GRACE_S = 10.0
+PAYER_GRACE_S = 5.0
 
 
 @dataclass
@@ -44,6 +47,7 @@ class LoopStats:
     missed: int = 0
     failed: int = 0
     rounds: int = 0
+    worst_late_s: float = 0.0  # the latest a sample was taken after its deadline
 
 
 class Daemon:
@@ -62,8 +66,18 @@ class Daemon:
         self.watchdog_s = watchdog_s
         self.stop = threading.Event()
         self.stats = LoopStats()
+        self.fatal_reason = ""  # set when a part gave up: the daemon exits non-zero
         self._sensor_failing = 0
+        self._over_limit = False  # a channel above meter.max_power_mw, logged once
         self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
+        payer.on_fatal = self.fatal
+
+    def fatal(self, reason: str) -> None:
+        """A part of the daemon cannot go on (any thread): stop, and exit non-zero."""
+        if not self.fatal_reason:
+            self.fatal_reason = reason
+            log.critical("stopping: %s", reason)
+        self.stop.set()
 
     def request_stop(self, *_args: object) -> None:
         """Signal handler: only sets a flag; the loop does the rest."""
@@ -77,7 +91,8 @@ class Daemon:
         ledger = Ledger(self.ledger_path)  # opened here: a bad ledger stops start-up
         resume = ledger.load_checkpoint()
         ledger.close()
-        recorder = Recorder(lambda: Ledger(self.ledger_path), self._recorded)
+        recorder = Recorder(lambda: Ledger(self.ledger_path), self._recorded,
+                            on_fatal=self.fatal)
         # The payer signs in pure Python (PyOTA) for seconds at a time. A tick gives up
         # the GIL dozens of times (each SQLite step, each log write) and waits up to
         # the switch interval to get it back each time: at the default 5 ms, a round's
@@ -96,13 +111,16 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self.payer.ask_to_stop()  # it finishes its step while the last round is written
-            if not recorder.stop(STOP_GRACE_S):
-                log.error("ledger writes still pending after %.0f s", STOP_GRACE_S)
-            if not self.payer.stop(STOP_GRACE_S):
+            if not recorder.stop(RECORDER_GRACE_S):
+                log.error("ledger writes still pending after %.0f s", RECORDER_GRACE_S)
+            if not self.payer.stop(PAYER_GRACE_S):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger",
-                            STOP_GRACE_S)
+                            PAYER_GRACE_S)
             self.sensor.close()
             sys.setswitchinterval(switch_s)
+            st = self.stats
+            log.info("sampling: %d samples taken, %d missed, %d failed; worst lateness %.1f ms",
+                     st.ticks, st.missed, st.failed, st.worst_late_s * 1e3)
 
     def _loop(self, recorder: Recorder, resume: RoundTotals | None) -> None:
         m, r = self.config.meter, self.config.round
@@ -117,6 +135,9 @@ class Daemon:
             if self._wait_until(schedule.deadline):
                 break
             now = self.clock()
+            late = now - schedule.deadline
+            if late > self.stats.worst_late_s:
+                self.stats.worst_late_s = late
             step = meter.follow_wall(now, self.wall())
             if step:
                 self._wall_stepped(step)
@@ -165,7 +186,7 @@ class Daemon:
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
-            sample = self.sensor.read(now)
+            sample = self._bounded(self.sensor.read(now))
         except SensorReadError as err:
             self.stats.failed += 1
             if not self._sensor_failing:
@@ -184,6 +205,33 @@ class Daemon:
                       sample.consumer_mw, sample.producer_mw)
         return meter.add(sample)
 
+    def _bounded(self, sample: Sample) -> Sample:
+        """``sample`` with a channel above ``meter.max_power_mw`` left out (missing for
+        that channel only, like a saturated one); the bound keeps every amount storable.
+
+        Raises:
+            ImplausibleReading: neither channel is left.
+        """
+        limit = self.config.meter.max_power_mw
+        c, p = sample.consumer_mw, sample.producer_mw  # None: that channel out of range
+        # ``not <=`` also catches NaN.
+        c_over = c is not None and not abs(c) <= limit
+        p_over = p is not None and not abs(p) <= limit
+        if not (c_over or p_over):
+            if self._over_limit:
+                log.info("readings within meter.max_power_mw again")
+                self._over_limit = False
+            return sample
+        if (c_over or c is None) and (p_over or p is None):
+            raise ImplausibleReading(f"consumer {c} mW, producer {p} mW: above"
+                                     f" meter.max_power_mw = {limit:g}")
+        if not self._over_limit:
+            log.warning("%s reads %.0f mW, above meter.max_power_mw = %g: that channel is "
+                        "left out (not billed) until it reads below again",
+                        "consumer" if c_over else "producer", c if c_over else p, limit)
+            self._over_limit = True
+        return Sample(sample.t, None if c_over else c, None if p_over else p)
+
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:
         """Price a closed round and hand it to the recorder (the loop never waits for disk)."""
         p = self.config.price
@@ -201,4 +249,12 @@ class Daemon:
                  " (capped: too little production)" if q.capped else "", q.owed_iota,
                  rec.queued_iota, rec.carry_iota, done.samples, done.expected_samples)
         self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s, "
-                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_iota:.2f} IOTA")
+                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_iota:.2f} IOTA"
+                             + self._payments_status())
+
+    def _payments_status(self) -> str:
+        since = self.payer.failing_since
+        if since is None:
+            return ""
+        return (f"; payments failing since {iso(since)} ({self.payer.failures} attempts):"
+                f" {self.payer.last_failure[:120]}")

@@ -54,6 +54,14 @@ class LedgerError(P2PEnergyError):
     """The ledger file cannot be opened or has a schema this version cannot use."""
 
 
+class LedgerBusy(P2PEnergyError):
+    """Another process writes this ledger. ``pid``: its pid, if known."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+
 class WalletError(P2PEnergyError):
     """A payment step failed. ``retryable`` says whether waiting can help.
 

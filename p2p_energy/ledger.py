@@ -143,6 +143,20 @@ def _add_channel_metered_s(db: sqlite3.Connection) -> None:
                    " producer_metered_s = metered_s")
 
 
+def _add_health_index_totals(db: sqlite3.Connection) -> None:
+    """Payer health for ``check``; a history of key index changes; exact running totals."""
+    db.execute("CREATE TABLE payer_health (id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " failing_since REAL, failures INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+               " updated_at REAL NOT NULL)")
+    db.execute("CREATE TABLE wallet_events (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
+               " kind TEXT NOT NULL, old_index INTEGER, new_index INTEGER NOT NULL,"
+               " note TEXT NOT NULL DEFAULT '')")
+    # Sums SQLite's 64-bit SUM() could overflow, kept exactly as decimal text.
+    db.execute("CREATE TABLE running_totals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    owed = sum(r[0] for r in db.execute("SELECT owed_niota FROM rounds"))
+    db.execute("INSERT INTO running_totals VALUES ('owed_niota', ?)", (str(owed),))
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
@@ -151,6 +165,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v2_wallet_protocol,
     _add_live_power,
     _add_channel_metered_s,
+    _add_health_index_totals,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -262,6 +277,9 @@ class Ledger:
             round_id = int(cur.lastrowid or 0)
             db.execute("DELETE FROM open_round")
             owed, live = self._owed_and_live(db)
+            owed += q.owed_niota  # a Python int: exact however long the ledger runs
+            db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_niota'",
+                       (str(owed),))
             value = payable_iota(owed, live)
             payment_id = None
             if value > 0:
@@ -405,7 +423,8 @@ class Ledger:
                        (now, payment_id))
 
     def record_seen(self, payment_id: int, attachment_ids: Sequence[str]) -> list[str]:
-        """Attachments the network knows of; returns those the ledger did not know."""
+        """Attachments the network holds (so they were sent); returns those the ledger
+        did not know."""
         now = self.clock()
         added = []
         with self._tx() as db:
@@ -414,6 +433,10 @@ class Ledger:
                               " attached_at, sent_at) VALUES (?,?,?,?)",
                               (payment_id, a, now, now)).rowcount:
                     added.append(a)
+                else:
+                    db.execute("UPDATE attachments SET sent_at = COALESCE(sent_at, ?)"
+                               " WHERE payment_id = ? AND attachment_id = ?",
+                               (now, payment_id, a))
         return added
 
     def record_failure(self, payment_id: int, message: str, *, final: bool = False) -> None:
@@ -454,6 +477,48 @@ class Ledger:
         db.execute("INSERT OR REPLACE INTO wallet_state (key, value) VALUES ('input_index', ?)",
                    (index,))
 
+    def set_input_index(self, index: int, note: str, *, default: int) -> int:
+        """The owner says the funds are at key ``index`` now; returns the index before.
+
+        Recorded in ``wallet_events``. Refused while a payment is in flight: its
+        change goes to a key index already chosen.
+
+        Raises:
+            LedgerError: a payment is signed and not confirmed yet.
+        """
+        with self._tx() as db:
+            flying = db.execute("SELECT id, value_iota, input_index FROM payments WHERE"
+                                " reference IS NOT NULL AND status IN ('queued', 'sent')"
+                                " ORDER BY id LIMIT 1").fetchone()
+            if flying is not None:
+                raise LedgerError(
+                    f"{self.path}: payment {flying[0]} of {flying[1]} IOTA from key index"
+                    f" {flying[2]} is in flight; set the key index once it is confirmed")
+            old = self.input_index(default)
+            self._set_input_index(db, index)
+            db.execute("INSERT INTO wallet_events (at, kind, old_index, new_index, note)"
+                       " VALUES (?, 'set-index', ?, ?, ?)", (self.clock(), old, index, note))
+        return old
+
+    def wallet_events(self) -> list[dict[str, object]]:
+        """Key index changes made by the owner, oldest first."""
+        return [{"at": iso(r[0]), "kind": r[1], "old_index": r[2], "new_index": r[3],
+                 "note": r[4]} for r in self.db.execute(
+                     "SELECT at, kind, old_index, new_index, note FROM wallet_events ORDER BY id")]
+
+    def set_health(self, failing_since: float | None, failures: int, last_error: str) -> None:
+        """What the payer says about itself, for ``check`` (another process) to read."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO payer_health (id, failing_since, failures,"
+                       " last_error, updated_at) VALUES (1, ?, ?, ?, ?)",
+                       (failing_since, failures, last_error or None, self.clock()))
+
+    def health(self) -> tuple[float | None, int, str]:
+        """(failing since, failed attempts, last error); (None, 0, "") when all is well."""
+        row = self.db.execute("SELECT failing_since, failures, last_error FROM payer_health"
+                              " WHERE id = 1").fetchone()
+        return (row[0], row[1], row[2] or "") if row else (None, 0, "")
+
     def input_index(self, default: int) -> int:
         """The key index of the address that holds the funds now."""
         row = self.db.execute(
@@ -482,7 +547,7 @@ class Ledger:
 
     @staticmethod
     def _owed_and_live(db: sqlite3.Connection) -> tuple[int, int]:
-        owed = db.execute("SELECT COALESCE(SUM(owed_niota), 0) FROM rounds").fetchone()[0]
+        owed = db.execute("SELECT value FROM running_totals WHERE key = 'owed_niota'").fetchone()[0]
         live = db.execute("SELECT COALESCE(SUM(value_iota), 0) FROM payments"
                           f" WHERE status IN {_LIVE}").fetchone()[0]
         return int(owed), int(live)
@@ -526,4 +591,5 @@ class Ledger:
                 "SELECT id, value_iota, status, reference, attempts, created_at, sent_at,"
                 " confirmed_at, last_error, backend, fee_nanos, (SELECT COUNT(*) FROM"
                 " attachments a WHERE a.payment_id = payments.id) FROM payments ORDER BY id")]
-        return {"rounds": rounds, "payments": payments, "totals": self.totals()}
+        return {"rounds": rounds, "payments": payments, "totals": self.totals(),
+                "wallet_events": self.wallet_events()}

@@ -23,9 +23,14 @@ from dataclasses import dataclass
 
 from .errors import InsufficientBalance, LedgerError, NotPromotable, WalletError
 from .ledger import Ledger, Payment
-from .wallet.base import CONFIRMED, PENDING, Wallet
+from .wallet.base import CONFIRMED, PENDING, Attachment, Wallet
 
 log = logging.getLogger(__name__)
+
+# A payer that dies this often within the window gives up: the daemon exits
+# non-zero and systemd restarts the whole service.
+MAX_DEATHS = 5
+DEATH_WINDOW_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class Payer:
         self._promoted_at: dict[int, float] = {}
         self._short_since: float | None = None  # wall time the balance first fell short
         self._signed_step = False
+        # Health, for sd_notify STATUS= (this process) and ``check`` (via the ledger).
+        self.failing_since: float | None = None
+        self.last_failure = ""
+        self._health_dirty = False
+        self.on_fatal: Callable[[str], None] = lambda reason: None
 
     # -- thread control ------------------------------------------------------------------
 
@@ -88,6 +98,38 @@ class Payer:
         return not self._thread.is_alive()
 
     def run(self) -> None:
+        """The payer thread: the work loop, restarted with backoff after an unexpected error.
+
+        Metering never depends on it. A payer that dies ``MAX_DEATHS`` times in
+        ``DEATH_WINDOW_S`` calls ``on_fatal`` (the daemon then exits non-zero).
+        """
+        deaths: list[float] = []
+        logged: set[str] = set()
+        while not self.stop_event.is_set():
+            try:
+                self._work()
+                return
+            except Exception as err:  # the loop boundary: anything not foreseen
+                now = time.monotonic()
+                deaths = [t for t in deaths if now - t < DEATH_WINDOW_S] + [now]
+                what = f"{type(err).__name__}: {err}"
+                self._note_failure(f"payer crashed: {what}")
+                if what not in logged:  # the traceback once; a repeat in one line
+                    logged.add(what)
+                    log.exception("payer stopped by an unexpected error (%d in %.0f min);"
+                                  " restarting it; amounts stay owed in the ledger",
+                                  len(deaths), DEATH_WINDOW_S / 60)
+                else:
+                    log.error("payer stopped again by the same error (%d in %.0f min): %s",
+                              len(deaths), DEATH_WINDOW_S / 60, what)
+                if len(deaths) >= MAX_DEATHS:
+                    self.on_fatal(f"the payer failed {len(deaths)} times in "
+                                  f"{DEATH_WINDOW_S / 60:.0f} minutes; last: {what}")
+                    return
+                self._failures += 1
+                self.stop_event.wait(self._backoff())
+
+    def _work(self) -> None:
         ledger = wallet = None
         try:
             ledger = self._open_ledger()
@@ -96,29 +138,58 @@ class Payer:
                 self._wake.clear()  # before the step: a wake-up during it is kept
                 delay = self.tick(ledger, wallet)
                 self._wake.wait(delay)
-        except Exception:
-            log.exception("payer stopped by an unexpected error; payments wait in the ledger")
         finally:
-            if wallet is not None:
-                wallet.close()
-            if ledger is not None:
-                ledger.close()
+            for thing in (wallet, ledger):
+                if thing is not None:
+                    try:
+                        thing.close()
+                    except Exception:
+                        log.debug("closing %s", type(thing).__name__, exc_info=True)
+
+    # -- health --------------------------------------------------------------------------
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts in a row (0 when payments work)."""
+        return self._failures
+
+    def _note_failure(self, message: str) -> None:
+        if self.failing_since is None:
+            self.failing_since = self.wall()
+        self.last_failure = message
+        self._health_dirty = True  # written at the next step: one row, once per attempt
+
+    def _note_success(self) -> None:
+        if self.failing_since is not None:
+            self.failing_since, self.last_failure = None, ""
+            self._health_dirty = True
+
+    def _save_health(self, ledger: Ledger) -> None:
+        if self._health_dirty:
+            ledger.set_health(self.failing_since, self._failures, self.last_failure)
+            self._health_dirty = False
 
     # -- one step ------------------------------------------------------------------------
 
     def tick(self, ledger: Ledger, wallet: Wallet) -> float:
         """One step with failures handled (logged once, backed off); returns the wait."""
         self._signed_step = False
+        self._save_health(ledger)
         try:
             delay = self.step(ledger, wallet)
         except WalletError as err:
-            return self._failed(err)
+            delay = self._failed(err)
         except LedgerError as err:
             log.error("ledger refused a payment step: %s", err)
-            return self._backoff()
-        if self._failures:
-            log.info("payments working again after %d failed attempts", self._failures)
-            self._failures, self._last_error = 0, ""
+            self._failures += 1
+            self._note_failure(f"ledger: {err}")
+            delay = self._backoff()
+        else:
+            if self._failures and self._short_since is None:
+                log.info("payments working again after %d failed attempts", self._failures)
+                self._failures, self._last_error = 0, ""
+                self._note_success()
+        self._save_health(ledger)
         return delay
 
     def step(self, ledger: Ledger, wallet: Wallet) -> float:
@@ -137,6 +208,7 @@ class Payer:
             ledger.record_failure(queued.id, str(err))
             if not self._short(queued, err, wallet.unit):
                 self._failures += 1
+                self._note_failure(f"insufficient balance: {err}")
                 return self._backoff()
             # Pay what is there now; the rest stays queued for after a deposit.
             ledger.split_queued(queued.id, err.available)
@@ -164,16 +236,13 @@ class Payer:
         return can_pay
 
     def _follow(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
-        """Send, confirm, promote or attach again the one signed payment."""
+        """Send, confirm, promote or attach again the one signed payment.
+
+        The network is asked first, every time: an attachment whose send failed
+        (or was cut short by a crash) may have got through all the same.
+        """
         signed = p.signed
         assert signed is not None
-        if p.unsent is not None:  # attached and recorded, perhaps never sent: send it
-            unsent = p.unsent
-            self._attempt(ledger, p, lambda: wallet.send(unsent))
-            ledger.mark_sent(p.id, unsent.id)
-            log.info("payment %d sent: %d %s, reference %s (attachment %d)",
-                     p.id, p.value_iota, wallet.unit, p.reference, len(p.attachments))
-            return self.policy.poll_s
         if not p.attachments:
             return self._attach(ledger, wallet, p)
         status = self._attempt(ledger, p, lambda: wallet.status(signed, p.attachments))
@@ -192,7 +261,10 @@ class Payer:
                         p.id, status.state, status.detail or "no detail", p.value_iota,
                         wallet.unit, again)
             return 0.0
-        return self._help(ledger, wallet, ledger.payment(p.id))
+        p = ledger.payment(p.id)
+        if p.unsent is not None:  # recorded, and the network does not know it: send it
+            return self._send(ledger, wallet, p, p.unsent)
+        return self._help(ledger, wallet, p)
 
     def _help(self, ledger: Ledger, wallet: Wallet, p: Payment) -> float:
         """A pending payment: promote it, or attach it again once it waited long enough."""
@@ -221,10 +293,14 @@ class Payer:
         assert signed is not None
         attachment = self._attempt(ledger, p, lambda: wallet.attach(signed))
         ledger.record_attachment(p.id, attachment)
+        return self._send(ledger, wallet, p, attachment)
+
+    def _send(self, ledger: Ledger, wallet: Wallet, p: Payment, attachment: Attachment) -> float:
         self._attempt(ledger, p, lambda: wallet.send(attachment))
         ledger.mark_sent(p.id, attachment.id)
+        number = ledger.payment(p.id).attachments.index(attachment.id) + 1
         log.info("payment %d sent: %d %s, reference %s (attachment %d)",
-                 p.id, p.value_iota, wallet.unit, p.reference, len(p.attachments) + 1)
+                 p.id, p.value_iota, wallet.unit, p.reference, number)
         return self.policy.poll_s
 
     @staticmethod
@@ -240,6 +316,7 @@ class Payer:
     def _failed(self, err: WalletError) -> float:
         self._failures += 1
         message = str(err)
+        self._note_failure(message)
         key = err.kind or message
         if key != self._last_error:
             if err.retryable:

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NANO = 1_000_000_000  # nano-IOTA per IOTA
+INT64_MAX = 2**63 - 1  # the largest INTEGER SQLite stores
+# Running sums of whole IOTA (paid, queued) must fit SQLite's INTEGER for this
+# long of non-stop metering at the highest price and power (a century).
+SUMS_LAST_S = 100 * 365.25 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,16 @@ def quote(consumer_mws: float, avg_producer_mw: float, numerator: float,
     price, capped = price_per_mws(avg_producer_mw, numerator, max_price)
     owed = max(consumer_mws, 0.0) * price
     return Quote(price=price, capped=capped, owed_niota=round(owed * NANO))
+
+
+def most_owed_niota(max_power_mw: float, length_s: float, max_price: float) -> float:
+    """The most one round can owe (nano-IOTA): full power for a whole round, at the cap."""
+    return max_power_mw * length_s * max_price * NANO
+
+
+def most_owed_iota_per_s(max_power_mw: float, max_price: float) -> float:
+    """The most that can be owed per second of metering (IOTA)."""
+    return max_power_mw * max_price
 
 
 def payable_iota(total_owed_niota: int, paid_or_queued_iota: int) -> int:

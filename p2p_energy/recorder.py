@@ -6,13 +6,22 @@ sometimes hundreds of milliseconds, longer while the payer commits too). The
 sampling loop hands its rounds here and goes straight back to sampling, so a
 slow disk delays a ledger write, never a sample. The queue is in memory only
 for the moment a commit takes; what was committed is never lost.
+
+A write the ledger refuses is retried while the refusal may pass (the file is
+locked, the disk is busy or full) for up to ``GIVE_UP_S``; one that can never
+succeed (a value SQLite cannot hold, a broken invariant) is not retried. Either
+way the round is logged with its figures, ``on_fatal`` makes the daemon exit
+non-zero, and the items after it are still written: one bad write never blocks
+the queue.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +32,7 @@ from .pricing import Quote
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # wait before writing again after the ledger refused a write
+GIVE_UP_S = 60.0  # a write refused this long is given up (and the daemon exits)
 
 
 @dataclass(frozen=True)
@@ -44,9 +54,13 @@ class Recorder:
     """Ordered ledger writes for the sampling loop. ``on_round`` runs after each commit."""
 
     def __init__(self, open_ledger: Callable[[], Ledger],
-                 on_round: Callable[[RoundRecorded, RoundTotals, Quote], None]) -> None:
+                 on_round: Callable[[RoundRecorded, RoundTotals, Quote], None], *,
+                 on_fatal: Callable[[str], None] = lambda reason: None,
+                 give_up_s: float = GIVE_UP_S) -> None:
         self._open_ledger = open_ledger
         self._on_round = on_round
+        self._on_fatal = on_fatal
+        self._give_up_s = give_up_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._abandon = threading.Event()
@@ -85,7 +99,8 @@ class Recorder:
             ledger.close()
 
     def _write(self, ledger: Ledger, item: object) -> RoundRecorded | None:
-        """Commit one item, retrying while the ledger refuses; a round is written once."""
+        """Commit one item, retrying while the refusal may pass; a round is written once."""
+        started = time.monotonic()
         failures = 0
         while not self._abandon.is_set():
             try:
@@ -94,13 +109,28 @@ class Recorder:
                 assert isinstance(item, _Checkpoint)
                 ledger.checkpoint(item.totals, item.live)
                 return None
-            except Exception:  # a loop boundary: the disk is full, the file went away...
+            except (sqlite3.OperationalError, OSError) as err:  # locked, busy, disk full, I/O
                 failures += 1
                 if failures == 1:
-                    log.exception("cannot write to the ledger; retrying every %g s", RETRY_S)
+                    log.exception("cannot write to the ledger; retrying every %g s for up to"
+                                  " %g s", RETRY_S, self._give_up_s)
+                if time.monotonic() - started >= self._give_up_s:
+                    return self._give_up(item, f"the ledger refused writes for "
+                                               f"{self._give_up_s:g} s: {err}")
                 self._abandon.wait(RETRY_S)
+            except Exception as err:  # the loop boundary: a write that can never succeed
+                log.exception("cannot write to the ledger")
+                return self._give_up(item, f"{type(err).__name__}: {err}")
+        return self._give_up(item, "ledger unwritable at stop")
+
+    def _give_up(self, item: object, why: str) -> None:
         if isinstance(item, _Round):
-            t = item.totals
-            log.error("round not recorded (ledger unwritable at stop): %.1f mW·s over %.1f s, "
-                      "owed %.3f IOTA", t.consumer_mws, t.duration_s, item.quote.owed_iota)
+            t, q = item.totals, item.quote
+            log.error("round not recorded (%s): %.6g s from %.3f, %.6g mW·s used, producer avg"
+                      " %.6g mW, price %.6g IOTA/mW·s, owed %d nano-IOTA, samples %d/%d",
+                      why, t.duration_s, t.started_at, t.consumer_mws, t.producer_avg_mw,
+                      q.price, q.owed_niota, t.samples, t.expected_samples)
+            self._on_fatal(f"a round could not be recorded: {why}")
+        else:
+            log.error("checkpoint not saved (%s)", why)
         return None

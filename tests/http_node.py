@@ -25,6 +25,7 @@ class Fault:
     kind: str
     names: frozenset[str] | None  # only requests for these (None: all)
     remaining: int | None  # only this many more requests (None: until cleared)
+    answer: Any = None  # what a node sends instead, for faults that carry an answer
 
 
 class HttpNode:
@@ -85,7 +86,8 @@ class HttpNode:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _set_fault(self, kind: str, names: Iterable[str] | None, times: int | None) -> None:
+    def _set_fault(self, kind: str, names: Iterable[str] | None, times: int | None,
+                   answer: Any = None) -> None:
         if kind not in self.FAULTS:
             raise ValueError(f"unknown fault {kind!r}; one of {self.FAULTS}")
         self._release.set()  # requests held by an earlier ``hang`` go on
@@ -93,7 +95,7 @@ class HttpNode:
         # Swap in one step: no request may slip through unfaulted between two faults.
         with self._lock:
             old, self._fault = self._fault, Fault(kind, frozenset(names) if names else None,
-                                                  times)
+                                                  times, answer)
         if kind == "refuse" and self._server is not None:
             port = self.port
             self.stop()
@@ -119,7 +121,7 @@ class HttpNode:
         finally:
             self.clear_fault()
 
-    def _take_fault(self, name: str) -> str | None:
+    def _take_fault(self, name: str) -> Fault | None:
         """The fault this request (command or method ``name``) meets, counting it."""
         with self._lock:
             f = self._fault
@@ -131,7 +133,7 @@ class HttpNode:
                 f.remaining -= 1
                 if f.remaining <= 0:
                     self._fault = None
-            return f.kind
+            return f
 
 
 class JsonHandler(BaseHTTPRequestHandler):

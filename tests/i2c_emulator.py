@@ -170,6 +170,7 @@ class FakeI2CAdapter:
     absent: set[int] = field(default_factory=set)
     nack_errno: int = errno.ENXIO
     fail_every: int = 0
+    no_rdwr: bool = False  # an SMBus-only adapter: I2C_RDWR answers EOPNOTSUPP
     fail_errno: int = errno.EIO
     claimed: set[int] = field(default_factory=set)
     missing: bool = False
@@ -235,12 +236,14 @@ class FakeI2CAdapter:
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
         self.fds[fd] = address
 
-    def _chip(self, address: int | None) -> INA3221Chip:
-        """The chip that ACKs ``address``, after fault injection."""
-        self.transfers += 1
-        if self.fail_every and self.transfers % self.fail_every == 0:
-            self.faults_fired += 1
-            raise OSError(self.fail_errno, os.strerror(self.fail_errno))
+    def _chip(self, address: int | None, *, transfer: bool = True) -> INA3221Chip:
+        """The chip that ACKs ``address``, after fault injection (once per transfer:
+        an I2C_RDWR of several messages is one transfer)."""
+        if transfer:
+            self.transfers += 1
+            if self.fail_every and self.transfers % self.fail_every == 0:
+                self.faults_fired += 1
+                raise OSError(self.fail_errno, os.strerror(self.fail_errno))
         if address is None:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         if address in self.absent or address not in self.chips:
@@ -281,9 +284,11 @@ class FakeI2CAdapter:
         self.log.append(Transfer(kinds[size], "r" if reading else "w", reg, wire))
 
     def _rdwr(self, arg: smbus2_impl.i2c_rdwr_ioctl_data) -> None:
+        if self.no_rdwr:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
         for i in range(arg.nmsgs):
             msg = arg.msgs[i]
-            chip = self._chip(msg.addr)
+            chip = self._chip(msg.addr, transfer=i == 0)
             if msg.flags & I2C_M_RD:
                 wire = chip.read(msg.len)
                 ctypes.memmove(msg.buf, wire, msg.len)

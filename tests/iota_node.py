@@ -646,7 +646,8 @@ class _Handler(JsonHandler):
         method, rid, params = req["method"], req["id"], req.get("params", [])
         with self.node._lock:
             self.node.requests.append((method, params))  # as received, faulted or not
-        fault = self.node._take_fault(method)
+        taken = self.node._take_fault(method)
+        fault = taken.kind if taken is not None else None
         if fault == "hang":
             self.node._release.wait(self.node.hang_s)
         elif fault == "http500":

@@ -8,8 +8,17 @@ the bundle hash recomputed from the essence with Kerl, Curl-P-81 proof of work,
 the trunk/branch chain). It does real PoW in ``attachToTangle`` (use a low
 ``mwm``: 1-5). Balances move when a bundle confirms, once per bundle hash.
 
+Like IRI, exactly one attachment of a bundle is ever included: when a bundle
+confirms, one of its tails (the first attached, by default: ``include``) is
+included and every other attachment, earlier or later, stays unconfirmed for
+ever and is not promotable (``checkConsistency`` says the tail is not
+consistent). A client that asks only about the tails it remembers can wait
+for ever; ``findTransactions(bundles=[...])`` returns every attachment.
+
 Faults for tests: ``node.set_fault(kind, commands=..., times=...)`` with ``kind``
-one of ``FAULTS``; ``node.clear_fault()``.
+one of ``FAULTS``, for every command or only some (e.g. only
+``storeTransactions``); ``node.clear_fault()``. ``node.forget(bundle_hash)``
+drops a pending bundle, as a node that never kept it (a restart, a prune).
 
 Manual use::
 
@@ -41,7 +50,7 @@ with warnings.catch_warnings():  # iota imports pkg_resources, which warns
 
 from http_node import HttpNode, JsonHandler
 
-FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm")
+FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm", "answer")
 TX_TRYTES = 2673
 NULL_HASH = "9" * 81
 MAX_TIMESTAMP = (3**27 - 1) // 2
@@ -74,6 +83,7 @@ class BundleRecord:
     first_seen: float
     state: str = "pending"  # pending | confirmed | conflicting
     reason: str = ""
+    included: str = ""  # the one tail a confirmation included
 
 
 @dataclass
@@ -227,8 +237,11 @@ class LegacyNode(HttpNode):
     NAME = "legacy-node"
 
     def __init__(self, *, mwm: int = 3, confirm_delay_s: float | None = None,
-                 hang_s: float = 30.0, port: int = 0,
+                 hang_s: float = 30.0, port: int = 0, include: str = "first",
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if include not in ("first", "last"):
+            raise ValueError("include must be 'first' or 'last'")
+        self.include = include
         self.mwm = mwm
         self.confirm_delay_s = confirm_delay_s
         self._init_http(port=port, hang_s=hang_s)
@@ -245,6 +258,7 @@ class LegacyNode(HttpNode):
         self._txs: dict[str, Transaction] = {}
         self._tips: list[str] = []
         self._hashes: dict[str, str] = {}
+        self._tail_of: dict[str, str] = {}  # transaction hash -> its attachment's tail
         self._content_ok: set[tuple[str, ...]] = set()
         self._rejected_keys: set[tuple[str, ...]] = set()
         self._rng = random.Random(1)
@@ -276,14 +290,15 @@ class LegacyNode(HttpNode):
             return self._balances.get(address[:81], 0)
 
     def set_fault(self, kind: str, *, commands: Iterable[str] | None = None,
-                  times: int | None = None) -> None:
+                  times: int | None = None, answer: Any = None) -> None:
         """Misbehave from now on: ``kind`` in ``FAULTS``.
 
         ``commands``: only for these API commands (default: all).
         ``times``: only for this many matching requests (default: until cleared).
         ``refuse`` closes the listening socket (connection refused) until cleared.
+        ``answer`` sends ``answer`` (valid JSON of any shape) with HTTP 200 instead.
         """
-        self._set_fault(kind, commands, times)
+        self._set_fault(kind, commands, times, answer)
 
     def add_history(self, attached: Iterable[tuple[str, str]], *,
                     spent: Iterable[str] = ()) -> None:
@@ -304,6 +319,24 @@ class LegacyNode(HttpNode):
         """Confirm every pending bundle now (unless a ``never_confirm`` fault is set)."""
         with self._lock:
             self._confirm_due(force=True)
+
+    def forget(self, bundle_hash: str) -> None:
+        """Drop a pending bundle and every attachment of it, as if never received."""
+        with self._lock:
+            rec = self.bundles.get(bundle_hash)
+            if rec is None or rec.state != "pending":
+                raise ValueError(f"no pending bundle {bundle_hash}")
+            del self.bundles[bundle_hash]
+            gone = {h for h, t in self._txs.items() if str(t.bundle_hash) == bundle_hash}
+            for h in gone:
+                del self._txs[h], self._trytes[h], self._tail_of[h]
+            self._tips = [t for t in self._tips if t not in gone] or [self.genesis_hash]
+            spenders = {a for a, v in rec.changes.items() if v < 0}
+            for addr in spenders:
+                self._signers.get(addr, set()).discard(bundle_hash)
+                if not self._signers.get(addr):
+                    self._spent.discard(addr)
+            self._content_ok = {c for c in self._content_ok if c[0][2349:2430] != bundle_hash}
 
     def addresses_signed_by_more_than_one_bundle(self) -> dict[str, set[str]]:
         """Input addresses whose key signed two different bundles (key reuse)."""
@@ -347,6 +380,7 @@ class LegacyNode(HttpNode):
             if value < 0:
                 self._spent_confirmed.add(addr)
         rec.state = "confirmed"
+        rec.included = rec.tails[0] if self.include == "first" else rec.tails[-1]
         self.milestone_index += 1
 
     # -- API commands
@@ -418,13 +452,15 @@ class LegacyNode(HttpNode):
     def _cmd_getInclusionStates(self, req: dict[str, Any]) -> dict[str, Any]:
         hashes = _hashes(req, "transactions", 81)
         with self._lock:
-            states = []
-            for h in hashes:
-                tx = self._txs.get(h)
-                rec = self.bundles.get(str(tx.bundle_hash)) if tx is not None else None
-                states.append(h == self.genesis_hash
-                              or (rec is not None and rec.state == "confirmed"))
-            return {"states": states, "duration": 0}
+            return {"states": [self._included(h) for h in hashes], "duration": 0}
+
+    def _included(self, h: str) -> bool:
+        """Only the transactions of the one attachment a confirmation included."""
+        if h == self.genesis_hash:
+            return True
+        tx = self._txs.get(h)
+        rec = self.bundles.get(str(tx.bundle_hash)) if tx is not None else None
+        return rec is not None and rec.state == "confirmed" and self._tail_of[h] == rec.included
 
     def _cmd_checkConsistency(self, req: dict[str, Any]) -> dict[str, Any]:
         tails = _hashes(req, "tails", 81)
@@ -440,6 +476,11 @@ class LegacyNode(HttpNode):
                 if rec is not None and rec.state == "conflicting":
                     return {"state": False, "duration": 0,
                             "info": f"tails are not consistent (bundle is invalid): {h}"}
+                if rec is not None and rec.state == "confirmed" and rec.included != h:
+                    # Another attachment spent the inputs: this one would spend them again.
+                    return {"state": False, "duration": 0,
+                            "info": "tails are not consistent (would lead to inconsistent "
+                                    f"ledger state or below max depth): {h}"}
             return {"state": True, "info": "", "duration": 0}
 
     def _cmd_getTransactionsToApprove(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -569,6 +610,7 @@ class LegacyNode(HttpNode):
             h = str(tx.hash)
             self._trytes[h] = raw
             self._txs[h] = tx
+            self._tail_of[h] = str(txs[0].hash)
             for approved in (str(tx.trunk_transaction_hash), str(tx.branch_transaction_hash)):
                 if approved in self._tips:
                     self._tips.remove(approved)
@@ -642,7 +684,12 @@ class _Handler(JsonHandler):
             return self._send(400, {"error": "COMMAND parameter has not been specified "
                                              "in the request."})
         command = req.pop("command")
-        fault = self.node._take_fault(command)
+        taken = self.node._take_fault(command)
+        fault = taken.kind if taken is not None else None
+        if taken is not None and fault == "answer":
+            with self.node._lock:
+                self.node.requests.append((command, req))
+            return self._send_raw(200, json.dumps(taken.answer).encode(), "application/json")
         if fault == "hang":
             self.node._release.wait(self.node.hang_s)
         elif fault == "http500":

@@ -100,3 +100,20 @@ def test_a_powered_down_chip_is_reported_not_read_as_zero(tmp_path, adapter, chi
 ])
 def test_decode_configuration(word, text):
     assert decode_configuration(word).describe() == text
+
+
+def test_check_says_since_when_payments_have_been_failing(tmp_path, adapter):
+    from p2p_energy.ledger import Ledger
+
+    cfg = _cfg(tmp_path)
+    ledger = Ledger(cfg.ledger.path)
+    ledger.set_health(1_795_000_000.0, 12, "getBalances: node http://n:14265 did not answer")
+    ledger.close()
+    code, lines = _check(cfg)
+    assert code == 1
+    assert ("FAIL payments failing since 2026-11-18T11:06:40.000Z (12 failed attempts):"
+            " getBalances: node http://n:14265 did not answer") in lines
+    ledger = Ledger(cfg.ledger.path)
+    ledger.set_health(None, 0, "")  # working again
+    ledger.close()
+    assert _check(cfg)[0] == 0

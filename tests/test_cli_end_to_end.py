@@ -182,3 +182,37 @@ def test_pyota_is_not_imported_before_the_payer_opens_the_wallet(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_second_run_on_the_same_ledger_is_refused_and_readers_still_read(tmp_path):
+    cfg = write_config(tmp_path, "one", ["0,50,500", "5,50,500"])
+    first = start(cfg)
+    try:
+        db = tmp_path / "one.db"
+        deadline = time.monotonic() + 20
+        while not (db.exists() and ledger_json(cfg)["rounds"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lock = tmp_path / "one.db.lock"
+        assert lock.read_text().strip() == str(first.pid)
+        second = cli("run", "-c", str(cfg))
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"p2p-energy: {db}: in use by another p2p-energy (pid {first.pid}); refusing to run"
+            " beside it (stop it first, e.g. systemctl stop p2p-energy)"]
+        assert lock.read_text().strip() == str(first.pid)  # the refused run changed nothing
+        assert ledger_json(cfg)["rounds"]  # readers take no lock
+        check = cli("check", "-c", str(cfg))
+        assert f"ok   ledger {db}" in check.stdout, check.stdout
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    again = start(cfg)  # the lock died with the process: no stale lock
+    try:
+        time.sleep(1.5)
+        assert again.poll() is None
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=30)
+    assert again.returncode == 0

@@ -555,3 +555,23 @@ def test_any_file_loads_or_fails_in_one_line_naming_the_file(
     if cfg.wallet.seed:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert cfg.wallet.seed not in repr(cfg)
+
+
+def test_amounts_a_round_could_owe_must_fit_the_ledger(tmp_path):
+    from p2p_energy.config import load
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[round]\nlength_s = 86400\n[price]\nmax_price = 1000.0\n")
+    with pytest.raises(ConfigError) as err:
+        load(cfg)
+    text = str(err.value)
+    assert text.startswith(f"{cfg}: price.max_price = 1000.0: with meter.max_power_mw = 100000"
+                           " and round.length_s = 86400, one round could owe 8.64e+21")
+    assert "\n" not in text
+    cfg.write_text("[round]\nlength_s = 1\n[price]\nmax_price = 5e4\n")  # fits one round,
+    # but a century of them at the cap would overflow the sums of whole IOTA
+    with pytest.raises(ConfigError, match="a century of rounds"):
+        load(cfg)
+    cfg.write_text("[round]\nlength_s = 86400\n[price]\nmax_price = 1000.0\n"
+                   "[meter]\nmax_power_mw = 50\n")
+    assert load(cfg).meter.max_power_mw == 50.0

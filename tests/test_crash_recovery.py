@@ -1,5 +1,9 @@
 """SIGKILL the paying daemon 20 times in a row; nothing is lost, nothing is paid twice.
 
+Against the strict test node: a bundle attached twice has exactly one attachment
+included, the other never confirms, so a payer that only asks about the tails it
+remembers would wait for ever.
+
 Each run starts the CLI daemon with the same config and ledger as the run before,
 and is killed (SIGKILL: no clean-up at all) at a moment a seeded RNG picks:
 

@@ -85,6 +85,37 @@ def test_energy_from_the_chip_is_bus_voltage_times_current(flaky_run):
             assert r["producer_avg_mw"] == pytest.approx(500.0, rel=0.01)
 
 
+def test_a_channel_above_max_power_is_left_out_not_billed(tmp_path, caplog):
+    """12 W on the consumer with max_power_mw = 10 W: the consumer is not billed, the
+    producer is still metered, and the episode is logged once."""
+    chip = INA3221Chip(shunt_ohms=(0.1, 0.1, 0.1))
+    chip.set_input(1, current_ma=1000.0, load_v=12.0)   # 12 W consumer
+    chip.set_input(2, current_ma=100.0, load_v=5.0)     # 500 mW producer
+    adapter = FakeI2CAdapter({0x40: chip}, bus=1)
+    cfg = config.build({"meter": {"sensor": "ina3221", "sample_interval_s": INTERVAL_S,
+                                  "max_power_mw": 10_000.0},
+                        "round": {"length_s": LENGTH_S, "checkpoint_s": 0.5},
+                        "wallet": {"backend": "dry-run"}}, source="test.toml")
+    path = str(tmp_path / "ledger.db")
+    with adapter.installed(), caplog.at_level("INFO"):
+        sensor = INA3221Sensor.from_config(cfg.meter, source=cfg.source)
+        daemon = Daemon(cfg, sensor, path, Payer(lambda: Ledger(path), DryRunWallet,
+                                                 PayerPolicy(poll_s=0.05)))
+        threading.Timer(3 * LENGTH_S, daemon.request_stop).start()
+        daemon.run()
+    ledger = Ledger(path)
+    rounds = ledger.report()["rounds"]
+    ledger.close()
+    assert sum(r["samples"] for r in rounds) > 0
+    assert sum(r["consumer_mws"] for r in rounds) == 0
+    assert sum(r["consumer_metered_s"] for r in rounds) == 0
+    assert sum(r["owed_iota"] for r in rounds) == 0
+    metered = [r for r in rounds if r["producer_metered_s"] > 0]
+    assert metered and all(r["producer_avg_mw"] == pytest.approx(500.0, rel=0.01)
+                           for r in metered)
+    assert caplog.text.count("above meter.max_power_mw") == 1
+
+
 def test_a_saturated_producer_still_bills_the_consumer(tmp_path, caplog):
     """2 A of sun on the producer's 0.1 ohm shunt, then 1 A: the consumer is billed all along."""
     chip = INA3221Chip(shunt_ohms=(0.1, 0.1, 0.1))

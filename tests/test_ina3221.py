@@ -104,11 +104,12 @@ def test_reads_both_channels_with_their_own_values(adapter, chip, clock):
     assert sample.producer_mw == pytest.approx(3600.0, abs=power_bound_mw(300, 12))
 
 
-def test_words_are_big_endian_block_reads(adapter, chip, clock):
+def test_words_are_big_endian_reads_combined_in_one_transfer(adapter, chip, clock):
     sensor = opened(clock)
     chip.set_register(0x01, 0x0A28)  # code 325 -> 13.000 mV; swapped it would be 1281
     chip.set_register(0x02, 0x1770)  # code 750 -> 6.000 V; swapped 0x7017 -> 28.7 V
     adapter.log.clear()
+    transfers_before = adapter.transfers
 
     reading = sensor.read_channels()["consumer"]
 
@@ -116,8 +117,11 @@ def test_words_are_big_endian_block_reads(adapter, chip, clock):
     assert reading.bus_voltage_v == pytest.approx(6.0)
     assert reading.current_ma == pytest.approx(130.0)
     assert reading.power_mw == pytest.approx(780.0)
+    # One I2C_RDWR ioctl (one GIL release): pointer write and 2-byte read per register.
     assert [(t.kind, t.read_write, t.register, len(t.data)) for t in adapter.log] == [
-        ("i2c_block", "r", reg, 2) for reg in (0x01, 0x02, 0x03, 0x04)]
+        step for reg in (0x01, 0x02, 0x03, 0x04)
+        for step in (("rdwr", "w", reg, 0), ("rdwr", "r", reg, 2))]
+    assert adapter.transfers == transfers_before + 1
 
 
 def test_negative_values_are_sign_extended(adapter, chip, clock):
@@ -566,3 +570,18 @@ def test_emulator_word_reads_show_why_the_driver_uses_block_reads(adapter, chip)
         assert bus.read_i2c_block_data(0x40, 0xFE, 2) == [0x54, 0x49]
         bus.write_word_data(0x40, 0x00, 0x2771)  # goes on the wire as 0x71, 0x27
     assert chip.config == 0x7127
+
+
+def test_an_adapter_that_cannot_combine_transfers_gets_block_reads(adapter, chip, clock,
+                                                                    caplog):
+    sensor = opened(clock)
+    adapter.no_rdwr = True
+    chip.set_register(0x01, 0x0A28)
+    chip.set_register(0x02, 0x1770)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        first = sensor.read_channels()["consumer"]
+        sensor.read_channels()
+    assert first.power_mw == pytest.approx(780.0)
+    assert caplog.text.count("cannot combine transfers") == 1
+    assert sensor.read_errors == 0
+    assert [t.kind for t in adapter.log[-4:]] == ["i2c_block"] * 4

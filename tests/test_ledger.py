@@ -41,7 +41,7 @@ def test_fractions_carry_and_queue_only_whole_iota(ledger):
 def test_report_has_the_documented_shape(ledger):
     ledger.record_round(rnd(0), q(2.5))
     r = ledger.report()
-    assert set(r) == {"rounds", "payments", "totals"}
+    assert set(r) == {"rounds", "payments", "totals", "wallet_events"}
     assert {"id", "started_at", "ended_at", "duration_s", "samples", "expected_samples",
             "consumer_mws", "producer_avg_mw", "price", "price_capped", "owed_iota"} <= set(
         r["rounds"][0])
@@ -264,8 +264,19 @@ def test_a_v1_ledger_opens_with_every_row_kept(tmp_path):
         assert [p["bundle_hash"] for p in report["payments"]] == [
             "BUNDLEA", "BUNDLEB", None, "BUNDLEC"]
         assert report["totals"]["paid_iota"] == 335 and report["totals"]["fees_nanos"] == 0
+        assert report["totals"]["owed_iota"] == 330.0  # the running total starts from v1's sum
         assert led.load_checkpoint().consumer_mws == 400
         led.mark_confirmed(2)  # and it goes on working
         assert led.input_index(0) == 2
     finally:
         led.close()
+
+
+def test_owed_totals_stay_exact_past_what_sqlite_sum_can_hold(ledger):
+    per_round = 4 * 10**18 + 1  # nano-IOTA: fits an INTEGER; three of them do not
+    recs = [ledger.record_round(rnd(i), Quote(10.0, True, per_round)) for i in range(3)]
+    assert [r.queued_iota for r in recs] == [4 * 10**9, 4 * 10**9, 4 * 10**9]
+    with pytest.raises(sqlite3.OperationalError, match="integer overflow"):
+        ledger.db.execute("SELECT SUM(owed_niota) FROM rounds").fetchone()
+    t = ledger.totals()
+    assert t["queued_iota"] == 12 * 10**9 and t["carry_iota"] == pytest.approx(3e-9)

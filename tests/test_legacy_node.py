@@ -193,10 +193,75 @@ def test_a_payment_confirms_once_even_when_reattached(legacy_node):
     assert legacy_node.balance(address_of(PAYER_SEED, 1)) == 900
     assert legacy_node.balance(address_of(PAYER_SEED, 0)) == 0
     states = call(legacy_node, lambda api: api.get_inclusion_states([first, second]))
-    assert states["states"] == [True, True]
+    assert states["states"] == [True, False]  # one attachment is included, never both
     assert legacy_node.is_spent(address_of(PAYER_SEED, 0))
     assert legacy_node.rejected == []
     assert legacy_node.addresses_signed_by_more_than_one_bundle() == {}
+
+
+def test_exactly_one_attachment_is_ever_included_and_the_others_are_not_promotable(
+        legacy_node):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    trytes = signed_payment(PAYER_SEED, 0, 1000, 100, change_index=1)
+    first = tail_hash(attach_and_send(legacy_node, trytes))
+    second = tail_hash(attach_and_send(legacy_node, trytes))
+    assert call(legacy_node, lambda api: api.check_consistency([second]))["state"] is True
+    legacy_node.confirm_all()
+    later = tail_hash(attach_and_send(legacy_node, trytes))  # after confirmation
+    tails = [first, second, later]
+    states = call(legacy_node, lambda api: api.get_inclusion_states(tails))["states"]
+    assert states == [True, False, False]
+    for tail in (second, later):
+        answer = call(legacy_node, lambda api, t=tail: api.check_consistency([t]))
+        assert answer["state"] is False and "not consistent" in answer["info"]
+        with pytest.raises(BadApiResponse, match="not promotable"):
+            call(legacy_node, lambda api, t=tail: api.promote_transaction(t, 3, TEST_MWM))
+    # Every attachment is found by bundle hash; the non-tail transactions too.
+    bundle = str(Transaction.from_tryte_string(trytes[0]).bundle_hash)
+    found = call(legacy_node, lambda api: api.find_transactions(bundles=[bundle]))["hashes"]
+    assert {str(h) for h in found} >= set(tails) and len(found) == 3 * len(trytes)
+    assert legacy_node.balance(RECEIVER) == 100
+
+
+def test_include_last_includes_the_newest_attachment():
+    with LegacyNode(mwm=TEST_MWM, include="last") as node:
+        node.fund_seed(PAYER_SEED, 0, 1000)
+        trytes = signed_payment(PAYER_SEED, 0, 1000, 100, change_index=1)
+        tails = [tail_hash(attach_and_send(node, trytes)) for _ in range(2)]
+        node.confirm_all()
+        assert call(node, lambda api: api.get_inclusion_states(tails))["states"] == [
+            False, True]
+
+
+def test_a_forgotten_bundle_is_gone_and_can_be_sent_again(legacy_node):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    trytes = signed_payment(PAYER_SEED, 0, 1000, 100, change_index=1)
+    done = attach_and_send(legacy_node, trytes)
+    bundle = str(Transaction.from_tryte_string(done[0]).bundle_hash)
+    legacy_node.forget(bundle)
+    assert call(legacy_node, lambda api: api.find_transactions(bundles=[bundle]))["hashes"] == []
+    assert not legacy_node.is_spent(address_of(PAYER_SEED, 0))
+    again = tail_hash(attach_and_send(legacy_node, trytes))
+    legacy_node.confirm_all()
+    assert call(legacy_node, lambda api: api.get_inclusion_states([again]))["states"] == [True]
+    assert legacy_node.balance(RECEIVER) == 100
+
+
+def test_a_fault_for_one_command_leaves_the_others_alone(legacy_node):
+    legacy_node.set_fault("http500", commands={"storeTransactions"})
+    trytes = message_bundle(1)
+
+    async def go(api: AsyncIota) -> list[str]:
+        tips = await api.get_transactions_to_approve(depth=3)
+        done = (await api.attach_to_tangle(tips["trunkTransaction"], tips["branchTransaction"],
+                                           trytes, TEST_MWM))["trytes"]
+        await api.broadcast_transactions(done)
+        with pytest.raises(BadApiResponse, match="500"):
+            await api.store_transactions(done)
+        return [str(t) for t in done]
+    done = call(legacy_node, go)
+    bundle = str(Transaction.from_tryte_string(done[0]).bundle_hash)
+    assert legacy_node.bundles[bundle].tails == [tail_hash(done)]  # the broadcast got through
 
 
 def test_confirms_after_the_configured_delay():

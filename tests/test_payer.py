@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -50,8 +51,9 @@ class ScriptedWallet(DryRunWallet):
 
     def status(self, signed, known):
         self._maybe_fail("status")
-        seen = tuple(dict.fromkeys([*known, *self.on_network]))
-        return Status(self.state if self.sent else PENDING, seen, fee_nanos=0, detail="test")
+        held = tuple(dict.fromkeys([*super().status(signed, known).attachments,
+                                    *self.on_network]))
+        return Status(self.state if held else PENDING, held, fee_nanos=0, detail="test")
 
     def promote(self, signed, known):
         self._maybe_fail("promote")
@@ -208,7 +210,7 @@ def test_an_attachment_is_recorded_before_it_is_sent_and_a_failed_send_resends_i
     payer.tick(ledger, wallet)
     p = ledger.in_flight()
     assert len(p.attachments) == 1 and p.unsent is not None  # known, perhaps never sent
-    run_steps(payer, ledger, wallet, 2)  # the same attachment sent again, then confirmed
+    run_steps(payer, ledger, wallet, 3)  # status (unknown), the same attachment sent, confirmed
     assert wallet.calls.count("attach") == 1 and wallet.calls.count("send") == 2
     assert ledger.payment(p.id).attachments == p.attachments
     assert ledger.totals()["paid_iota"] == 7
@@ -271,5 +273,97 @@ def test_a_refused_send_says_the_signed_transfer_is_sent_again(setup, caplog):
         payer.tick(ledger, wallet)
     assert "will retry the same signed transfer" in caplog.text
     assert "owed again" not in caplog.text
-    run_steps(payer, ledger, wallet, 2)
+    run_steps(payer, ledger, wallet, 3)
     assert ledger.totals()["paid_iota"] == 3
+
+
+def test_an_unforeseen_error_restarts_the_payer_and_payments_resume(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    ledger = Ledger(path)
+    owe(ledger, 9)
+    wallet = ScriptedWallet()
+    wallet.fail_only = "status"
+    wallet.fail_next = [KeyError("states"), KeyError("states")]
+    fatal = []
+    payer = Payer(lambda: Ledger(path), lambda: wallet,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.05))
+    payer.on_fatal = fatal.append
+    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+        payer.start()
+        deadline = time.monotonic() + 10
+        while ledger.payment(1).status != "confirmed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert payer.stop(5)
+    assert ledger.totals()["paid_iota"] == 9 and fatal == []
+    crashes = [r for r in caplog.records if "payer stopped" in r.message]
+    assert [bool(r.exc_info) for r in crashes] == [True, False]  # the traceback once
+    assert "KeyError: 'states'" in crashes[1].message
+    assert ledger.health() == (None, 0, "")  # recovered, and the ledger says so
+    ledger.close()
+
+
+def test_a_payer_that_keeps_dying_is_fatal_and_check_sees_since_when(tmp_path):
+    path = tmp_path / "s.db"
+    ledger = Ledger(path)
+    owe(ledger, 9)
+    wallet = ScriptedWallet()
+    wallet.fail_next = [ValueError("odd answer")] * 10
+    fatal = []
+    payer = Payer(lambda: Ledger(path), lambda: wallet,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02))
+    payer.on_fatal = fatal.append
+    started = time.time()
+    payer.start()
+    payer._thread.join(10)
+    assert not payer._thread.is_alive()
+    assert fatal == ["the payer failed 5 times in 10 minutes; last: ValueError: odd answer"]
+    since, failures, last_error = ledger.health()
+    assert started <= since <= time.time() and failures == 4
+    assert last_error == "payer crashed: ValueError: odd answer"
+    assert ledger.totals()["queued_iota"] == 9  # still owed, nothing lost
+    ledger.close()
+
+
+def test_an_attachment_the_network_got_although_its_send_failed_is_not_sent_again(setup):
+    ledger, wallet, payer, _ = setup
+    owe(ledger, 7)
+    payer.tick(ledger, wallet)  # signed
+    wallet.fail_only = "send"
+    wallet.fail_next = [WalletError("storeTransactions: node answered HTTP 500")]
+    payer.tick(ledger, wallet)  # attached, recorded; the send "failed"
+    p = ledger.in_flight()
+    wallet.state = PENDING
+    wallet.on_network = list(p.attachments)  # ...but the broadcast had got through
+    payer.tick(ledger, wallet)
+    assert ledger.in_flight().unsent is None and wallet.calls.count("send") == 1
+
+
+def test_a_payer_that_keeps_dying_stops_the_daemon_which_then_exits_non_zero(tmp_path):
+    import threading as th
+
+    from p2p_energy import config
+    from p2p_energy.daemon import Daemon
+    from p2p_energy.sensors.simulated import SimulatedSensor
+
+    class Broken(DryRunWallet):
+        def status(self, signed, known):
+            raise TypeError("'NoneType' object is not iterable")
+
+    cfg = config.build({"meter": {"sensor": "simulated", "sample_interval_s": 0.01},
+                        "round": {"length_s": 0.1, "checkpoint_s": 0.5},
+                        "wallet": {"backend": "dry-run"}}, source="test.toml")
+    path = str(tmp_path / "d.db")
+    payer = Payer(lambda: Ledger(path), Broken,
+                  PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.02))
+    daemon = Daemon(cfg, SimulatedSensor(), path, payer)
+    guard = th.Timer(30, daemon.request_stop)  # the test fails below rather than hang
+    guard.start()
+    daemon.run()
+    guard.cancel()
+    assert daemon.fatal_reason.startswith("the payer failed 5 times in 10 minutes; last:"
+                                          " TypeError")
+    status = daemon._payments_status()  # what sd_notify STATUS= carries after each round
+    assert status.startswith("; payments failing since 20") and "payer crashed: TypeError" in status
+    ledger = Ledger(path)
+    assert ledger.report()["rounds"] and ledger.health()[0] is not None
+    ledger.close()

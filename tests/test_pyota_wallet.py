@@ -395,3 +395,20 @@ def test_signed_shape(legacy_node, wallet):
     assert len(signed.reference) == 81
     trytes = json.loads(signed.payload)
     assert all(len(t) == 2673 and t[2349:2430] == signed.reference for t in trytes)
+
+
+@pytest.mark.parametrize("command, answer", [
+    ("wereAddressesSpentFrom", {"states": ["no", "no"]}),
+    ("wereAddressesSpentFrom", {"states": {"a": False, "b": False}}),
+    ("wereAddressesSpentFrom", {"states": [False]}),
+    ("getBalances", {"balances": ["lots"]}),
+])
+def test_a_garbled_answer_is_never_read_as_not_spent_or_as_money(legacy_node, wallet, command,
+                                                                 answer):
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    legacy_node.set_fault("answer", commands={command}, answer=answer, times=1)
+    with pytest.raises(WalletError) as err:
+        wallet.prepare(100, 0)
+    assert err.value.kind == "unexpected answer" and err.value.retryable
+    assert_clean(err.value)
+    assert "attachToTangle" not in legacy_node.command_names()

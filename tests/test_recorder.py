@@ -63,3 +63,40 @@ def test_stop_writes_everything_queued(tmp_path):
     check = Ledger(path)
     assert len(check.report()["rounds"]) == 50 and check.totals()["queued_iota"] == 50
     check.close()
+
+
+def test_a_round_that_can_never_be_written_is_logged_and_fatal_and_the_queue_goes_on(
+        tmp_path, caplog):
+    from p2p_energy.recorder import Recorder
+
+    path = tmp_path / "l.db"
+    fatal, seen = [], []
+    rec = Recorder(lambda: Ledger(path), lambda r, t, q: seen.append(r.round_id),
+                   on_fatal=fatal.append)
+    rec.start()
+    rec.round(rnd(1), Quote(1.0, False, 2**63))  # more than SQLite's INTEGER holds
+    rec.round(rnd(2), Quote(1.0, False, NANO))
+    assert rec.stop(5)
+    assert len(fatal) == 1 and "could not be recorded" in fatal[0]
+    assert "owed 9223372036854775808 nano-IOTA" in caplog.text
+    assert seen == [1]  # the next round was written
+    check = Ledger(path)
+    assert check.totals()["queued_iota"] == 1
+    check.close()
+
+
+def test_a_ledger_refusing_writes_for_too_long_is_fatal(tmp_path, monkeypatch):
+    import p2p_energy.recorder as recorder_mod
+    from p2p_energy.recorder import Recorder
+
+    monkeypatch.setattr(recorder_mod, "RETRY_S", 0.01)
+    class BrokenDisk(FlakyLedger):
+        fail = 10**6
+
+    fatal = []
+    rec = Recorder(lambda: BrokenDisk(tmp_path / "l.db"), lambda *a: None,
+                   on_fatal=fatal.append, give_up_s=0.2)
+    rec.start()
+    rec.round(rnd(1), Quote(1.0, False, NANO))
+    assert rec.stop(5)
+    assert fatal and "refused writes for 0.2 s" in fatal[0]

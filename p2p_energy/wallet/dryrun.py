@@ -27,7 +27,11 @@ def _fake_hash(text: str) -> str:
 
 
 class DryRunWallet:
-    """Signs nothing and sends nothing; every payment that was sent confirms at once."""
+    """Signs nothing and sends nothing; every payment that was sent confirms at once.
+
+    Its "network" is this object: after a restart, a payment left in flight is
+    attached and sent again (after ``reattach_after_s``), as from a node that lost it.
+    """
 
     backend = "dry-run"
     unit = "IOTA"
@@ -36,6 +40,7 @@ class DryRunWallet:
         self.receiver = receiver
         self.latency_s = latency_s
         self.sent: list[Signed] = []
+        self.network: dict[str, str] = {}  # attachment id -> reference, once sent
         self._stop = threading.Event()  # close() cuts a latency wait short
         self._counter = 0
 
@@ -62,14 +67,17 @@ class DryRunWallet:
         self._wait()
         reference, payload, value, input_index, change_index = json.loads(attachment.data)
         signed = Signed(reference, payload, value, input_index, change_index)
+        self.network[attachment.id] = reference
         if signed not in self.sent:
             self.sent.append(signed)
             log.info("dry run: would send %d IOTA to %s (reference %s)", value,
                      self.receiver or "the receiver", reference[:12])
 
     def status(self, signed: Signed, known: Sequence[str]) -> Status:
+        """Confirmed once any attachment was sent (by this wallet: it keeps no state)."""
         self._wait()
-        return Status(CONFIRMED if known else PENDING, tuple(known))
+        held = tuple(a for a, ref in self.network.items() if ref == signed.reference)
+        return Status(CONFIRMED if held else PENDING, held)
 
     def promote(self, signed: Signed, known: Sequence[str]) -> None:
         self._wait()

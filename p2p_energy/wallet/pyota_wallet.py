@@ -17,6 +17,7 @@ API object, and every message passes through ``_one_line`` which redacts it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -161,23 +162,25 @@ class PyotaWallet:
 
         ``findTransactions(bundles=...)`` finds every attachment the node holds
         (``getTrytes`` tells tails from the rest); inclusion is asked for those
-        and for ``known`` together. All of them are returned, to be recorded.
+        and for ``known`` together. Those the node holds are returned, to be recorded.
 
         Raises:
             WalletError: the node could not be asked.
         """
-        tails = list(dict.fromkeys([*known, *self._tails_of_bundle(signed.reference)]))
+        held = self._tails_of_bundle(signed.reference)
+        tails = list(dict.fromkeys([*known, *held]))
         if not tails:
             return Status(PENDING)
         iota = self._import()
         hashes = [iota.TransactionHash(t) for t in tails]
         answer = self._call("getInclusionStates",
                             lambda api: api.get_inclusion_states(transactions=hashes))
-        states = self._one_each("getInclusionStates", answer["states"], tails)
-        included = [t for t, s in zip(tails, states, strict=True) if s is True]
+        states = self._one_each("getInclusionStates", answer["states"], tails, flags=True)
+        included = [t for t, s in zip(tails, states, strict=True) if s]
+        held = list(dict.fromkeys([*held, *included]))
         if included:
-            return Status(CONFIRMED, tuple(tails), detail=f"tail {included[0]}")
-        return Status(PENDING, tuple(tails))
+            return Status(CONFIRMED, tuple(held), detail=f"tail {included[0]}")
+        return Status(PENDING, tuple(held))
 
     def promote(self, signed: Signed, known: Sequence[str]) -> None:
         """Attach a zero-value transaction approving the newest known tail.
@@ -250,6 +253,13 @@ class PyotaWallet:
     def _import(self) -> Any:
         if self._iota is None:
             self._iota = import_iota()
+            # Every module imported by now lives as long as the process: leave those
+            # objects out of every later collection. A full collection runs in the
+            # thread that allocates (here, signing) and holds the GIL throughout: on a
+            # Pi's CPU budget one took ~230 ms, and the sampling loop waited for it.
+            import iota.crypto.addresses
+            import iota.crypto.signing  # noqa: F401
+            gc.freeze()
         return self._iota
 
     def _api(self) -> Any:
@@ -336,8 +346,7 @@ class PyotaWallet:
     def _spent_from(self, addresses: list[Any]) -> list[bool]:
         answer = self._call("wereAddressesSpentFrom",
                             lambda api: api.were_addresses_spent_from(addresses=addresses))
-        return [s is True for s in self._one_each("wereAddressesSpentFrom", answer["states"],
-                                                  addresses)]
+        return self._one_each("wereAddressesSpentFrom", answer["states"], addresses, flags=True)
 
     def _balances(self, addresses: list[str]) -> list[int]:
         iota = self._import()
@@ -345,11 +354,18 @@ class PyotaWallet:
         answer = self._call("getBalances", lambda api: api.get_balances(addresses=wanted))
         return [int(b) for b in self._one_each("getBalances", answer["balances"], addresses)]
 
-    def _one_each(self, step: str, answers: list[Any], asked: Sequence[Any]) -> list[Any]:
-        """``answers``, checked to hold one answer per thing ``asked`` about."""
-        if len(answers) != len(asked):
-            raise WalletError(f"{step}: node {self.node_url} answered {len(answers)} values "
-                              f"for {len(asked)} asked", kind="unexpected answer")
+    def _one_each(self, step: str, answers: Any, asked: Sequence[Any], *,
+                  flags: bool = False) -> list[Any]:
+        """``answers``, checked to be a list of one answer per thing ``asked`` about.
+
+        ``flags``: each must be a JSON boolean. A garbled "spent" or "included"
+        must never read as false or true: it is an unexpected answer.
+        """
+        if not isinstance(answers, list) or len(answers) != len(asked) or (
+                flags and not all(isinstance(a, bool) for a in answers)):
+            raise WalletError(self._one_line(
+                f"{step}: node {self.node_url} answered {answers!r} for {len(asked)} asked"),
+                kind="unexpected answer")
         return answers
 
     def _fresh_change_index(self, source: Any, input_index: int) -> int:

@@ -1,0 +1,71 @@
+"""One ledger, one writer: an OS lock on a file beside the ledger.
+
+``fcntl.flock`` on ``<ledger>.lock``, held for the life of the process. The
+kernel drops it when the process ends, however it ends, so a crash or a
+SIGKILL never leaves a stale lock behind (as a pid file would). The file holds
+the holder's pid, only to name it in the refusal. Readers (``ledger``,
+``check``) take no lock: SQLite's WAL lets them read while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from .errors import LedgerBusy, P2PEnergyError
+
+
+class LedgerLock:
+    """The exclusive lock for writing one ledger. ``release()`` or process exit frees it."""
+
+    def __init__(self, ledger_path: str | Path) -> None:
+        self.ledger_path = Path(ledger_path)
+        self.path = self.ledger_path.with_name(self.ledger_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self, doing: str = "run") -> LedgerLock:
+        """Take the lock without waiting.
+
+        Raises:
+            LedgerBusy: another process holds it (the message names the ledger and its pid).
+            P2PEnergyError: the lock file cannot be created.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise P2PEnergyError(f"{self.path}: cannot create the ledger's lock file: "
+                                 f"{err.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {pid}" if pid else "another process"
+            raise LedgerBusy(f"{self.ledger_path}: in use by another p2p-energy ({who});"
+                             f" refusing to {doing} beside it (stop it first, e.g."
+                             " systemctl stop p2p-energy)", pid) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> LedgerLock:
+        return self if self._fd is not None else self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
