@@ -96,7 +96,8 @@ def test_resending_after_a_lost_answer_executes_once(iota_node: IotaNode) -> Non
 def test_unsent_transaction_is_pending_until_a_coin_moves_then_dead(iota_node: IotaNode) -> None:
     wallet = iota_wallet(iota_node)
     signed = wallet.prepare(5000, 0)
-    assert wallet.status(signed, []).state == PENDING
+    pending = wallet.status(signed, [signed.reference])
+    assert pending.state == PENDING and pending.attachments == ()  # the node knows none
     [coin] = json.loads(signed.payload)["gas_coins"]
     iota_node.spend_elsewhere(coin[0])
     status = wallet.status(signed, [])

@@ -172,8 +172,8 @@ class IotaWallet:
             if found is not None:
                 return found
             return Status(DEAD, (), detail=f"unknown to the node, and {why}")
-        detail = self._refused.get(signed.reference, "")
-        return Status(PENDING, (signed.reference,), detail=detail)
+        # Unknown to the node: no attachment it knows (so the payer sends it again).
+        return Status(PENDING, (), detail=self._refused.get(signed.reference, ""))
 
     def promote(self, signed: Signed, known: Sequence[str]) -> None:
         """Submit the same signed bytes again."""
