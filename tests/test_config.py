@@ -423,7 +423,8 @@ _any_value = st.recursive(
     max_leaves=6)
 
 _address = st.one_of(
-    st.just(""), st.just(ADDRESS), st.just(ADDRESS_90),
+    st.just(""), st.just(ADDRESS), st.just(ADDRESS_90), st.just("0x" + "ab" * 32),
+    st.text(alphabet="0123456789abcdefX", min_size=64, max_size=65).map(lambda t: "0x" + t),
     st.text(alphabet=TRYTE_ALPHABET, min_size=81, max_size=81).map(with_checksum),
     st.text(alphabet=TRYTE_ALPHABET, min_size=90, max_size=90),  # almost surely a bad checksum
     st.text(alphabet=TRYTE_ALPHABET + "a ", max_size=95),
@@ -450,6 +451,9 @@ _GOOD: dict[str, st.SearchStrategy[Any]] = {
     "wallet.receiver": _address,
     "wallet.tag": st.text(alphabet=TRYTE_ALPHABET + "a", max_size=30),
     "wallet.local_pow": st.sampled_from([True, False, "true", 1]),
+    "wallet.iota": st.fixed_dictionaries({}, optional={
+        "gas_margin": st.floats(0.5, 12), "max_budget_nanos": st.integers(0, 10**11),
+        "gas_margni": st.just(1)}),
 }
 
 
@@ -545,6 +549,8 @@ def test_any_file_loads_or_fails_in_one_line_naming_the_file(
         for section, body in doc.items():
             for key, raw in body.items():
                 got = getattr(getattr(cfg, section), key)
+                if isinstance(raw, dict):  # a nested table ([wallet.iota])
+                    got = {k: getattr(got, k) for k in raw}
                 assert got == (tuple(raw) if isinstance(raw, list) else raw)
     if cfg.wallet.seed:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
