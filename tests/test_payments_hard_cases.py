@@ -136,7 +136,7 @@ def test_an_underfunded_wallet_pays_what_it_has_and_the_rest_after_a_deposit(tmp
         assert node.balance(address_of(PAYER_SEED, index)) == 1025 - paid
 
 
-def test_answers_of_the_wrong_shape_restart_the_payer_and_sampling_goes_on(
+def test_answers_of_the_wrong_shape_are_retried_never_crash_the_payer_and_sampling_goes_on(
         node, tmp_path, ledger_dir):
     setup = write_setup(tmp_path, node, ledger_dir)
     log = setup.log("run")
@@ -159,10 +159,11 @@ def test_answers_of_the_wrong_shape_restart_the_payer_and_sampling_goes_on(
         code = stop_daemon(proc)
     text = log.read_text()
     assert code == 0, text
-    assert text.count("Traceback") == 1  # an unforeseen error: logged once with traceback
-    assert "payer stopped by an unexpected error" in text
-    assert "payer stopped again by the same error" in text
-    assert "unexpected answer" in text  # the foreseen ones: retried
+    # Every wrong shape is a foreseen, retryable failure: no traceback, no payer restart
+    # (a getTrytes answer of the wrong shape used to kill it, and five such deaths the
+    # daemon; restarts of a payer that dies are in test_payer.py).
+    assert "Traceback" not in text and "payer stopped" not in text
+    assert "unexpected answer" in text and "getTrytes" in text
     # The payer's restarts never stop the sampling loop: rounds follow each other
     # without a gap. On this shared 2-core machine (the node's PoW, the payer's
     # signing and other jobs) a 50 ms deadline is sometimes passed, counted as
