@@ -263,10 +263,30 @@ def _ledger_path(v: Any) -> str:
     return v
 
 
+class _UnshownValueError(ValueError):
+    """A bad value that the error must not repeat (it may hold a password or a token)."""
+
+
+def _refuse_url_secrets(v: str, instead: str) -> None:
+    """Refuse a URL that carries a credential (``user:password@``) or a query or fragment
+    (``?apikey=...``): such URLs end up in logs, errors and pages. The error hides the value.
+    """
+    rest = v.split("://", 1)[-1]
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in netloc:
+        raise _UnshownValueError(f"must not hold a user name or password (user:password@),"
+                                 f" which would show in logs and pages: {instead}")
+    if "?" in rest or "#" in rest:
+        raise _UnshownValueError(f"must not hold a query (?...) or fragment (#...), which"
+                                 f" may carry a token and would show in logs and pages: {instead}")
+
+
 def _url(v: Any) -> str:
+    """An http(s) URL without credentials, query or fragment: every URL the config takes."""
     v = _str(v)
     if not v.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    _refuse_url_secrets(v, "give the node's plain URL, e.g. \"https://node.example.org:14265\"")
     return v
 
 
@@ -478,8 +498,9 @@ def build(data: Mapping[str, Any], *, source: str = "") -> Config:
             try:
                 values[key] = validator(raw)
             except ValueError as err:
+                hidden = isinstance(err, _UnshownValueError)
                 raise _error(str(err), path=source, key=dotted,
-                             value=_shown(dotted, raw)) from None
+                             value=_HIDDEN if hidden else _shown(dotted, raw)) from None
         sections[section] = _SECTION_TYPES[section](**values)
     config = Config(**sections, source=source)
     _check_together(config)

@@ -171,6 +171,36 @@ def test_wrong_checksum_names_key_and_value_but_not_the_right_checksum(tmp_path:
     assert ADDRESS_90[81:] not in message
 
 
+# -- passwords and tokens in URLs never show
+
+
+@pytest.mark.parametrize(("body", "key", "secret"), [
+    ('[wallet]\nnode_url = "https://alice:s3cretpw@node.example.org:14265"\n',
+     "wallet.node_url", "s3cretpw"),
+    ('[wallet]\nnode_url = "http://alice@127.0.0.1:14265"\n', "wallet.node_url", "alice"),
+    ('[wallet]\nnode_url = "https://node.example.org/api?apikey=t0k3nvalue"\n',
+     "wallet.node_url", "t0k3nvalue"),
+    ('[wallet]\nnode_url = "https://node.example.org/#t0k3nvalue"\n', "wallet.node_url",
+     "t0k3nvalue"),
+])
+def test_a_url_holding_a_password_or_token_is_refused_without_showing_it(
+        tmp_path: Path, body: str, key: str, secret: str) -> None:
+    path = tmp_path / "c.toml"
+    err = error_of(path, body)
+    message = assert_one_line(err, path)
+    assert message.startswith(f"{path}: {key}: must not hold"), message
+    assert secret not in message and secret not in repr(err) and err.value is None
+    assert "listen" not in message and "8080" not in message  # not serve.listen's hint
+    assert "node.example.org:14265" in message  # what to write instead
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:14265", "https://node.lan/api/v1",
+                                 "https://[::1]:14265", "http://node.lan:14265/path@v2"])
+def test_plain_node_urls_are_taken(tmp_path: Path, url: str) -> None:
+    cfg = load(write(tmp_path / "c.toml", f'[wallet]\nnode_url = "{url}"\n'))
+    assert cfg.wallet.node_url == url
+
+
 # -- the seed never shows
 
 
