@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, load_seed
+from .config import Config, load_mqtt_password, load_seed
 from .errors import P2PEnergyError
 from .ledger import Ledger, Payment, iso
 from .sensors.ina3221 import Probe
@@ -39,6 +39,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
     _check_sensor(cfg, report)
     _check_ledger(cfg, report)
     _check_wallet(cfg, report)
+    _check_mqtt(cfg, report)
     print_line("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1
 
@@ -152,6 +153,19 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
         report(FAIL, f"node {w.node_url}: {err}")
     finally:
         wallet.close()
+
+
+def _check_mqtt(cfg: Config, report: Callable[[str, str], None]) -> None:
+    """The MQTT password as ``serve`` reads it: the same reader, the same refusals."""
+    if not cfg.mqtt.enabled and not cfg.mqtt.password_file:
+        return
+    try:
+        password = load_mqtt_password(cfg)
+    except P2PEnergyError as err:
+        report(FAIL, f"mqtt password: {err}")
+        return
+    if password:
+        report(OK, f"mqtt password: read for user {cfg.mqtt.username!r}")
 
 
 def _wallet_position(cfg: Config) -> tuple[int, Payment | None]:

@@ -305,13 +305,22 @@ def _listen(v: Any) -> str:
     return v
 
 
+_BROKER_RULE = "must be mqtt://host[:port] or mqtts://host[:port]"
+
+
 def _broker(v: Any) -> str:
     v = _str(v)
     scheme, sep, rest = v.partition("://")
-    if not sep or scheme not in ("mqtt", "mqtts") or not rest or "/" in rest or "@" in rest:
-        raise ValueError('must be mqtt://host[:port] or mqtts://host[:port]'
-                         ' (user and password go in username and password_file)')
-    MqttConfig(broker=v).address  # noqa: B018 (validates the port)
+    if not sep or scheme not in ("mqtt", "mqtts"):
+        raise ValueError(_BROKER_RULE)
+    _refuse_url_secrets(v, "give mqtt://host[:port], the user name in mqtt.username and the"
+                           " password in a file named by mqtt.password_file")
+    if not rest or "/" in rest:
+        raise ValueError(_BROKER_RULE)
+    try:
+        MqttConfig(broker=v).address  # noqa: B018 (validates the port)
+    except ValueError:
+        raise ValueError(f"{_BROKER_RULE}, the port a number up to 65535") from None
     return v
 
 

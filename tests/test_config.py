@@ -182,6 +182,10 @@ def test_wrong_checksum_names_key_and_value_but_not_the_right_checksum(tmp_path:
      "wallet.node_url", "t0k3nvalue"),
     ('[wallet]\nnode_url = "https://node.example.org/#t0k3nvalue"\n', "wallet.node_url",
      "t0k3nvalue"),
+    ('[mqtt]\nbroker = "mqtt://bob:hunter2secret@127.0.0.1:1883"\n', "mqtt.broker",
+     "hunter2secret"),
+    ('[mqtt]\nbroker = "mqtts://broker.lan:8883?password=hunter2secret"\n', "mqtt.broker",
+     "hunter2secret"),
 ])
 def test_a_url_holding_a_password_or_token_is_refused_without_showing_it(
         tmp_path: Path, body: str, key: str, secret: str) -> None:
@@ -191,7 +195,10 @@ def test_a_url_holding_a_password_or_token_is_refused_without_showing_it(
     assert message.startswith(f"{path}: {key}: must not hold"), message
     assert secret not in message and secret not in repr(err) and err.value is None
     assert "listen" not in message and "8080" not in message  # not serve.listen's hint
-    assert "node.example.org:14265" in message  # what to write instead
+    if key == "mqtt.broker":
+        assert "mqtt.username" in message and "mqtt.password_file" in message
+    else:
+        assert "node.example.org:14265" in message  # what to write instead
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:14265", "https://node.lan/api/v1",
@@ -199,6 +206,13 @@ def test_a_url_holding_a_password_or_token_is_refused_without_showing_it(
 def test_plain_node_urls_are_taken(tmp_path: Path, url: str) -> None:
     cfg = load(write(tmp_path / "c.toml", f'[wallet]\nnode_url = "{url}"\n'))
     assert cfg.wallet.node_url == url
+
+
+def test_a_broker_with_a_bad_port_gets_the_brokers_rule(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    message = assert_one_line(error_of(path, '[mqtt]\nbroker = "mqtt://broker.lan:x"\n'), path)
+    assert message == (f'{path}: mqtt.broker = "mqtt://broker.lan:x": must be'
+                       " mqtt://host[:port] or mqtts://host[:port], the port a number up to 65535")
 
 
 # -- the seed never shows
