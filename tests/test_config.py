@@ -271,8 +271,14 @@ def test_a_ledger_that_keeps_nothing_is_refused(tmp_path: Path, value: str, reas
 
 
 def test_a_shared_config_without_a_seed_is_fine(tmp_path: Path) -> None:
-    load(write(tmp_path / "c.toml", '[wallet]\nseed = ""\n', 0o644))
-    load(write(tmp_path / "c.toml", '[wallet]\nseed_file = "seed"\n', 0o644))
+    no_seed = load(write(tmp_path / "c.toml", '[wallet]\nseed = ""\n', 0o644))
+    assert (no_seed.wallet.seed, no_seed.wallet.seed_file) == ("", "")
+    assert no_seed.source == str(tmp_path / "c.toml")
+    naming = load(write(tmp_path / "c.toml", '[wallet]\nseed_file = "seed"\nreceiver ='
+                        f' "{ADDRESS}"\n', 0o644))
+    assert (naming.wallet.seed, naming.wallet.seed_file) == ("", "seed")
+    assert naming.wallet.receiver == ADDRESS  # the rest of the file loaded as written
+    assert stat.S_IMODE(os.stat(tmp_path / "c.toml").st_mode) == 0o644  # shared indeed
 
 
 # -- load_seed: config, seed file, systemd credential
