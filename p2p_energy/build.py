@@ -37,15 +37,17 @@ def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
     opens the wallet, after the first sample.
 
     Raises:
-        ConfigError: no usable seed for the PyOTA wallet.
+        ConfigError: no usable seed or key for the wallet.
     """
     w = cfg.wallet
     if w.backend == "dry-run":
         from .wallet.dryrun import DryRunWallet
         return lambda: DryRunWallet(receiver=w.receiver, latency_s=w.dry_run_latency_s)
     if not w.receiver:
-        raise ConfigError('is empty: backend = "pyota" needs the producer\'s IOTA address',
-                          path=cfg.source, key="wallet.receiver")
+        raise ConfigError(f'is empty: backend = "{w.backend}" needs the producer\'s IOTA'
+                          ' address', path=cfg.source, key="wallet.receiver")
+    if w.backend == "iota":
+        return _iota_opener(cfg)
     seed = load_seed(cfg)
     redact(seed)  # from here on no log line can carry it
     with_seed = replace(w, seed=seed)
@@ -54,3 +56,18 @@ def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
         from .wallet.pyota_wallet import PyotaWallet
         return PyotaWallet(with_seed)
     return open_pyota
+
+
+def _iota_opener(cfg: Config) -> Callable[[], Wallet]:
+    """The key is read and checked now; the wallet (and its HTTP client) made later."""
+    from .wallet.iota_keys import parse_secret, secret_fragments
+
+    secret = load_seed(cfg, check=parse_secret)
+    for fragment in secret_fragments(secret):
+        redact(fragment)  # from here on no log line can carry it
+    keypair = parse_secret(secret)
+
+    def open_iota() -> Wallet:
+        from .wallet.iota_wallet import IotaWallet
+        return IotaWallet.from_config(cfg.wallet, keypair)
+    return open_iota

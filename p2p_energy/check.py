@@ -23,7 +23,7 @@ from .ledger import Ledger, Payment, iso
 from .lock import ledger_path_problem
 from .sensors.ina3221 import Probe
 
-OK, FAIL, INFO = "ok", "FAIL", "  "
+OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace,
@@ -113,7 +113,8 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
             since, failures, last_error = ledger.health()
         finally:
             ledger.close()
-        report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} IOTA, paid {t['paid_iota']},"
+        unit = "µIOTA" if cfg.wallet.backend == "iota" else "IOTA"  # the ledger's unit
+        report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} {unit}, paid {t['paid_iota']},"
                    f" queued {t['queued_iota']}")
         if since is not None:
             report(FAIL, f"payments failing since {iso(since)} ({failures} failed attempts):"
@@ -128,6 +129,10 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
     w = cfg.wallet
     if w.backend == "dry-run":
         report(OK, "wallet: dry-run (no node, no tokens move)")
+        return
+    if w.backend == "iota":
+        from .iota_check import check_iota_wallet
+        check_iota_wallet(cfg, report)
         return
     if not w.receiver:
         report(FAIL, f"{cfg.source}: wallet.receiver: not set (the producer's address)")

@@ -1,7 +1,7 @@
-"""Command line: ``p2p-energy run | ledger | check | serve | statement | wallet set-index``.
+"""Command line: ``p2p-energy run | ledger | check | serve | statement | wallet``.
 
 Builds the concrete objects; ``serve`` and ``statement`` live in ``serve/``,
-``wallet set-index`` in ``keyindex.py``.
+``wallet set-index`` in ``keyindex.py``, ``wallet new | address`` in ``wallet_cmd.py``.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
 1 anything else. Every error is one line on stderr, never a traceback and
@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     shape.add_argument("--csv", action="store_true", help="every round as CSV on stdout")
     add("check", "validate the config, read the sensor once and ask the node; "
                  "exit 0 if all is well")
-    wallet = sub.add_parser("wallet", help="the wallet's key index",
-                            description="the wallet's key index")
+    wallet = sub.add_parser("wallet", help="the wallet: its key index; keys for today's IOTA"
+                            " network", description="the wallet: its key index (legacy API);"
+                            " keys and addresses for today's IOTA network")
     wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
     set_index = wallet_sub.add_parser(
         "set-index", help="the funds are at key index N now (the daemon must be stopped)",
@@ -75,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
     set_index.add_argument("-c", "--config", metavar="FILE",
                            help=f"TOML config file (default {DEFAULT_CONFIG})")
     set_index.set_defaults(simulate=False, verbose=False)
+    new = wallet_sub.add_parser("new", help="write a new key to FILE (mode 0600), print its"
+                                " address", description="write a new key to FILE (mode 0600),"
+                                " print its address; the key is never printed")
+    new.add_argument("-o", "--output", metavar="FILE", required=True)
+    new.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    address = wallet_sub.add_parser("address", help="print the address of the configured key",
+                                    description="print the address of the configured key")
+    address.add_argument("-c", "--config", metavar="FILE",
+                         help=f"TOML config file (default {DEFAULT_CONFIG})")
+    address.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    address.set_defaults(simulate=False)
     add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
                  "Home Assistant ([serve], [mqtt]); only reads the ledger")
     statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
@@ -139,7 +151,8 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
     w = cfg.wallet
     policy = PayerPolicy(start_index=w.start_index, poll_s=w.poll_s,
                          promote_after_s=w.promote_after_s,
-                         reattach_after_s=w.reattach_after_s, retry_max_s=w.retry_max_s)
+                         reattach_after_s=w.reattach_after_s, retry_max_s=w.retry_max_s,
+                         min_payment=w.min_payment)
     path = cfg.ledger.path
     payer = Payer(lambda: Ledger(path), wallet_opener(cfg), policy)
     watchdog = watchdog_interval_s()
@@ -191,12 +204,16 @@ def _ledger_text(report: dict) -> str:
                      f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
     lines.append("payments (last 20):")
     for p in report["payments"][-20:]:
-        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} IOTA  {p['status']:9}"
+        unit = "µIOTA" if p.get("backend") == "iota" else "IOTA "  # the ledger unit paid
+        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} {unit} {p['status']:9}"
                      f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
                      f" {p.get('bundle_hash') or p.get('digest') or ''}")
     t = report["totals"]
-    lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f} IOTA,"
-                 f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}")
+    paid_on_iota = any(p.get("backend") == "iota" for p in report["payments"])
+    lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f}"
+                 f" {'µIOTA' if paid_on_iota else 'IOTA'},"
+                 f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}"
+                 f", fees {t.get('fees_nanos', 0) / 1e9:.6f} IOTA")
     lines.append("(* = price capped: too little production)")
     return "\n".join(lines)
 
@@ -212,7 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import setup_logging
     setup_logging(verbose=args.verbose)
     try:
+        if args.command == "wallet" and args.wallet_command == "new":
+            from .wallet_cmd import cmd_wallet_new
+            return cmd_wallet_new(args)
         cfg = load_config(args)
+        if args.command == "wallet" and args.wallet_command == "address":
+            from .wallet_cmd import cmd_wallet_address
+            return cmd_wallet_address(cfg)
         if args.command == "run":
             return cmd_run(cfg, args)
         if args.command == "ledger":

@@ -5,12 +5,17 @@ below: that table is the one place defaults are written. Every error names
 file, key and value in one line (``ConfigError``), values written as TOML
 (``true``, ``"text"``). The seed is never shown, and is never stored in an error.
 
-The wallet seed comes from one of three places, read by ``load_seed()`` (the
+The wallet secret comes from one of three places, read by ``load_seed()`` (the
 CLI calls it only when it builds a real wallet): ``wallet.seed`` in the TOML,
 the file named by ``wallet.seed_file``, or the systemd credential
 ``$CREDENTIALS_DIRECTORY/seed`` (``LoadCredential=seed:...`` in the unit).
 A config file that holds a seed, and a seed file, must not be readable by
-group or others.
+group or others. What a secret looks like depends on the backend: 81 trytes
+for ``pyota``; a private key or mnemonic for ``iota``, checked by the function
+the caller passes (this module knows no wallet code).
+
+Each backend's defaults live in ``BACKEND_DEFAULTS``; keys only one backend
+uses have their own table (``[wallet.iota]``), validated like any section.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from .pricing import INT64_MAX, SUMS_LAST_S, most_owed_iota_per_s, most_owed_nio
 from .trytes import SEED_TRYTES, has_valid_checksum
 
 SENSORS = ("ina3221", "simulated", "replay")
-BACKENDS = ("pyota", "dry-run")
+BACKENDS = ("pyota", "dry-run", "iota")
 AVERAGES = (1, 4, 16, 64, 128, 256, 512, 1024)
 CONVERSION_US = (140, 204, 332, 588, 1100, 2116, 4156, 8244)
 TRYTE_ALPHABET = frozenset("9ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -75,9 +80,35 @@ class PriceConfig:
 
 
 @dataclass(frozen=True)
+class BackendDefaults:
+    node_url: str
+    min_payment: int  # ledger units
+
+
+# Fees on today's IOTA network are ~0.002 IOTA a transfer (computation 1,000 units
+# at the reference gas price of 1,000 nanos, plus storage less its rebate: about
+# 2,000,000 nanos). A payment of at least 100 times that, 0.2 IOTA = 200,000
+# micro-IOTA units, keeps fees at or below 1 % of the value paid.
+IOTA_TYPICAL_FEE_NANOS = 2_000_000
+BACKEND_DEFAULTS = {
+    "pyota": BackendDefaults("http://127.0.0.1:14265", 1),  # no fees: pay every whole IOTA
+    "dry-run": BackendDefaults("http://127.0.0.1:14265", 1),
+    "iota": BackendDefaults("http://127.0.0.1:9000", 100 * IOTA_TYPICAL_FEE_NANOS // 1000),
+}
+
+
+@dataclass(frozen=True)
+class IotaWalletConfig:
+    """``[wallet.iota]``: what only today's IOTA network needs."""
+
+    gas_margin: float = 1.5  # budget = dry run's computation + storage, times this
+    max_budget_nanos: int = 50_000_000  # 0.05 IOTA: never sign a larger gas budget
+
+
+@dataclass(frozen=True)
 class WalletConfig:
     backend: str = "pyota"
-    node_url: str = "http://127.0.0.1:14265"
+    node_url: str = ""  # "": the backend's default (BACKEND_DEFAULTS)
     seed_file: str = ""
     receiver: str = ""
     tag: str = "ENERGYTRADE"
@@ -92,8 +123,17 @@ class WalletConfig:
     reattach_after_s: float = 300.0
     retry_max_s: float = 300.0
     dry_run_latency_s: float = 0.0  # backend = "dry-run": seconds each network step takes
+    min_payment: int = 0  # ledger units; 0: the backend's default (BACKEND_DEFAULTS)
+    iota: IotaWalletConfig = field(default_factory=IotaWalletConfig)
     # Kept out of repr() so that printing a Config can never show it.
     seed: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        defaults = BACKEND_DEFAULTS.get(self.backend, BACKEND_DEFAULTS["pyota"])
+        if not self.node_url:
+            object.__setattr__(self, "node_url", defaults.node_url)
+        if not self.min_payment:
+            object.__setattr__(self, "min_payment", defaults.min_payment)
 
 
 @dataclass(frozen=True)
@@ -232,7 +272,7 @@ _SEED_RULE = (f"must be exactly {SEED_TRYTES} trytes (capital letters A-Z and 9)
               " pad a shorter seed with 9s on the right, which IOTA treats as the same seed")
 
 
-def _seed(v: Any) -> str:
+def _tryte_seed(v: Any) -> str:
     # "" means "not set here": the seed then comes from seed_file or the credential.
     v = _str(v)
     if v and (len(v) != SEED_TRYTES or not set(v) <= TRYTE_ALPHABET):
@@ -240,10 +280,21 @@ def _seed(v: Any) -> str:
     return v
 
 
+_HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{64}")
+_HEX_RULE = "must be an IOTA address: 0x followed by 64 hex digits"
+_TRYTE_RULE = "must be an IOTA address: 81 trytes, or 90 with its checksum (A-Z, 9)"
+
+
 def _receiver(v: Any) -> str:
+    """A legacy address (trytes) or today's (0x + 64 hex); which one the backend
+    takes is checked with the backend (``_check_together``)."""
     v = _str(v)
+    if v.startswith(("0x", "0X")):
+        if not _HEX_ADDRESS.fullmatch(v):
+            raise ValueError(_HEX_RULE)
+        return v.lower()
     if v and (len(v) not in (81, 90) or not set(v) <= TRYTE_ALPHABET):
-        raise ValueError("must be an IOTA address: 81 trytes, or 90 with its checksum (A-Z, 9)")
+        raise ValueError(_TRYTE_RULE)
     if len(v) == 90 and not has_valid_checksum(v):
         # Never suggest the right checksum: it exists to catch a mistyped address.
         raise ValueError("has a wrong checksum (its last 9 trytes): check the address for a typo")
@@ -351,8 +402,9 @@ def _device_id(v: Any) -> str:
     return v
 
 
-# section -> key -> validator. Defaults come from the dataclasses above.
-SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+# section -> key -> validator (or a nested table's own schema). Defaults come from
+# the dataclasses above.
+SCHEMA: dict[str, dict[str, Any]] = {
     "meter": {
         "sensor": _choice(SENSORS),
         "i2c_bus": _int(0, 255),
@@ -378,7 +430,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "wallet": {
         "backend": _choice(BACKENDS),
         "node_url": _url,
-        "seed": _seed,
+        "seed": _str,  # its form depends on the backend: checked with it
         "seed_file": _str,
         "receiver": _receiver,
         "tag": _tag,
@@ -393,6 +445,11 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "reattach_after_s": _float(0.01, 86400.0),
         "retry_max_s": _float(0.01, 86400.0),
         "dry_run_latency_s": _float(0.0, 600.0),
+        "min_payment": _int(1, 10**15),
+        "iota": {
+            "gas_margin": _float(1.0, 10.0),
+            "max_budget_nanos": _int(1_000_000, 50_000_000_000),
+        },
     },
     "ledger": {
         "path": _ledger_path,
@@ -415,9 +472,10 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
 }
 
-_SECTION_TYPES = {
+_TABLE_TYPES: dict[str, type] = {
     "meter": MeterConfig, "round": RoundConfig, "price": PriceConfig,
-    "wallet": WalletConfig, "ledger": LedgerConfig, "serve": ServeConfig, "mqtt": MqttConfig,
+    "wallet": WalletConfig, "wallet.iota": IotaWalletConfig, "ledger": LedgerConfig,
+    "serve": ServeConfig, "mqtt": MqttConfig,
 }
 
 
@@ -493,27 +551,34 @@ def build(data: Mapping[str, Any], *, source: str = "") -> Config:
         if section not in SCHEMA:
             raise _error(f"unknown section{_did_you_mean(section, SCHEMA)}",
                          path=source, key=f"[{_key(section)}]")
-        if not isinstance(body, Mapping):
-            # A whole section given as a value (wallet = "...") may well be the seed.
-            raise _error("must be a table", path=source, key=section)
-        values = {}
-        for key, raw in body.items():
-            dotted = f"{section}.{_key(key)}"
-            validator = SCHEMA[section].get(key)
-            if validator is None:
-                # The value of an unknown key is not shown: it may be a misspelt seed.
-                raise _error(f"unknown key{_did_you_mean(key, SCHEMA[section])}",
-                             path=source, key=dotted)
-            try:
-                values[key] = validator(raw)
-            except ValueError as err:
-                hidden = isinstance(err, _UnshownValueError)
-                raise _error(str(err), path=source, key=dotted,
-                             value=_HIDDEN if hidden else _shown(dotted, raw)) from None
-        sections[section] = _SECTION_TYPES[section](**values)
+        sections[section] = _table(section, _key(section), body, SCHEMA[section], source)
     config = Config(**sections, source=source)
     _check_together(config)
     return config
+
+
+def _table(name: str, shown: str, body: Any, schema: Mapping[str, Any], source: str) -> Any:
+    """One table (``name`` as in ``_TABLE_TYPES``, ``shown`` as TOML writes it) -> its type."""
+    if not isinstance(body, Mapping):
+        # A whole section given as a value (wallet = "...") may well be the seed.
+        raise _error("must be a table", path=source, key=shown)
+    values = {}
+    for key, raw in body.items():
+        dotted = f"{shown}.{_key(key)}"
+        validator = schema.get(key)
+        if validator is None:
+            # The value of an unknown key is not shown: it may be a misspelt seed.
+            raise _error(f"unknown key{_did_you_mean(key, schema)}", path=source, key=dotted)
+        if isinstance(validator, Mapping):
+            values[key] = _table(f"{name}.{key}", dotted, raw, validator, source)
+            continue
+        try:
+            values[key] = validator(raw)
+        except ValueError as err:
+            hidden = isinstance(err, _UnshownValueError)
+            raise _error(str(err), path=source, key=dotted,
+                         value=_HIDDEN if hidden else _shown(dotted, raw)) from None
+    return _TABLE_TYPES[name](**values)
 
 
 def _check_together(c: Config) -> None:
@@ -537,7 +602,25 @@ def _check_together(c: Config) -> None:
     if c.mqtt.ca_file and not c.mqtt.tls:
         raise _error('is only used with broker = "mqtts://..."', path=src,
                      key="mqtt.ca_file", value=c.mqtt.ca_file)
+    _check_backend(c)
     _check_amounts(c)
+
+
+def _check_backend(c: Config) -> None:
+    """The receiver's and the seed's form is the backend's."""
+    w, src = c.wallet, c.source
+    hex_receiver = w.receiver.startswith("0x")
+    if w.backend == "iota" and w.receiver and not hex_receiver:
+        raise _error(f'{_HEX_RULE} with backend = "iota"', path=src, key="wallet.receiver",
+                     value=w.receiver)
+    if w.backend == "pyota" and hex_receiver:
+        raise _error(f'{_TRYTE_RULE} with backend = "pyota" (0x addresses are for'
+                     ' backend = "iota")', path=src, key="wallet.receiver", value=w.receiver)
+    if w.backend == "pyota":
+        try:
+            _tryte_seed(w.seed)
+        except ValueError as err:
+            raise _error(str(err), path=src, key="wallet.seed") from None
 
 
 def _check_amounts(c: Config) -> None:
@@ -640,8 +723,13 @@ def _refuse_shared_seed_file(config: Config) -> None:
                       value=config.wallet.seed_file)
 
 
-def load_seed(config: Config, *, environ: Mapping[str, str] | None = None) -> str:
-    """The wallet seed: 81 trytes, from the first place that has one.
+def load_seed(config: Config, *, environ: Mapping[str, str] | None = None,
+              check: Callable[[str], object] | None = None) -> str:
+    """The wallet secret, from the first place that has one.
+
+    Without ``check`` it must be a seed of 81 trytes. ``check`` (the backend's
+    parser, e.g. of an ``iotaprivkey``) raises ``ValueError`` saying what is wrong
+    with the text, never repeating it; surrounding whitespace is removed first.
 
     1. ``wallet.seed`` in the config (``load()`` already checked the file mode);
     2. the file ``wallet.seed_file`` (relative to the config file's folder);
@@ -658,15 +746,21 @@ def load_seed(config: Config, *, environ: Mapping[str, str] | None = None) -> st
     env = os.environ if environ is None else environ
     w = config.wallet
     if w.seed:
+        if check is not None:
+            try:
+                check(w.seed.strip())
+            except ValueError as err:
+                raise _error(str(err), path=config.source, key="wallet.seed") from None
+            return w.seed.strip()
         return w.seed
     if w.seed_file:
         return _read_seed(_seed_file_path(config), source=config.source, key="wallet.seed_file",
-                          value=w.seed_file)
+                          value=w.seed_file, check=check)
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     if creds:
         # systemd made this file for us, owner-only plus an ACL for the service
         # user; the ACL mask shows up as group bits, so the mode is not checked.
-        return _read_seed(os.path.join(creds, "seed"))
+        return _read_seed(os.path.join(creds, "seed"), check=check)
     raise _error("no seed: set wallet.seed_file, or run under systemd with"
                  " LoadCredential=seed:/etc/p2p-energy/seed", path=config.source,
                  key="wallet.seed")
@@ -709,7 +803,8 @@ def _read_secret(path: str, what: str, fail: Callable[[str], ConfigError], *, so
         os.close(fd)
 
 
-def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDDEN) -> str:
+def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDDEN,
+               check: Callable[[str], object] | None = None) -> str:
     """Read and check one seed file; its contents never reach an error.
 
     With ``key`` (a ``wallet.seed_file``) errors name the config file, the key and
@@ -729,8 +824,11 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     raw = _read_secret(path, what, fail, source=source, key=key, value=value,
                        missing_hint="" if key else
                        " (the unit needs LoadCredential=seed:/etc/p2p-energy/seed)")
+    if check is not None:
+        return _checked_secret(raw, what, check, fail)
     try:
-        seed = _seed(raw.decode("ascii").strip()) if len(raw) <= _SEED_FILE_MAX_BYTES else None
+        seed = _tryte_seed(raw.decode("ascii").strip()) \
+            if len(raw) <= _SEED_FILE_MAX_BYTES else None
     except (UnicodeDecodeError, ValueError):
         seed = None
     if seed is None:
@@ -738,6 +836,24 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
     if not seed:
         raise fail(f"{what} is empty")
     return seed
+
+
+def _checked_secret(raw: bytes, what: str, check: Callable[[str], object],
+                    fail: Callable[[str], ConfigError]) -> str:
+    """A secret file's text, as the backend's ``check`` accepts it."""
+    if len(raw) > _SEED_FILE_MAX_BYTES:
+        raise fail(f"{what} is larger than {_SEED_FILE_MAX_BYTES} bytes: not a key")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise fail(f"{what} is not UTF-8 text") from None
+    if not text:
+        raise fail(f"{what} is empty")
+    try:
+        check(text)
+    except ValueError as err:
+        raise fail(f"{what} {err}") from None
+    return text
 
 
 def _beside_config(config: Config, name: str) -> str:

@@ -97,3 +97,13 @@ class NotPromotable(WalletError):
     def __init__(self, message: str, **kwargs: object) -> None:
         kwargs.setdefault("retryable", False)
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class RpcError(WalletError):
+    """A node answered a JSON-RPC error object: ``code`` and ``node_message`` are its own."""
+
+    def __init__(self, message: str, *, code: int, node_message: str,
+                 retryable: bool = True) -> None:
+        self.code = code
+        super().__init__(message, retryable=retryable, node_message=node_message,
+                         kind="JSON-RPC error")

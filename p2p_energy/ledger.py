@@ -398,10 +398,17 @@ class Ledger:
                 raise LedgerError(f"payment {payment_id} changed while it was being signed")
 
     def record_attachment(self, payment_id: int, attachment: Attachment) -> None:
-        """An attachment was made and is about to be sent: its id is known from now on."""
+        """An attachment was made and is about to be sent: its id is known from now on.
+
+        An id seen before (today's network: a transaction has one digest, however
+        often it is sent) is made the newest again, unsent, so that the wait
+        before the next attempt starts now.
+        """
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO attachments (payment_id, attachment_id,"
-                       " attached_at, data) VALUES (?,?,?,?)",
+            db.execute("INSERT INTO attachments (payment_id, attachment_id, attached_at, data)"
+                       " VALUES (?,?,?,?) ON CONFLICT (payment_id, attachment_id) DO UPDATE"
+                       " SET attached_at = excluded.attached_at, data = excluded.data,"
+                       " sent_at = NULL",
                        (payment_id, attachment.id, self.clock(), attachment.data))
 
     def mark_sent(self, payment_id: int, attachment_id: str) -> None:

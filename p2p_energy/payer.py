@@ -206,7 +206,7 @@ class Payer:
             signed = wallet.prepare(queued.value_iota, index)
         except InsufficientBalance as err:
             ledger.record_failure(queued.id, str(err))
-            if not self._short(queued, err):
+            if not self._short(queued, err, wallet.unit):
                 self._failures += 1
                 self._note_failure(f"insufficient balance: {err}")
                 return self._backoff()
@@ -220,18 +220,18 @@ class Payer:
         if self._short_since is not None and signed.value == queued.value_iota:
             log.info("balance sufficient again: paying all that is owed")
             self._short_since = None
-        log.info("payment %d signed: %d IOTA from key index %d, change to %d, reference %s",
-                 queued.id, signed.value, signed.input_index, signed.change_index,
+        log.info("payment %d signed: %d %s from key index %d, change to %d, reference %s",
+                 queued.id, signed.value, wallet.unit, signed.input_index, signed.change_index,
                  signed.reference)
         return 0.0  # attach and send it at once
 
-    def _short(self, queued: Payment, err: InsufficientBalance) -> bool:
+    def _short(self, queued: Payment, err: InsufficientBalance, unit: str) -> bool:
         """Log a short balance once per episode; True if part of ``queued`` can be paid."""
         can_pay = self.policy.min_payment <= err.available < queued.value_iota
         if self._short_since is None:
             self._short_since = self.wall()
             log.warning("insufficient balance: %s; %s", err,
-                        f"paying the {err.available} IOTA there now, the rest after a deposit"
+                        f"paying the {err.available} {unit} there now, the rest after a deposit"
                         if can_pay else "payments wait for a deposit (amounts stay owed)")
         return can_pay
 
@@ -253,12 +253,13 @@ class Payer:
         if status.state == CONFIRMED:
             ledger.mark_confirmed(p.id, status.fee_nanos)
             self._promoted_at.pop(p.id, None)
-            log.info("payment %d confirmed: %d IOTA", p.id, p.value_iota)
+            log.info("payment %d confirmed: %d %s", p.id, p.value_iota, wallet.unit)
             return 0.0
         if status.state != PENDING:  # failed or dead: it never pays
             again = ledger.mark_ended(p.id, status.state, status.detail, status.fee_nanos)
-            log.warning("payment %d %s (%s): its %d IOTA are owed again (payment %d)",
-                        p.id, status.state, status.detail or "no detail", p.value_iota, again)
+            log.warning("payment %d %s (%s): its %d %s are owed again (payment %d)",
+                        p.id, status.state, status.detail or "no detail", p.value_iota,
+                        wallet.unit, again)
             return 0.0
         p = ledger.payment(p.id)
         if p.unsent is not None:  # recorded, and the network does not know it: send it
@@ -298,8 +299,8 @@ class Payer:
         self._attempt(ledger, p, lambda: wallet.send(attachment))
         ledger.mark_sent(p.id, attachment.id)
         number = ledger.payment(p.id).attachments.index(attachment.id) + 1
-        log.info("payment %d sent: %d IOTA, reference %s (attachment %d)",
-                 p.id, p.value_iota, p.reference, number)
+        log.info("payment %d sent: %d %s, reference %s (attachment %d)",
+                 p.id, p.value_iota, wallet.unit, p.reference, number)
         return self.policy.poll_s
 
     @staticmethod

@@ -32,14 +32,11 @@ import argparse
 import itertools
 import json
 import random
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 with warnings.catch_warnings():  # iota imports pkg_resources, which warns
@@ -50,6 +47,8 @@ with warnings.catch_warnings():  # iota imports pkg_resources, which warns
     from iota.crypto.pycurl import Curl
     from iota.transaction.validator import BundleValidator
     from iota.trits import trits_from_int
+
+from http_node import HttpNode, JsonHandler
 
 FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm", "answer")
 TX_TRYTES = 2673
@@ -85,14 +84,6 @@ class BundleRecord:
     state: str = "pending"  # pending | confirmed | conflicting
     reason: str = ""
     included: str = ""  # the one tail a confirmation included
-
-
-@dataclass
-class _Fault:
-    kind: str
-    commands: frozenset[str] | None
-    remaining: int | None
-    answer: Any = None  # for "answer": the JSON sent instead (HTTP 200)
 
 
 @dataclass
@@ -232,14 +223,18 @@ def address_of(seed: str, index: int, security_level: int = 2) -> str:
 
 # -- the node ------------------------------------------------------------------
 
-class LegacyNode:
-    """State and API of the test node; ``start()`` serves it over HTTP.
+class LegacyNode(HttpNode):
+    """State and API of the test node; ``start()`` serves it over HTTP (``http_node``).
 
     ``mwm``: minimum weight magnitude of every stored transaction.
     ``confirm_delay_s``: a bundle confirms this long after it was first seen
     (``None``: only ``confirm_all()`` confirms). ``hang_s``: how long a ``hang``
     fault holds a request (released early by ``clear_fault``/``stop``).
     """
+
+    FAULTS = FAULTS
+    PASSIVE_FAULTS = frozenset({"refuse", "never_confirm"})
+    NAME = "legacy-node"
 
     def __init__(self, *, mwm: int = 3, confirm_delay_s: float | None = None,
                  hang_s: float = 30.0, port: int = 0, include: str = "first",
@@ -249,8 +244,7 @@ class LegacyNode:
         self.include = include
         self.mwm = mwm
         self.confirm_delay_s = confirm_delay_s
-        self.hang_s = hang_s
-        self.port = port
+        self._init_http(port=port, hang_s=hang_s)
         self.clock = clock
         self.rejected: list[Rejection] = []
         self.bundles: dict[str, BundleRecord] = {}
@@ -267,52 +261,12 @@ class LegacyNode:
         self._tail_of: dict[str, str] = {}  # transaction hash -> its attachment's tail
         self._content_ok: set[tuple[str, ...]] = set()
         self._rejected_keys: set[tuple[str, ...]] = set()
-        self._lock = threading.RLock()
-        self._fault: _Fault | None = None
-        self._release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._rng = random.Random(1)
         trytes, self.genesis_hash = genesis(mwm)
         self._trytes[self.genesis_hash] = trytes
         self._txs[self.genesis_hash] = Transaction.from_tryte_string(
             trytes, hash_=TransactionHash(self.genesis_hash))
         self._tips.append(self.genesis_hash)
-
-    # -- lifecycle
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LegacyNode:
-        """Listen on 127.0.0.1 (``port`` 0: an ephemeral one) in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"node": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name=f"legacy-node-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening; held (hanging) requests are released."""
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> LegacyNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- test controls
 
@@ -344,38 +298,7 @@ class LegacyNode:
         ``refuse`` closes the listening socket (connection refused) until cleared.
         ``answer`` sends ``answer`` (valid JSON of any shape) with HTTP 200 instead.
         """
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
-        self._release.set()  # requests held by an earlier ``hang`` go on
-        self._release.clear()
-        # Swap in one step: no request may slip through unfaulted between two faults.
-        with self._lock:
-            old, self._fault = self._fault, _Fault(
-                kind, frozenset(commands) if commands else None, times, answer)
-        if kind == "refuse" and self._server is not None:
-            port = self.port
-            self.stop()
-            self.port = port
-        elif kind != "refuse" and old is not None and old.kind == "refuse" \
-                and self._server is None:
-            self.start()
-
-    def clear_fault(self) -> None:
-        """Behave again (and listen again after ``refuse``)."""
-        fault, self._fault = self._fault, None
-        self._release.set()
-        if fault is not None and fault.kind == "refuse" and self._server is None:
-            self._release.clear()
-            self.start()
-
-    @contextmanager
-    def fault(self, kind: str, **kwargs: Any) -> Iterator[None]:
-        """``with node.fault("http500"): ...`` sets a fault for the block."""
-        self.set_fault(kind, **kwargs)
-        try:
-            yield
-        finally:
-            self.clear_fault()
+        self._set_fault(kind, commands, times, answer)
 
     def add_history(self, attached: Iterable[tuple[str, str]], *,
                     spent: Iterable[str] = ()) -> None:
@@ -427,21 +350,6 @@ class LegacyNode:
     def command_names(self) -> list[str]:
         """The API commands received so far, in order."""
         return [name for name, _ in self.requests]
-
-    # -- faults as the HTTP layer sees them
-
-    def _take_fault(self, command: str) -> _Fault | None:
-        with self._lock:
-            f = self._fault
-            if f is None or f.kind in ("refuse", "never_confirm"):
-                return None
-            if f.commands is not None and command not in f.commands:
-                return None
-            if f.remaining is not None:
-                f.remaining -= 1
-                if f.remaining <= 0:
-                    self._fault = None
-            return f
 
     # -- confirmation
 
@@ -760,12 +668,8 @@ def _trytes_list(req: dict[str, Any]) -> list[str]:
 
 # -- HTTP -------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     node: LegacyNode
-    protocol_version = "HTTP/1.0"  # one request per connection: "refuse" takes effect at once
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -804,18 +708,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(500, {"exception": f"{type(err).__name__}: {err}"})
         self._send(200, answer)
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        self._send_raw(status, json.dumps(payload).encode(), "application/json")
 
-    def _send_raw(self, status: int, body: bytes, content_type: str) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout): nothing to tell it
+LegacyNode.handler = _Handler
 
 
 # -- command line -------------------------------------------------------------------
@@ -840,13 +734,7 @@ def main(argv: list[str] | None = None) -> None:
         seed, index = where.split(":")
         addr = node.fund_seed(seed, int(index), int(amount), args.security_level)
         print(f"funded {addr} with {amount} i")
-    node.start()
-    print(f"legacy IOTA test node on {node.url} (mwm {node.mwm}); Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        node.stop()
+    node.serve_until_interrupted("legacy IOTA test node", f"mwm {node.mwm}")
 
 
 if __name__ == "__main__":

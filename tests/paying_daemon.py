@@ -65,13 +65,36 @@ def ledger_folder() -> Iterator[Path]:
         yield Path(name)
 
 
+@pytest.fixture
+def ledger_dir() -> Iterator[Path]:
+    """A folder for a daemon's ledger, on tmpfs when there is one (``ledger_folder``)."""
+    with ledger_folder() as path:
+        yield path
+
+
 def write_setup(tmp: Path, node: LegacyNode, ledger_dir: Path, *, checkpoint_s: float = 0.5,
                 promote_after_s: float = 1.0, reattach_after_s: float = 2.5,
                 timeout_s: float = 2.0) -> Setup:
     """Config files (0600) with the seed in a 0600 ``seed_file``; a fresh ledger path."""
-    seed = tmp / "seed"
-    seed.write_text(PAYER_SEED + "\n")
-    seed.chmod(0o600)
+    return write_configs(tmp, ledger_dir, "seed", PAYER_SEED, checkpoint_s=checkpoint_s,
+                         wallet=f"""
+backend = "pyota"
+node_url = "{node.url}"
+receiver = "{RECEIVER}"
+min_weight_magnitude = {TEST_MWM}
+timeout_s = {timeout_s}
+promote_after_s = {promote_after_s}
+reattach_after_s = {reattach_after_s}
+""")
+
+
+def write_configs(tmp: Path, ledger_dir: Path, secret_name: str, secret: str, *,
+                  wallet: str, checkpoint_s: float) -> Setup:
+    """A run config (``CONSUMER_MW``) and a drain config (0 mW) paying through the
+    ``[wallet]`` keys in ``wallet``, with ``secret`` in the 0600 file ``secret_name``."""
+    secret_file = tmp / secret_name
+    secret_file.write_text(secret + "\n")
+    secret_file.chmod(0o600)
     db = ledger_dir / "ledger.db"
 
     def config(name: str, consumer_mw: float) -> Path:
@@ -90,16 +113,10 @@ checkpoint_s = {checkpoint_s}
 [price]
 numerator = 10
 [wallet]
-backend = "pyota"
-node_url = "{node.url}"
-seed_file = "seed"
-receiver = "{RECEIVER}"
-min_weight_magnitude = {TEST_MWM}
-timeout_s = {timeout_s}
+seed_file = "{secret_name}"
 poll_s = 0.2
-promote_after_s = {promote_after_s}
-reattach_after_s = {reattach_after_s}
 retry_max_s = 0.5
+{wallet.strip()}
 [ledger]
 path = "{db}"
 """)

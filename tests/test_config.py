@@ -178,6 +178,10 @@ def test_wrong_checksum_names_key_and_value_but_not_the_right_checksum(tmp_path:
     ('[wallet]\nnode_url = "https://alice:s3cretpw@node.example.org:14265"\n',
      "wallet.node_url", "s3cretpw"),
     ('[wallet]\nnode_url = "http://alice@127.0.0.1:14265"\n', "wallet.node_url", "alice"),
+    ('[wallet]\nbackend = "iota"\nnode_url = "https://alice:s3cretpw@node.example.org:443"\n',
+     "wallet.node_url", "s3cretpw"),
+    ('[wallet]\nbackend = "iota"\nnode_url = "https://node.example.org/rpc?key=t0k3nvalue"\n',
+     "wallet.node_url", "t0k3nvalue"),
     ('[wallet]\nnode_url = "https://node.example.org/api?apikey=t0k3nvalue"\n',
      "wallet.node_url", "t0k3nvalue"),
     ('[wallet]\nnode_url = "https://node.example.org/#t0k3nvalue"\n', "wallet.node_url",
@@ -473,7 +477,8 @@ _any_value = st.recursive(
     max_leaves=6)
 
 _address = st.one_of(
-    st.just(""), st.just(ADDRESS), st.just(ADDRESS_90),
+    st.just(""), st.just(ADDRESS), st.just(ADDRESS_90), st.just("0x" + "ab" * 32),
+    st.text(alphabet="0123456789abcdefX", min_size=64, max_size=65).map(lambda t: "0x" + t),
     st.text(alphabet=TRYTE_ALPHABET, min_size=81, max_size=81).map(with_checksum),
     st.text(alphabet=TRYTE_ALPHABET, min_size=90, max_size=90),  # almost surely a bad checksum
     st.text(alphabet=TRYTE_ALPHABET + "a ", max_size=95),
@@ -500,6 +505,9 @@ _GOOD: dict[str, st.SearchStrategy[Any]] = {
     "wallet.receiver": _address,
     "wallet.tag": st.text(alphabet=TRYTE_ALPHABET + "a", max_size=30),
     "wallet.local_pow": st.sampled_from([True, False, "true", 1]),
+    "wallet.iota": st.fixed_dictionaries({}, optional={
+        "gas_margin": st.floats(0.5, 12), "max_budget_nanos": st.integers(0, 10**11),
+        "gas_margni": st.just(1)}),
 }
 
 
@@ -595,6 +603,8 @@ def test_any_file_loads_or_fails_in_one_line_naming_the_file(
         for section, body in doc.items():
             for key, raw in body.items():
                 got = getattr(getattr(cfg, section), key)
+                if isinstance(raw, dict):  # a nested table ([wallet.iota])
+                    got = {k: getattr(got, k) for k in raw}
                 assert got == (tuple(raw) if isinstance(raw, list) else raw)
     if cfg.wallet.seed:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

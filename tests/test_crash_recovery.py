@@ -37,7 +37,6 @@ from paying_daemon import (
     assert_books_balance,
     drain,
     funded_node,
-    ledger_folder,
     metering_started,
     read_db,
     start_daemon,
@@ -57,12 +56,6 @@ MODES = ("round", "signed", "attach", "broadcast")
 def node():
     with funded_node(confirm_delay_s=1.0) as n:
         yield n
-
-
-@pytest.fixture
-def ledger_dir():
-    with ledger_folder() as path:
-        yield path
 
 
 def unsent(rows: list[Row]) -> Row | None:

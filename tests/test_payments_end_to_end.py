@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +25,6 @@ from paying_daemon import (
     assert_books_balance,
     drain,
     funded_node,
-    ledger_folder,
     ledger_json,
     metering_started,
     read_db,
@@ -44,12 +42,6 @@ def node() -> Iterator[LegacyNode]:
     """A funded node: ``PAYER_SEED`` #0 holds ``FUNDS_IOTA``; bundles confirm after 1.5 s."""
     with funded_node(confirm_delay_s=1.5) as n:
         yield n
-
-
-@pytest.fixture
-def ledger_dir() -> Iterator[Path]:
-    with ledger_folder() as path:
-        yield path
 
 
 # -- the tests -------------------------------------------------------------------------------

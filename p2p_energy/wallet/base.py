@@ -70,6 +70,7 @@ class Status:
 
 class Wallet(Protocol):
     backend: str  # the config's ``wallet.backend`` name, stored with each payment
+    unit: str  # what one ledger unit is called in log lines ("IOTA", "µIOTA")
 
     def prepare(self, value: int, input_index: int) -> Signed:
         """Sign ``value`` units from ``input_index``.

@@ -34,6 +34,7 @@ class DryRunWallet:
     """
 
     backend = "dry-run"
+    unit = "IOTA"
 
     def __init__(self, receiver: str = "", latency_s: float = 0.0) -> None:
         self.receiver = receiver

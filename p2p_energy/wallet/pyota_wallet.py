@@ -56,6 +56,7 @@ class PyotaWallet:
     """
 
     backend = "pyota"
+    unit = "IOTA"
 
     def __init__(self, config: WalletConfig) -> None:
         if not config.seed:
