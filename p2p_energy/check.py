@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, load_seed
+from .config import Config, load_mqtt_password, load_seed
 from .errors import P2PEnergyError
 from .ledger import SCHEMA_VERSION, Ledger, Payment, iso
+from .lock import ledger_path_problem
 from .sensors.ina3221 import Probe
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
@@ -39,6 +40,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
     _check_sensor(cfg, report)
     _check_ledger(cfg, report)
     _check_wallet(cfg, report)
+    _check_mqtt(cfg, report)
     print_line("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1
 
@@ -97,7 +99,10 @@ def _report_probe(description: str, probe: Probe, report: Callable[[str, str], N
 
 def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
     path = Path(cfg.ledger.path)
-    if path.exists():
+    problem = ledger_path_problem(path)
+    if problem:
+        report(FAIL, f"ledger {path}: {problem}")
+    elif path.exists():
         try:
             ledger = Ledger(path, readonly=True)  # never upgraded here: only the daemon does
         except P2PEnergyError as err:
@@ -120,9 +125,9 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
         if since is not None:
             report(FAIL, f"payments failing since {iso(since)} ({failures} failed attempts):"
                          f" {last_error}")
-    elif path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+    elif path.parent.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
         report(FAIL, f"ledger {path}: not created yet, and {path.parent} is not writable")
-    else:
+    else:  # a missing folder is made by the daemon (as root) or by systemd (StateDirectory=)
         report(OK, f"ledger {path}: not created yet (the daemon creates it)")
 
 
@@ -165,11 +170,24 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
         wallet.close()
 
 
+def _check_mqtt(cfg: Config, report: Callable[[str, str], None]) -> None:
+    """The MQTT password as ``serve`` reads it: the same reader, the same refusals."""
+    if not cfg.mqtt.enabled and not cfg.mqtt.password_file:
+        return
+    try:
+        password = load_mqtt_password(cfg)
+    except P2PEnergyError as err:
+        report(FAIL, f"mqtt password: {err}")
+        return
+    if password:
+        report(OK, f"mqtt password: read for user {cfg.mqtt.username!r}")
+
+
 def _wallet_position(cfg: Config) -> tuple[int, Payment | None]:
     """The key index the funds are at (the ledger's, or ``start_index``) and any payment
     signed from it that is not confirmed yet."""
     path = Path(cfg.ledger.path)
-    if not path.exists():
+    if not path.is_file():
         return cfg.wallet.start_index, None
     ledger = Ledger(path, readonly=True)
     try:

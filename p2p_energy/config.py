@@ -314,10 +314,30 @@ def _ledger_path(v: Any) -> str:
     return v
 
 
+class _UnshownValueError(ValueError):
+    """A bad value that the error must not repeat (it may hold a password or a token)."""
+
+
+def _refuse_url_secrets(v: str, instead: str) -> None:
+    """Refuse a URL that carries a credential (``user:password@``) or a query or fragment
+    (``?apikey=...``): such URLs end up in logs, errors and pages. The error hides the value.
+    """
+    rest = v.split("://", 1)[-1]
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in netloc:
+        raise _UnshownValueError(f"must not hold a user name or password (user:password@),"
+                                 f" which would show in logs and pages: {instead}")
+    if "?" in rest or "#" in rest:
+        raise _UnshownValueError(f"must not hold a query (?...) or fragment (#...), which"
+                                 f" may carry a token and would show in logs and pages: {instead}")
+
+
 def _url(v: Any) -> str:
+    """An http(s) URL without credentials, query or fragment: every URL the config takes."""
     v = _str(v)
     if not v.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    _refuse_url_secrets(v, "give the node's plain URL, e.g. \"https://node.example.org:14265\"")
     return v
 
 
@@ -336,13 +356,22 @@ def _listen(v: Any) -> str:
     return v
 
 
+_BROKER_RULE = "must be mqtt://host[:port] or mqtts://host[:port]"
+
+
 def _broker(v: Any) -> str:
     v = _str(v)
     scheme, sep, rest = v.partition("://")
-    if not sep or scheme not in ("mqtt", "mqtts") or not rest or "/" in rest or "@" in rest:
-        raise ValueError('must be mqtt://host[:port] or mqtts://host[:port]'
-                         ' (user and password go in username and password_file)')
-    MqttConfig(broker=v).address  # noqa: B018 (validates the port)
+    if not sep or scheme not in ("mqtt", "mqtts"):
+        raise ValueError(_BROKER_RULE)
+    _refuse_url_secrets(v, "give mqtt://host[:port], the user name in mqtt.username and the"
+                           " password in a file named by mqtt.password_file")
+    if not rest or "/" in rest:
+        raise ValueError(_BROKER_RULE)
+    try:
+        MqttConfig(broker=v).address  # noqa: B018 (validates the port)
+    except ValueError:
+        raise ValueError(f"{_BROKER_RULE}, the port a number up to 65535") from None
     return v
 
 
@@ -546,8 +575,9 @@ def _table(name: str, shown: str, body: Any, schema: Mapping[str, Any], source: 
         try:
             values[key] = validator(raw)
         except ValueError as err:
+            hidden = isinstance(err, _UnshownValueError)
             raise _error(str(err), path=source, key=dotted,
-                         value=_shown(dotted, raw)) from None
+                         value=_HIDDEN if hidden else _shown(dotted, raw)) from None
     return _TABLE_TYPES[name](**values)
 
 

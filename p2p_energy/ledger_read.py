@@ -193,12 +193,16 @@ class LedgerReader:
             yield RoundRow(*r[:12], bool(r[12]), r[13])
 
     def sums(self, start: float | None = None, end: float | None = None) -> Sums:
-        """Totals of the rounds that ended in [start, end) (all rounds by default)."""
+        """Totals of the rounds that ended in [start, end) (all rounds by default).
+
+        A round's energy below zero (sensor noise on an idle channel) counts as zero,
+        so that totals only ever grow as rounds are added: they are counters.
+        """
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         r = self.db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            f" COALESCE(SUM(producer_mws), 0), {_OWED_SUMS},"
+            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {_OWED_SUMS},"
             " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
             " COALESCE(SUM(failed_samples), 0), MAX(ended_at)"
             " FROM rounds WHERE ended_at >= ? AND ended_at < ?", (lo, hi)).fetchone()
@@ -210,7 +214,7 @@ class LedgerReader:
         are only ever appended, so all-time totals can be kept up to date from here)."""
         r = self.db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            f" COALESCE(SUM(producer_mws), 0), {_OWED_SUMS},"
+            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {_OWED_SUMS},"
             " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
             " COALESCE(SUM(failed_samples), 0), MAX(ended_at), MAX(id)"
             " FROM rounds WHERE id > ?", (round_id,)).fetchone()

@@ -38,8 +38,12 @@ class LedgerLock:
 
         Raises:
             LedgerBusy: another process holds it (the message names the ledger and its pid).
-            P2PEnergyError: the lock file cannot be created.
+            P2PEnergyError: the ledger path names a directory or lies under a file
+                (refused before anything is made), or the lock file cannot be created.
         """
+        problem = ledger_path_problem(self.ledger_path)
+        if problem:
+            raise P2PEnergyError(f"{self.ledger_path}: {problem}")  # nothing made yet
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -72,6 +76,22 @@ class LedgerLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def ledger_path_problem(ledger_path: str | Path) -> str:
+    """Why no ledger can be kept at ``ledger_path`` ("" if none is seen): it names a
+    directory, or a folder on the way to it is a file. Read-only: nothing is created."""
+    path = Path(ledger_path)
+    if path.is_dir():
+        return (f"ledger.path names a directory, not the ledger's file: name a file in it,"
+                f" e.g. {path / 'ledger.db'}")
+    for folder in (path.parent, *path.parent.parents):
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                return (f"cannot keep the ledger there: {folder} is a file, not a directory;"
+                        " set ledger.path to a file in a directory")
+            break
+    return ""
 
 
 def _read_pid(fd: int) -> int | None:

@@ -170,7 +170,10 @@ class RoundMeter:
             self._open = _Running(resume.started_at, resume.duration_s, resume.samples,
                                   resume.expected_samples, resume.failed_samples, local=False)
             self._consumer.restart(resume.consumer_mws, resume.consumer_metered_s or 0.0)
-            self._producer.restart(resume.producer_mws, resume.producer_metered_s or 0.0)
+            # A checkpoint saved before production below zero counted as zero may hold
+            # less than none; carried on, it would make the round's production negative.
+            self._producer.restart(max(resume.producer_mws, 0.0),
+                                   resume.producer_metered_s or 0.0)
             self._sampled.restart(0.0, resume.metered_s)
         # The open round spans [_span_t0, _end_t) on this process's monotonic clock.
         self._span_t0 = start_t

@@ -29,6 +29,8 @@ SMBUS_BYTE_DATA, SMBUS_WORD_DATA, SMBUS_I2C_BLOCK_DATA = 2, 3, 8
 I2C_M_RD = 0x0001
 # What i2c-bcm2835 reports: plain I2C plus SMBus emulation.
 ADAPTER_FUNCS = 0x0EFF0009
+I2C_RDWR_IOCTL_MAX_MSGS = 42  # uapi/linux/i2c-dev.h
+I2C_MSG_MAX_LEN = 8192  # i2c-dev.c, i2cdev_ioctl_rdwr: "if (msgs[i].len > 8192)"
 
 SHUNT_LSB_V = 40e-6
 BUS_LSB_V = 8e-3
@@ -162,7 +164,12 @@ class FakeI2CAdapter:
     Faults: ``absent`` addresses answer nothing (``nack_errno``, ENXIO by
     default); ``fail_every`` makes every Nth transfer fail with ``fail_errno``;
     ``claimed`` addresses are bound to a kernel driver (EBUSY); ``missing``
-    means there is no such device node, ``denied`` no permission.
+    means there is no such device node, ``denied`` no permission; ``no_rdwr``
+    is an SMBus-only adapter (I2C_RDWR answers EOPNOTSUPP).
+
+    ``I2C_RDWR`` is as strict as the Pi's adapter, i2c-bcm2835 (see
+    ``_refuse``): a transfer it refuses raises, touches no chip and is
+    counted in ``refused``.
     """
 
     chips: dict[int, INA3221Chip]
@@ -170,13 +177,14 @@ class FakeI2CAdapter:
     absent: set[int] = field(default_factory=set)
     nack_errno: int = errno.ENXIO
     fail_every: int = 0
-    no_rdwr: bool = False  # an SMBus-only adapter: I2C_RDWR answers EOPNOTSUPP
+    no_rdwr: bool = False
     fail_errno: int = errno.EIO
     claimed: set[int] = field(default_factory=set)
     missing: bool = False
     denied: bool = False
     transfers: int = 0
     faults_fired: int = 0
+    refused: int = 0  # I2C_RDWR transfers refused as i2c-dev and i2c-bcm2835 refuse them
     log: list[Transfer] = field(default_factory=list)
     opens: int = 0
     fds: dict[int, int | None] = field(default_factory=dict)  # fd -> selected address
@@ -284,8 +292,10 @@ class FakeI2CAdapter:
         self.log.append(Transfer(kinds[size], "r" if reading else "w", reg, wire))
 
     def _rdwr(self, arg: smbus2_impl.i2c_rdwr_ioctl_data) -> None:
-        if self.no_rdwr:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        code = self._refuse(arg)
+        if code:
+            self.refused += 1
+            raise OSError(code, os.strerror(code))
         for i in range(arg.nmsgs):
             msg = arg.msgs[i]
             chip = self._chip(msg.addr, transfer=i == 0)
@@ -293,7 +303,33 @@ class FakeI2CAdapter:
                 wire = chip.read(msg.len)
                 ctypes.memmove(msg.buf, wire, msg.len)
                 self.log.append(Transfer("rdwr", "r", chip.pointer, wire))
-            else:
+            elif msg.len:
                 wire = ctypes.string_at(msg.buf, msg.len)
                 chip.write(wire)
                 self.log.append(Transfer("rdwr", "w", wire[0], wire[1:]))
+
+    def _refuse(self, arg: smbus2_impl.i2c_rdwr_ioctl_data) -> int:
+        """The errno the kernel answers this I2C_RDWR with, having done nothing to a chip; or 0.
+
+        From Linux drivers/i2c/i2c-dev.c (i2cdev_ioctl, i2cdev_ioctl_rdwr) and
+        drivers/i2c/busses/i2c-bcm2835.c (bcm2835_i2c_xfer, bcm2835_i2c_isr).
+        """
+        n = arg.nmsgs
+        if n == 0 or n > I2C_RDWR_IOCTL_MAX_MSGS:  # i2cdev_ioctl
+            return errno.EINVAL
+        msgs = [arg.msgs[i] for i in range(n)]
+        if any(m.len > I2C_MSG_MAX_LEN for m in msgs):  # i2cdev_ioctl_rdwr
+            return errno.EINVAL
+        if self.no_rdwr:  # an adapter without master_xfer: __i2c_transfer says EOPNOTSUPP
+            return errno.EOPNOTSUPP
+        # bcm2835_i2c_xfer: "only one read message supported, has to be last".
+        if any(m.flags & I2C_M_RD for m in msgs[:-1]):
+            return errno.EOPNOTSUPP
+        # bcm2835_i2c_isr moves on to the next message only after filling the FIFO
+        # with the current one (TXW); a zero-length write before another message
+        # leaves it nothing to fill, which it reports as BCM2835_I2C_S_LEN -> EIO.
+        # (A zero-length message last, e.g. an SMBus quick write, is fine.)
+        if any(m.len == 0 for m in msgs[:-1]):
+            return errno.EIO
+        # The adapter's quirks (I2C_AQ_NO_CLK_STRETCH only) limit no length or count.
+        return 0

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from paying_daemon import assert_sampling_kept_up
+
 RUN_S = 10.0
 
 
@@ -109,8 +111,7 @@ def test_dusk_applies_the_cap_without_error(runs):
 def test_slow_payer_loses_no_samples(runs):
     _, _, report = runs["slow_payer"]
     rounds = report["rounds"]
-    assert sum(r["samples"] for r in rounds) == sum(r["expected_samples"] for r in rounds)
-    assert sum(r["samples"] for r in rounds) >= RUN_S / 0.05 * 0.95
+    assert assert_sampling_kept_up(rounds) >= RUN_S / 0.05 * 0.95
     statuses = {p["status"] for p in report["payments"]}
     assert "queued" in statuses  # payments were still waiting on the slow wallet
 

@@ -171,6 +171,54 @@ def test_wrong_checksum_names_key_and_value_but_not_the_right_checksum(tmp_path:
     assert ADDRESS_90[81:] not in message
 
 
+# -- passwords and tokens in URLs never show
+
+
+@pytest.mark.parametrize(("body", "key", "secret"), [
+    ('[wallet]\nnode_url = "https://alice:s3cretpw@node.example.org:14265"\n',
+     "wallet.node_url", "s3cretpw"),
+    ('[wallet]\nnode_url = "http://alice@127.0.0.1:14265"\n', "wallet.node_url", "alice"),
+    ('[wallet]\nbackend = "iota"\nnode_url = "https://alice:s3cretpw@node.example.org:443"\n',
+     "wallet.node_url", "s3cretpw"),
+    ('[wallet]\nbackend = "iota"\nnode_url = "https://node.example.org/rpc?key=t0k3nvalue"\n',
+     "wallet.node_url", "t0k3nvalue"),
+    ('[wallet]\nnode_url = "https://node.example.org/api?apikey=t0k3nvalue"\n',
+     "wallet.node_url", "t0k3nvalue"),
+    ('[wallet]\nnode_url = "https://node.example.org/#t0k3nvalue"\n', "wallet.node_url",
+     "t0k3nvalue"),
+    ('[mqtt]\nbroker = "mqtt://bob:hunter2secret@127.0.0.1:1883"\n', "mqtt.broker",
+     "hunter2secret"),
+    ('[mqtt]\nbroker = "mqtts://broker.lan:8883?password=hunter2secret"\n', "mqtt.broker",
+     "hunter2secret"),
+])
+def test_a_url_holding_a_password_or_token_is_refused_without_showing_it(
+        tmp_path: Path, body: str, key: str, secret: str) -> None:
+    path = tmp_path / "c.toml"
+    err = error_of(path, body)
+    message = assert_one_line(err, path)
+    assert message.startswith(f"{path}: {key}: must not hold"), message
+    assert secret not in message and secret not in repr(err) and err.value is None
+    assert "listen" not in message and "8080" not in message  # not serve.listen's hint
+    if key == "mqtt.broker":
+        assert "mqtt.username" in message and "mqtt.password_file" in message
+    else:
+        assert "node.example.org:14265" in message  # what to write instead
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:14265", "https://node.lan/api/v1",
+                                 "https://[::1]:14265", "http://node.lan:14265/path@v2"])
+def test_plain_node_urls_are_taken(tmp_path: Path, url: str) -> None:
+    cfg = load(write(tmp_path / "c.toml", f'[wallet]\nnode_url = "{url}"\n'))
+    assert cfg.wallet.node_url == url
+
+
+def test_a_broker_with_a_bad_port_gets_the_brokers_rule(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    message = assert_one_line(error_of(path, '[mqtt]\nbroker = "mqtt://broker.lan:x"\n'), path)
+    assert message == (f'{path}: mqtt.broker = "mqtt://broker.lan:x": must be'
+                       " mqtt://host[:port] or mqtts://host[:port], the port a number up to 65535")
+
+
 # -- the seed never shows
 
 
@@ -227,8 +275,14 @@ def test_a_ledger_that_keeps_nothing_is_refused(tmp_path: Path, value: str, reas
 
 
 def test_a_shared_config_without_a_seed_is_fine(tmp_path: Path) -> None:
-    load(write(tmp_path / "c.toml", '[wallet]\nseed = ""\n', 0o644))
-    load(write(tmp_path / "c.toml", '[wallet]\nseed_file = "seed"\n', 0o644))
+    no_seed = load(write(tmp_path / "c.toml", '[wallet]\nseed = ""\n', 0o644))
+    assert (no_seed.wallet.seed, no_seed.wallet.seed_file) == ("", "")
+    assert no_seed.source == str(tmp_path / "c.toml")
+    naming = load(write(tmp_path / "c.toml", '[wallet]\nseed_file = "seed"\nreceiver ='
+                        f' "{ADDRESS}"\n', 0o644))
+    assert (naming.wallet.seed, naming.wallet.seed_file) == ("", "seed")
+    assert naming.wallet.receiver == ADDRESS  # the rest of the file loaded as written
+    assert stat.S_IMODE(os.stat(tmp_path / "c.toml").st_mode) == 0o644  # shared indeed
 
 
 # -- load_seed: config, seed file, systemd credential

@@ -104,7 +104,7 @@ def test_reads_both_channels_with_their_own_values(adapter, chip, clock):
     assert sample.producer_mw == pytest.approx(3600.0, abs=power_bound_mw(300, 12))
 
 
-def test_words_are_big_endian_reads_combined_in_one_transfer(adapter, chip, clock):
+def test_words_are_big_endian_block_reads(adapter, chip, clock):
     sensor = opened(clock)
     chip.set_register(0x01, 0x0A28)  # code 325 -> 13.000 mV; swapped it would be 1281
     chip.set_register(0x02, 0x1770)  # code 750 -> 6.000 V; swapped 0x7017 -> 28.7 V
@@ -117,11 +117,12 @@ def test_words_are_big_endian_reads_combined_in_one_transfer(adapter, chip, cloc
     assert reading.bus_voltage_v == pytest.approx(6.0)
     assert reading.current_ma == pytest.approx(130.0)
     assert reading.power_mw == pytest.approx(780.0)
-    # One I2C_RDWR ioctl (one GIL release): pointer write and 2-byte read per register.
-    assert [(t.kind, t.read_write, t.register, len(t.data)) for t in adapter.log] == [
-        step for reg in (0x01, 0x02, 0x03, 0x04)
-        for step in (("rdwr", "w", reg, 0), ("rdwr", "r", reg, 2))]
-    assert adapter.transfers == transfers_before + 1
+    # Four SMBus I2C block reads (pointer write + 2-byte read each), in register order,
+    # the bytes MSB first as the chip sent them.
+    assert [(t.kind, t.read_write, t.register, t.data) for t in adapter.log] == [
+        ("i2c_block", "r", 0x01, b"\x0a\x28"), ("i2c_block", "r", 0x02, b"\x17\x70"),
+        ("i2c_block", "r", 0x03, b"\x00\x00"), ("i2c_block", "r", 0x04, b"\x00\x00")]
+    assert adapter.transfers == transfers_before + 4
 
 
 def test_negative_values_are_sign_extended(adapter, chip, clock):
@@ -572,16 +573,81 @@ def test_emulator_word_reads_show_why_the_driver_uses_block_reads(adapter, chip)
     assert chip.config == 0x7127
 
 
-def test_an_adapter_that_cannot_combine_transfers_gets_block_reads(adapter, chip, clock,
-                                                                    caplog):
+@pytest.mark.parametrize("smbus_only", [False, True], ids=["bcm2835", "smbus-only"])
+def test_never_a_transfer_the_pis_adapter_refuses(adapter, chip, clock, smbus_only):
+    """A long run with failures and reconnects: every transfer is one the Pi's
+    i2c-bcm2835 (as strict in the emulator) accepts, and a sample is always the
+    same four block reads."""
+    adapter.no_rdwr = smbus_only
+    chip.set_input(1, current_ma=100.0, load_v=5.0)
+    chip.set_input(2, current_ma=200.0, load_v=14.0)
     sensor = opened(clock)
-    adapter.no_rdwr = True
-    chip.set_register(0x01, 0x0A28)
+    adapter.log.clear()
+    adapter.fail_every = 13
+    good = 0
+    for i in range(3000):
+        if i % 1000 == 500:  # the chip drops off the bus for a while
+            adapter.absent.add(0x40)
+        elif i % 1000 == 700:
+            adapter.absent.clear()
+        clock.advance(0.05)
+        try:
+            sensor.read(clock())
+            good += 1
+        except SensorReadError:
+            pass
+
+    assert adapter.refused == 0
+    assert sensor.reconnects >= 3 and adapter.faults_fired > 100 and good > 1000
+    assert {t.kind for t in adapter.log} == {"i2c_block"}
+    # A sample reads 0x01, 0x02, 0x03, 0x04 in this order; one that failed stopped early.
+    runs: list[list[int]] = []
+    for t in adapter.log:
+        if t.register == 0x01:
+            runs.append([])
+        if t.register in (0x01, 0x02, 0x03, 0x04):
+            runs[-1].append(t.register)
+    assert all(run == [0x01, 0x02, 0x03, 0x04][:len(run)] for run in runs)
+    assert sum(run == [0x01, 0x02, 0x03, 0x04] for run in runs) == good
+
+
+def _rdwr(*msgs):
+    import smbus2
+
+    with smbus2.SMBus(1) as bus:
+        bus.i2c_rdwr(*msgs)
+
+
+def test_emulator_refuses_a_read_that_is_not_last_as_bcm2835_does(adapter, chip):
+    from smbus2 import i2c_msg
+
     chip.set_register(0x02, 0x1770)
-    with caplog.at_level(logging.INFO, logger=LOGGER):
-        first = sensor.read_channels()["consumer"]
-        sensor.read_channels()
-    assert first.power_mw == pytest.approx(780.0)
-    assert caplog.text.count("cannot combine transfers") == 1
-    assert sensor.read_errors == 0
-    assert [t.kind for t in adapter.log[-4:]] == ["i2c_block"] * 4
+    msgs = [m for reg in (0x01, 0x02) for m in (i2c_msg.write(0x40, [reg]),
+                                                 i2c_msg.read(0x40, 2))]
+    with pytest.raises(OSError) as caught:
+        _rdwr(*msgs)
+
+    assert caught.value.errno == errno.EOPNOTSUPP
+    assert adapter.refused == 1 and adapter.log == [] and adapter.transfers == 0
+    assert chip.pointer == 0, "a refused transfer must not reach the chip"
+    assert all(bytes(m) == b"\x00\x00" for m in msgs[1::2])
+
+    reply = i2c_msg.read(0x40, 2)  # write then one read, last: what bcm2835 can do
+    _rdwr(i2c_msg.write(0x40, [0x02]), reply)
+    assert bytes(reply) == b"\x17\x70" and adapter.refused == 1
+
+
+@pytest.mark.parametrize(("msgs", "code"), [
+    (lambda m: [], errno.EINVAL),  # i2c-dev: no messages
+    (lambda m: [m.write(0x40, [0x01])] * 43, errno.EINVAL),  # i2c-dev: over 42
+    (lambda m: [m.read(0x40, 8193)], errno.EINVAL),  # i2c-dev: over 8192 bytes
+    (lambda m: [m.read(0x40, 2), m.read(0x40, 2)], errno.EOPNOTSUPP),  # read not last
+    (lambda m: [m.write(0x40, []), m.read(0x40, 2)], errno.EIO),  # empty write not last
+], ids=["none", "43-messages", "8193-bytes", "two-reads", "empty-write-first"])
+def test_emulator_refuses_what_the_kernel_refuses(adapter, chip, msgs, code):
+    from smbus2 import i2c_msg
+
+    with pytest.raises(OSError) as caught:
+        _rdwr(*msgs(i2c_msg))
+    assert caught.value.errno == code
+    assert adapter.refused == 1 and adapter.log == [] and chip.config_writes == []

@@ -95,6 +95,15 @@ def test_resume_continues_the_checkpointed_round():
     assert r.consumer_mws == pytest.approx(600.0) and r.samples == 60
 
 
+def test_a_checkpoint_holding_negative_production_resumes_as_none():
+    # Saved by a version that integrated the panel channel's noise below zero.
+    saved = RoundTotals(started_at=5000.0, duration_s=40.0, metered_s=40.0,
+                        consumer_mws=400.0, producer_mws=-16.0, samples=40, expected_samples=40)
+    m = RoundMeter(60.0, 10.0, 9000.0, max_gap_s=10, resume=saved)
+    (r,) = feed(m, [(10.0 + t, 10.0, 0.0) for t in range(0, 25)])
+    assert r.producer_mws == 0.0 and r.consumer_mws == pytest.approx(600.0)
+
+
 def test_snapshot_covers_time_up_to_last_sample():
     m = RoundMeter(60.0, 0.0, 0.0, max_gap_s=10)
     feed(m, [(t, 10.0, 100.0) for t in range(0, 11)])

@@ -221,6 +221,39 @@ def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
     assert fresh.today.sums.rounds == 1
 
 
+def test_energy_counters_never_go_down_across_a_serve_restart(tmp_path):
+    """A round or checkpoint with energy below zero (the panel channel's noise at night,
+    saved by an older daemon) must not make /metrics' and Home Assistant's counters dip
+    when serve restarts and its HighWater starts again."""
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.ledger_read import LedgerReader
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import Quote
+    from p2p_energy.serve.figures import AllTime, read_figures
+
+    t0, path = 1.8e9, tmp_path / "l.db"
+    led = Ledger(path, clock=lambda: t0)
+    led.record_round(RoundTotals(t0 - 120, 60, 60, 600.0, 6000.0, 60, 60, 0, t0 - 60),
+                     Quote(0.02, False, 0))
+
+    def look(high_water: HighWater, all_time: AllTime):
+        with LedgerReader(path) as r:
+            f = read_figures(r, BERLIN, stale_after_s=35, high_water=high_water,
+                             all_time=all_time, now=t0 + 1)
+            return f.producer_mws, f.consumer_mws, f.today.sums.producer_mws
+
+    first = HighWater(), AllTime()
+    assert look(*first) == (6000.0, 600.0, 6000.0)
+    led.checkpoint(RoundTotals(t0 - 60, 30, 30, -5.0, -40.0, 30, 30, 0))
+    assert look(*first) == (6000.0, 600.0, 6000.0)
+    assert look(HighWater(), AllTime()) == (6000.0, 600.0, 6000.0)  # serve restarted
+    led.record_round(RoundTotals(t0 - 60, 60, 60, -5.0, -40.0, 60, 60, 0, t0),
+                     Quote(0.02, False, 0))
+    assert look(*first) == (6000.0, 600.0, 6000.0)
+    assert look(HighWater(), AllTime()) == (6000.0, 600.0, 6000.0)  # serve restarted
+    led.close()
+
+
 def test_all_time_totals_kept_up_by_adding_new_rounds_equal_a_full_sum(tmp_path):
     from p2p_energy.ledger import Ledger
     from p2p_energy.ledger_read import LedgerReader

@@ -4,12 +4,12 @@ The register map below is data from the datasheet (TI SBOS576). Per channel the
 chip measures the drop across a high-side shunt (VIN+ to VIN-) and the bus
 voltage at VIN- to ground, i.e. the voltage the load actually gets; current and
 power are computed here with scale factors fixed at construction, so a sample
-costs one combined I2C transfer (four register-pointer writes and four 2-byte
-reads in a single ``I2C_RDWR`` ioctl) and a few multiplications (it runs at up
-to 100 Hz on a Pi Zero 2). One ioctl, not four, because each ioctl releases
-Python's GIL: while the payer signs in pure Python, the sampling thread waits
-to get the GIL back after every release. An adapter that cannot combine
-transfers gets four SMBus block reads instead.
+costs four 2-byte SMBus I2C block reads (each a register-pointer write and a
+2-byte read, MSB first) and a few multiplications (it runs at up to 100 Hz on a
+Pi Zero 2). Four transfers, not one combined ``I2C_RDWR``: a read returns the
+register the last pointer write chose (datasheet section 7.5.2), so each
+register needs a write and a read, and the Pi's adapter (Linux
+``i2c-bcm2835``) refuses a transfer with a read anywhere but last (EOPNOTSUPP).
 
 Nothing touches hardware at import time: ``from_config`` imports smbus2 lazily
 and the bus is opened by ``open()``.
@@ -37,8 +37,6 @@ class I2CBus(Protocol):
     """The part of ``smbus2.SMBus`` this driver uses."""
 
     def read_i2c_block_data(self, i2c_addr: int, register: int, length: int) -> list[int]: ...
-
-    def i2c_rdwr(self, *i2c_msgs: object) -> None: ...
 
     def write_i2c_block_data(self, i2c_addr: int, register: int, data: list[int]) -> None: ...
 
@@ -264,10 +262,6 @@ def _code(data: Sequence[int]) -> int:
     return (word - ((word & 0x8000) << 1)) >> 3  # sign-extend, then arithmetic shift
 
 
-# What i2c-dev answers I2C_RDWR with when the adapter cannot do it.
-_NO_COMBINED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENOTTY})
-
-
 def _strerror(err: OSError) -> str:
     return f"errno {err.errno} {err.strerror or errno.errorcode.get(err.errno or 0, '')}"
 
@@ -353,8 +347,6 @@ class INA3221Sensor:
         self._mw_per_code2 = tuple(SHUNT_VOLTAGE[1].lsb / r * BUS_VOLTAGE[1].lsb
                                    for r in self._shunt_ohms)
         self._bus_code_max = int(BUS_VOLTAGE_MAX_V / BUS_VOLTAGE[1].lsb)
-        self._combined: list[object] | None = None  # the I2C_RDWR messages, once built
-        self._combine = True  # False once the adapter said it cannot
         self._failures_before_reconnect = failures_before_reconnect
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
@@ -520,35 +512,18 @@ class INA3221Sensor:
             bus = self._reconnect()
         if self._warming:
             self._check_warm()
+        read, addr = bus.read_i2c_block_data, self._address
+        r_cs, r_cb, r_ps, r_pb = self._registers
         try:
-            cs, cb, ps, pb = self._combined_read(bus) if self._combine else self._block_reads(bus)
+            cs = _code(read(addr, r_cs, 2))
+            cb = _code(read(addr, r_cb, 2))
+            ps = _code(read(addr, r_ps, 2))
+            pb = _code(read(addr, r_pb, 2))
         except OSError as err:
-            if self._combine and err.errno in _NO_COMBINED and self._combined is not None:
-                self._combine = False
-                log.info("%s: the adapter cannot combine transfers (%s); four block reads"
-                         " per sample from now on", self._where, _strerror(err))
-                return self._read_codes()
             raise self._failed(err) from None
         if self._state is not _HEALTHY:
             self._succeeded()
         return cs, cb, ps, pb
-
-    def _combined_read(self, bus: I2CBus) -> tuple[int, int, int, int]:
-        """All four registers in one ioctl (pointer write, then read, for each)."""
-        msgs = self._combined
-        if msgs is None:
-            from smbus2 import i2c_msg  # the same package that opened the bus
-            msgs = self._combined = [m for reg in self._registers for m in (
-                i2c_msg.write(self._address, [reg]), i2c_msg.read(self._address, 2))]
-        bus.i2c_rdwr(*msgs)
-        cs, cb, ps, pb = (_code(bytes(m)) for m in msgs[1::2])  # type: ignore[call-overload]
-        return cs, cb, ps, pb
-
-    def _block_reads(self, bus: I2CBus) -> tuple[int, int, int, int]:
-        read, addr = bus.read_i2c_block_data, self._address
-        r_cs, r_cb, r_ps, r_pb = self._registers
-        return (_code(read(addr, r_cs, 2)), _code(read(addr, r_cb, 2)),
-                _code(read(addr, r_ps, 2)), _code(read(addr, r_pb, 2)))
 
     def _check_warm(self) -> None:
         now = self._clock()

@@ -125,8 +125,10 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
         status = reader.by_status()
         today = period_totals(reader, periods.today(now, tz))
         month = period_totals(reader, periods.this_month(now, tz))
+    # Clamped as each round is in the sums: a counter that dips across a restart of
+    # this process (whose HighWater starts again) would read as a reset downstream.
     o_mws = max(open_round.consumer_mws, 0.0) if open_round else 0.0
-    o_prod = open_round.producer_mws if open_round else 0.0
+    o_prod = max(open_round.producer_mws, 0.0) if open_round else 0.0
     o_samples = open_round.samples if open_round else 0
     o_expected = open_round.expected_samples if open_round else 0
     o_failed = open_round.failed_samples if open_round else 0

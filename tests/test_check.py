@@ -1,0 +1,111 @@
+"""``p2p-energy check`` judges what ``run`` and ``serve`` will need the way they do."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from p2p_energy import config
+from p2p_energy.check import cmd_check
+
+
+def _cfg(tmp_path: Path, **sections: dict[str, Any]) -> config.Config:
+    data: dict[str, dict[str, Any]] = {
+        "meter": {"sensor": "simulated"}, "wallet": {"backend": "dry-run"},
+        "ledger": {"path": str(tmp_path / "ledger.db")}}
+    data.update(sections)
+    return config.build(data, source=str(tmp_path / "config.toml"))
+
+
+def _check(cfg: config.Config) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    code = cmd_check(cfg, argparse.Namespace(), lines.append)
+    return code, lines
+
+
+def _mqtt(tmp_path: Path, mode: int) -> config.Config:
+    pw = tmp_path / "mqtt-password"
+    pw.write_text("hunter2secret\n")
+    pw.chmod(mode)
+    return _cfg(tmp_path, mqtt={"enabled": True, "username": "meter",
+                                "password_file": "mqtt-password"})
+
+
+def test_check_refuses_a_shared_mqtt_password_file_as_serve_does(tmp_path):
+    cfg = _mqtt(tmp_path, 0o644)
+    code, lines = _check(cfg)
+    assert code == 1
+    fail = [line for line in lines if line.startswith("FAIL")]
+    assert fail == [f"FAIL mqtt password: {tmp_path / 'config.toml'}: mqtt.password_file ="
+                    f' "mqtt-password": password file is readable by group and others'
+                    f" (mode 0644): run chmod 600 {tmp_path / 'mqtt-password'}"]
+    assert not any("hunter2secret" in line for line in lines)
+
+
+def test_check_passes_an_owner_only_mqtt_password_file(tmp_path):
+    code, lines = _check(_mqtt(tmp_path, 0o600))
+    assert code == 0, lines
+    assert "ok   mqtt password: read for user 'meter'" in lines
+    assert not any("hunter2secret" in line for line in lines)
+
+
+def test_check_says_nothing_of_mqtt_without_it(tmp_path):
+    code, lines = _check(_cfg(tmp_path))
+    assert code == 0 and not any("mqtt" in line for line in lines)
+
+
+# -- a ledger path that cannot work: check says so, run refuses it before making anything
+
+
+def _files(tmp_path: Path) -> set[str]:
+    return {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
+
+
+def _run(tmp_path: Path, ledger_path: Path, capsys) -> tuple[int, str]:
+    from p2p_energy.cli import main
+
+    conf = tmp_path / "config.toml"
+    conf.write_text(f'[meter]\nsensor = "simulated"\n[wallet]\nbackend = "dry-run"\n'
+                    f'[ledger]\npath = "{ledger_path}"\n')
+    capsys.readouterr()
+    code = main(["run", "-c", str(conf)])
+    return code, capsys.readouterr().err
+
+
+def test_a_ledger_under_a_file_fails_check_and_run(tmp_path, capsys):
+    (tmp_path / "notadir").write_text("")
+    ledger = tmp_path / "notadir" / "ledger.db"
+    code, lines = _check(_cfg(tmp_path, ledger={"path": str(ledger)}))
+    assert code == 1
+    assert (f"FAIL ledger {ledger}: cannot keep the ledger there: {tmp_path / 'notadir'} is a"
+            " file, not a directory; set ledger.path to a file in a directory") in lines
+    before = _files(tmp_path)
+    code, err = _run(tmp_path, ledger, capsys)
+    assert code == 1
+    assert err == (f"p2p-energy: {ledger}: cannot keep the ledger there: {tmp_path / 'notadir'}"
+                   " is a file, not a directory; set ledger.path to a file in a directory\n")
+    assert _files(tmp_path) == before | {"config.toml"}
+
+
+def test_a_ledger_path_naming_a_directory_fails_check_and_run_leaving_nothing(tmp_path,
+                                                                               capsys):
+    folder = tmp_path / "state"
+    folder.mkdir()
+    code, lines = _check(_cfg(tmp_path, ledger={"path": str(folder)}))
+    assert code == 1
+    assert (f"FAIL ledger {folder}: ledger.path names a directory, not the ledger's file:"
+            f" name a file in it, e.g. {folder / 'ledger.db'}") in lines
+    before = _files(tmp_path)
+    code, err = _run(tmp_path, folder, capsys)
+    assert code == 1
+    assert err == (f"p2p-energy: {folder}: ledger.path names a directory, not the ledger's"
+                   f" file: name a file in it, e.g. {folder / 'ledger.db'}\n")
+    assert _files(tmp_path) == before | {"config.toml"}  # no state.lock
+
+
+def test_a_ledger_in_a_missing_folder_is_fine_for_check(tmp_path):
+    code, lines = _check(_cfg(tmp_path, ledger={"path": str(tmp_path / "new" / "l.db")}))
+    assert code == 0
+    assert f"ok   ledger {tmp_path / 'new' / 'l.db'}: not created yet (the daemon creates it)" \
+        in lines
