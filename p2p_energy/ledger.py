@@ -252,8 +252,13 @@ class Ledger:
             if readonly:
                 uri = "file:" + quote(str(Path(self.path).absolute())) + "?mode=ro"
                 self.db = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None)
-                self.version = self._schema_version()
+                try:
+                    self.version = self._schema_version()
+                except BaseException:
+                    self.db.close()
+                    raise
                 if self.version == 0:
+                    self.db.close()
                     raise LedgerError(f"{self.path}: not a ledger yet (has the daemon started?)")
                 return
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
