@@ -180,7 +180,7 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
         raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
     if args.csv:
         from .serve.statement import write_rounds_csv
-        write_rounds_csv(str(path), sys.stdout)
+        write_rounds_csv(str(path), sys.stdout, ledger_unit(cfg.wallet.backend))
         return EXIT_OK
     ledger = Ledger(path)
     try:
