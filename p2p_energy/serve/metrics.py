@@ -74,7 +74,8 @@ def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
                   f.owed_niota / 1e9)
     yield counter("p2p_energy_paid_iota", f"Paid in confirmed payments, {in_units}",
                   f.paid_iota)
-    yield counter("p2p_energy_fees_iota", "Network fees spent by payments, IOTA",
+    yield counter("p2p_energy_fees_iota",
+                  "Network fees spent by payments, in IOTA (not ledger units)",
                   f.fees_nanos / 1e9)
     yield counter("p2p_energy_rounds", "Billing rounds closed", f.rounds)
     yield counter("p2p_energy_samples_taken", "Sensor samples taken", f.samples)
