@@ -22,6 +22,7 @@ from .errors import P2PEnergyError
 from .ledger import SCHEMA_VERSION, Ledger, Payment, iso
 from .lock import ledger_path_problem
 from .sensors.ina3221 import Probe
+from .wallet.base import ledger_unit
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
 
@@ -119,7 +120,7 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
             since, failures, last_error = ledger.health()
         finally:
             ledger.close()
-        unit = "µIOTA" if cfg.wallet.backend == "iota" else "IOTA"  # the ledger's unit
+        unit = ledger_unit(cfg.wallet.backend)
         report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} {unit}, paid {t['paid_iota']},"
                    f" queued {t['queued_iota']}")
         if since is not None:

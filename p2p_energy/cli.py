@@ -26,6 +26,7 @@ from . import __version__
 from . import config as config_mod
 from .config import Config
 from .errors import ConfigError, P2PEnergyError
+from .wallet.base import ledger_unit
 
 log = logging.getLogger("p2p_energy")
 
@@ -179,7 +180,7 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
         raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
     if args.csv:
         from .serve.statement import write_rounds_csv
-        write_rounds_csv(str(path), sys.stdout)
+        write_rounds_csv(str(path), sys.stdout, ledger_unit(cfg.wallet.backend))
         return EXIT_OK
     ledger = Ledger(path, readonly=True)  # never upgraded here: only the daemon does
     try:
@@ -205,14 +206,15 @@ def _ledger_text(report: dict) -> str:
                      f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
     lines.append("payments (last 20):")
     for p in report["payments"][-20:]:
-        unit = "µIOTA" if p.get("backend") == "iota" else "IOTA "  # the ledger unit paid
-        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} {unit} {p['status']:9}"
+        unit = ledger_unit(p.get("backend") or "")  # the ledger unit paid
+        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} {unit:5} {p['status']:9}"
                      f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
                      f" {p.get('bundle_hash') or p.get('digest') or ''}")
     t = report["totals"]
     paid_on_iota = any(p.get("backend") == "iota" for p in report["payments"])
+    unit = ledger_unit("iota" if paid_on_iota else "")
     lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f}"
-                 f" {'µIOTA' if paid_on_iota else 'IOTA'},"
+                 f" {unit},"
                  f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}"
                  f", fees {t.get('fees_nanos', 0) / 1e9:.6f} IOTA")
     lines.append("(* = price capped: too little production)")

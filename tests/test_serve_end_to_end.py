@@ -470,3 +470,54 @@ def test_before_the_daemon_made_a_ledger_serve_says_so_and_keeps_serving(tmp_pat
     assert totals[0] == 503
     assert metrics[0] == 200 and metric(metrics[2], "p2p_energy_ledger_up") == 0
     assert not (tmp_path / "later.db").exists()  # reading created nothing
+
+
+@needs_mosquitto
+def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
+    """backend = "iota": one ledger unit is a micro-IOTA, and every view says so, through
+    the real wiring (config -> serve -> page, /metrics, Home Assistant discovery)."""
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import Quote
+    db = tmp_path / "ledger.db"
+    led = Ledger(db)
+    led.record_round(RoundTotals(started_at=time.time() - 60, duration_s=60, metered_s=60,
+                                 consumer_mws=3000.0, producer_mws=30000.0, samples=60,
+                                 expected_samples=60, ended_at=time.time()),
+                     Quote(price=0.02, capped=False, owed_niota=60_000_000_000))
+    led.close()
+    broker = Broker(tmp_path)
+    broker.start()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[wallet]\nbackend = "iota"\n[ledger]\npath = "{db}"\n'
+                   '[serve]\nenabled = true\nlisten = "127.0.0.1:0"\n'
+                   f'[mqtt]\nenabled = true\nbroker = "{broker.url}"\ntopic_prefix = "{PREFIX}"\n'
+                   f'device_id = "{DEVICE}"\npublish_s = 0.2\n')
+    rec = Recorder(broker, f"{DISCOVERY}/#")
+    log = tmp_path / "serve.log"
+    proc = start("serve", cfg, log)
+    try:
+        url = serve_url(log, 0)
+        wait_until("discovery", lambda: rec.last(
+            f"{DISCOVERY}/sensor/{DEVICE}/paid/config") is not None, 20)
+        page = get(url)
+        metrics = get(url + "metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+        rec.close()
+        broker.stop()
+    assert page[0] == 200 and "Owed / paid, µIOTA<b" in page[2] and "<th>µIOTA</th>" in page[2]
+    assert page[2].count("IOTA") == page[2].count("µIOTA")
+    configs = {key: json.loads(rec.last(f"{DISCOVERY}/sensor/{DEVICE}/{key}/config") or "{}")
+               for key in ("owed", "paid", "price")}
+    assert [configs[k]["unit_of_measurement"] for k in ("owed", "paid", "price")] == [
+        "µIOTA", "µIOTA", "µIOTA/mW·s"]
+    assert configs["owed"]["unique_id"] == f"{DEVICE}_owed"  # as on the legacy network
+    assert metric(metrics[2], "p2p_energy_owed_iota_total") == 60.0  # the name is kept
+    assert "# HELP p2p_energy_owed_iota_total Owed for the energy of closed rounds, in µIOTA" \
+        in metrics[2]
+    if PROMTOOL:
+        out = subprocess.run([PROMTOOL, "check", "metrics"], input=metrics[2],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout

@@ -129,6 +129,82 @@ def test_the_page_shows_everything_without_script_and_escapes_ledger_text():
     assert "refresh" not in stale  # a chosen day does not change
 
 
+# -- the ledger's unit --------------------------------------------------------------------
+# With wallet.backend = "iota" one ledger unit is a micro-IOTA: labelled IOTA, every
+# amount would read a million times too large. Fees are real nanos, IOTA on either.
+
+def _units(backend: str) -> tuple[str, str]:
+    from p2p_energy.wallet.base import ledger_unit
+    unit = ledger_unit(backend)
+    return unit, "µIOTA" if unit == "IOTA" else "IOTA"  # (the unit, the one it must not say)
+
+
+def _money_page(unit: str) -> str:
+    rounds = [RoundRow(i, 1.8e9 - 3600 + 60 * i, 1.8e9 - 3540 + 60 * i, 60, 60, 60, 60, 0,
+                       3000.0, 30000.0, 500.0, 0.02, False, 600_000_000) for i in range(5)]
+    pay = PaymentRow(1, 7, "confirmed", 1.8e9 - 100, 1.8e9 - 50, None, 1, "D", "digest", 0, "")
+    return page.render(page.Dashboard(
+        _figures(price=0.02, owed_niota=3_000_000_000, paid_iota=3), BERLIN,
+        periods.Period("last 24 hours", 1.8e9 - 86400, 1.8e9), True, rounds, 0, 0,
+        [(1.8e9 - 50, 3)], [pay], unit=unit))
+
+
+@pytest.mark.parametrize("backend", ["iota", "pyota", "dry-run"])
+def test_the_page_names_the_ledger_unit_of_the_backend(backend):
+    unit, _ = _units(backend)
+    html = _money_page(unit)
+    for label in (f"Price, {unit}/mW·s<b", f"Owed / paid, {unit}<b", f"<td>owed, {unit}</td>",
+                  f"<td>paid, {unit}</td>", f"<th>{unit}</th>", f"Price, {unit} per mW·s",
+                  f"Owed and paid since the start, {unit} (", f"<title>Price ({unit}/mW·s)",
+                  f"<title>Owed and paid ({unit})"):
+        assert label in html, label
+    # Every IOTA on the page is the unit's: no bare IOTA on today's network, no µ on the legacy.
+    assert ("µ" in html) == (unit == "µIOTA") and html.count("IOTA") == html.count(unit) >= 9
+
+
+@pytest.mark.parametrize("backend", ["iota", "pyota"])
+def test_mqtt_discovery_names_the_unit_and_keeps_unique_ids(backend):
+    from p2p_energy.serve import mqtt
+    unit, _ = _units(backend)
+    t = mqtt.Topics(config.MqttConfig(), "meter")
+    configs = {e.key: mqtt.discovery_config(e, t) for e in mqtt.entities(unit)}
+    legacy = {e.key: mqtt.discovery_config(e, t) for e in mqtt.entities("IOTA")}
+    for key in ("owed", "paid"):
+        assert configs[key]["unit_of_measurement"] == unit
+        assert configs[key]["name"] == f"{unit} {key}"
+    assert configs["price"]["unit_of_measurement"] == f"{unit}/mW·s"
+    assert [c["unique_id"] for c in configs.values()] == [
+        c["unique_id"] for c in legacy.values()]  # Home Assistant keeps the history
+
+
+@pytest.mark.parametrize("backend", ["iota", "pyota"])
+def test_metrics_keep_their_names_and_say_the_unit_in_help(backend):
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from p2p_energy.serve.metrics import figures_metrics
+    unit, _ = _units(backend)
+    f = _figures(price=0.02, owed_niota=3_000_000_000, paid_iota=3, fees_nanos=2_000_000,
+                 payments_by_status={"confirmed": (1, 3)})
+
+    class Once:
+        def collect(self):
+            return figures_metrics(f, unit)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Once())
+    text = generate_latest(reg).decode()
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+    meaning = "one micro-IOTA, 1000 nanos" if unit == "µIOTA" else "one legacy IOTA (i)"
+    for name in ("p2p_energy_owed_iota_total", "p2p_energy_paid_iota_total",
+                 "p2p_energy_payment_value_iota"):
+        assert f"in {unit} (one ledger unit: {meaning})" in helps[name], helps[name]
+    assert f"{unit} per joule" in helps["p2p_energy_price_iota_per_joule"]
+    fees = helps["p2p_energy_fees_iota_total"]
+    assert "in IOTA" in fees and "µ" not in fees  # real nanos / 1e9 on either network
+    assert re.search(r"^p2p_energy_owed_iota_total 3\.0$", text, re.M)
+    assert re.search(r"^p2p_energy_price_iota_per_joule 20\.0$", text, re.M)
+
+
 # -- config ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, key", [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -153,3 +154,30 @@ def test_bad_periods_are_one_line_usage_errors(setup, args):
     out = cli(cfg, "statement", *args)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend, unit, column", [("pyota", "IOTA", "iota"),
+                                                   ("dry-run", "IOTA", "iota"),
+                                                   ("iota", "µIOTA", "microiota")])
+def test_statements_name_the_ledger_unit_of_the_backend(setup, tmp_path, backend, unit, column):
+    """With today's network one ledger unit is a micro-IOTA: a statement calling it IOTA
+    would be a million times off. Fees are real IOTA on either network."""
+    _, db, _ = setup
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[ledger]\npath = "{db}"\n[serve]\ntimezone = "Europe/Berlin"\n'
+                   f'[wallet]\nbackend = "{backend}"\n')
+    text = _ok(cli(cfg, "statement", "--month", "2026-03"))
+    lines = {line.split()[0]: line for line in text.splitlines()[1:] if line.strip()}
+    assert lines["owed"].endswith(f" {unit}") and lines["fees"].endswith(" IOTA")
+    assert re.search(rf" \d+ {unit} \(\d+ payment\(s\) confirmed\)$", lines["paid"])
+    assert f" {unit}/mW·s (" in lines["average"] and lines["average"].endswith(f" {unit}/kWh)")
+    assert f"owed {unit}" in lines["by"] and f"paid {unit}" in lines["by"]
+    assert f" {unit} confirmed, created " in text  # each payment
+    assert ("µ" in text) == (unit == "µIOTA")
+    (header,) = list(csv.reader(io.StringIO(_ok(cli(cfg, "statement", "--day", "2026-03-29",
+                                                      "--csv")))))[:1]
+    assert {f"owed_{column}", f"paid_{column}", f"average_price_{column}_per_mws",
+            "fees_iota"} <= set(header)
+    assert not {"owed_iota", "paid_iota"} & set(header) or column == "iota"
+    rounds_header = _ok(cli(cfg, "ledger", "--csv")).splitlines()[0].split(",")
+    assert rounds_header[-1] == f"owed_{column}"

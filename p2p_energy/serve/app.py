@@ -16,6 +16,7 @@ from ..config import Config, load_mqtt_password, require_serve
 from ..errors import P2PEnergyError
 from ..logs import redact
 from ..notify import Notifier
+from ..wallet.base import ledger_unit
 from .figures import LedgerSource
 from .periods import resolve_timezone, zone_name
 
@@ -33,7 +34,8 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
     password = load_mqtt_password(cfg)
     redact(password)  # from here on no log line can carry it
     tz = resolve_timezone(cfg.serve.timezone)
-    source = LedgerSource(cfg.ledger.path, tz, stale_after_s=stale_after_s(cfg))
+    source = LedgerSource(cfg.ledger.path, tz, stale_after_s=stale_after_s(cfg),
+                          unit=ledger_unit(cfg.wallet.backend))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -16,6 +16,7 @@ from datetime import tzinfo
 
 from ..ledger_read import LedgerReader, PaidSums, PaymentRow, Sums
 from ..metering import LivePower
+from ..wallet.base import LEGACY_UNIT
 from . import periods
 from .periods import Period
 
@@ -33,7 +34,7 @@ class PeriodTotals:
 
     @property
     def average_price(self) -> float | None:
-        """IOTA per mW·s, weighted by energy (owed / energy); None without energy."""
+        """Ledger units per mW·s, weighted by energy (owed / energy); None without energy."""
         if self.sums.consumer_mws <= 0:
             return None
         return self.sums.owed_niota / 1e9 / self.sums.consumer_mws
@@ -59,7 +60,7 @@ class Figures:
     paid_iota: int  # confirmed payments
     fees_nanos: int
     last_round_end: float | None
-    price: float | None  # the last closed round's, IOTA per mW·s
+    price: float | None  # the last closed round's, ledger units per mW·s
     price_capped: bool
     live: LivePower | None  # None when older than ``stale_after_s``
     live_seen: LivePower | None  # the last one, however old
@@ -152,12 +153,15 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
 
 
 class LedgerSource:
-    """What every view reads through: the ledger file, the owner's time zone, and one
-    high-water mark for the whole process. Each caller opens its own reader."""
+    """What every view reads through: the ledger file, the owner's time zone, the name of
+    the ledger's unit (``ledger_unit``), and one high-water mark for the whole process.
+    Each caller opens its own reader."""
 
-    def __init__(self, path: str, tz: tzinfo, *, stale_after_s: float) -> None:
+    def __init__(self, path: str, tz: tzinfo, *, stale_after_s: float,
+                 unit: str = LEGACY_UNIT) -> None:
         self.path = path
         self.tz = tz
+        self.unit = unit
         self.stale_after_s = stale_after_s
         self.high_water = HighWater()
         self.all_time = AllTime()

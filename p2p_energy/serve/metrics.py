@@ -3,6 +3,9 @@
 Names follow the Prometheus naming guide: base units (joules, watts, seconds),
 ``_total`` on counters. Counters come from the ledger's totals, so they keep
 counting across restarts of the daemon and of ``serve``; energy 1 mW·s = 0.001 J.
+Money is in ledger units; the names say ``iota`` whatever the network (a name that
+changed with ``wallet.backend`` would break dashboards), the HELP texts say what one
+unit is: one legacy IOTA, or one micro-IOTA on today's network. Fees are real IOTA.
 A scrape while the ledger cannot be read answers ``p2p_energy_ledger_up 0``.
 """
 
@@ -17,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .. import __version__
 from ..errors import LedgerError
+from ..wallet.base import LEGACY_UNIT, UNIT_MEANING
 from .figures import Figures, LedgerSource
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ class LedgerCollector(Collector):
 
     def __init__(self, source: LedgerSource) -> None:
         self.source = source
+        self.unit = source.unit
         self._failing = False
 
     def collect(self) -> Iterator[Metric]:
@@ -51,11 +56,13 @@ class LedgerCollector(Collector):
             self._failing = False
         yield GaugeMetricFamily("p2p_energy_ledger_up", "1 if the ledger could be read",
                                 value=1.0)
-        yield from figures_metrics(f)
+        yield from figures_metrics(f, self.unit)
 
 
-def figures_metrics(f: Figures) -> Iterator[Metric]:
-    """The metric families for one reading of the ledger."""
+def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
+    """The metric families for one reading of the ledger; money in ``unit`` (``ledger_unit``)."""
+    in_units = f"in {unit} (one ledger unit: {UNIT_MEANING[unit]})"
+
     def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
         return CounterMetricFamily(name, doc, value=value)
 
@@ -63,10 +70,12 @@ def figures_metrics(f: Figures) -> Iterator[Metric]:
                   / 1000)
     yield counter("p2p_energy_producer_energy_joules", "Energy the producer's panel delivered",
                   f.producer_mws / 1000)
-    yield counter("p2p_energy_owed_iota", "IOTA owed for the energy of closed rounds",
+    yield counter("p2p_energy_owed_iota", f"Owed for the energy of closed rounds, {in_units}",
                   f.owed_niota / 1e9)
-    yield counter("p2p_energy_paid_iota", "IOTA paid in confirmed payments", f.paid_iota)
-    yield counter("p2p_energy_fees_iota", "Network fees spent by payments, IOTA",
+    yield counter("p2p_energy_paid_iota", f"Paid in confirmed payments, {in_units}",
+                  f.paid_iota)
+    yield counter("p2p_energy_fees_iota",
+                  "Network fees spent by payments, in IOTA (not ledger units)",
                   f.fees_nanos / 1e9)
     yield counter("p2p_energy_rounds", "Billing rounds closed", f.rounds)
     yield counter("p2p_energy_samples_taken", "Sensor samples taken", f.samples)
@@ -77,7 +86,7 @@ def figures_metrics(f: Figures) -> Iterator[Metric]:
     count = GaugeMetricFamily("p2p_energy_payments", "Payments in the ledger, by status",
                               labels=["status"])
     value = GaugeMetricFamily("p2p_energy_payment_value_iota",
-                              "Value of the payments in the ledger, by status",
+                              f"Value of the payments in the ledger by status, {in_units}",
                               labels=["status"])
     for status in STATUSES:
         n, v = f.payments_by_status.get(status, (0, 0))
@@ -91,7 +100,8 @@ def figures_metrics(f: Figures) -> Iterator[Metric]:
                                 value=f.last_round_end)
     if f.price is not None:
         yield GaugeMetricFamily("p2p_energy_price_iota_per_joule",
-                                "Price of the last closed round (1 IOTA/mW·s = 1000 IOTA/J)",
+                                f"Price of the last closed round, {unit} per joule"
+                                f" (1 {unit}/mW·s = 1000 {unit}/J; {unit}: {UNIT_MEANING[unit]})",
                                 value=f.price * 1000)
     if f.live is not None:  # no gauge at all rather than a stale one
         yield GaugeMetricFamily("p2p_energy_consumer_power_watts", "Consumer power, latest",

@@ -64,27 +64,32 @@ def _power(mw: Callable[[Figures], float | None]) -> Callable[[Figures], str]:
     return state
 
 
-ENTITIES = (
-    Entity("consumer_energy", "Consumer energy", lambda f: f"{f.consumer_mws / MWS_PER_WH:.6f}",
-           "Wh", "energy", "total_increasing", 3),
-    Entity("producer_energy", "Producer energy", lambda f: f"{f.producer_mws / MWS_PER_WH:.6f}",
-           "Wh", "energy", "total_increasing", 3),
-    Entity("consumer_power", "Consumer power",
-           _power(lambda f: f.live.consumer_mw if f.live else None),
-           "W", "power", "measurement", 3),
-    Entity("producer_power", "Producer power",
-           _power(lambda f: f.live.producer_mw if f.live else None),
-           "W", "power", "measurement", 3),
-    Entity("price", "Price", lambda f: UNKNOWN if f.price is None else f"{f.price:.6g}",
-           "IOTA/mW·s", None, "measurement", 4, "mdi:cash"),
-    Entity("owed", "IOTA owed", lambda f: f"{f.owed_niota / 1e9:.9f}",
-           "IOTA", None, "total_increasing", 3, "mdi:cash-minus"),
-    Entity("paid", "IOTA paid", lambda f: str(f.paid_iota),
-           "IOTA", None, "total_increasing", 0, "mdi:cash-check"),
-    Entity("last_payment_status", "Last payment",
-           lambda f: f.last_payment.status if f.last_payment else "none",
-           icon="mdi:receipt-text-check"),
-)
+def entities(unit: str) -> tuple[Entity, ...]:
+    """Every sensor; money in ``unit``, the ledger's (``ledger_unit``). The keys, and so the
+    unique_ids, are the same whatever the unit: Home Assistant keeps each entity's history."""
+    return (
+        Entity("consumer_energy", "Consumer energy",
+               lambda f: f"{f.consumer_mws / MWS_PER_WH:.6f}",
+               "Wh", "energy", "total_increasing", 3),
+        Entity("producer_energy", "Producer energy",
+               lambda f: f"{f.producer_mws / MWS_PER_WH:.6f}",
+               "Wh", "energy", "total_increasing", 3),
+        Entity("consumer_power", "Consumer power",
+               _power(lambda f: f.live.consumer_mw if f.live else None),
+               "W", "power", "measurement", 3),
+        Entity("producer_power", "Producer power",
+               _power(lambda f: f.live.producer_mw if f.live else None),
+               "W", "power", "measurement", 3),
+        Entity("price", "Price", lambda f: UNKNOWN if f.price is None else f"{f.price:.6g}",
+               f"{unit}/mW·s", None, "measurement", 4, "mdi:cash"),
+        Entity("owed", f"{unit} owed", lambda f: f"{f.owed_niota / 1e9:.9f}",
+               unit, None, "total_increasing", 3, "mdi:cash-minus"),
+        Entity("paid", f"{unit} paid", lambda f: str(f.paid_iota),
+               unit, None, "total_increasing", 0, "mdi:cash-check"),
+        Entity("last_payment_status", "Last payment",
+               lambda f: f.last_payment.status if f.last_payment else "none",
+               icon="mdi:receipt-text-check"),
+    )
 
 
 def default_device_id() -> str:
@@ -143,6 +148,7 @@ class Publisher:
     def __init__(self, cfg: MqttConfig, source: LedgerSource, *, password: str = "") -> None:
         self.cfg = cfg
         self.source = source
+        self.entities = entities(source.unit)
         self.topics = Topics(cfg, cfg.device_id or default_device_id())
         self.broker = cfg.broker
         self._stop = threading.Event()
@@ -162,7 +168,7 @@ class Publisher:
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         # Only our own configs, states and the availability are ever queued, and we do not
         # publish while disconnected: this bound is never reached in normal operation.
-        c.max_queued_messages_set(4 * len(ENTITIES) + 8)
+        c.max_queued_messages_set(4 * len(self.entities) + 8)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
@@ -255,11 +261,11 @@ class Publisher:
             self._ledger_failing = False
         if self._announce.is_set():
             self._announce.clear()
-            for s in ENTITIES:
+            for s in self.entities:
                 self.client.publish(self.topics.config(s), json.dumps(discovery_config(
                     s, self.topics)), qos=1, retain=True)
             self.client.publish(self.topics.availability, "online", qos=1, retain=True)
-        for s in ENTITIES:
+        for s in self.entities:
             self.client.publish(self.topics.state(s), s.state(f), qos=1, retain=True)
         self.client.publish(self.topics.last_payment, last_payment_attributes(f), qos=1,
                             retain=True)

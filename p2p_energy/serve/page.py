@@ -14,6 +14,7 @@ from html import escape
 
 from .. import __version__
 from ..ledger_read import LedgerReader, PaymentRow, RoundRow
+from ..wallet.base import LEGACY_UNIT
 from .charts import Series, line_chart
 from .figures import MWS_PER_WH, Figures
 from .periods import Period, zone_name
@@ -32,10 +33,11 @@ class Dashboard:
     paid_before_iota: int  # confirmed before the window
     confirmations: list[tuple[float, int]]
     payments: list[PaymentRow]
+    unit: str = LEGACY_UNIT  # what one ledger unit is called (``ledger_unit``)
 
 
 def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
-            live_view: bool) -> Dashboard:
+            live_view: bool, unit: str = LEGACY_UNIT) -> Dashboard:
     """What the page shows. Call inside the ``reader.snapshot()`` that read ``figures``."""
     with reader.snapshot():
         # All-time owed minus what came since: only the recent rounds are read.
@@ -46,7 +48,7 @@ def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
             owed_before_niota=figures.owed_niota - since,
             paid_before_iota=reader.paid(None, window.start).value_iota,
             confirmations=reader.confirmations(window.start, window.end),
-            payments=reader.payments(RECENT_PAYMENTS))
+            payments=reader.payments(RECENT_PAYMENTS), unit=unit)
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -66,7 +68,7 @@ def power(mw: float) -> str:
 
 
 def iota(niota: int) -> str:
-    """Nano-IOTA as IOTA: three decimals, none from a million on."""
+    """Billionths of a ledger unit as units: three decimals, none from a million on."""
     value = niota / 1e9
     return f"{value:,.0f}" if abs(value) >= 1e6 else f"{value:,.3f}"
 
@@ -118,15 +120,15 @@ def render(d: Dashboard) -> str:
             + ('<noscript><meta http-equiv="refresh" content="60"></noscript>'
                '<script src="/static/live.js" defer></script>' if d.live_view else "")
             + "</head>")
-    body = ["<body><h1>p2p-energy</h1>", _live(f, tz), _day_form(d),
-            _charts(d), _totals(f), _payments(d.payments, tz),
+    body = ["<body><h1>p2p-energy</h1>", _live(f, tz, d.unit), _day_form(d),
+            _charts(d), _totals(f, d.unit), _payments(d.payments, tz, d.unit),
             f'<p class="muted">p2p-energy {__version__} · times in {escape(zone_name(tz))} ·'
             ' <a href="/api/totals">JSON</a> · <a href="/metrics">metrics</a></p>'
             "</body></html>"]
     return head + "".join(body)
 
 
-def _live(f: Figures, tz: tzinfo) -> str:
+def _live(f: Figures, tz: tzinfo, unit: str) -> str:
     live = f.live
     if live is not None:
         cons, prod = power(live.consumer_mw), power(live.producer_mw)
@@ -141,8 +143,8 @@ def _live(f: Figures, tz: tzinfo) -> str:
     return ('<section class="live">'
             f'<div>Consumer<b data-live="consumer">{cons}</b></div>'
             f'<div>Producer<b data-live="producer">{prod}</b></div>'
-            f'<div>Price, IOTA/mW·s<b data-live="price">{price}</b></div>'
-            f'<div>Owed / paid, IOTA<b data-live="owed_paid">{iota(f.owed_niota)} /'
+            f'<div>Price, {unit}/mW·s<b data-live="price">{price}</b></div>'
+            f'<div>Owed / paid, {unit}<b data-live="owed_paid">{iota(f.owed_niota)} /'
             f" {f.paid_iota:,}</b></div></section>"
             f'<p class="muted" data-live="note">{escape(note)}</p>')
 
@@ -163,7 +165,7 @@ def _charts(d: Dashboard) -> str:
                   Series("producer", "producer", [(t, r.producer_avg_mw) for t, r in mid])],
         x_range=span, tz=d.tz, unit="mW")
     price_chart = line_chart("Price", [Series("price", "price", [(t, r.price) for t, r in mid])],
-                             x_range=span, tz=d.tz, unit="IOTA/mW·s", log_y=True)
+                             x_range=span, tz=d.tz, unit=f"{d.unit}/mW·s", log_y=True)
     owed, cum = [], d.owed_before_niota
     for r in d.rounds:
         cum += r.owed_niota
@@ -175,17 +177,17 @@ def _charts(d: Dashboard) -> str:
     paid.append((min(d.figures.at, d.window.end), float(total)))
     money_chart = line_chart("Owed and paid", [Series("owed", "owed", owed),
                                                Series("paid", "paid", paid, step=True)],
-                             x_range=span, tz=d.tz, unit="IOTA")
+                             x_range=span, tz=d.tz, unit=d.unit)
     return (f"<h2>Power, mW ({what})</h2>{power_chart}"
             '<div class="key"><span class="consumer">consumer</span>'
             '<span class="producer">producer</span></div>'
-            f"<h2>Price, IOTA per mW·s (log scale; {what})</h2>{price_chart}"
-            f"<h2>Owed and paid since the start, IOTA ({what})</h2>{money_chart}"
+            f"<h2>Price, {d.unit} per mW·s (log scale; {what})</h2>{price_chart}"
+            f"<h2>Owed and paid since the start, {d.unit} ({what})</h2>{money_chart}"
             '<div class="key"><span class="owed">owed</span>'
             '<span class="paid">paid (confirmed)</span></div>')
 
 
-def _totals(f: Figures) -> str:
+def _totals(f: Figures, unit: str) -> str:
     """Today, this month and all time side by side: three columns fit a phone."""
     cols = [(f.today.sums.consumer_mws, f.today.sums.producer_mws, f.today.sums.owed_niota,
              f.today.paid.value_iota, f.today.sums.rounds),
@@ -193,8 +195,8 @@ def _totals(f: Figures) -> str:
              f.month.paid.value_iota, f.month.sums.rounds),
             (f.consumer_mws, f.producer_mws, f.owed_niota, f.paid_iota, f.rounds)]
     rows = [("used", [energy(c[0]) for c in cols]), ("produced", [energy(c[1]) for c in cols]),
-            ("owed, IOTA", [iota(c[2]) for c in cols]),
-            ("paid, IOTA", [f"{c[3]:,}" for c in cols]), ("rounds", [f"{c[4]:,}" for c in cols])]
+            (f"owed, {unit}", [iota(c[2]) for c in cols]),
+            (f"paid, {unit}", [f"{c[3]:,}" for c in cols]), ("rounds", [f"{c[4]:,}" for c in cols])]
     return ('<h2>Totals</h2><div class="scroll"><table><tr><th></th><th>today</th>'
             "<th>this month</th><th>all time</th></tr>"
             + "".join(f"<tr><td>{name}</td>" + "".join(f"<td>{v}</td>" for v in values)
@@ -202,7 +204,7 @@ def _totals(f: Figures) -> str:
             + "</table></div>")
 
 
-def _payments(payments: list[PaymentRow], tz: tzinfo) -> str:
+def _payments(payments: list[PaymentRow], tz: tzinfo, unit: str) -> str:
     rows = []
     for p in payments:
         kind = "digest" if p.reference_kind == "digest" else "bundle hash"
@@ -215,7 +217,7 @@ def _payments(payments: list[PaymentRow], tz: tzinfo) -> str:
     if not rows:
         rows.append('<tr><td colspan="4">no payments yet</td></tr>')
     return ('<h2>Recent payments</h2><div class="scroll"><table><tr><th>#</th>'
-            "<th>created</th><th>IOTA</th><th>status</th></tr>"
+            f"<th>created</th><th>{unit}</th><th>status</th></tr>"
             + "".join(rows) + "</table></div>")
 
 

@@ -3,7 +3,10 @@
 A statement covers local days in ``[serve] timezone`` (the system's by
 default): a day is midnight to midnight, 23 or 25 hours when daylight saving
 time starts or ends. A round counts on the day it ended; a payment is paid on
-the day it was confirmed. Amounts owed are exact: the ledger keeps nano-IOTA.
+the day it was confirmed. Amounts owed are exact: the ledger keeps billionths of its
+unit. Amounts are in ledger units, named by ``wallet.backend`` (``ledger_unit``): IOTA
+on the legacy network, µIOTA on today's (the CSV's columns: ``..._microiota``). Fees are
+real IOTA on either.
 """
 
 from __future__ import annotations
@@ -18,20 +21,27 @@ from ..config import Config
 from ..errors import P2PEnergyError
 from ..ledger import iso
 from ..ledger_read import LedgerReader, PaymentRow
+from ..wallet.base import LEGACY_UNIT, ledger_unit
 from . import periods
 from .figures import MWS_PER_KWH, PeriodTotals, period_totals
 from .page import local
 
 ROUND_FIELDS = ("id", "started_at", "ended_at", "duration_s", "metered_s", "samples",
                 "expected_samples", "failed_samples", "consumer_mws", "producer_mws",
-                "producer_avg_mw", "price", "price_capped", "owed_iota")
+                "producer_avg_mw", "price", "price_capped", "owed_{u}")
 STATEMENT_FIELDS = ("period", "from", "to", "hours", "rounds", "energy_kwh", "produced_kwh",
-                    "average_price_iota_per_mws", "owed_iota", "paid_iota", "fees_iota",
+                    "average_price_{u}_per_mws", "owed_{u}", "paid_{u}", "fees_iota",
                     "payments", "references")
 
 
+def csv_header(fields: tuple[str, ...], unit: str) -> list[str]:
+    """The columns with the ledger unit in their names: ``owed_iota``, ``owed_microiota``."""
+    u = unit.replace("µ", "micro").lower()
+    return [f.format(u=u) for f in fields]
+
+
 def exact_iota(niota: int) -> str:
-    """Nano-IOTA as an exact decimal of IOTA: 1500000000 -> 1.500000000."""
+    """Billionths as an exact decimal of the whole: 1500000000 -> 1.500000000."""
     sign = "-" if niota < 0 else ""
     whole, frac = divmod(abs(niota), 1_000_000_000)
     return f"{sign}{whole}.{frac:09d}"
@@ -71,15 +81,16 @@ def csv_row(t: PeriodTotals, payments: list[PaymentRow], tz: tzinfo) -> list[str
             " ".join(x.reference or "" for x in paid)]
 
 
-def write_csv(st: Statement, tz: tzinfo, out: TextIO) -> None:
-    """One row per day (a month: every day, then the month's total)."""
+def write_csv(st: Statement, tz: tzinfo, out: TextIO, unit: str = LEGACY_UNIT) -> None:
+    """One row per day (a month: every day, then the month's total); money in ``unit``."""
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(STATEMENT_FIELDS)
+    w.writerow(csv_header(STATEMENT_FIELDS, unit))
     for t in [*st.days, st.totals]:
         w.writerow(csv_row(t, st.payments, tz))
 
 
-def text(st: Statement, tz: tzinfo) -> str:
+def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
+    """The statement for a reader; amounts in ``unit`` (``ledger_unit``), fees in IOTA."""
     t, s = st.totals, st.totals.sums
     price = t.average_price
     lines = [
@@ -89,13 +100,14 @@ def text(st: Statement, tz: tzinfo) -> str:
         f"  energy used      {s.consumer_mws / MWS_PER_KWH:.6f} kWh in {s.rounds} rounds",
         f"  energy produced  {s.producer_mws / MWS_PER_KWH:.6f} kWh",
         "  average price    " + ("-" if price is None else
-                                 f"{price:.6g} IOTA/mW·s ({price * MWS_PER_KWH:,.0f} IOTA/kWh)"),
-        f"  owed             {exact_iota(s.owed_niota)} IOTA",
-        f"  paid             {t.paid.value_iota} IOTA ({t.paid.count} payment(s) confirmed)",
+                                 f"{price:.6g} {unit}/mW·s"
+                                 f" ({price * MWS_PER_KWH:,.0f} {unit}/kWh)"),
+        f"  owed             {exact_iota(s.owed_niota)} {unit}",
+        f"  paid             {t.paid.value_iota} {unit} ({t.paid.count} payment(s) confirmed)",
         f"  fees             {exact_iota(t.paid.fee_nanos)} IOTA",
     ]
     if st.days:
-        lines.append("  by day:           kWh used   owed IOTA   paid IOTA")
+        lines.append(f"  by day:           kWh used  {'owed ' + unit:>10}  {'paid ' + unit:>10}")
         lines += [f"    {d.period.label}  {d.sums.consumer_mws / MWS_PER_KWH:12.6f}"
                   f"  {d.sums.owed_niota / 1e9:10.3f}  {d.paid.value_iota:10d}"
                   for d in st.days if d.sums.rounds or d.paid.count]
@@ -105,7 +117,7 @@ def text(st: Statement, tz: tzinfo) -> str:
         if p.confirmed_at is not None:
             when += f", confirmed {local(p.confirmed_at, tz)}"
         ref = f"{p.reference_kind} {p.reference}" if p.reference else "not signed yet"
-        lines.append(f"    #{p.id} {p.value_iota} IOTA {p.status}, {when}: {ref}")
+        lines.append(f"    #{p.id} {p.value_iota} {unit} {p.status}, {when}: {ref}")
     return "\n".join(lines)
 
 
@@ -121,17 +133,19 @@ def cmd_statement(cfg: Config, args: argparse.Namespace, out: TextIO | None = No
         raise P2PEnergyError(f"--{'day' if args.day else 'month'}: {err}") from None
     with LedgerReader(cfg.ledger.path) as reader:
         st = make_statement(reader, period, tz, by_day=args.month is not None)
+    unit = ledger_unit(cfg.wallet.backend)
     if args.csv:
-        write_csv(st, tz, out)
+        write_csv(st, tz, out, unit)
     else:
-        print(text(st, tz), file=out)
+        print(text(st, tz, unit), file=out)
     return 0
 
 
-def write_rounds_csv(path: str, out: TextIO) -> None:
-    """Every round of the ledger as CSV, streamed (times ISO 8601 UTC, owed exact)."""
+def write_rounds_csv(path: str, out: TextIO, unit: str = LEGACY_UNIT) -> None:
+    """Every round of the ledger as CSV, streamed (times ISO 8601 UTC, owed exact in
+    ``unit``)."""
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(ROUND_FIELDS)
+    w.writerow(csv_header(ROUND_FIELDS, unit))
     with LedgerReader(path) as reader:
         for r in reader.iter_rounds():
             w.writerow([r.id, iso(r.started_at), iso(r.ended_at), repr(r.duration_s),

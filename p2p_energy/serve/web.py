@@ -73,7 +73,7 @@ class App:
             else:
                 window = periods.Period("last 24 hours", figures.at - DAY_S, figures.at)
                 live_view = True
-            data = page.collect(reader, figures, tz, window, live_view)
+            data = page.collect(reader, figures, tz, window, live_view, self.source.unit)
         return _html(page.render(data))
 
     def api_rounds(self, q: dict[str, list[str]]) -> Reply:

@@ -33,6 +33,17 @@ from typing import Protocol
 PENDING, CONFIRMED, FAILED, DEAD = "pending", "confirmed", "failed", "dead"
 STATES = (PENDING, CONFIRMED, FAILED, DEAD)
 
+# What one ledger unit is called, and what it is. Legacy network ("pyota", "dry-run"):
+# one IOTA (i), the smallest the legacy network knows. Today's network ("iota"): one
+# micro-IOTA, 1,000 nanos (iota_wallet.NANOS_PER_UNIT).
+LEGACY_UNIT, MICRO_UNIT = "IOTA", "µIOTA"
+UNIT_MEANING = {LEGACY_UNIT: "one legacy IOTA (i)", MICRO_UNIT: "one micro-IOTA, 1000 nanos"}
+
+
+def ledger_unit(backend: str) -> str:
+    """What one ledger unit is called with this ``wallet.backend``: "µIOTA" or "IOTA"."""
+    return MICRO_UNIT if backend == "iota" else LEGACY_UNIT
+
 
 @dataclass(frozen=True)
 class Signed:
@@ -70,7 +81,7 @@ class Status:
 
 class Wallet(Protocol):
     backend: str  # the config's ``wallet.backend`` name, stored with each payment
-    unit: str  # what one ledger unit is called in log lines ("IOTA", "µIOTA")
+    unit: str  # what one ledger unit is called: ledger_unit(backend)
 
     def prepare(self, value: int, input_index: int) -> Signed:
         """Sign ``value`` units from ``input_index``.

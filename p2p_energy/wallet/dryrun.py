@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from .base import CONFIRMED, PENDING, Attachment, Signed, Status
+from .base import CONFIRMED, PENDING, Attachment, Signed, Status, ledger_unit
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class DryRunWallet:
     """
 
     backend = "dry-run"
-    unit = "IOTA"
+    unit = ledger_unit(backend)
 
     def __init__(self, receiver: str = "", latency_s: float = 0.0) -> None:
         self.receiver = receiver

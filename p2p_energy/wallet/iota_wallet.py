@@ -33,7 +33,7 @@ from typing import Any
 from ..config import WalletConfig
 from ..errors import InsufficientBalance, RpcError, WalletError
 from . import iota_tx
-from .base import CONFIRMED, DEAD, FAILED, PENDING, Attachment, Signed, Status
+from .base import CONFIRMED, DEAD, FAILED, PENDING, Attachment, Signed, Status, ledger_unit
 from .iota_keys import Keypair, address_bytes
 from .iota_rpc import RpcClient
 
@@ -70,7 +70,7 @@ class IotaWallet:
     """
 
     backend = "iota"
-    unit = "µIOTA"  # NANOS_PER_UNIT nanos
+    unit = ledger_unit(backend)  # "µIOTA": NANOS_PER_UNIT nanos
 
     def __init__(self, *, node_url: str, receiver: str, keypair: Keypair, timeout_s: float,
                  gas_margin: float = 1.5, max_budget_nanos: int = 50_000_000) -> None:
