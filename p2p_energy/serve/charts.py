@@ -120,8 +120,6 @@ def number(v: float) -> str:
         return f"{v / 1e6:.4g}M"
     if a >= 1e4:
         return f"{v / 1e3:.4g}k"
-    if a >= 1000:
-        return f"{v:.0f}"
     if a >= 10:
         return f"{v:.0f}"
     if a >= 0.001:
