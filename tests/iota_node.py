@@ -5,7 +5,8 @@ methods our wallet and ``check`` use, as a real fullnode does:
 ``iotax_getCoins`` (paged), ``iotax_getBalance``, ``iotax_getReferenceGasPrice``,
 ``iota_getChainIdentifier``, ``iota_getLatestCheckpointSequenceNumber``,
 ``iota_dryRunTransactionBlock``, ``iota_executeTransactionBlock``,
-``iota_getTransactionBlock``, ``iota_getObject``, ``iota_multiGetObjects``.
+``iota_getTransactionBlock``, ``iota_getObject``, ``iota_multiGetObjects``,
+``iota_tryGetPastObject``.
 
 It is strict where the network is: it decodes the BCS ``TransactionData``
 itself (its own reader, not the wallet's writer) and refuses any byte it does
@@ -20,6 +21,12 @@ every changed object to one new version (Lamport) and a new digest. A budget
 too small for the cost, or a split larger than the coin, executes with status
 ``failure``: nothing moves, but the gas is charged, as on the network.
 Executing a transaction that has already executed answers its effects again.
+
+It keeps every version of every coin (``iota_tryGetPastObject``) and can be
+made to forget, as a pruning or lagging node does: ``forget(digest)`` stops
+serving a transaction (``Could not find the referenced transaction``, and
+executing its bytes again is refused, its coins having moved), and
+``prune_history()`` drops the past versions of objects (``VersionNotFound``).
 
 Faults: ``node.set_fault(kind, methods=..., times=...)`` with ``kind`` in
 ``FAULTS``: ``refuse`` (connection refused), ``hang``, ``http500``,
@@ -41,7 +48,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nacl.exceptions
@@ -61,6 +68,7 @@ REBATE_RATE = 0.99  # the share of an object's deposit refunded when it changes
 MAX_GAS_COINS = 256
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 NOT_FOUND = "Could not find the referenced transaction"
+DELETED_DIGEST = "7gyGAp71YXQRoxmFBaHxofQXAipvgHyBKPyxmdSJxyvz"  # OBJECT_DIGEST_DELETED
 INVALID_PARAMS, TX_REJECTED = -32602, -32002
 
 
@@ -272,7 +280,10 @@ class IotaNode(HttpNode):
         self.gas_price = gas_price
         self.coins: dict[str, Coin] = {}
         self.deleted: dict[str, Coin] = {}
-        self.executed: dict[str, Executed] = {}
+        self.executed: dict[str, Executed] = {}  # every executed transaction (the truth)
+        self.forgotten: set[str] = set()  # executed, but no longer served (pruned)
+        # object id -> version -> what the object was at that version (None: deleted there)
+        self.history: dict[str, dict[int, Coin | None]] = {}
         self.rejected: list[tuple[str, str]] = []  # (method, reason)
         self.requests: list[tuple[str, list[Any]]] = []
         self.checkpoint = 1
@@ -287,6 +298,7 @@ class IotaNode(HttpNode):
             coin = Coin("0x" + secrets.token_hex(32), 1, b58(secrets.token_bytes(32)), nanos,
                         address.lower(), b58(secrets.token_bytes(32)))
             self.coins[coin.object_id] = coin
+            self._remember(coin)
             return coin.object_id
 
     def balance(self, address: str) -> int:
@@ -305,6 +317,27 @@ class IotaNode(HttpNode):
             coin.version += 1
             coin.digest = b58(secrets.token_bytes(32))
             coin.previous_tx = b58(secrets.token_bytes(32))
+            self._remember(coin)
+
+    def forget(self, digest: str) -> None:
+        """Stop serving an executed transaction, as a node that pruned it (or a replica
+        that lags) does: not found by digest; its bytes sent again are refused."""
+        with self._lock:
+            assert digest in self.executed, digest
+            self.forgotten.add(digest)
+
+    def prune_history(self) -> None:
+        """Forget every past version of every object (a pruning node): only the live
+        versions (and the deletions) stay answerable."""
+        with self._lock:
+            for object_id, versions in self.history.items():
+                live = self.coins.get(object_id)
+                self.history[object_id] = {v: c for v, c in versions.items()
+                                           if c is None or (live is not None
+                                                            and v == live.version)}
+
+    def _remember(self, coin: Coin) -> None:
+        self.history.setdefault(coin.object_id, {})[coin.version] = replace(coin)
 
     def paid_to(self, address: str) -> dict[str, int]:
         """Digest -> nanos transferred to ``address`` by each successful transaction."""
@@ -386,9 +419,7 @@ class IotaNode(HttpNode):
         oid = _address(object_id)
         coin = self.coins.get(oid)
         if coin is not None:
-            return {"data": {"objectId": oid, "version": str(coin.version),
-                             "digest": coin.digest, "type": f"0x2::coin::Coin<{IOTA_COIN}>",
-                             "previousTransaction": coin.previous_tx}}
+            return {"data": _object_data(coin)}
         gone = self.deleted.get(oid)
         if gone is not None:
             return {"error": {"code": "deleted", "object_id": oid,
@@ -400,11 +431,35 @@ class IotaNode(HttpNode):
             raise NodeError("Invalid params: object ids must be a list")
         return [self._rpc_iota_getObject(i) for i in ids]
 
+    def _rpc_iota_tryGetPastObject(self, object_id: str, version: int,
+                                   options: Any = None) -> dict[str, Any]:
+        """An object as it was at ``version`` (the shapes of the SDK's ``ObjectRead``)."""
+        oid = _address(object_id)
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**64:
+            raise NodeError(f"Invalid params: version {version!r} is not a u64")
+        versions = self.history.get(oid)
+        if versions is None:
+            return {"status": "ObjectNotExists", "details": oid}
+        latest = max(versions) if versions else 0
+        live = self.coins.get(oid) or self.deleted.get(oid)
+        if live is not None:
+            latest = max(latest, live.version)
+        if version > latest:
+            return {"status": "VersionTooHigh", "details": {
+                "object_id": oid, "asked_version": str(version), "latest_version": str(latest)}}
+        if version not in versions:
+            return {"status": "VersionNotFound", "details": [oid, str(version)]}
+        coin = versions[version]
+        if coin is None:
+            return {"status": "ObjectDeleted", "details": {
+                "objectId": oid, "version": str(version), "digest": DELETED_DIGEST}}
+        return {"status": "VersionFound", "details": _object_data(coin)}
+
     def _rpc_iota_getTransactionBlock(self, digest: str, options: Any = None) -> dict[str, Any]:
         if not isinstance(digest, str) or len(unb58(digest)) != 32:
             raise NodeError(f"Invalid params: {digest!r} is not a transaction digest")
         e = self.executed.get(digest)
-        if e is None:
+        if e is None or digest in self.forgotten:
             raise NodeError(f"{NOT_FOUND} [TransactionDigest({digest})].")
         return self._response(e, options)
 
@@ -436,7 +491,8 @@ class IotaNode(HttpNode):
                                "Expected exactly one signature from the sender")
         self._check_signature(tx, raw, signatures[0])
         done = self.executed.get(digest)
-        if done is not None:  # already executed: a fullnode answers its effects again
+        if done is not None and digest not in self.forgotten:
+            # already executed: a fullnode answers its effects again
             return self._response(done, options) | {"confirmedLocalExecution": True}
         try:
             self._check_inputs(tx)
@@ -584,14 +640,17 @@ class IotaNode(HttpNode):
                 del self.coins[c.object_id]
                 self.deleted[c.object_id] = c
                 c.version = version
+                self.history[c.object_id][version] = None
                 deleted.append(c.ref())
             first.version, first.digest = version, gas_ref["digest"]
             first.balance, first.previous_tx = gas_after, digest
             first.storage_rebate = int(STORAGE_PER_OBJECT * REBATE_RATE)
+            self._remember(first)
             for receiver, value in transfers.items():
                 coin = Coin("0x" + secrets.token_hex(32), version, b58(secrets.token_bytes(32)),
                             value, receiver, digest)
                 self.coins[coin.object_id] = coin
+                self._remember(coin)
                 created.append({"owner": {"AddressOwner": receiver}, "reference": coin.ref()})
         effects = {
             "messageVersion": "v1", "status": status, "executedEpoch": str(self.epoch),
@@ -606,6 +665,12 @@ class IotaNode(HttpNode):
             "gasObject": {"owner": owner, "reference": gas_ref},
         }
         return effects, fee, not error, transfers
+
+
+def _object_data(coin: Coin) -> dict[str, Any]:
+    """``IotaObjectData`` of a coin, with its previous transaction (as the options ask)."""
+    return {"objectId": coin.object_id, "version": str(coin.version), "digest": coin.digest,
+            "type": f"0x2::coin::Coin<{IOTA_COIN}>", "previousTransaction": coin.previous_tx}
 
 
 def _address(text: Any) -> str:

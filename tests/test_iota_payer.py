@@ -97,7 +97,9 @@ def test_a_transaction_proven_dead_is_signed_anew_once(ledger) -> None:
         assert node.paid_to(RECEIVER) == {payments[1]["digest"]: 5_000 * UNIT_NANOS}
 
 
-def test_a_transaction_the_network_keeps_refusing_expires_and_is_signed_anew(ledger) -> None:
+def test_a_refused_transaction_counts_as_unpaid_and_is_signed_anew_at_once(ledger) -> None:
+    """The reference gas price doubles while the execute is on its way: refused means
+    not sent; nothing counts as paid; it is signed anew at the new price at once."""
     with IotaNode() as node:
         node.fund(PAYER_KEY.address, 10**10)
         wallet = iota_wallet(node)
@@ -107,16 +109,43 @@ def test_a_transaction_the_network_keeps_refusing_expires_and_is_signed_anew(led
         first = ledger.in_flight()
         assert first is not None
         node.next_epoch(gas_price=2000)  # the reference gas price doubles
-        settle(payer, ledger, wallet, 6)
-        assert ledger.in_flight().reference == first.reference  # refused, but not dead yet
+        payer.tick(ledger, wallet)  # attached and sent: refused
         assert "under reference gas price" in node.rejected[-1][1]
-        node.next_epoch()  # epoch 2: the signed transaction can never run now
-        settle(payer, ledger, wallet)
+        refused = ledger.payment(first.id)
+        assert refused.status == "queued" and refused.reference == first.reference
+        assert ledger.totals()["paid_iota"] == 0
+        assert "refused" in ledger.report()["payments"][0]["last_error"]
+        settle(payer, ledger, wallet, 4)  # no epoch passes
         payments = ledger.report()["payments"]
         assert [p["status"] for p in payments] == ["failed", "confirmed"]
-        assert "its last epoch 1 is over (now 2)" in payments[0]["last_error"]
+        assert "reference gas price of its last epoch 1 is 2000" in payments[0]["last_error"]
         assert node.paid_to(RECEIVER) == {payments[1]["digest"]: 5_000 * UNIT_NANOS}
         assert node.executed[payments[1]["digest"]].tx.gas_price == 2000
+        assert ledger.totals()["paid_iota"] == 5_000
+
+
+def test_a_payment_that_ran_is_paid_once_though_its_answer_and_digest_are_gone(ledger) -> None:
+    """Execute applied, answer lost, the digest never served again (pruned, or a replica
+    that lags): the coin's history says it ran; it is not paid again."""
+    with IotaNode() as node:
+        node.fund(PAYER_KEY.address, 10**10)
+        wallet = iota_wallet(node)
+        payer = payer_for(ledger, wallet)
+        owe(ledger, 5_000)
+        payer.tick(ledger, wallet)  # signed
+        node.set_fault("lost", methods={"iota_executeTransactionBlock"}, times=1)
+        payer.tick(ledger, wallet)  # executed; the answer is lost
+        [digest] = node.executed
+        node.forget(digest)
+        settle(payer, ledger, wallet)
+        owe(ledger, 2_000)
+        settle(payer, ledger, wallet)
+        assert sorted(node.paid_to(RECEIVER).values()) == [2_000 * UNIT_NANOS,
+                                                           5_000 * UNIT_NANOS]
+        payments = ledger.report()["payments"]
+        assert [(p["status"], p["value_iota"]) for p in payments] == [
+            ("confirmed", 5_000), ("confirmed", 2_000)]
+        assert ledger.totals()["paid_iota"] == 7_000
 
 
 def test_a_long_refused_transaction_is_sent_again_once_per_reattach_interval(tmp_path,
@@ -132,8 +161,10 @@ def test_a_long_refused_transaction_is_sent_again_once_per_reattach_interval(tmp
                           PayerPolicy(min_payment=1000, poll_s=0.0, promote_after_s=60,
                                       reattach_after_s=300), wall=lambda: now[0])
             owe(ledger, 5_000)
-            payer.tick(ledger, wallet)  # signed at gas price 1000
-            node.next_epoch(gas_price=2000)  # refused from now on, until it expires
+            payer.tick(ledger, wallet)
+            # A replica that has not seen the coin: refused, and nothing proves it dead.
+            [coin] = node.coins_of(PAYER_KEY.address)
+            del node.coins[coin.object_id]
             with caplog.at_level("WARNING"):
                 for _ in range(30):  # 3,000 s, one poll every 100 s
                     payer.tick(ledger, wallet)

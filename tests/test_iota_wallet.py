@@ -103,8 +103,10 @@ def test_unsent_transaction_is_pending_until_a_coin_moves_then_dead(iota_node: I
     status = wallet.status(signed, [])
     assert status.state == DEAD and status.attachments == ()
     assert f"gas coin {coin[0]} is at version {coin[1] + 1}" in status.detail
-    # Sending the dead transaction is refused by the node, and not raised: status decides.
-    wallet.send(wallet.attach(signed))
+    # Sending the dead transaction is refused by the node: nothing was sent; status decides.
+    with pytest.raises(WalletError) as err:
+        wallet.send(wallet.attach(signed))
+    assert err.value.kind == "refused" and err.value.retryable
     assert "not available for consumption" in iota_node.rejected[-1][1]
     assert wallet.status(signed, []).state == DEAD
     assert iota_node.paid_to(RECEIVER) == {}
@@ -150,15 +152,134 @@ def test_node_failures_are_one_line_retryable_errors(iota_node: IotaNode, fault:
     assert status.state == CONFIRMED
 
 
-def test_send_refusals_are_logged_once(iota_node: IotaNode, caplog) -> None:
+def test_a_refused_send_raises_with_the_nodes_reason(iota_node: IotaNode) -> None:
+    """Refused means not sent: the payer must not count it as paid (its log says it once)."""
     wallet = iota_wallet(iota_node)
     signed = wallet.prepare(5000, 0)
-    [coin] = json.loads(signed.payload)["gas_coins"]
-    iota_node.spend_elsewhere(coin[0])
-    with caplog.at_level(logging.WARNING):
-        for _ in range(3):
+    iota_node.next_epoch(gas_price=2000)
+    for _ in range(2):
+        with pytest.raises(WalletError, match="under reference gas price") as err:
             wallet.send(wallet.attach(signed))
-    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+        assert err.value.kind == "refused" and err.value.retryable
+    assert iota_node.executed == {}
+
+
+def _lose_answer(node: IotaNode, wallet: IotaWallet, value: int):
+    """Execute a payment whose answer is lost; returns its Signed."""
+    signed = wallet.prepare(value, 0)
+    node.set_fault("lost", methods={"iota_executeTransactionBlock"}, times=1)
+    with pytest.raises(WalletError):
+        wallet.send(wallet.attach(signed))
+    assert signed.reference in node.executed
+    return signed
+
+
+def test_a_transaction_that_ran_is_confirmed_though_the_node_no_longer_serves_it(
+        iota_node: IotaNode, caplog) -> None:
+    """Execute applied, answer lost, digest pruned: its coin's history says it ran."""
+    wallet = iota_wallet(iota_node)
+    signed = _lose_answer(iota_node, wallet, 5000)
+    iota_node.forget(signed.reference)
+    with pytest.raises(WalletError) as err:  # sent again: refused, its coin has moved
+        wallet.send(wallet.attach(signed))
+    assert err.value.kind == "refused"
+    with caplog.at_level(logging.WARNING):
+        status = wallet.status(signed, [signed.reference])
+    assert status.state == CONFIRMED and status.attachments == (signed.reference,)
+    assert "made by it" in status.detail and "fee unknown" in status.detail
+    assert "ran" in caplog.text
+    assert iota_node.paid_to(RECEIVER) == {signed.reference: 5_000_000}
+
+
+def test_it_ran_though_its_coin_moved_on_since(iota_node: IotaNode) -> None:
+    """The coin's version after ours (``iota_tryGetPastObject``) names our digest."""
+    wallet = iota_wallet(iota_node)
+    first = _lose_answer(iota_node, wallet, 5000)
+    _, status = _pay(wallet, 7000)  # moves the same coin on
+    assert status.state == CONFIRMED
+    iota_node.forget(first.reference)
+    assert wallet.status(first, [first.reference]).state == CONFIRMED
+    assert "iota_tryGetPastObject" in iota_node.method_names()
+    assert sorted(iota_node.paid_to(RECEIVER).values()) == [5_000_000, 7_000_000]
+
+
+def test_when_the_history_is_pruned_too_it_waits_and_says_so_once(iota_node: IotaNode,
+                                                                  caplog) -> None:
+    wallet = iota_wallet(iota_node)
+    first = _lose_answer(iota_node, wallet, 5000)
+    _pay(wallet, 7000)
+    iota_node.forget(first.reference)
+    iota_node.prune_history()
+    for _ in range(2):
+        iota_node.next_epoch()  # long past its expiry too: still never a guess
+    with caplog.at_level(logging.WARNING):
+        states = [wallet.status(first, [first.reference]) for _ in range(3)]
+    assert {s.state for s in states} == {PENDING}
+    assert "cannot tell whether it ran" in states[0].detail
+    assert "VersionNotFound" in states[0].detail
+    assert len([r for r in caplog.records if "cannot tell" in r.getMessage()]) == 1
+
+
+def test_a_transaction_that_ran_is_not_dead_when_its_epoch_is_over(iota_node: IotaNode) -> None:
+    wallet = iota_wallet(iota_node)
+    signed = _lose_answer(iota_node, wallet, 5000)
+    iota_node.forget(signed.reference)
+    for _ in range(3):
+        iota_node.next_epoch()
+    assert wallet.status(signed, [signed.reference]).state == CONFIRMED
+
+
+def test_nothing_moved_and_its_epoch_is_over_is_dead(iota_node: IotaNode) -> None:
+    wallet = iota_wallet(iota_node)
+    signed = wallet.prepare(5000, 0)
+    iota_node.next_epoch()
+    assert wallet.status(signed, []).state == PENDING  # epoch 1: it may still run
+    iota_node.next_epoch()
+    status = wallet.status(signed, [])
+    assert status.state == DEAD and "nothing it names moved" in status.detail
+    assert "its last epoch 1 is over" in status.detail
+
+
+def test_its_own_price_in_its_last_epoch_keeps_it_pending(iota_node: IotaNode) -> None:
+    wallet = iota_wallet(iota_node)
+    signed = wallet.prepare(5000, 0)
+    iota_node.next_epoch(gas_price=1000)  # its last epoch, at its price: it may run
+    status = wallet.status(signed, [])
+    assert status.state == PENDING and "cannot tell" not in status.detail
+
+
+def test_its_last_epochs_higher_price_makes_it_dead(iota_node: IotaNode) -> None:
+    wallet = iota_wallet(iota_node)
+    signed = wallet.prepare(5000, 0)
+    iota_node.next_epoch(gas_price=2000)  # epoch 1, its last: the price doubled
+    status = wallet.status(signed, [])
+    assert status.state == DEAD
+    assert "reference gas price of its last epoch 1 is 2000, above its 1000" in status.detail
+
+
+def test_another_of_its_coins_spent_elsewhere_makes_it_dead() -> None:
+    node = IotaNode()
+    for _ in range(3):
+        node.fund(PAYER_KEY.address, 400_000_000)
+    with node:
+        wallet = iota_wallet(node)
+        signed = wallet.prepare(700_000, 0)  # 0.7 IOTA: two coins
+        gas = json.loads(signed.payload)["gas_coins"]
+        assert len(gas) == 2
+        node.spend_elsewhere(gas[1][0])
+        status = wallet.status(signed, [])
+        assert status.state == DEAD and f"gas coin {gas[1][0]} moved" in status.detail
+
+
+def test_a_coin_the_node_does_not_know_proves_nothing(iota_node: IotaNode) -> None:
+    wallet = iota_wallet(iota_node)
+    signed = wallet.prepare(5000, 0)
+    [coin] = iota_node.coins_of(PAYER_KEY.address)
+    del iota_node.coins[coin.object_id]  # a replica that has not seen the coin yet
+    for _ in range(2):
+        iota_node.next_epoch()
+    status = wallet.status(signed, [])
+    assert status.state == PENDING and "may lag" in status.detail
 
 
 def test_check_helpers(iota_node: IotaNode) -> None:

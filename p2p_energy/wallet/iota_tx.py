@@ -179,6 +179,18 @@ def transfer_bytes(*, sender: bytes, receiver: bytes, amount_nanos: int,
     return bytes(w)
 
 
+def gas_price_of(tx_bytes: bytes) -> int:
+    """The gas price of a transfer built by ``transfer_bytes`` with an expiry epoch:
+    the u64 before the budget, both before the 9 bytes of ``Epoch(n)`` at the end.
+
+    Raises:
+        ValueError: the bytes do not end in an epoch expiration.
+    """
+    if len(tx_bytes) < 25 or tx_bytes[-9] != _EXPIRATION_EPOCH:
+        raise ValueError("not a transaction with an expiry epoch")
+    return int.from_bytes(tx_bytes[-25:-17], "little")
+
+
 def transaction_digest(tx_bytes: bytes) -> str:
     """The transaction's digest (base58), as the network names it."""
     return b58encode(hashlib.blake2b(b"TransactionData::" + tx_bytes, digest_size=32).digest())

@@ -47,6 +47,8 @@ TX_REJECTED = -32002  # JSON-RPC code of a transaction the node refused for its 
 _NOT_FOUND = "Could not find the referenced transaction"
 EXPIRES_AFTER_EPOCHS = 1  # a transaction may run in the epoch it was signed in and the next
 _PAGE = 50
+# What the coins say of a transaction the node does not serve (``_coin_history``).
+_RAN, _SPENT_ELSEWHERE, _UNMOVED, _UNDECIDED = "ran", "spent elsewhere", "unmoved", "undecided"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class IotaWallet:
         self.gas_margin = gas_margin
         self.max_budget_nanos = max_budget_nanos
         self.rpc = RpcClient(node_url, timeout_s)
-        self._refused: dict[str, str] = {}
+        self._refused: dict[str, str] = {}  # digest -> the node's refusal, logged once
+        self._undecided: dict[str, str] = {}  # digest -> why its fate is unknown, logged once
 
     @classmethod
     def from_config(cls, w: WalletConfig, keypair: Keypair) -> IotaWallet:
@@ -135,11 +138,11 @@ class IotaWallet:
     def send(self, attachment: Attachment) -> None:
         """Submit the signed bytes (``iota_executeTransactionBlock``); harmless to repeat.
 
-        A refusal by the node for the transaction's inputs is not raised: whether
-        the transaction executed, can still execute or is dead, ``status`` tells.
-
         Raises:
-            WalletError: no usable answer (the transaction may or may not have run).
+            WalletError: no usable answer (the transaction may or may not have run);
+                kind ``refused`` when the node refused it for its inputs (nothing
+                was sent: it counts as unpaid; whether it ran before, can still
+                run or is dead, ``status`` tells).
         """
         data = json.loads(attachment.data)
         try:
@@ -148,30 +151,54 @@ class IotaWallet:
         except RpcError as err:
             if err.code != TX_REJECTED:
                 raise
-            if self._refused.get(attachment.id) != err.node_message:
-                log.warning("node refused transaction %s (its status decides what follows):"
-                            " %s", attachment.id, err.node_message)
             self._refused[attachment.id] = err.node_message
-        else:
-            self._refused.pop(attachment.id, None)
+            raise WalletError(f"node refused transaction {attachment.id}: {err.node_message}",
+                              kind="refused", node_message=err.node_message) from None
+        self._refused.pop(attachment.id, None)
 
     def status(self, signed: Signed, known: Sequence[str]) -> Status:
         """Executed (confirmed or failed, with its fee), pending, or proven dead.
 
+        A digest the node does not serve proves nothing by itself (a node prunes,
+        a load-balanced endpoint answers from a replica that lags): the history
+        of the coins it names decides. It ran if its first gas coin's version
+        after ours was made by it (confirmed; the effects are read when the node
+        serves them). It is dead only if a coin it names was consumed by another
+        transaction, or if nothing it names moved and it can no longer run (its
+        last epoch is over, or that epoch's reference gas price is above its
+        own). Whatever cannot be told stays pending, said once in the log.
+
         Raises:
-            WalletError: the node could not be asked.
+            WalletError: the node could not be asked, or answered an unexpected shape.
         """
         found = self._executed(signed.reference)
         if found is not None:
             return found
         data = json.loads(signed.payload)
-        why = self._moved_coin(data["gas_coins"]) or self._expired(data)
-        if why:
-            # The coin may have moved because this very transaction just ran.
-            found = self._executed(signed.reference)
+        # The epoch first, the coins after: coins seen unmoved once it can no longer
+        # run prove that it never will.
+        closed = self._closed(data)
+        verdict, why = self._coin_history(signed.reference, data["gas_coins"])
+        if verdict == _RAN:
+            found = self._executed(signed.reference)  # its effects, if served by now
             if found is not None:
                 return found
+            log.warning("transaction %s is not served by the node, but it ran: %s; its fee"
+                        " is unknown", signed.reference, why)
+            return Status(CONFIRMED, (signed.reference,),
+                          detail=f"executed ({why}); effects not served, fee unknown")
+        if verdict == _SPENT_ELSEWHERE:
             return Status(DEAD, (), detail=f"unknown to the node, and {why}")
+        if verdict == _UNMOVED and closed:
+            return Status(DEAD, (), detail=f"unknown to the node, nothing it names moved,"
+                                           f" and {closed}")
+        if verdict == _UNDECIDED:
+            if self._undecided.get(signed.reference) != why:
+                log.warning("transaction %s: cannot tell whether it ran (%s); waiting, and"
+                            " never paying it again on a guess", signed.reference, why)
+            self._undecided[signed.reference] = why
+            return Status(PENDING, (), detail=f"cannot tell whether it ran: {why}")
+        self._undecided.pop(signed.reference, None)
         # Unknown to the node: no attachment it knows (so the payer sends it again).
         return Status(PENDING, (), detail=self._refused.get(signed.reference, ""))
 
@@ -296,32 +323,101 @@ class IotaWallet:
         return Status(FAILED, (digest,), fee_nanos=fee,
                       detail=f"executed with status failure: {error}")
 
-    def _moved_coin(self, gas_coins: list[list[Any]]) -> str:
-        """A sentence naming a gas coin that moved past the signed version, or ''."""
+    def _coin_history(self, digest: str, gas_coins: list[list[Any]]) -> tuple[str, str]:
+        """What the gas coins say of transaction ``digest``: (verdict, a sentence).
+
+        It moves its first coin from the signed version to exactly
+        ``max(signed versions) + 1`` and deletes the others; only one transaction
+        can consume a coin's version. Verdicts: ``_RAN``, ``_SPENT_ELSEWHERE``,
+        ``_UNMOVED`` (every coin at its signed version), ``_UNDECIDED``.
+        """
         ids = [c[0] for c in gas_coins]
         answer = self.rpc.call("iota_multiGetObjects", ids, {"showPreviousTransaction": True})
         if not isinstance(answer, list) or len(answer) != len(ids):
             raise self._garbage("iota_multiGetObjects", ValueError("wrong number of objects"))
-        for (object_id, version, _digest), obj in zip(gas_coins, answer, strict=True):
-            try:
-                if isinstance(obj.get("data"), dict):
-                    now = int(obj["data"]["version"])
-                    if now > version:
-                        return f"gas coin {object_id} is at version {now}, past {version}"
-                elif obj["error"]["code"] == "deleted":
-                    return f"gas coin {object_id} was merged or deleted"
-                # "notExists": this node may lag or be another network; prove nothing.
-            except (KeyError, TypeError, ValueError, AttributeError) as err:
-                raise self._garbage("iota_multiGetObjects", err) from None
-        return ""
+        coins = [_coin_now(obj, "iota_multiGetObjects", self._garbage) for obj in answer]
+        first_id, first_version = gas_coins[0][0], int(gas_coins[0][1])
+        after = max(int(c[1]) for c in gas_coins) + 1  # the version ours gives the first coin
+        kind, version, previous = coins[0]
+        if kind == "missing" or version < first_version:
+            return _UNDECIDED, (f"the node does not know gas coin {first_id} at version"
+                                f" {first_version} (it may lag)")
+        if kind == "live" and version == first_version:
+            return self._first_unmoved(gas_coins, coins)
+        if kind == "live" and version == after:
+            if previous == digest:
+                return _RAN, f"gas coin {first_id} is at version {after}, made by it"
+            return _SPENT_ELSEWHERE, (f"gas coin {first_id} is at version {after}, past"
+                                      f" {first_version}, made by transaction {previous}")
+        if version < after or (kind == "deleted" and version == after):
+            # Ours would make version ``after`` of it, and never deletes it.
+            return _SPENT_ELSEWHERE, (f"gas coin {first_id} is at version {version}, past"
+                                      f" {first_version}: {kind}, by another transaction")
+        return self._past_version(digest, first_id, first_version, after)
 
-    def _expired(self, data: dict[str, Any]) -> str:
-        """A sentence saying the transaction's last epoch is over, or ''."""
+    @staticmethod
+    def _first_unmoved(gas_coins: list[list[Any]], coins: list[tuple[str, int, str]]
+                       ) -> tuple[str, str]:
+        """The verdict when the first gas coin is still at its signed version: the
+        transaction has not run; it never will if another of its coins moved."""
+        first_id = gas_coins[0][0]
+        for (object_id, signed_version, _), (kind, version, _p) in zip(
+                gas_coins[1:], coins[1:], strict=True):
+            if kind == "deleted" or (kind == "live" and version > signed_version):
+                return _SPENT_ELSEWHERE, (f"gas coin {object_id} moved (version {version})"
+                                          f" while {first_id}, which it would move too,"
+                                          " did not")
+        if all(k == "live" and v == c[1] for (k, v, _), c in zip(coins, gas_coins, strict=True)):
+            return _UNMOVED, ""
+        return _UNDECIDED, "the node does not hold every coin it names at its signed version"
+
+    def _past_version(self, digest: str, object_id: str, signed_version: int,
+                      after: int) -> tuple[str, str]:
+        """The verdict of the first gas coin's version ``after`` (``iota_tryGetPastObject``),
+        for a coin that has moved past it since."""
+        answer = self.rpc.call("iota_tryGetPastObject", object_id, after,
+                               {"showPreviousTransaction": True})
+        try:
+            status = answer["status"]
+            if status == "VersionFound":
+                previous = str(answer["details"]["previousTransaction"])
+            elif status not in ("ObjectDeleted", "VersionNotFound", "VersionTooHigh",
+                                "ObjectNotExists"):
+                raise ValueError(f"status {status!r}")
+        except (KeyError, TypeError, ValueError) as err:
+            raise self._garbage("iota_tryGetPastObject", err) from None
+        if status == "VersionFound":
+            if previous == digest:
+                return _RAN, f"gas coin {object_id} was at version {after}, made by it"
+            return _SPENT_ELSEWHERE, (f"gas coin {object_id} was at version {after}, past"
+                                      f" {signed_version}, made by transaction {previous}")
+        if status == "ObjectDeleted":
+            return _SPENT_ELSEWHERE, (f"gas coin {object_id} was deleted at version {after}"
+                                      " by another transaction")
+        return _UNDECIDED, (f"gas coin {object_id} moved past version {signed_version}, and"
+                            f" the node does not serve its version {after} ({status})")
+
+    def _closed(self, data: dict[str, Any]) -> str:
+        """A sentence saying why the transaction can no longer run from now on, or ''.
+
+        Its last epoch is over; or this is its last epoch and the epoch's reference
+        gas price (fixed for the epoch) is above the price it was signed with.
+        """
         expires = data.get("expires_after_epoch")
         if expires is None:
             return ""
         epoch = self.current_epoch()
-        return f"its last epoch {expires} is over (now {epoch})" if epoch > expires else ""
+        if epoch < expires:
+            return ""
+        if epoch == expires:
+            price = self.reference_gas_price()
+            if self.current_epoch() == expires:  # the price read is this epoch's
+                signed_price = iota_tx.gas_price_of(base64.b64decode(data["tx_bytes"]))
+                if price <= signed_price:
+                    return ""
+                return (f"the reference gas price of its last epoch {expires} is {price},"
+                        f" above its {signed_price}")
+        return f"its last epoch {expires} is over"
 
     def current_epoch(self) -> int:
         """The epoch of the node's latest checkpoint."""
@@ -395,6 +491,24 @@ def _coin(c: dict[str, Any]) -> Coin:
     if balance < 0 or not 0 <= ref.version < 2**64:
         raise ValueError(f"coin {ref.object_id}: balance {balance}, version {ref.version}")
     return Coin(ref, balance)
+
+
+def _coin_now(obj: Any, method: str, garbage: Any) -> tuple[str, int, str]:
+    """(``live`` | ``deleted`` | ``missing``, version, previous transaction) of one
+    ``iota_multiGetObjects`` entry. "notExists" is ``missing``: the node may lag or
+    be on another network; it proves nothing."""
+    try:
+        if isinstance(obj.get("data"), dict):
+            data = obj["data"]
+            return "live", int(data["version"]), str(data.get("previousTransaction", ""))
+        error = obj["error"]
+        if error["code"] == "deleted":
+            return "deleted", int(error["version"]), ""
+        if error["code"] == "notExists":
+            return "missing", 0, ""
+        raise ValueError(f"error code {error['code']!r}")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise garbage(method, err) from None
 
 
 def _choose(coins: list[Coin], target: int) -> list[Coin]:
