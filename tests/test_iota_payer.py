@@ -174,3 +174,20 @@ def test_a_long_refused_transaction_is_sent_again_once_per_reattach_interval(tmp
             assert ledger.in_flight() is not None and node.executed == {}
     finally:
         ledger.close()
+
+
+def test_more_coins_than_one_transaction_can_use_are_all_spent_in_turn(ledger) -> None:
+    """300 coins: a transaction takes at most 255 (and merges them); what is owed beyond
+    them is paid by the next payment, from the merged coin and the rest."""
+    node = IotaNode()
+    for _ in range(300):
+        node.fund(PAYER_KEY.address, 10_000_000)  # 0.01 IOTA each, 3 IOTA in all
+    with node:
+        wallet = iota_wallet(node)
+        payer = payer_for(ledger, wallet)
+        owe(ledger, 2_900_000)  # 2.9 IOTA: more than the 255 largest coins hold
+        settle(payer, ledger, wallet, 20)
+        assert node.balance(RECEIVER) == 2_900_000 * UNIT_NANOS
+        t = ledger.totals()
+        assert (t["paid_iota"], t["queued_iota"]) == (2_900_000, 0)
+        assert len(node.executed) == 2 and node.rejected == []

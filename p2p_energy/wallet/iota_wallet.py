@@ -458,20 +458,24 @@ class IotaWallet:
         """The error for funds that do not cover ``amount`` and its gas, saying how many
         whole units could be paid now (a dry run of a 1-nano transfer prices the gas)."""
         total = sum(c.balance for c in coins)
-        chosen = _choose(coins, total)
+        chosen = _choose(coins, total)  # what one transaction can use: MAX_GAS_COINS coins
+        usable = sum(c.balance for c in chosen)
         budget = None
-        if total > MIN_BUDGET_UNITS * price:
+        if usable > MIN_BUDGET_UNITS * price:
             try:
                 gas = self._budget(1, chosen, price)
                 budget = gas[0] if gas else None
             except WalletError:
                 budget = None
-        available = max(total - budget, 0) // NANOS_PER_UNIT if budget else 0
+        available = max(usable - budget, 0) // NANOS_PER_UNIT if budget else 0
         gas = f"{budget / NANOS_PER_IOTA:.9f} IOTA" if budget else "its"
+        held = f"{total / NANOS_PER_IOTA:.9f} IOTA in {len(coins)} coin(s)"
+        if len(chosen) < len(coins):
+            held += (f", {usable / NANOS_PER_IOTA:.9f} IOTA of it in the {len(chosen)} largest"
+                     " that one transaction can use (each payment merges them)")
         return InsufficientBalance(
-            f"address {self.address} holds {total / NANOS_PER_IOTA:.9f} IOTA in {len(coins)}"
-            f" coin(s); the payment needs {amount / NANOS_PER_IOTA:.9f} IOTA plus {gas} gas",
-            available=available)
+            f"address {self.address} holds {held}; the payment needs"
+            f" {amount / NANOS_PER_IOTA:.9f} IOTA plus {gas} gas", available=available)
 
     def _garbage(self, method: str, err: Exception) -> WalletError:
         return WalletError(f"{method}: node {self.rpc.url} answered an unexpected shape "
