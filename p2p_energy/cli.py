@@ -139,7 +139,51 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from .lock import LedgerLock
 
     with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
+        _claim_ledger(cfg.ledger.path, simulate=args.simulate,
+                      own_default=args.simulate and args.config is None)
         return _run(cfg, args)
+
+
+def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
+    """Refuse a ledger made for the other purpose; mark a new one made for simulation.
+
+    ``--simulate`` writes only to a ledger made for simulation (or a new one), so
+    it never marks real debts paid by its dry-run wallet nor adds simulated
+    rounds to a real bill; a real ``run`` never pays simulated rounds.
+    ``own_default``: the simulation's own default file (always a simulation).
+
+    Raises:
+        P2PEnergyError: the ledger at ``path`` was made for the other purpose.
+    """
+    from .ledger import Ledger
+
+    if not Path(path).exists() or Path(path).stat().st_size == 0:
+        if simulate:
+            ledger = Ledger(path)
+            try:
+                ledger.mark_simulation()
+            finally:
+                ledger.close()
+        return
+    ledger = Ledger(path, readonly=True)  # looked at before anything is changed
+    try:
+        simulation = ledger.is_simulation()
+    finally:
+        ledger.close()
+    if simulate and not simulation and not own_default:
+        raise P2PEnergyError(
+            f"{path}: a real ledger (ledger.path); --simulate never writes to one: give it"
+            " a config whose ledger.path names a new file, or leave out -c")
+    if not simulate and simulation:
+        raise P2PEnergyError(
+            f"{path}: a ledger made by run --simulate (simulated rounds); a real run never"
+            " pays them: set ledger.path to a new file")
+    if own_default and not simulation:
+        ledger = Ledger(path)
+        try:
+            ledger.mark_simulation()  # made by --simulate before simulations were marked
+        finally:
+            ledger.close()
 
 
 def _run(cfg: Config, args: argparse.Namespace) -> int:

@@ -580,6 +580,16 @@ class Ledger:
                  "note": r[4]} for r in self.db.execute(
                      "SELECT at, kind, old_index, new_index, note FROM wallet_events ORDER BY id")]
 
+    def is_simulation(self) -> bool:
+        """True for a ledger made by ``run --simulate`` (simulated rounds, dry-run payments)."""
+        row = self.db.execute("SELECT value FROM wallet_state WHERE key = 'simulation'").fetchone()
+        return bool(row and row[0])
+
+    def mark_simulation(self) -> None:
+        """Record that this ledger holds a simulation: a real ``run`` never pays from it."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO wallet_state (key, value) VALUES ('simulation', 1)")
+
     def set_health(self, failing_since: float | None, failures: int, last_error: str) -> None:
         """What the payer says about itself, for ``check`` (another process) to read."""
         with self._tx() as db:

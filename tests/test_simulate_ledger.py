@@ -1,0 +1,111 @@
+"""``run --simulate`` never writes to a real ledger, and a real ``run`` never pays a simulation.
+
+Through the CLI in a subprocess, on real SQLite files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from p2p_energy.ledger import Ledger
+from p2p_energy.metering import RoundTotals
+from p2p_energy.pricing import NANO, Quote
+
+
+def config(tmp: Path, ledger: Path) -> Path:
+    cfg = tmp / "config.toml"
+    cfg.write_text(f"""
+[round]
+length_s = 1
+checkpoint_s = 0.5
+[wallet]
+backend = "dry-run"
+poll_s = 0.1
+[ledger]
+path = "{ledger}"
+""")
+    cfg.chmod(0o600)
+    return cfg
+
+
+def real_ledger_owing(path: Path, units: int) -> None:
+    ledger = Ledger(path)
+    try:
+        r = RoundTotals(started_at=0, duration_s=60, metered_s=60, consumer_mws=1e6,
+                        producer_mws=1e6, samples=60, expected_samples=60, ended_at=60)
+        ledger.record_round(r, Quote(1.0, False, units * NANO))
+    finally:
+        ledger.close()
+
+
+def run(*args: str, env: dict[str, str] | None = None, seconds: float = 0.0
+        ) -> subprocess.CompletedProcess:
+    """``p2p-energy run ARGS``; stopped by SIGTERM after ``seconds`` if still running."""
+    env = {k: v for k, v in (env or os.environ).items()
+           if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        proc.wait(timeout=seconds or 30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def report(path: Path) -> dict:
+    ledger = Ledger(path, readonly=True)
+    try:
+        return ledger.report()
+    finally:
+        ledger.close()
+
+
+def test_simulate_refuses_a_real_ledger_and_leaves_it_untouched(tmp_path) -> None:
+    path = tmp_path / "real.db"
+    real_ledger_owing(path, 5_000)
+    before = report(path)
+    out = run("--simulate", "-c", str(config(tmp_path, path)), seconds=3)
+    assert out.returncode == 1
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"p2p-energy: {path}: a real ledger") and "--simulate" in line
+    after = report(path)
+    assert after == before
+    assert [p["status"] for p in after["payments"]] == ["queued"]  # not "paid" by dry-run
+
+
+def test_a_simulation_ledger_is_kept_for_simulation(tmp_path) -> None:
+    path = tmp_path / "sim.db"
+    cfg = config(tmp_path, path)
+    first = run("--simulate", "-c", str(cfg), seconds=2.5)
+    assert first.returncode == 0, first.stderr
+    ledger = Ledger(path, readonly=True)
+    try:
+        assert ledger.is_simulation() and ledger.report()["rounds"]
+    finally:
+        ledger.close()
+    again = run("--simulate", "-c", str(cfg), seconds=1.5)
+    assert again.returncode == 0, again.stderr
+    real = run("-c", str(cfg), seconds=3)
+    assert real.returncode == 1
+    [line] = real.stderr.strip().splitlines()
+    assert line == (f"p2p-energy: {path}: a ledger made by run --simulate (simulated rounds);"
+                    " a real run never pays them: set ledger.path to a new file")
+
+
+def test_simulate_without_config_adopts_its_own_ledger(tmp_path) -> None:
+    """A simulate.db made before simulations were marked is still the simulation's own."""
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
+    own = tmp_path / "p2p-energy" / "simulate.db"
+    real_ledger_owing(own, 10)  # unmarked, as older versions left it
+    out = run("--simulate", env=env, seconds=2.5)
+    assert out.returncode == 0, out.stderr
+    ledger = Ledger(own, readonly=True)
+    try:
+        assert ledger.is_simulation()
+    finally:
+        ledger.close()
