@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     set_index.add_argument("-c", "--config", metavar="FILE",
                            help=f"TOML config file (default {DEFAULT_CONFIG})")
     set_index.set_defaults(simulate=False, verbose=False)
+    abandon = wallet_sub.add_parser(
+        "abandon", help="give up signed payment N whose network cannot confirm it (the daemon"
+        " must be stopped)", description="end a signed payment that can never be followed"
+        " (a retired legacy network, a wallet.backend switched away from): its network is"
+        " asked first; --force gives it up without asking. Its amount is owed again.")
+    abandon.add_argument("payment", type=int, metavar="N", help="payment id (p2p-energy ledger)")
+    abandon.add_argument("--force", action="store_true",
+                         help="do not ask its network (if it confirms after all, it is paid"
+                              " twice)")
+    abandon.add_argument("-c", "--config", metavar="FILE",
+                         help=f"TOML config file (default {DEFAULT_CONFIG})")
+    abandon.set_defaults(simulate=False, verbose=False)
     new = wallet_sub.add_parser("new", help="write a new key to FILE (mode 0600), print its"
                                 " address", description="write a new key to FILE (mode 0600),"
                                 " print its address; the key is never printed")
@@ -140,12 +152,14 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
     with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
         _claim_ledger(cfg.ledger.path, simulate=args.simulate,
-                      own_default=args.simulate and args.config is None)
+                      own_default=args.simulate and args.config is None,
+                      backend=cfg.wallet.backend)
         return _run(cfg, args)
 
 
-def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
-    """Refuse a ledger made for the other purpose; mark a new one made for simulation.
+def _claim_ledger(path: str, *, simulate: bool, own_default: bool, backend: str) -> None:
+    """Refuse a ledger made for the other purpose, or whose payment in flight another
+    ``backend`` signed; mark a new one made for simulation.
 
     ``--simulate`` writes only to a ledger made for simulation (or a new one), so
     it never marks real debts paid by its dry-run wallet nor adds simulated
@@ -153,7 +167,8 @@ def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
     ``own_default``: the simulation's own default file (always a simulation).
 
     Raises:
-        P2PEnergyError: the ledger at ``path`` was made for the other purpose.
+        P2PEnergyError: the ledger at ``path`` was made for the other purpose, or
+            another backend signed its payment in flight.
     """
     from .ledger import Ledger
 
@@ -178,12 +193,20 @@ def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
         raise P2PEnergyError(
             f"{path}: a ledger made by run --simulate (simulated rounds); a real run never"
             " pays them: set ledger.path to a new file")
-    if own_default and not simulation:
-        ledger = Ledger(path)
-        try:
+    ledger = Ledger(path)  # under the lock: upgraded here if older, as the daemon would
+    try:
+        if own_default and not simulation:
             ledger.mark_simulation()  # made by --simulate before simulations were marked
-        finally:
-            ledger.close()
+        flying = ledger.in_flight()
+    finally:
+        ledger.close()
+    if flying is not None and flying.backend and flying.backend != backend:
+        raise P2PEnergyError(
+            f"{path}: payment {flying.id} ({flying.value_iota} units, reference"
+            f" {flying.reference}) was signed by wallet.backend = \"{flying.backend}\" and is"
+            " in flight; only that backend can follow it: set it back until the payment"
+            f" confirms, or give it up with 'p2p-energy wallet abandon {flying.id}' (README:"
+            " switching backends)")
 
 
 def _run(cfg: Config, args: argparse.Namespace) -> int:
@@ -287,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(cfg, args)
         if args.command == "ledger":
             return cmd_ledger(cfg, args)
+        if args.command == "wallet" and args.wallet_command == "abandon":
+            from .abandon import cmd_abandon
+            return cmd_abandon(cfg, args)
         if args.command == "wallet":
             from .keyindex import cmd_set_index
             return cmd_set_index(cfg, args)

@@ -546,6 +546,31 @@ class Ledger:
                 self._set_input_index(db, row[1])
             return self._requeue(db, payment_id, row[0])
 
+    def abandon(self, payment_id: int, note: str, *, default_index: int) -> int:
+        """The owner gives up a signed payment: it ends, its value is owed again now.
+
+        For a payment whose network can no longer be asked (a retired legacy network,
+        a backend switched away from). Recorded in ``wallet_events`` (kind
+        ``abandon``) with ``note``; the key index is unchanged. Returns the id of
+        the payment queued anew.
+
+        Raises:
+            LedgerError: no such payment, or it is not in flight (signed, not ended).
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT value_iota FROM payments WHERE id = ? AND reference IS NOT"
+                             " NULL AND status IN ('queued', 'sent')", (payment_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"{self.path}: payment {payment_id} is not in flight"
+                                  " (signed and not ended); nothing to abandon")
+            db.execute("UPDATE payments SET status = 'failed', last_error = ? WHERE id = ?",
+                       (f"abandoned: {note}", payment_id))
+            index = self.input_index(default_index)
+            db.execute("INSERT INTO wallet_events (at, kind, old_index, new_index, note)"
+                       " VALUES (?, 'abandon', ?, ?, ?)",
+                       (self.clock(), index, index, f"payment {payment_id}: {note}"))
+            return self._requeue(db, payment_id, row[0])
+
     @staticmethod
     def _set_input_index(db: sqlite3.Connection, index: int) -> None:
         db.execute("INSERT OR REPLACE INTO wallet_state (key, value) VALUES ('input_index', ?)",

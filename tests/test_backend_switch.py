@@ -1,0 +1,153 @@
+"""A payment in flight is followed only by the backend that signed it; ``wallet abandon``.
+
+Through the CLI (subprocesses and ``main``), real SQLite, our IOTA node on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2p_energy.cli import main
+from p2p_energy.ledger import Ledger
+from p2p_energy.metering import RoundTotals
+from p2p_energy.pricing import NANO, Quote
+from p2p_energy.wallet.dryrun import DryRunWallet
+
+from iota_fixtures import PAYER_KEY, RECEIVER, funded_iota_node, iota_wallet
+from iota_node import IotaNode
+
+OWED = 300_000  # units: above backend iota's min_payment
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def iota_config(tmp: Path, node: IotaNode) -> Path:
+    key = write(tmp / "key", PAYER_KEY.export() + "\n")
+    return write(tmp / "c.toml", f"""
+[meter]
+sensor = "simulated"
+[round]
+length_s = 1
+checkpoint_s = 0.5
+[wallet]
+backend = "iota"
+seed_file = "{key}"
+receiver = "{RECEIVER}"
+node_url = "{node.url}"
+poll_s = 0.2
+[ledger]
+path = "{tmp / 'l.db'}"
+""")
+
+
+def owing_in_flight(path: Path, signer) -> int:
+    """A ledger owing OWED units, signed by ``signer`` (not sent); returns the payment id."""
+    ledger = Ledger(path)
+    try:
+        r = RoundTotals(started_at=0, duration_s=60, metered_s=60, consumer_mws=1e6,
+                        producer_mws=1e6, samples=60, expected_samples=60, ended_at=60)
+        ledger.record_round(r, Quote(1.0, False, OWED * NANO))
+        p = ledger.claim_queued()
+        assert p is not None
+        ledger.store_signed(p.id, signer.prepare(OWED, 0), signer.backend)
+        return p.id
+    finally:
+        ledger.close()
+
+
+def cli(*args: str, seconds: float = 0.0) -> subprocess.CompletedProcess:
+    """``p2p-energy ARGS``; stopped by SIGTERM after ``seconds`` if given."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout=seconds or 60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_switched_backend_refuses_then_abandon_force_then_paid_once(tmp_path) -> None:
+    with funded_iota_node() as node:
+        cfg = iota_config(tmp_path, node)
+        pid = owing_in_flight(tmp_path / "l.db", DryRunWallet(receiver=RECEIVER))
+        refused = cli("run", "-c", str(cfg), seconds=20)
+        assert refused.returncode == 1
+        [line] = refused.stderr.strip().splitlines()
+        assert f"payment {pid} ({OWED} units" in line and '"dry-run"' in line
+        assert f"p2p-energy wallet abandon {pid}" in line
+        assert node.executed == {} and node.requests == []
+
+        asked = cli("wallet", "abandon", str(pid), "-c", str(cfg))
+        assert asked.returncode == 1
+        [line] = asked.stderr.strip().splitlines()
+        assert "its network cannot be asked" in line and "--force" in line
+
+        forced = cli("wallet", "abandon", str(pid), "--force", "-c", str(cfg))
+        assert forced.returncode == 0, forced.stderr
+        assert "paid twice" in forced.stderr  # the warning line
+        assert f"owed again as payment {pid + 1}" in forced.stdout
+        ledger = Ledger(tmp_path / "l.db", readonly=True)
+        try:
+            report = ledger.report()
+        finally:
+            ledger.close()
+        first, again = report["payments"]
+        assert first["status"] == "failed" and first["last_error"].startswith("abandoned:")
+        assert (again["status"], again["value_iota"]) == ("queued", OWED)
+        assert [e["kind"] for e in report["wallet_events"]] == ["abandon"]
+
+        ran = cli("run", "-c", str(cfg), seconds=6)
+        assert ran.returncode == 0, ran.stderr
+        ledger = Ledger(tmp_path / "l.db", readonly=True)
+        try:
+            paid = [p for p in ledger.report()["payments"] if p["status"] == "confirmed"]
+        finally:
+            ledger.close()
+        assert paid and paid[0]["value_iota"] >= OWED
+        assert node.paid_to(RECEIVER) == {p["digest"]: p["value_iota"] * 1000 for p in paid}
+
+
+def test_abandon_asks_the_network_that_signed_it(tmp_path, capsys) -> None:
+    with funded_iota_node() as node:
+        cfg = iota_config(tmp_path, node)
+        wallet = iota_wallet(node)
+        pid = owing_in_flight(tmp_path / "l.db", wallet)
+        # Still able to run: refused, it is followed by the daemon.
+        assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 1
+        assert "may still confirm" in capsys.readouterr().err
+        [coin] = node.coins_of(PAYER_KEY.address)
+        node.spend_elsewhere(coin.object_id)  # now it can never run
+        assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 0
+        assert "its network says dead" in capsys.readouterr().out
+        assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 1
+        assert f"payment {pid} is not in flight" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("forgotten", [False, True])
+def test_abandon_refuses_a_payment_that_ran(tmp_path, capsys, forgotten) -> None:
+    with funded_iota_node() as node:
+        cfg = iota_config(tmp_path, node)
+        wallet = iota_wallet(node)
+        pid = owing_in_flight(tmp_path / "l.db", wallet)
+        ledger = Ledger(tmp_path / "l.db")
+        try:
+            signed = ledger.payment(pid).signed
+        finally:
+            ledger.close()
+        wallet.send(wallet.attach(signed))  # it ran; the ledger was not told
+        if forgotten:
+            node.forget(signed.reference)  # and the node no longer serves it
+        assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 1
+        assert "was paid" in capsys.readouterr().err
