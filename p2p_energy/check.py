@@ -156,15 +156,21 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
                    f" milestone {info.get('latestMilestoneIndex', '?')}")
         index, flying = _wallet_position(cfg)
         balance = wallet.balance(index)
-        if flying is not None:
-            # Until the payment in flight confirms, the funds may be at either address.
-            change = wallet.balance(flying.change_index or index + 1)
-            report(OK, f"payment {flying.id} of {flying.value_iota} IOTA in flight from key"
-                       f" index {index}, change to {flying.change_index}")
-            balance += change
-        status = OK if balance > 0 else FAIL
-        report(status, f"wallet: {balance} IOTA at key index {index},"
-                       f" address {wallet.address(index)}")
+        if flying is None:
+            report(OK if balance > 0 else FAIL, f"wallet: {balance} IOTA at key index {index},"
+                                                f" address {wallet.address(index)}")
+            return
+        # Until the payment in flight confirms, the funds may be at either address. The
+        # input's address is being spent from: a deposit there now stays behind on a
+        # spent address. The change address becomes the next input: fund that one.
+        change_index = flying.change_index or index + 1
+        balance += wallet.balance(change_index)
+        report(OK, f"payment {flying.id} of {flying.value_iota} IOTA in flight from key"
+                   f" index {index}, change to {change_index}")
+        report(OK if balance > 0 else FAIL,
+               f"wallet: {balance} IOTA at key indexes {index} and {change_index}; to deposit,"
+               f" use key index {change_index}, address {wallet.address(change_index)} (key"
+               f" index {index} is being spent from: a deposit there would stay behind)")
     except P2PEnergyError as err:
         report(FAIL, f"node {w.node_url}: {err}")
     finally:

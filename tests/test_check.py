@@ -109,3 +109,42 @@ def test_a_ledger_in_a_missing_folder_is_fine_for_check(tmp_path):
     assert code == 0
     assert f"ok   ledger {tmp_path / 'new' / 'l.db'}: not created yet (the daemon creates it)" \
         in lines
+
+
+def test_legacy_check_names_the_change_address_to_fund_while_a_payment_is_in_flight(
+        tmp_path, legacy_node) -> None:
+    """A deposit to the input's address after signing would stay on a spent address."""
+    from dataclasses import replace as dc_replace
+
+    from p2p_energy.check import _check_wallet
+    from p2p_energy.config import Config, LedgerConfig
+    from p2p_energy.ledger import Ledger
+    from p2p_energy.metering import RoundTotals
+    from p2p_energy.pricing import NANO, Quote
+    from p2p_energy.wallet.pyota_wallet import PyotaWallet
+
+    from node_fixtures import PAYER_SEED, address_of, wallet_config
+
+    legacy_node.fund_seed(PAYER_SEED, 0, 1000)
+    w = dc_replace(wallet_config(legacy_node), backend="pyota")
+    cfg = Config(ledger=LedgerConfig(path=str(tmp_path / "l.db")), wallet=w)
+    ledger = Ledger(cfg.ledger.path)
+    wallet = PyotaWallet(w)
+    try:
+        r = RoundTotals(started_at=0, duration_s=60, metered_s=60, consumer_mws=1,
+                        producer_mws=1, samples=1, expected_samples=1, ended_at=60)
+        ledger.record_round(r, Quote(1.0, False, 300 * NANO))
+        p = ledger.claim_queued()
+        signed = wallet.prepare(300, 0)
+        ledger.store_signed(p.id, signed, "pyota")
+    finally:
+        wallet.close()
+        ledger.close()
+    lines: list[tuple[str, str]] = []
+    _check_wallet(cfg, lambda status, what: lines.append((status, what)))
+    [deposit] = [what for _, what in lines if "to deposit" in what]
+    change = signed.change_index
+    assert change != 0
+    assert f"use key index {change}, address {address_of(PAYER_SEED, change)}" in deposit
+    assert address_of(PAYER_SEED, 0) not in deposit.split("(")[0]
+    assert "1000 IOTA at key indexes 0 and" in deposit
