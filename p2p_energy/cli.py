@@ -295,6 +295,8 @@ def _span(ids: list[int]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .hardening import no_core_dumps
+    no_core_dumps()  # before any secret is read
     args = _parser().parse_args(argv)
     from .logs import setup_logging
     setup_logging(verbose=args.verbose)

@@ -151,3 +151,8 @@ def test_a_payer_that_keeps_failing_never_reaches_the_start_limit():
     assert unit["Service.Restart"] == ["on-failure"]
     # burst - 1 runs that each last FATAL_AFTER_S outlast the interval.
     assert (burst - 1) * FATAL_AFTER_S > interval_s
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_allow_no_core_dumps(unit: Path) -> None:
+    assert _settings(unit.read_text())["Service.LimitCORE"] == ["0"]
