@@ -52,7 +52,8 @@ def cmd_abandon(cfg: Config, args: argparse.Namespace, print_line=print) -> int:
             else:
                 status = _ask_its_network(cfg, p)
                 why = f"its network says {status.state}: {status.detail or 'no detail'}"
-                again = ledger.mark_ended(p.id, status.state, status.detail, status.fee_nanos)
+                again = ledger.mark_ended(p.id, status.state, status.detail, status.fee_nanos,
+                                          abandoned_by_owner=True)
         finally:
             ledger.close()
     print_line(f"payment {p.id} ended ({why}); its {p.value_iota} units are owed again as"

@@ -152,14 +152,13 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
     with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
         _claim_ledger(cfg.ledger.path, simulate=args.simulate,
-                      own_default=args.simulate and args.config is None,
-                      backend=cfg.wallet.backend)
+                      own_default=args.simulate and args.config is None)
+        _refuse_a_payment_of_another_backend(cfg.ledger.path, cfg.wallet.backend)
         return _run(cfg, args)
 
 
-def _claim_ledger(path: str, *, simulate: bool, own_default: bool, backend: str) -> None:
-    """Refuse a ledger made for the other purpose, or whose payment in flight another
-    ``backend`` signed; mark a new one made for simulation.
+def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
+    """Refuse a ledger made for the other purpose; mark one made for simulation.
 
     ``--simulate`` writes only to a ledger made for simulation (or a new one), so
     it never marks real debts paid by its dry-run wallet nor adds simulated
@@ -167,25 +166,12 @@ def _claim_ledger(path: str, *, simulate: bool, own_default: bool, backend: str)
     ``own_default``: the simulation's own default file (always a simulation).
 
     Raises:
-        P2PEnergyError: the ledger at ``path`` was made for the other purpose, or
-            another backend signed its payment in flight.
+        P2PEnergyError: the ledger at ``path`` was made for the other purpose.
     """
-    from .ledger import Ledger
+    from .ledger import Ledger, holds_simulation
 
-    if not Path(path).exists() or Path(path).stat().st_size == 0:
-        if simulate:
-            ledger = Ledger(path)
-            try:
-                ledger.mark_simulation()
-            finally:
-                ledger.close()
-        return
-    ledger = Ledger(path, readonly=True)  # looked at before anything is changed
-    try:
-        simulation = ledger.is_simulation()
-    finally:
-        ledger.close()
-    if simulate and not simulation and not own_default:
+    simulation = holds_simulation(path)  # looked at before anything is changed
+    if simulate and simulation is False and not own_default:
         raise P2PEnergyError(
             f"{path}: a real ledger (ledger.path); --simulate never writes to one: give it"
             " a config whose ledger.path names a new file, or leave out -c")
@@ -193,10 +179,24 @@ def _claim_ledger(path: str, *, simulate: bool, own_default: bool, backend: str)
         raise P2PEnergyError(
             f"{path}: a ledger made by run --simulate (simulated rounds); a real run never"
             " pays them: set ledger.path to a new file")
-    ledger = Ledger(path)  # under the lock: upgraded here if older, as the daemon would
+    if simulate and not simulation:  # new, or our own default made before marking
+        ledger = Ledger(path)
+        try:
+            ledger.mark_simulation()
+        finally:
+            ledger.close()
+
+
+def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
+    """Only the backend that signed the payment in flight can follow it.
+
+    Raises:
+        P2PEnergyError: another backend signed it (the message names the way out).
+    """
+    from .ledger import Ledger
+
+    ledger = Ledger(path)  # under the lock: made or upgraded here, as the daemon would
     try:
-        if own_default and not simulation:
-            ledger.mark_simulation()  # made by --simulate before simulations were marked
         flying = ledger.in_flight()
     finally:
         ledger.close()

@@ -233,6 +233,34 @@ def iso(ts: float | None) -> str | None:
         "+00:00", "Z")
 
 
+def holds_simulation(path: str | Path) -> bool | None:
+    """Whether the ledger at ``path`` was made by ``run --simulate``; None when the file
+    is not a ledger yet (missing, empty, or left by a first start that died before its
+    schema was written: the daemon makes it a ledger). Reads only.
+
+    Raises:
+        LedgerError: it cannot be read, or its schema is newer than this program's.
+    """
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return None
+    uri = "file:" + quote(str(p.absolute())) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None)
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) == 0:
+                return None
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise LedgerError(f"{p}: cannot open ledger: {err}") from None
+    ledger = Ledger(p, readonly=True)
+    try:
+        return ledger.is_simulation()
+    finally:
+        ledger.close()
+
+
 class Ledger:
     """One connection to the ledger file. Not shared between threads."""
 
@@ -531,19 +559,29 @@ class Ledger:
                        " fee_nanos = ? WHERE id = ?", (self.clock(), fee_nanos, payment_id))
             self._set_input_index(db, row[0])
 
-    def mark_ended(self, payment_id: int, state: str, detail: str, fee_nanos: int = 0) -> int:
+    def mark_ended(self, payment_id: int, state: str, detail: str, fee_nanos: int = 0, *,
+                   abandoned_by_owner: bool = False) -> int:
         """A signed transfer that will never pay (``failed`` or ``dead``): owed again now.
 
         ``failed`` executed and spent its inputs (and ``fee_nanos``): the change
-        index becomes the next input. Returns the id of the payment queued anew.
+        index becomes the next input. ``abandoned_by_owner`` (``wallet abandon``,
+        its network asked): recorded in ``wallet_events`` too. Returns the id of the
+        payment queued anew.
         """
         with self._tx() as db:
             row = db.execute("SELECT value_iota, change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
             db.execute("UPDATE payments SET status = 'failed', fee_nanos = ?, last_error = ?"
                        " WHERE id = ?", (fee_nanos, f"{state}: {detail}", payment_id))
+            old = self.input_index(-1)
             if state == FAILED:
                 self._set_input_index(db, row[1])
+            if abandoned_by_owner:
+                new = self.input_index(-1)
+                db.execute("INSERT INTO wallet_events (at, kind, old_index, new_index, note)"
+                           " VALUES (?, 'abandon', ?, ?, ?)",
+                           (self.clock(), None if old < 0 else old, max(new, 0),
+                            f"payment {payment_id}: its network says {state}: {detail}"))
             return self._requeue(db, payment_id, row[0])
 
     def abandon(self, payment_id: int, note: str, *, default_index: int) -> int:

@@ -253,7 +253,8 @@ class Payer:
         if self._short_since is None:
             self._short_since = self.wall()
             log.warning("insufficient balance: %s; %s", err,
-                        f"paying the {err.available} {unit} there now, the rest after a deposit"
+                        f"paying the {err.available} {unit} payable now, the rest after a deposit"
+                        " (or from the coins the next payment can use)"
                         if can_pay else "payments wait for a deposit (amounts stay owed)")
         return can_pay
 
@@ -363,7 +364,7 @@ class Payer:
         self._failures += 1
         message = str(err)
         self._note_failure(message)
-        key = err.kind or message
+        key = f"{err.kind}: {err.node_message}" if err.kind else message  # a new reason: said
         if key != self._last_error:
             if err.retryable:
                 log.warning("payment attempt failed, will retry (amounts stay owed): %s", message)

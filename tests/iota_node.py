@@ -47,7 +47,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,6 +66,7 @@ MAX_BUDGET = 50_000_000_000
 STORAGE_PER_OBJECT = 988_000  # nanos of storage fund deposit per stored coin object
 REBATE_RATE = 0.99  # the share of an object's deposit refunded when it changes
 MAX_GAS_COINS = 256
+MAX_MULTI_GET = 50  # QUERY_MAX_RESULT_LIMIT: a fullnode refuses more ids in one call
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 NOT_FOUND = "Could not find the referenced transaction"
 DELETED_DIGEST = "7gyGAp71YXQRoxmFBaHxofQXAipvgHyBKPyxmdSJxyvz"  # OBJECT_DIGEST_DELETED
@@ -282,6 +283,7 @@ class IotaNode(HttpNode):
         self.deleted: dict[str, Coin] = {}
         self.executed: dict[str, Executed] = {}  # every executed transaction (the truth)
         self.forgotten: set[str] = set()  # executed, but no longer served (pruned)
+        self.between_objects: Callable[[str], None] | None = None  # see multiGetObjects
         # object id -> version -> what the object was at that version (None: deleted there)
         self.history: dict[str, dict[int, Coin | None]] = {}
         self.rejected: list[tuple[str, str]] = []  # (method, reason)
@@ -369,6 +371,8 @@ class IotaNode(HttpNode):
         fn = getattr(self, "_rpc_" + method, None)
         if fn is None:
             raise NodeError(f"Method not found: {method}", code=-32601)
+        if method == "iota_multiGetObjects":  # one object at a time, as a fullnode reads
+            return fn(*params)
         with self._lock:
             return fn(*params)
 
@@ -419,7 +423,7 @@ class IotaNode(HttpNode):
         oid = _address(object_id)
         coin = self.coins.get(oid)
         if coin is not None:
-            return {"data": _object_data(coin)}
+            return {"data": _object_data(coin, options)}
         gone = self.deleted.get(oid)
         if gone is not None:
             return {"error": {"code": "deleted", "object_id": oid,
@@ -427,9 +431,19 @@ class IotaNode(HttpNode):
         return {"error": {"code": "notExists", "object_id": oid}}
 
     def _rpc_iota_multiGetObjects(self, ids: list[str], options: Any = None) -> list[Any]:
+        """Each object read apart (not a snapshot): ``between_objects(object_id)``, if
+        set, runs after each read, as another request landing in between would."""
         if not isinstance(ids, list):
             raise NodeError("Invalid params: object ids must be a list")
-        return [self._rpc_iota_getObject(i) for i in ids]
+        if len(ids) > MAX_MULTI_GET:
+            raise NodeError(f"Invalid params: size limit exceeded: {MAX_MULTI_GET}")
+        out = []
+        for object_id in ids:
+            with self._lock:
+                out.append(self._rpc_iota_getObject(object_id, options))
+            if self.between_objects is not None:
+                self.between_objects(object_id)
+        return out
 
     def _rpc_iota_tryGetPastObject(self, object_id: str, version: int,
                                    options: Any = None) -> dict[str, Any]:
@@ -453,7 +467,7 @@ class IotaNode(HttpNode):
         if coin is None:
             return {"status": "ObjectDeleted", "details": {
                 "objectId": oid, "version": str(version), "digest": DELETED_DIGEST}}
-        return {"status": "VersionFound", "details": _object_data(coin)}
+        return {"status": "VersionFound", "details": _object_data(coin, options)}
 
     def _rpc_iota_getTransactionBlock(self, digest: str, options: Any = None) -> dict[str, Any]:
         if not isinstance(digest, str) or len(unb58(digest)) != 32:
@@ -667,10 +681,23 @@ class IotaNode(HttpNode):
         return effects, fee, not error, transfers
 
 
-def _object_data(coin: Coin) -> dict[str, Any]:
-    """``IotaObjectData`` of a coin, with its previous transaction (as the options ask)."""
-    return {"objectId": coin.object_id, "version": str(coin.version), "digest": coin.digest,
-            "type": f"0x2::coin::Coin<{IOTA_COIN}>", "previousTransaction": coin.previous_tx}
+def _object_data(coin: Coin, options: Any) -> dict[str, Any]:
+    """``IotaObjectData`` of a coin: what the options ask for, and only that."""
+    if options is not None and not isinstance(options, dict):
+        raise NodeError("Invalid params: options must be an object")
+    show = options or {}
+    data: dict[str, Any] = {"objectId": coin.object_id, "version": str(coin.version),
+                            "digest": coin.digest}
+    if show.get("showType"):
+        data["type"] = f"0x2::coin::Coin<{IOTA_COIN}>"
+    if show.get("showPreviousTransaction"):
+        data["previousTransaction"] = coin.previous_tx
+    if show.get("showContent"):
+        data["content"] = {"dataType": "moveObject", "type": f"0x2::coin::Coin<{IOTA_COIN}>",
+                           "hasPublicTransfer": True,
+                           "fields": {"balance": str(coin.balance),
+                                      "id": {"id": coin.object_id}}}
+    return data
 
 
 def _address(text: Any) -> str:

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,24 +67,35 @@ def owing_in_flight(path: Path, signer) -> int:
         ledger.close()
 
 
-def cli(*args: str, seconds: float = 0.0) -> subprocess.CompletedProcess:
-    """``p2p-energy ARGS``; stopped by SIGTERM after ``seconds`` if given."""
+def cli(*args: str, until: Callable[[], bool] | None = None) -> subprocess.CompletedProcess:
+    """``p2p-energy ARGS`` until it exits, or, with ``until``, until that holds (then
+    stopped by SIGTERM); 60 s at most either way."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
     proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        proc.wait(timeout=seconds or 60)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if until is not None and until():
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.1)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def confirmed(path: Path) -> list[dict]:
+    ledger = Ledger(path, readonly=True)
+    try:
+        return [p for p in ledger.report()["payments"] if p["status"] == "confirmed"]
+    finally:
+        ledger.close()
 
 
 def test_switched_backend_refuses_then_abandon_force_then_paid_once(tmp_path) -> None:
     with funded_iota_node() as node:
         cfg = iota_config(tmp_path, node)
         pid = owing_in_flight(tmp_path / "l.db", DryRunWallet(receiver=RECEIVER))
-        refused = cli("run", "-c", str(cfg), seconds=20)
+        refused = cli("run", "-c", str(cfg))
         assert refused.returncode == 1
         [line] = refused.stderr.strip().splitlines()
         assert f"payment {pid} ({OWED} units" in line and '"dry-run"' in line
@@ -108,13 +121,9 @@ def test_switched_backend_refuses_then_abandon_force_then_paid_once(tmp_path) ->
         assert (again["status"], again["value_iota"]) == ("queued", OWED)
         assert [e["kind"] for e in report["wallet_events"]] == ["abandon"]
 
-        ran = cli("run", "-c", str(cfg), seconds=6)
+        ran = cli("run", "-c", str(cfg), until=lambda: confirmed(tmp_path / "l.db"))
         assert ran.returncode == 0, ran.stderr
-        ledger = Ledger(tmp_path / "l.db", readonly=True)
-        try:
-            paid = [p for p in ledger.report()["payments"] if p["status"] == "confirmed"]
-        finally:
-            ledger.close()
+        paid = confirmed(tmp_path / "l.db")
         assert paid and paid[0]["value_iota"] >= OWED
         assert node.paid_to(RECEIVER) == {p["digest"]: p["value_iota"] * 1000 for p in paid}
 
@@ -131,6 +140,15 @@ def test_abandon_asks_the_network_that_signed_it(tmp_path, capsys) -> None:
         node.spend_elsewhere(coin.object_id)  # now it can never run
         assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 0
         assert "its network says dead" in capsys.readouterr().out
+        ledger = Ledger(tmp_path / "l.db", readonly=True)
+        try:
+            [event] = ledger.wallet_events()
+            report = ledger.report()
+        finally:
+            ledger.close()
+        assert event["kind"] == "abandon" and event["note"].startswith(f"payment {pid}: its")
+        assert [(p["status"], p["value_iota"]) for p in report["payments"]] == [
+            ("failed", OWED), ("queued", OWED)]
         assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 1
         assert f"payment {pid} is not in flight" in capsys.readouterr().err
 
@@ -151,3 +169,12 @@ def test_abandon_refuses_a_payment_that_ran(tmp_path, capsys, forgotten) -> None
             node.forget(signed.reference)  # and the node no longer serves it
         assert main(["wallet", "abandon", str(pid), "-c", str(cfg)]) == 1
         assert "was paid" in capsys.readouterr().err
+
+
+def test_abandon_refuses_a_payment_that_does_not_exist(tmp_path, capsys) -> None:
+    with funded_iota_node() as node:
+        cfg = iota_config(tmp_path, node)
+        owing_in_flight(tmp_path / "l.db", iota_wallet(node))
+        assert main(["wallet", "abandon", "7", "--force", "-c", str(cfg)]) == 1
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert "payment 7 is not in flight (payment 1 is)" in line

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from p2p_energy.ledger import Ledger
 from p2p_energy.metering import RoundTotals
 from p2p_energy.payer import Payer, PayerPolicy
 from p2p_energy.pricing import NANO, Quote
+from p2p_energy.wallet.iota_wallet import DEAD_AFTER_S
 
 from iota_fixtures import PAYER_KEY, RECEIVER, iota_wallet
 from iota_node import IotaNode
@@ -100,9 +103,10 @@ def test_a_transaction_proven_dead_is_signed_anew_once(ledger) -> None:
 def test_a_refused_transaction_counts_as_unpaid_and_is_signed_anew_at_once(ledger) -> None:
     """The reference gas price doubles while the execute is on its way: refused means
     not sent; nothing counts as paid; it is signed anew at the new price at once."""
+    now = [1000.0]
     with IotaNode() as node:
         node.fund(PAYER_KEY.address, 10**10)
-        wallet = iota_wallet(node)
+        wallet = iota_wallet(node, clock=lambda: now[0])
         payer = payer_for(ledger, wallet)
         owe(ledger, 5_000)
         payer.tick(ledger, wallet)  # signed at gas price 1000 in epoch 0, valid to epoch 1
@@ -115,7 +119,9 @@ def test_a_refused_transaction_counts_as_unpaid_and_is_signed_anew_at_once(ledge
         assert refused.status == "queued" and refused.reference == first.reference
         assert ledger.totals()["paid_iota"] == 0
         assert "refused" in ledger.report()["payments"][0]["last_error"]
-        settle(payer, ledger, wallet, 4)  # no epoch passes
+        payer.tick(ledger, wallet)  # closed and unmoved: seen once
+        now[0] += DEAD_AFTER_S  # two minutes later, still so: dead; no epoch passes
+        settle(payer, ledger, wallet, 4)
         payments = ledger.report()["payments"]
         assert [p["status"] for p in payments] == ["failed", "confirmed"]
         assert "reference gas price of its last epoch 1 is 2000" in payments[0]["last_error"]
@@ -191,3 +197,21 @@ def test_more_coins_than_one_transaction_can_use_are_all_spent_in_turn(ledger) -
         t = ledger.totals()
         assert (t["paid_iota"], t["queued_iota"]) == (2_900_000, 0)
         assert len(node.executed) == 2 and node.rejected == []
+
+
+def test_a_payment_with_more_coins_than_a_node_reads_at_once_is_followed(ledger) -> None:
+    """A fullnode reads at most 50 objects per iota_multiGetObjects: a payment naming
+    more than 50 coins, whose first send failed, is still followed and paid once."""
+    node = IotaNode()
+    for _ in range(60):
+        node.fund(PAYER_KEY.address, 10_000_000)
+    with node:
+        wallet = iota_wallet(node)
+        payer = payer_for(ledger, wallet)
+        owe(ledger, 550_000)  # 0.55 IOTA and the gas budget: 60 coins
+        payer.tick(ledger, wallet)  # signed
+        assert len(json.loads(ledger.in_flight().payload)["gas_coins"]) > 50
+        node.set_fault("http500", methods={"iota_executeTransactionBlock"}, times=1)
+        settle(payer, ledger, wallet)
+        assert node.balance(RECEIVER) == 550_000 * UNIT_NANOS
+        assert ledger.totals()["paid_iota"] == 550_000

@@ -9,7 +9,7 @@ import pytest
 
 from p2p_energy.errors import InsufficientBalance, WalletError
 from p2p_energy.wallet.base import CONFIRMED, DEAD, FAILED, PENDING
-from p2p_energy.wallet.iota_wallet import NANOS_PER_UNIT, IotaWallet
+from p2p_energy.wallet.iota_wallet import DEAD_AFTER_S, NANOS_PER_UNIT, IotaWallet
 
 from iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER, iota_wallet, judged
 from iota_node import IotaNode
@@ -186,9 +186,75 @@ def test_a_transaction_that_ran_is_confirmed_though_the_node_no_longer_serves_it
     with caplog.at_level(logging.WARNING):
         status = wallet.status(signed, [signed.reference])
     assert status.state == CONFIRMED and status.attachments == (signed.reference,)
-    assert "made by it" in status.detail and "fee unknown" in status.detail
-    assert "ran" in caplog.text
+    assert "made by it" in status.detail and "told by its coin's balance" in status.detail
+    assert status.fee_nanos == iota_node.executed[signed.reference].fee_nanos > 0
+    assert "it ran and paid" in caplog.text
     assert iota_node.paid_to(RECEIVER) == {signed.reference: 5_000_000}
+
+
+def test_a_failed_transaction_no_longer_served_is_failed_not_paid(iota_node: IotaNode) -> None:
+    """A failure smashes and charges the gas too: its coin's balance tells it paid nothing."""
+    wallet = iota_wallet(iota_node, gas_margin=0.5)  # a budget below the cost: it fails
+    signed = _lose_answer(iota_node, wallet, 5000)
+    assert not iota_node.executed[signed.reference].success
+    iota_node.forget(signed.reference)
+    status = wallet.status(signed, [signed.reference])
+    assert status.state == FAILED and "told by its coin's balance" in status.detail
+    assert status.fee_nanos == iota_node.executed[signed.reference].fee_nanos > 0
+    assert iota_node.paid_to(RECEIVER) == {}
+
+
+def test_when_the_balance_cannot_tell_paid_from_failed_it_waits(iota_node: IotaNode) -> None:
+    """One micro-IOTA is less than the gas budget: paid or failed leave the coin alike."""
+    wallet = iota_wallet(iota_node)
+    signed = _lose_answer(iota_node, wallet, 1)
+    iota_node.forget(signed.reference)
+    status = wallet.status(signed, [signed.reference])
+    assert status.state == PENDING
+    assert "whether it paid or failed cannot be told" in status.detail
+
+
+def test_ours_running_between_the_reads_of_its_coins_is_not_dead() -> None:
+    """A fullnode reads the objects of one multiGetObjects apart: ours may land between
+    the first coin (seen unmoved) and another (seen deleted, smashed by ours)."""
+    node = IotaNode()
+    for _ in range(3):
+        node.fund(PAYER_KEY.address, 400_000_000)
+    with node:
+        wallet = iota_wallet(node)
+        signed = wallet.prepare(700_000, 0)
+        gas = json.loads(signed.payload)["gas_coins"]
+        assert len(gas) == 2
+        data = json.loads(signed.payload)
+
+        def land_ours(object_id: str) -> None:
+            if object_id == gas[0][0] and not node.executed:
+                node.handle("iota_executeTransactionBlock", [data["tx_bytes"],
+                                                              [data["signature"]]])
+                node.forget(signed.reference)  # and not served here yet
+
+        node.between_objects = land_ours
+        status = wallet.status(signed, [])
+        assert node.paid_to(RECEIVER) == {signed.reference: 700_000_000}
+        assert status.state == CONFIRMED
+
+
+def test_a_node_that_leaves_out_the_previous_transaction_proves_nothing(
+        iota_node: IotaNode, monkeypatch) -> None:
+    import iota_node as node_module
+    wallet = iota_wallet(iota_node)
+    signed = _lose_answer(iota_node, wallet, 5000)
+    iota_node.forget(signed.reference)
+    shown = node_module._object_data
+
+    def without_previous(coin, options):
+        data = shown(coin, options)
+        data.pop("previousTransaction", None)
+        return data
+
+    monkeypatch.setattr(node_module, "_object_data", without_previous)
+    status = wallet.status(signed, [signed.reference])
+    assert status.state == PENDING and "does not say which transaction" in status.detail
 
 
 def test_it_ran_though_its_coin_moved_on_since(iota_node: IotaNode) -> None:
@@ -216,7 +282,7 @@ def test_when_the_history_is_pruned_too_it_waits_and_says_so_once(iota_node: Iot
         states = [wallet.status(first, [first.reference]) for _ in range(3)]
     assert {s.state for s in states} == {PENDING}
     assert "cannot tell whether it ran" in states[0].detail
-    assert "VersionNotFound" in states[0].detail
+    assert "does not serve its version" in states[0].detail
     assert len([r for r in caplog.records if "cannot tell" in r.getMessage()]) == 1
 
 
@@ -230,14 +296,43 @@ def test_a_transaction_that_ran_is_not_dead_when_its_epoch_is_over(iota_node: Io
 
 
 def test_nothing_moved_and_its_epoch_is_over_is_dead(iota_node: IotaNode) -> None:
-    wallet = iota_wallet(iota_node)
+    now = [1000.0]
+    wallet = iota_wallet(iota_node, clock=lambda: now[0])
     signed = wallet.prepare(5000, 0)
     iota_node.next_epoch()
     assert wallet.status(signed, []).state == PENDING  # epoch 1: it may still run
     iota_node.next_epoch()
+    first = wallet.status(signed, [])  # seen closed once: a replica may lag
+    assert first.state == PENDING and "dead if nothing it names has moved" in first.detail
+    now[0] += DEAD_AFTER_S
     status = wallet.status(signed, [])
     assert status.state == DEAD and "nothing it names moved" in status.detail
     assert "its last epoch 1 is over" in status.detail
+
+
+def test_coins_from_a_replica_that_lags_do_not_make_a_transaction_that_ran_dead(
+        iota_node: IotaNode) -> None:
+    """A load-balanced endpoint: the epoch from a replica ahead, the coins from one that
+    has not applied ours yet (it ran late in its last epoch)."""
+    now = [1000.0]
+    wallet = iota_wallet(iota_node, clock=lambda: now[0])
+    signed = wallet.prepare(5000, 0)
+    [coin] = iota_node.coins_of(PAYER_KEY.address)
+    stale = {"objectId": coin.object_id, "version": str(coin.version), "digest": coin.digest,
+             "previousTransaction": coin.previous_tx,
+             "content": {"fields": {"balance": str(coin.balance)}}}
+    iota_node.next_epoch()  # its last epoch; it runs
+    data = json.loads(signed.payload)
+    iota_node.handle("iota_executeTransactionBlock", [data["tx_bytes"], [data["signature"]]])
+    iota_node.forget(signed.reference)
+    iota_node.next_epoch()
+    fresh = iota_node._rpc_iota_multiGetObjects
+    iota_node._rpc_iota_multiGetObjects = lambda ids, options=None: [{"data": stale}]
+    assert wallet.status(signed, []).state == PENDING  # looks unmoved and closed: not yet
+    iota_node._rpc_iota_multiGetObjects = fresh  # the replica catches up
+    now[0] += DEAD_AFTER_S
+    assert wallet.status(signed, []).state == CONFIRMED
+    assert iota_node.paid_to(RECEIVER) == {signed.reference: 5_000_000}
 
 
 def test_its_own_price_in_its_last_epoch_keeps_it_pending(iota_node: IotaNode) -> None:
@@ -249,9 +344,12 @@ def test_its_own_price_in_its_last_epoch_keeps_it_pending(iota_node: IotaNode) -
 
 
 def test_its_last_epochs_higher_price_makes_it_dead(iota_node: IotaNode) -> None:
-    wallet = iota_wallet(iota_node)
+    now = [1000.0]
+    wallet = iota_wallet(iota_node, clock=lambda: now[0])
     signed = wallet.prepare(5000, 0)
     iota_node.next_epoch(gas_price=2000)  # epoch 1, its last: the price doubled
+    assert wallet.status(signed, []).state == PENDING
+    now[0] += DEAD_AFTER_S
     status = wallet.status(signed, [])
     assert status.state == DEAD
     assert "reference gas price of its last epoch 1 is 2000, above its 1000" in status.detail

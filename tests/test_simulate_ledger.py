@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from p2p_energy.errors import LedgerError
 from p2p_energy.ledger import Ledger
 from p2p_energy.metering import RoundTotals
 from p2p_energy.pricing import NANO, Quote
@@ -19,6 +25,8 @@ from p2p_energy.pricing import NANO, Quote
 def config(tmp: Path, ledger: Path) -> Path:
     cfg = tmp / "config.toml"
     cfg.write_text(f"""
+[meter]
+sensor = "simulated"
 [round]
 length_s = 1
 checkpoint_s = 0.5
@@ -42,19 +50,40 @@ def real_ledger_owing(path: Path, units: int) -> None:
         ledger.close()
 
 
-def run(*args: str, env: dict[str, str] | None = None, seconds: float = 0.0
-        ) -> subprocess.CompletedProcess:
-    """``p2p-energy run ARGS``; stopped by SIGTERM after ``seconds`` if still running."""
+def run(*args: str, env: dict[str, str] | None = None,
+        until: Callable[[], bool] | None = None) -> subprocess.CompletedProcess:
+    """``p2p-energy run ARGS`` until it exits, or, with ``until``, until that holds
+    (then stopped by SIGTERM); 30 s at most either way."""
     env = {k: v for k, v in (env or os.environ).items()
            if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
     proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        proc.wait(timeout=seconds or 30)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        if until is not None and until():
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.1)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def count_rounds(path: Path) -> int:
+    try:
+        ledger = Ledger(path, readonly=True)
+    except LedgerError:
+        return 0  # not a ledger yet
+    try:
+        return len(ledger.report()["rounds"])
+    finally:
+        ledger.close()
+
+
+def rounds_in(path: Path) -> Callable[[], bool]:
+    """A condition: the daemon has closed a round into the ledger at ``path`` (so it is
+    running, its signal handlers in place)."""
+    before = count_rounds(path)
+    return lambda: count_rounds(path) > before
 
 
 def report(path: Path) -> dict:
@@ -69,7 +98,7 @@ def test_simulate_refuses_a_real_ledger_and_leaves_it_untouched(tmp_path) -> Non
     path = tmp_path / "real.db"
     real_ledger_owing(path, 5_000)
     before = report(path)
-    out = run("--simulate", "-c", str(config(tmp_path, path)), seconds=3)
+    out = run("--simulate", "-c", str(config(tmp_path, path)))
     assert out.returncode == 1
     [line] = out.stderr.strip().splitlines()
     assert line.startswith(f"p2p-energy: {path}: a real ledger") and "--simulate" in line
@@ -81,16 +110,16 @@ def test_simulate_refuses_a_real_ledger_and_leaves_it_untouched(tmp_path) -> Non
 def test_a_simulation_ledger_is_kept_for_simulation(tmp_path) -> None:
     path = tmp_path / "sim.db"
     cfg = config(tmp_path, path)
-    first = run("--simulate", "-c", str(cfg), seconds=2.5)
+    first = run("--simulate", "-c", str(cfg), until=rounds_in(path))
     assert first.returncode == 0, first.stderr
     ledger = Ledger(path, readonly=True)
     try:
         assert ledger.is_simulation() and ledger.report()["rounds"]
     finally:
         ledger.close()
-    again = run("--simulate", "-c", str(cfg), seconds=1.5)
+    again = run("--simulate", "-c", str(cfg), until=rounds_in(path))
     assert again.returncode == 0, again.stderr
-    real = run("-c", str(cfg), seconds=3)
+    real = run("-c", str(cfg))
     assert real.returncode == 1
     [line] = real.stderr.strip().splitlines()
     assert line == (f"p2p-energy: {path}: a ledger made by run --simulate (simulated rounds);"
@@ -102,10 +131,29 @@ def test_simulate_without_config_adopts_its_own_ledger(tmp_path) -> None:
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
     own = tmp_path / "p2p-energy" / "simulate.db"
     real_ledger_owing(own, 10)  # unmarked, as older versions left it
-    out = run("--simulate", env=env, seconds=2.5)
+    out = run("--simulate", env=env, until=lambda: report(own)["totals"]["paid_iota"] == 10)
     assert out.returncode == 0, out.stderr
     ledger = Ledger(own, readonly=True)
     try:
         assert ledger.is_simulation()
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("simulate", [False, True])
+def test_a_ledger_left_before_its_schema_was_written_is_made_a_ledger(tmp_path,
+                                                                     simulate) -> None:
+    """A first start that died between SQLite's first write and the schema's commit."""
+    path = tmp_path / "half.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")  # a 4096-byte file of schema version 0
+    db.close()
+    assert path.stat().st_size > 0
+    args = ["--simulate"] if simulate else []
+    out = run(*args, "-c", str(config(tmp_path, path)), until=rounds_in(path))
+    assert out.returncode == 0, out.stderr
+    ledger = Ledger(path, readonly=True)
+    try:
+        assert ledger.is_simulation() is simulate and ledger.report()["rounds"]
     finally:
         ledger.close()

@@ -8,13 +8,15 @@ is harmless, and the node answers its effects again.
 
 ``status`` asks the node for the transaction by digest: executed with status
 ``success`` is confirmed, with ``failure`` it paid nothing but spent gas
-(``failed``: owed again, the fee recorded). A digest the node does not know is
-``dead`` only when it can never execute: one of its gas coins has moved past
-the signed version (consumed by another transaction), or the last epoch it was
-signed for is over (it expires one epoch after the one it was signed in, so a
-transaction the network keeps refusing, e.g. after the reference gas price rose
-at an epoch change, cannot stay pending for ever). Otherwise it is pending and
-is sent again (``promote``).
+(``failed``: owed again, the fee recorded). A digest the node does not serve
+proves nothing (a node prunes; a load-balanced endpoint may answer from a
+replica that lags): the coins it names decide (``iota_fate``). It ran if its
+first gas coin's next version was made by it (paid or failed, told from that
+coin's balance when the node does not serve the effects); it is dead if
+another transaction consumed a coin it names, or if nothing it names moved and
+it can no longer run (its last epoch is over, or that epoch's reference gas
+price is above its own) as seen for ``dead_after_s``. Anything else is pending,
+and sent again (``promote``); what cannot be told is said once in the log.
 
 Units: the ledger's unit is one micro-IOTA here, ``NANOS_PER_UNIT`` nanos.
 Fees (computation + storage - rebate) are in nanos.
@@ -26,7 +28,8 @@ import base64
 import json
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +37,18 @@ from ..config import WalletConfig
 from ..errors import InsufficientBalance, RpcError, WalletError
 from . import iota_tx
 from .base import CONFIRMED, DEAD, FAILED, PENDING, Attachment, Signed, Status, ledger_unit
+from .iota_fate import (
+    CoinNow,
+    Fate,
+    Verdict,
+    after_version,
+    coin_now,
+    coin_then,
+    judge_first_again,
+    judge_now,
+    judge_past,
+    paid_or_failed,
+)
 from .iota_keys import Keypair, address_bytes
 from .iota_rpc import RpcClient
 
@@ -47,8 +62,12 @@ TX_REJECTED = -32002  # JSON-RPC code of a transaction the node refused for its 
 _NOT_FOUND = "Could not find the referenced transaction"
 EXPIRES_AFTER_EPOCHS = 1  # a transaction may run in the epoch it was signed in and the next
 _PAGE = 50
-# What the coins say of a transaction the node does not serve (``_coin_history``).
-_RAN, _SPENT_ELSEWHERE, _UNMOVED, _UNDECIDED = "ran", "spent elsewhere", "unmoved", "undecided"
+MAX_OBJECTS_PER_CALL = 50  # a fullnode's QUERY_MAX_RESULT_LIMIT for iota_multiGetObjects
+# A transaction seen unmoved once it can no longer run is dead only when still seen so
+# this long after: an epoch (or price) read from a replica ahead of the one that
+# answered for the coins must not make a transaction that ran look dead.
+DEAD_AFTER_S = 120.0
+_OBJECT_OPTIONS = {"showPreviousTransaction": True, "showContent": True}
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,9 @@ class IotaWallet:
     unit = ledger_unit(backend)  # "µIOTA": NANOS_PER_UNIT nanos
 
     def __init__(self, *, node_url: str, receiver: str, keypair: Keypair, timeout_s: float,
-                 gas_margin: float = 1.5, max_budget_nanos: int = 50_000_000) -> None:
+                 gas_margin: float = 1.5, max_budget_nanos: int = 50_000_000,
+                 dead_after_s: float = DEAD_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.receiver = receiver.lower()
         self._receiver_bytes = address_bytes(self.receiver)
         self._keypair = keypair
@@ -83,8 +104,11 @@ class IotaWallet:
         self.gas_margin = gas_margin
         self.max_budget_nanos = max_budget_nanos
         self.rpc = RpcClient(node_url, timeout_s)
-        self._refused: dict[str, str] = {}  # digest -> the node's refusal, logged once
+        self.dead_after_s = dead_after_s
+        self._clock = clock
+        self._refused: dict[str, str] = {}  # digest -> the node's refusal (status detail)
         self._undecided: dict[str, str] = {}  # digest -> why its fate is unknown, logged once
+        self._closed_since: dict[str, float] = {}  # digest -> first seen unmoved and closed
 
     @classmethod
     def from_config(cls, w: WalletConfig, keypair: Keypair) -> IotaWallet:
@@ -115,7 +139,7 @@ class IotaWallet:
         gas = self._budget(amount, chosen, price)
         if gas is None or sum(c.balance for c in chosen) < amount + gas[0]:
             raise self._short(coins, amount, price)
-        budget, epoch = gas
+        budget, epoch, rebate = gas
         # Valid in this epoch and the next: if it has not run by then (say, the gas
         # price rose at an epoch change and the node keeps refusing it), it is dead.
         expires = epoch + EXPIRES_AFTER_EPOCHS
@@ -126,7 +150,9 @@ class IotaWallet:
             "signature": iota_tx.sign_transaction(self._keypair, tx_bytes),
             "gas_coins": [[c.ref.object_id, c.ref.version, c.ref.digest] for c in chosen],
             "amount_nanos": amount, "receiver": self.receiver, "budget_nanos": budget,
-            "expires_after_epoch": expires})
+            "expires_after_epoch": expires,
+            # What tells a success from a failure by the first coin's balance after it.
+            "gas_nanos": sum(c.balance for c in chosen), "rebate_nanos": rebate})
         log.debug("signed %s: %d nanos to %s, %d gas coin(s), budget %d", digest, amount,
                   self.receiver, len(chosen), budget)
         return Signed(digest, payload, value, input_index, input_index)
@@ -159,48 +185,71 @@ class IotaWallet:
     def status(self, signed: Signed, known: Sequence[str]) -> Status:
         """Executed (confirmed or failed, with its fee), pending, or proven dead.
 
-        A digest the node does not serve proves nothing by itself (a node prunes,
-        a load-balanced endpoint answers from a replica that lags): the history
-        of the coins it names decides. It ran if its first gas coin's version
-        after ours was made by it (confirmed; the effects are read when the node
-        serves them). It is dead only if a coin it names was consumed by another
-        transaction, or if nothing it names moved and it can no longer run (its
-        last epoch is over, or that epoch's reference gas price is above its
-        own). Whatever cannot be told stays pending, said once in the log.
+        See the module docstring and ``iota_fate``: a digest the node does not serve
+        is judged by the coins it names; every verdict rests on evidence, and what
+        cannot be told stays pending, said once in the log, never paid again.
 
         Raises:
             WalletError: the node could not be asked, or answered an unexpected shape.
         """
-        found = self._executed(signed.reference)
+        digest = signed.reference
+        found = self._executed(digest)
         if found is not None:
             return found
         data = json.loads(signed.payload)
         # The epoch first, the coins after: coins seen unmoved once it can no longer
-        # run prove that it never will.
+        # run prove that it never will (on one node; see DEAD_AFTER_S for many).
         closed = self._closed(data)
-        verdict, why = self._coin_history(signed.reference, data["gas_coins"])
-        if verdict == _RAN:
-            found = self._executed(signed.reference)  # its effects, if served by now
-            if found is not None:
-                return found
-            log.warning("transaction %s is not served by the node, but it ran: %s; its fee"
-                        " is unknown", signed.reference, why)
-            return Status(CONFIRMED, (signed.reference,),
-                          detail=f"executed ({why}); effects not served, fee unknown")
-        if verdict == _SPENT_ELSEWHERE:
-            return Status(DEAD, (), detail=f"unknown to the node, and {why}")
-        if verdict == _UNMOVED and closed:
-            return Status(DEAD, (), detail=f"unknown to the node, nothing it names moved,"
-                                           f" and {closed}")
-        if verdict == _UNDECIDED:
-            if self._undecided.get(signed.reference) != why:
-                log.warning("transaction %s: cannot tell whether it ran (%s); waiting, and"
-                            " never paying it again on a guess", signed.reference, why)
-            self._undecided[signed.reference] = why
-            return Status(PENDING, (), detail=f"cannot tell whether it ran: {why}")
-        self._undecided.pop(signed.reference, None)
+        verdict = self._coins_verdict(digest, data["gas_coins"])
+        if verdict.fate is not Fate.UNMOVED or not closed:
+            self._closed_since.pop(digest, None)
+        if verdict.fate is Fate.RAN:
+            return self._ran(signed, data, verdict)
+        if verdict.fate is Fate.SPENT_ELSEWHERE:
+            return Status(DEAD, (), detail=f"unknown to the node, and {verdict.why}")
+        if verdict.fate is Fate.UNMOVED and closed:
+            return self._closed_and_unmoved(digest, closed)
+        if verdict.fate is Fate.UNDECIDED:
+            return self._undecided_status(digest, verdict.why)
+        self._undecided.pop(digest, None)
         # Unknown to the node: no attachment it knows (so the payer sends it again).
-        return Status(PENDING, (), detail=self._refused.get(signed.reference, ""))
+        return Status(PENDING, (), detail=self._refused.get(digest, ""))
+
+    def _ran(self, signed: Signed, data: dict[str, Any], verdict: Verdict) -> Status:
+        """It ran: its effects if a node serves them by now, else paid or failed as its
+        first coin's balance tells, else undecided."""
+        found = self._executed(signed.reference)
+        if found is not None:
+            return found
+        outcome = paid_or_failed(data, verdict.balance_nanos)
+        if outcome is None:
+            return self._undecided_status(signed.reference, f"{verdict.why}, but whether it"
+                                          " paid or failed cannot be told from its coin")
+        paid, fee = outcome
+        how = f"{verdict.why}; effects not served, told by its coin's balance"
+        log.warning("transaction %s is not served by the node, but it ran and %s (%s)",
+                    signed.reference, "paid" if paid else "failed", how)
+        if paid:
+            return Status(CONFIRMED, (signed.reference,), fee_nanos=fee, detail=how)
+        return Status(FAILED, (signed.reference,), fee_nanos=fee,
+                      detail=f"executed with status failure ({how})")
+
+    def _closed_and_unmoved(self, digest: str, closed: str) -> Status:
+        """Dead once seen so for ``dead_after_s`` (pending until then)."""
+        now = self._clock()
+        since = self._closed_since.setdefault(digest, now)
+        if now - since < self.dead_after_s:
+            return Status(PENDING, (), detail=f"{closed}; dead if nothing it names has moved"
+                                              f" {self.dead_after_s:g} s after that was seen")
+        return Status(DEAD, (), detail=f"unknown to the node, nothing it names moved,"
+                                       f" and {closed}")
+
+    def _undecided_status(self, digest: str, why: str) -> Status:
+        if self._undecided.get(digest) != why:
+            log.warning("transaction %s: cannot tell whether it ran (%s); waiting, and never"
+                        " paying it again on a guess", digest, why)
+        self._undecided[digest] = why
+        return Status(PENDING, (), detail=f"cannot tell whether it ran: {why}")
 
     def promote(self, signed: Signed, known: Sequence[str]) -> None:
         """Submit the same signed bytes again."""
@@ -323,79 +372,39 @@ class IotaWallet:
         return Status(FAILED, (digest,), fee_nanos=fee,
                       detail=f"executed with status failure: {error}")
 
-    def _coin_history(self, digest: str, gas_coins: list[list[Any]]) -> tuple[str, str]:
-        """What the gas coins say of transaction ``digest``: (verdict, a sentence).
+    def _coins_verdict(self, digest: str, gas_coins: list[list[Any]]) -> Verdict:
+        """What the gas coins say of transaction ``digest`` (``iota_fate``)."""
+        coins = self._objects([c[0] for c in gas_coins])
+        verdict = judge_now(digest, gas_coins, coins)
+        if verdict.fate is Fate.ASK_FIRST_AGAIN:
+            [first] = self._objects([gas_coins[0][0]])
+            verdict = judge_first_again(digest, gas_coins, coins, first)
+        if verdict.fate is Fate.ASK_PAST:
+            verdict = judge_past(digest, gas_coins,
+                                 self._past(gas_coins[0][0], after_version(gas_coins)))
+        return verdict
 
-        It moves its first coin from the signed version to exactly
-        ``max(signed versions) + 1`` and deletes the others; only one transaction
-        can consume a coin's version. Verdicts: ``_RAN``, ``_SPENT_ELSEWHERE``,
-        ``_UNMOVED`` (every coin at its signed version), ``_UNDECIDED``.
-        """
-        ids = [c[0] for c in gas_coins]
-        answer = self.rpc.call("iota_multiGetObjects", ids, {"showPreviousTransaction": True})
-        if not isinstance(answer, list) or len(answer) != len(ids):
-            raise self._garbage("iota_multiGetObjects", ValueError("wrong number of objects"))
-        coins = [_coin_now(obj, "iota_multiGetObjects", self._garbage) for obj in answer]
-        first_id, first_version = gas_coins[0][0], int(gas_coins[0][1])
-        after = max(int(c[1]) for c in gas_coins) + 1  # the version ours gives the first coin
-        kind, version, previous = coins[0]
-        if kind == "missing" or version < first_version:
-            return _UNDECIDED, (f"the node does not know gas coin {first_id} at version"
-                                f" {first_version} (it may lag)")
-        if kind == "live" and version == first_version:
-            return self._first_unmoved(gas_coins, coins)
-        if kind == "live" and version == after:
-            if previous == digest:
-                return _RAN, f"gas coin {first_id} is at version {after}, made by it"
-            return _SPENT_ELSEWHERE, (f"gas coin {first_id} is at version {after}, past"
-                                      f" {first_version}, made by transaction {previous}")
-        if version < after or (kind == "deleted" and version == after):
-            # Ours would make version ``after`` of it, and never deletes it.
-            return _SPENT_ELSEWHERE, (f"gas coin {first_id} is at version {version}, past"
-                                      f" {first_version}: {kind}, by another transaction")
-        return self._past_version(digest, first_id, first_version, after)
+    def _objects(self, ids: list[str]) -> list[CoinNow]:
+        """The objects as the node shows them now, at most MAX_OBJECTS_PER_CALL per call."""
+        out: list[CoinNow] = []
+        for start in range(0, len(ids), MAX_OBJECTS_PER_CALL):
+            chunk = ids[start:start + MAX_OBJECTS_PER_CALL]
+            answer = self.rpc.call("iota_multiGetObjects", chunk, _OBJECT_OPTIONS)
+            if not isinstance(answer, list) or len(answer) != len(chunk):
+                raise self._garbage("iota_multiGetObjects",
+                                    ValueError("wrong number of objects"))
+            try:
+                out += [coin_now(obj) for obj in answer]
+            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                raise self._garbage("iota_multiGetObjects", err) from None
+        return out
 
-    @staticmethod
-    def _first_unmoved(gas_coins: list[list[Any]], coins: list[tuple[str, int, str]]
-                       ) -> tuple[str, str]:
-        """The verdict when the first gas coin is still at its signed version: the
-        transaction has not run; it never will if another of its coins moved."""
-        first_id = gas_coins[0][0]
-        for (object_id, signed_version, _), (kind, version, _p) in zip(
-                gas_coins[1:], coins[1:], strict=True):
-            if kind == "deleted" or (kind == "live" and version > signed_version):
-                return _SPENT_ELSEWHERE, (f"gas coin {object_id} moved (version {version})"
-                                          f" while {first_id}, which it would move too,"
-                                          " did not")
-        if all(k == "live" and v == c[1] for (k, v, _), c in zip(coins, gas_coins, strict=True)):
-            return _UNMOVED, ""
-        return _UNDECIDED, "the node does not hold every coin it names at its signed version"
-
-    def _past_version(self, digest: str, object_id: str, signed_version: int,
-                      after: int) -> tuple[str, str]:
-        """The verdict of the first gas coin's version ``after`` (``iota_tryGetPastObject``),
-        for a coin that has moved past it since."""
-        answer = self.rpc.call("iota_tryGetPastObject", object_id, after,
-                               {"showPreviousTransaction": True})
+    def _past(self, object_id: str, version: int) -> CoinNow:
+        answer = self.rpc.call("iota_tryGetPastObject", object_id, version, _OBJECT_OPTIONS)
         try:
-            status = answer["status"]
-            if status == "VersionFound":
-                previous = str(answer["details"]["previousTransaction"])
-            elif status not in ("ObjectDeleted", "VersionNotFound", "VersionTooHigh",
-                                "ObjectNotExists"):
-                raise ValueError(f"status {status!r}")
-        except (KeyError, TypeError, ValueError) as err:
+            return coin_then(answer)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise self._garbage("iota_tryGetPastObject", err) from None
-        if status == "VersionFound":
-            if previous == digest:
-                return _RAN, f"gas coin {object_id} was at version {after}, made by it"
-            return _SPENT_ELSEWHERE, (f"gas coin {object_id} was at version {after}, past"
-                                      f" {signed_version}, made by transaction {previous}")
-        if status == "ObjectDeleted":
-            return _SPENT_ELSEWHERE, (f"gas coin {object_id} was deleted at version {after}"
-                                      " by another transaction")
-        return _UNDECIDED, (f"gas coin {object_id} moved past version {signed_version}, and"
-                            f" the node does not serve its version {after} ({status})")
 
     def _closed(self, data: dict[str, Any]) -> str:
         """A sentence saying why the transaction can no longer run from now on, or ''.
@@ -428,10 +437,12 @@ class IotaWallet:
         except (KeyError, TypeError, ValueError) as err:
             raise self._garbage("iota_getCheckpoint", err) from None
 
-    def _budget(self, amount: int, chosen: list[Coin], price: int) -> tuple[int, int] | None:
-        """(gas budget, current epoch) for this transfer: a dry run's computation +
-        storage, times ``gas_margin``, and the epoch it ran in. None if the dry run
-        ran out of funds (the coins are short).
+    def _budget(self, amount: int, chosen: list[Coin], price: int
+                ) -> tuple[int, int, int] | None:
+        """(gas budget, current epoch, storage rebate) for this transfer: a dry run's
+        computation + storage, times ``gas_margin``, the epoch it ran in and the rebate
+        of the coins it changes (nanos). None if the dry run ran out of funds (the
+        coins are short).
 
         Raises:
             WalletError: the node failed, the dry run failed for another reason, or
@@ -452,7 +463,7 @@ class IotaWallet:
             raise WalletError(f"a transfer needs a gas budget of {budget} nanos, more than "
                               f"wallet.iota.max_budget_nanos ({self.max_budget_nanos}); "
                               "waiting for gas prices to fall", kind="gas too high")
-        return budget, int(effects["executedEpoch"])
+        return budget, int(effects["executedEpoch"]), int(gas["storageRebate"])
 
     def _short(self, coins: list[Coin], amount: int, price: int) -> InsufficientBalance:
         """The error for funds that do not cover ``amount`` and its gas, saying how many
@@ -495,24 +506,6 @@ def _coin(c: dict[str, Any]) -> Coin:
     if balance < 0 or not 0 <= ref.version < 2**64:
         raise ValueError(f"coin {ref.object_id}: balance {balance}, version {ref.version}")
     return Coin(ref, balance)
-
-
-def _coin_now(obj: Any, method: str, garbage: Any) -> tuple[str, int, str]:
-    """(``live`` | ``deleted`` | ``missing``, version, previous transaction) of one
-    ``iota_multiGetObjects`` entry. "notExists" is ``missing``: the node may lag or
-    be on another network; it proves nothing."""
-    try:
-        if isinstance(obj.get("data"), dict):
-            data = obj["data"]
-            return "live", int(data["version"]), str(data.get("previousTransaction", ""))
-        error = obj["error"]
-        if error["code"] == "deleted":
-            return "deleted", int(error["version"]), ""
-        if error["code"] == "notExists":
-            return "missing", 0, ""
-        raise ValueError(f"error code {error['code']!r}")
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise garbage(method, err) from None
 
 
 def _choose(coins: list[Coin], target: int) -> list[Coin]:
