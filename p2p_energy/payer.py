@@ -253,8 +253,7 @@ class Payer:
         if self._short_since is None:
             self._short_since = self.wall()
             log.warning("insufficient balance: %s; %s", err,
-                        f"paying the {err.available} {unit} payable now, the rest after a deposit"
-                        " (or from the coins the next payment can use)"
+                        f"paying the {err.available} {unit} there now, the rest after a deposit"
                         if can_pay else "payments wait for a deposit (amounts stay owed)")
         return can_pay
 
