@@ -214,18 +214,19 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(_ledger_text(report))
+        print(_ledger_text(report, ledger_unit(cfg.wallet.backend)))
     return EXIT_OK
 
 
-def _ledger_text(report: dict) -> str:
+def _ledger_text(report: dict, unit: str) -> str:
+    """The ledger for a person; rounds' price and owed in ``unit``, the ledger's."""
     lines = ["rounds (last 20):",
-             f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9} {'price':>10}"
-             f" {'owed':>10} samples"]
+             f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9}"
+             f" {'price ' + unit + '/mW·s':>17} {'owed ' + unit:>10} samples"]
     for r in report["rounds"][-20:]:
         cap = "*" if r["price_capped"] else " "
         lines.append(f"  {r['id']:>5} {r['ended_at']:24} {r['consumer_mws']:>10.1f}"
-                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>10.4g}{cap}"
+                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>17.4g}{cap}"
                      f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
     lines.append("payments (last 20):")
     for p in report["payments"][-20:]:

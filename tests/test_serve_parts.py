@@ -337,6 +337,9 @@ def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
     assert fresh.consumer_mws == 650.0 and fresh.samples == 65 and fresh.missed_samples == 1
     assert fresh.owed_niota == 12_000_000_000 and fresh.price == 0.02
     assert fresh.today.sums.rounds == 1
+    # Today and this month count the open round's energy, as all time does.
+    for period in (fresh.today, fresh.month):
+        assert (period.sums.consumer_mws, period.sums.producer_mws) == (650.0, 6500.0)
 
 
 def test_energy_counters_never_go_down_across_a_serve_restart(tmp_path):

@@ -139,3 +139,12 @@ def test_a_pipe_closed_early_ends_quietly(tmp_path: Path, args: list[str]) -> No
     finally:
         os.close(write_end)
     assert (out.returncode, out.stderr) == (1, "")
+
+
+def test_the_ledger_table_names_its_units(tmp_path: Path) -> None:
+    _simulated_ledger(tmp_path, 3)
+    out = _cli(tmp_path, "ledger", "--simulate")
+    header = out.stdout.splitlines()[1]
+    assert "price IOTA/mW·s" in header and "owed IOTA" in header, out.stdout
+    row = out.stdout.splitlines()[2].split()
+    assert row[-3:-1] == ["0.02", "10.000"]  # under those headers

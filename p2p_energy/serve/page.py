@@ -88,12 +88,18 @@ def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
 
 def energy(mws: float) -> str:
     """mW·s in the unit that suits it: mWh, Wh or kWh."""
-    wh = mws / MWS_PER_WH
-    if abs(wh) < 1:
-        return f"{wh * 1000:.2f} mWh"
-    if abs(wh) < 1000:
-        return f"{wh:.3f} Wh"
-    return f"{wh / 1000:.3f} kWh"
+    name, mws_per = energy_unit(mws)
+    return f"{mws / mws_per:.{2 if name == 'mWh' else 3}f} {name}"
+
+
+def energy_unit(mws: float) -> tuple[str, float]:
+    """The unit that suits ``mws`` (mWh below 1 Wh, Wh below 1 kWh, else kWh), and how many
+    mW·s it holds."""
+    if abs(mws) < MWS_PER_WH:
+        return "mWh", MWS_PER_WH / 1000
+    if abs(mws) < 1000 * MWS_PER_WH:
+        return "Wh", MWS_PER_WH
+    return "kWh", MWS_PER_WH * 1000
 
 
 def power(mw: float) -> str:
