@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-v", "--verbose", action="store_true", help="log every sample (DEBUG)")
         return p
 
-    add("run", "run the daemon: meter, price, record and pay")
+    run = add("run", "run the daemon: meter, price, record and pay")
+    run.add_argument("--round-s", type=float, metavar="SECONDS",
+                     help="seconds per billing round (round.length_s), e.g. 10 to try it")
     ledger = add("ledger", "print the rounds, payments and totals from the ledger")
     shape = ledger.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -100,8 +102,14 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"TOML config file (default {DEFAULT_CONFIG})")
     address.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     address.set_defaults(simulate=False)
-    add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
-                 "Home Assistant ([serve], [mqtt]); only reads the ledger")
+    serve = add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
+                         "Home Assistant ([serve], [mqtt]); only reads the ledger")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="serve the dashboard here (serve.listen; turns it on), e.g."
+                            " 0.0.0.0:8080 for the LAN")
+    serve.add_argument("--mqtt", metavar="BROKER",
+                       help="publish to this MQTT broker for Home Assistant (mqtt.broker;"
+                            " turns it on), e.g. mqtt://homeassistant.local:1883")
     statement = add("statement", "energy, price, owed, paid and payments of one day or month,"
                                  " in [serve] timezone")
     when = statement.add_mutually_exclusive_group(required=True)
@@ -142,9 +150,24 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.simulate:
         cfg = replace(cfg, meter=replace(cfg.meter, sensor="simulated"),
                       wallet=replace(cfg.wallet, backend="dry-run"))
-        if args.command == "serve" and not (cfg.serve.enabled or cfg.mqtt.enabled):
+        if args.command == "serve" and (args.config is None or not (cfg.serve.enabled
+                                                                    or cfg.mqtt.enabled)):
             cfg = replace(cfg, serve=replace(cfg.serve, enabled=True))  # the dashboard
+    for option, key, value in _overrides(args):
+        cfg = config_mod.override(cfg, key, value, option=option)
     return cfg
+
+
+def _overrides(args: argparse.Namespace) -> list[tuple[str, str, object]]:
+    """(option, config key, value) of each option given that stands for a config key."""
+    out: list[tuple[str, str, object]] = []
+    if getattr(args, "round_s", None) is not None:
+        out.append(("--round-s", "round.length_s", args.round_s))
+    if getattr(args, "listen", None) is not None:
+        out += [("--listen", "serve.listen", args.listen), ("--listen", "serve.enabled", True)]
+    if getattr(args, "mqtt", None) is not None:
+        out += [("--mqtt", "mqtt.broker", args.mqtt), ("--mqtt", "mqtt.enabled", True)]
+    return out
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
@@ -258,18 +281,19 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(_ledger_text(report))
+        print(_ledger_text(report, ledger_unit(cfg.wallet.backend)))
     return EXIT_OK
 
 
-def _ledger_text(report: dict) -> str:
+def _ledger_text(report: dict, unit: str) -> str:
+    """The ledger for a person; rounds' price and owed in ``unit``, the ledger's."""
     lines = ["rounds (last 20):",
-             f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9} {'price':>10}"
-             f" {'owed':>10} samples"]
+             f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9}"
+             f" {'price ' + unit + '/mW·s':>17} {'owed ' + unit:>10} samples"]
     for r in report["rounds"][-20:]:
         cap = "*" if r["price_capped"] else " "
         lines.append(f"  {r['id']:>5} {r['ended_at']:24} {r['consumer_mws']:>10.1f}"
-                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>10.4g}{cap}"
+                     f" {r['producer_avg_mw']:>9.1f} {r['price']:>17.4g}{cap}"
                      f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
     lines.append("payments (last 20):")
     for p in report["payments"][-20:]:
@@ -334,10 +358,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:  # the reader stopped early (`| head`): end quietly, like cat
+        _drop_stdout()
+        return EXIT_FAILURE
     except Exception as err:  # the last boundary: one line, never a traceback
         log.debug("unexpected error", exc_info=True)
         print(f"p2p-energy: unexpected {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit cannot fail again."""
+    import os
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

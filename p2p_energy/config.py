@@ -20,6 +20,7 @@ uses have their own table (``[wallet.iota]``), validated like any section.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import errno
 import json
@@ -644,6 +645,26 @@ def _check_amounts(c: Config) -> None:
                      f" could owe {per_century:.3g} IOTA, more than the ledger's sums hold"
                      f" ({INT64_MAX:.3g}): {hint}", path=src, key="price.max_price",
                      value=p.max_price)
+
+
+def override(c: Config, key: str, raw: Any, *, option: str) -> Config:
+    """``c`` with ``key`` (``"section.name"``) set to ``raw``, validated as a file's value is.
+
+    For command line options such as ``--round-s``: an error names the option.
+
+    Raises:
+        ConfigError: one line naming ``option``, the key and the value.
+    """
+    section, name = key.split(".")
+    try:
+        value = SCHEMA[section][name](raw)
+    except ValueError as err:
+        raise _error(str(err), path=option, key=key, value=raw) from None
+    changed = dataclasses.replace(c, **{section: dataclasses.replace(getattr(c, section),
+                                                                     **{name: value})})
+    # The file was valid before: a rule broken now is broken by the option.
+    _check_together(dataclasses.replace(changed, source=option))
+    return changed
 
 
 def require_serve(c: Config) -> None:

@@ -192,6 +192,15 @@ class LedgerReader:
         for r in self.db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY id"):
             yield RoundRow(*r[:12], bool(r[12]), r[13])
 
+    def iter_rounds_by_channel(self) -> Iterator[tuple[RoundRow, float | None, float | None]]:
+        """Every round, oldest first, with how long each channel was metered in it
+        (consumer, producer; s); None for both in a ledger from before they were kept."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(rounds)")}
+        kept = "consumer_metered_s" in columns
+        extra = ", consumer_metered_s, producer_metered_s" if kept else ", NULL, NULL"
+        for r in self.db.execute(f"SELECT {_ROUND_COLUMNS}{extra} FROM rounds ORDER BY id"):
+            yield RoundRow(*r[:12], bool(r[12]), r[13]), r[14], r[15]
+
     def sums(self, start: float | None = None, end: float | None = None) -> Sums:
         """Totals of the rounds that ended in [start, end) (all rounds by default).
 

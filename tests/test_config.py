@@ -434,8 +434,24 @@ def test_example_loads_and_holds_every_key_with_its_default(tmp_path: Path) -> N
     assert load(path) == dataclasses.replace(Config(), source=str(path))
     import tomllib
     data = tomllib.loads(_example_text())
+    # Keys whose default follows wallet.backend are shown commented out: a value written
+    # there would be wrong for the other backend (min_payment = 1 pays fees on "iota").
+    for section, key in BACKEND_DEPENDENT:
+        assert re.search(rf"^# {key} = ", _example_text(), re.M), key
+        data[section][key] = getattr(getattr(Config(), section), key)
     assert {s: set(keys) for s, keys in data.items()} == {
         s: set(keys) for s, keys in config.SCHEMA.items()}
+
+
+BACKEND_DEPENDENT = (("wallet", "node_url"), ("wallet", "min_payment"))
+
+
+def test_example_under_either_backend_takes_that_backends_defaults(tmp_path: Path) -> None:
+    for backend in config.BACKENDS:
+        text = _example_text().replace('backend = "pyota"', f'backend = "{backend}"')
+        w = load(write(tmp_path / "config.toml", text, 0o644)).wallet
+        defaults = config.BACKEND_DEFAULTS[backend]
+        assert (w.node_url, w.min_payment) == (defaults.node_url, defaults.min_payment)
 
 
 def test_example_with_a_receiver_filled_in_loads(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,24 @@ def sunny_ledger(path: Path, now: float) -> None:
     led.close()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
+def one_minute_ledger(path: Path, now: float) -> None:
+    """A new owner's first minute: six 10-second rounds ending now, nothing paid yet."""
+    led = Ledger(path, clock=lambda: now)
+    for i in range(6):
+        t = now - 60 + 10 * i
+        r = RoundTotals(started_at=t, duration_s=10.0, metered_s=10.0,
+                        consumer_mws=(60 + 5 * i) * 10.0, producer_mws=(400 + 40 * i) * 10.0,
+                        samples=10, expected_samples=10, ended_at=t + 10)
+        led.record_round(r, quote(r.consumer_mws, r.producer_avg_mw, 10.0, 10.0))
+    led.checkpoint(r, LivePower(73.0, 640.0, now - 1))
+    led.close()
+
+
+def _serve(tmp: Path, fill) -> Iterator[str]:
     shm = Path("/dev/shm")
     ledger_dir = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
     db = ledger_dir / "ledger.db"
-    sunny_ledger(db, time.time())
+    fill(db, time.time())
     cfg = tmp / "c.toml"
     cfg.write_text(f'[ledger]\npath = "{db}"\n[serve]\nenabled = true\n'
                    'listen = "127.0.0.1:0"\ntimezone = "Europe/Berlin"\n'
@@ -97,6 +109,16 @@ def served(tmp_path_factory):
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         shutil.rmtree(ledger_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("browser"), sunny_ledger)
+
+
+@pytest.fixture(scope="module")
+def served_one_minute(tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("minute"), one_minute_ledger)
 
 
 def _charts(dom: str) -> list[int]:
@@ -139,7 +161,7 @@ def test_the_script_refreshes_live_figures_with_javascript_on(served):
         b.load(served)
         wait_until("live.js to update the page", lambda: 'data-js="live"' in b.dom(), 10)
         dom = b.dom()
-    assert len(_charts(dom)) == 3 and "live, updated" in dom
+    assert len(_charts(dom)) == 3
     # The script writes the figures as the server does (the ledger did not change).
     assert _live_figures(dom) == static and len(static) == 4
 
@@ -163,3 +185,41 @@ def test_a_chosen_day_and_screenshots_for_a_person(served):
         assert len(png) > 20_000  # a page with charts, not a blank one
         (SHOTS / f"{name}.png").write_bytes(png)
         print(f"screenshot: {SHOTS / name}.png")
+
+
+def _x_span(dom: str, css: str) -> tuple[float, float]:
+    """The leftmost and rightmost x of the ``css`` line's points."""
+    (coords,) = re.findall(rf'<polyline class="line {css}" points="([^"]+)"', dom)
+    xs = [float(c.split(",")[0]) for c in coords.split()]
+    return min(xs), max(xs)
+
+
+def test_a_minute_of_rounds_fills_the_charts(served_one_minute):
+    with Browser(javascript=False) as b:
+        b.load(served_one_minute)
+        dom = b.dom()
+    assert _charts(dom) == [12, 6, 8]  # power: two lines of 6; price; owed 6 + paid 2
+    # The plot runs from x = 58 to 630 (of 640): the six rounds spread over most of it.
+    for css in ("consumer", "price", "owed"):
+        left, right = _x_span(dom, css)
+        assert right - left >= 0.7 * (630 - 58), (css, left, right)
+    labels = re.findall(r'<text class="xlabel"[^>]*>(\d\d:\d\d:\d\d)</text>', dom)
+    assert len(labels) >= 12  # a tick every 10 s on two charts at least
+    assert "(since " in dom and "last 24 hours" in dom  # fitted; a link to the day
+
+
+def _note(dom: str) -> str:
+    (text,) = re.findall(r'<p class="muted" data-live="note">([^<]*)</p>', dom)
+    return text
+
+
+def test_times_read_the_same_with_javascript_off_and_on(served_one_minute):
+    with Browser(javascript=False) as b:
+        b.load(served_one_minute)
+        off = _note(b.dom())
+    with Browser(javascript=True) as b:
+        b.load(served_one_minute)
+        wait_until("live.js to update the page", lambda: 'data-js="live"' in b.dom(), 10)
+        on = _note(b.dom())
+    assert re.fullmatch(r"reading of \d\d:\d\d:\d\d", off), off
+    assert on == off

@@ -79,6 +79,52 @@ def test_iota_config_errors_are_one_line(tmp_path: Path, body: str, message: str
     assert "\n" not in str(err.value)
 
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def _example_under_iota(tmp_path: Path, min_payment_line: str = "") -> Path:
+    """config.example.toml as an owner fills it in for today's network, pointed at a port
+    where no node answers (``check`` offline)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = write(tmp_path / "key", PAYER_KEY.export() + "\n")
+    text = (EXAMPLE.read_text()
+            .replace('backend = "pyota"', 'backend = "iota"')
+            .replace('# node_url = "https://api.testnet.iota.cafe"',
+                     f'node_url = "http://127.0.0.1:{port}"')
+            .replace('receiver = ""', f'receiver = "{RECEIVER}"')
+            .replace('seed_file = ""', f'seed_file = "{key}"')
+            .replace('path = "/var/lib/p2p-energy/ledger.db"',
+                     f'path = "{tmp_path / "ledger.db"}"'))
+    if min_payment_line:
+        text = text.replace("# min_payment = 200000", min_payment_line)
+    return write(tmp_path / "config.toml", text, 0o644)
+
+
+def test_the_example_config_under_backend_iota_keeps_fees_at_one_percent(tmp_path: Path) -> None:
+    path = _example_under_iota(tmp_path)
+    assert load(path).wallet.min_payment == 200_000  # the backend's default, not 1
+    out = cli("check", "-c", str(path))
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("FAIL node http://127.0.0.1:") for line in lines), out.stdout
+    assert not [line for line in lines if "min_payment" in line], out.stdout
+
+
+def test_check_offline_warns_when_min_payment_lets_fees_pass_one_percent(tmp_path: Path) -> None:
+    path = _example_under_iota(tmp_path, "min_payment = 1")
+    out = cli("check", "-c", str(path))
+    warn = [line for line in out.stdout.splitlines() if line.startswith("warn ")]
+    assert warn == ["warn wallet.min_payment = 1 (0.000001 IOTA): fees are 200000.0 % of such"
+                    " a payment; set at least 200000 to keep them at or below 1 % (the typical"
+                    " fee of 0.002 IOTA: the node was not asked)"], out.stdout
+    (tmp_path / "key").unlink()  # no key either: the warning still comes
+    out = cli("check", "-c", str(path))
+    assert "FAIL wallet key:" in out.stdout
+    assert "warn wallet.min_payment = 1 " in out.stdout, out.stdout
+
+
 def test_keys_come_from_a_file_the_config_or_the_credential(tmp_path: Path) -> None:
     cfg = load(iota_config(tmp_path))
     assert parse_secret(load_seed(cfg, check=parse_secret)).address == PAYER_KEY.address

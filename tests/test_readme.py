@@ -53,3 +53,39 @@ def test_commands_that_need_the_checkout_run_in_it():
 
 def test_i2c_tools_are_installed_before_i2cdetect_runs():
     assert _first(ALL, r"apt(-get)? install .*i2c-tools") < _first(ALL, r"i2cdetect")
+
+
+def _pyproject() -> dict:
+    import tomllib
+    return tomllib.loads((README.parent / "pyproject.toml").read_text())
+
+
+def test_the_service_install_compiles_bytecode_once_and_carries_no_dev_tools():
+    """`[tool.uv] compile-bytecode` would recompile the environment at every `uv run`;
+    the service's `uv sync` compiles it once instead, without the dev group."""
+    project = _pyproject()
+    assert "compile-bytecode" not in project.get("tool", {}).get("uv", {})
+    dev = {re.split(r"[<>=!~ ]", d)[0] for d in project["dependency-groups"]["dev"]}
+    assert {"pytest", "ruff", "hypothesis"} <= dev
+    runtime = {re.split(r"[<>=!~ \[]", d)[0] for d in project["project"]["dependencies"]}
+    assert not dev & runtime
+    syncs = [c for c in PI if re.search(r"\buv sync\b", c)]
+    assert len(syncs) >= 2  # install and upgrade
+    for c in syncs:
+        assert "--no-dev" in c and "--compile-bytecode" in c and "--frozen" in c, c
+
+
+def test_uv_is_installed_in_a_way_that_works_on_raspberry_pi_os_bookworm():
+    """PEP 668: a bare `pip install uv` is refused there ("externally-managed-environment")."""
+    text = README.read_text()
+    assert not re.search(r"(?<![\w-])pip3? install (--user )?uv\b", text)
+    assert "curl -LsSf https://astral.sh/uv/install.sh | sh" in text
+    assert "pipx install uv" in text
+
+
+def test_the_clone_line_names_a_repository():
+    clones = [c for c in ALL if c.startswith("git clone")]
+    assert clones and not [c for c in clones if "<" in c]
+    text = README.read_text()
+    assert "<this repository>" not in text
+    assert re.search(r"^REPO=\S+", text, re.M)  # set once, named in the text

@@ -32,7 +32,7 @@ DEVICE = "test-meter"
 PREFIX = "p2p-energy-test"
 DISCOVERY = "homeassistant"
 SENSOR_KEYS = ("consumer_energy", "producer_energy", "consumer_power", "producer_power",
-               "price", "owed", "paid", "last_payment_status")
+               "price", "price_kwh", "owed", "paid", "last_payment_status")
 PROMTOOL = shutil.which("promtool")
 
 
@@ -242,6 +242,9 @@ def test_every_discovery_config_is_a_valid_home_assistant_sensor(scenario):
         assert configs[key]["state_class"] == "total_increasing"
         assert configs[key]["unit_of_measurement"] == "IOTA"
         assert "device_class" not in configs[key]  # monetary would need an ISO currency
+    # The Energy dashboard takes a price entity only in <currency>/kWh (or /Wh, /MWh...).
+    assert configs["price_kwh"]["unit_of_measurement"] == "IOTA/kWh"
+    assert configs["price_kwh"]["state_class"] == "measurement"
     assert "unit_of_measurement" not in configs["last_payment_status"]
     assert configs["last_payment_status"]["json_attributes_topic"] == f"{PREFIX}/last_payment"
 
@@ -256,6 +259,7 @@ def test_every_state_is_published_retained_and_parses(scenario):
     assert float(msgs[f"{PREFIX}/consumer_power"][-1]) == pytest.approx(0.050)
     assert float(msgs[f"{PREFIX}/producer_power"][-1]) == pytest.approx(0.500)
     assert float(msgs[f"{PREFIX}/price"][-1]) == pytest.approx(10 / 500)
+    assert msgs[f"{PREFIX}/price_kwh"][-1] == "72000000"  # 0.02 IOTA/mW·s x 3.6e9 mW·s/kWh
     # Each owed state is the ledger's total owed after some round (the ledger read
     # later, which holds those rounds and maybe more), in exact nano-IOTA.
     owed = [round(float(v) * 1e9) for v in msgs[f"{PREFIX}/owed"]]
@@ -493,13 +497,14 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
                    '[serve]\nenabled = true\nlisten = "127.0.0.1:0"\n'
                    f'[mqtt]\nenabled = true\nbroker = "{broker.url}"\ntopic_prefix = "{PREFIX}"\n'
                    f'device_id = "{DEVICE}"\npublish_s = 0.2\n')
-    rec = Recorder(broker, f"{DISCOVERY}/#")
+    rec = Recorder(broker, f"{DISCOVERY}/#", f"{PREFIX}/#")
     log = tmp_path / "serve.log"
     proc = start("serve", cfg, log)
     try:
         url = serve_url(log, 0)
         wait_until("discovery", lambda: rec.last(
             f"{DISCOVERY}/sensor/{DEVICE}/paid/config") is not None, 20)
+        wait_until("the price per kWh", lambda: rec.last(f"{PREFIX}/price_kwh") is not None, 20)
         page = get(url)
         metrics = get(url + "metrics")
     finally:
@@ -510,10 +515,11 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
     assert page[0] == 200 and "Owed / paid, µIOTA<b" in page[2] and "<th>µIOTA</th>" in page[2]
     assert page[2].count("IOTA") == page[2].count("µIOTA")
     configs = {key: json.loads(rec.last(f"{DISCOVERY}/sensor/{DEVICE}/{key}/config") or "{}")
-               for key in ("owed", "paid", "price")}
-    assert [configs[k]["unit_of_measurement"] for k in ("owed", "paid", "price")] == [
-        "µIOTA", "µIOTA", "µIOTA/mW·s"]
+               for key in ("owed", "paid", "price", "price_kwh")}
+    assert [configs[k]["unit_of_measurement"] for k in ("owed", "paid", "price", "price_kwh")
+            ] == ["µIOTA", "µIOTA", "µIOTA/mW·s", "µIOTA/kWh"]
     assert configs["owed"]["unique_id"] == f"{DEVICE}_owed"  # as on the legacy network
+    assert rec.last(f"{PREFIX}/price_kwh") == "72000000"  # 0.02 µIOTA/mW·s x 3.6e9 mW·s/kWh
     assert metric(metrics[2], "p2p_energy_owed_iota_total") == 60.0  # the name is kept
     assert "# HELP p2p_energy_owed_iota_total Owed for the energy of closed rounds, in µIOTA" \
         in metrics[2]

@@ -65,6 +65,48 @@ def test_line_chart_draws_one_point_per_round_and_breaks_gaps():
     assert "no rounds" in empty
 
 
+def _minute_of_rounds(now: float) -> list[RoundRow]:
+    return [RoundRow(i, now - 60 + 10 * i, now - 50 + 10 * i, 10, 10, 10, 10, 0, 600.0,
+                     5000.0, 500.0, 0.02, False, 120_000_000) for i in range(6)]
+
+
+def test_by_default_the_charts_fit_the_data_and_a_minute_fills_the_width():
+    now = 1.8e9
+    fitted = page.fitted_window(now - 60, now, BERLIN)
+    assert (fitted.start, fitted.end) == (now - 60, now) and fitted.label.startswith("since ")
+    assert page.fitted_window(now - 30 * 3600, now, BERLIN).label == "last 24 hours"
+    assert page.fitted_window(None, now, BERLIN).label == "last 24 hours"
+    d = page.Dashboard(_figures(at=now), BERLIN, fitted, True, _minute_of_rounds(now), 0, 0,
+                       [], [])
+    html = page.render(d)
+    (coords,) = re.findall(r'<polyline class="line consumer" points="([^"]+)"', html)
+    xs = [float(c.split(",")[0]) for c in coords.split()]
+    assert len(xs) == 6 and max(xs) - min(xs) > 0.7 * (640 - 58 - 10)
+    ticks = re.findall(r'<text class="xlabel"[^>]*>([^<]+)</text>', html)
+    assert len(ticks) >= 3 * 5 and all(re.fullmatch(r"\d\d:\d\d:\d\d", x) for x in ticks)
+
+
+def test_a_chosen_range_is_the_last_hour_day_or_month():
+    now = 1.8e9
+    spans = {c: page.live_window(None, c, now, BERLIN) for c in ("hour", "day", "month")}
+    assert [(w.label, now - w.start) for w in spans.values()] == [
+        ("last hour", 3600), ("last 24 hours", 86400), ("last 30 days", 30 * 86400)]
+    with pytest.raises(ValueError, match="range must be one of hour, day, month"):
+        page.live_window(None, "week", now, BERLIN)
+
+
+def test_no_paid_line_before_the_first_round_nor_before_the_data():
+    now = 1.8e9
+    day = periods.Period("last 24 hours", now - 86400, now)
+    empty = page.render(page.Dashboard(_figures(at=now), BERLIN, day, True, [], 0, 0, [], []))
+    assert 'class="line paid"' not in empty and 'class="line owed"' not in empty
+    rounds = _minute_of_rounds(now)
+    html = page.render(page.Dashboard(_figures(at=now), BERLIN, day, True, rounds, 0, 0, [], []))
+    (coords,) = re.findall(r'<polyline class="line paid" points="([^"]+)"', html)
+    first_x = float(coords.split()[0].split(",")[0])
+    assert first_x > 58 + 0.99 * (640 - 58 - 10)  # from the first round, not from 24 h ago
+
+
 # -- periods -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("day, hours", [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25),
@@ -295,6 +337,9 @@ def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
     assert fresh.consumer_mws == 650.0 and fresh.samples == 65 and fresh.missed_samples == 1
     assert fresh.owed_niota == 12_000_000_000 and fresh.price == 0.02
     assert fresh.today.sums.rounds == 1
+    # Today and this month count the open round's energy, as all time does.
+    for period in (fresh.today, fresh.month):
+        assert (period.sums.consumer_mws, period.sums.producer_mws) == (650.0, 6500.0)
 
 
 def test_energy_counters_never_go_down_across_a_serve_restart(tmp_path):

@@ -134,6 +134,23 @@ def test_ledger_csv_has_every_round_exactly(setup):
     assert len(rounds) == n == 2 * 4 * 144
     assert sum(_niota(r["owed_iota"]) for r in rounds) == owed
     assert rounds[0]["ended_at"].endswith("Z")
+    con = sqlite3.connect(db)
+    metered = con.execute("SELECT consumer_metered_s, producer_metered_s FROM rounds"
+                          " ORDER BY id").fetchall()
+    con.close()
+    assert [(float(r["consumer_metered_s"]), float(r["producer_metered_s"])) for r in rounds
+            ] == metered
+
+
+def test_statement_energy_is_in_a_unit_that_suits_it(setup):
+    cfg, _, rounds = setup
+    day = "2026-03-28"
+    mine = [r for r in rounds if _local_day(r["ended_at"]) == date.fromisoformat(day)]
+    mwh = sum(max(float(r["consumer_mws"]), 0.0) for r in mine) / 3600
+    text = _ok(cli(cfg, "statement", "--day", day))
+    assert f"energy used      {mwh:.2f} mWh in 144 rounds" in text, text
+    month = _ok(cli(cfg, "statement", "--month", "2026-03"))
+    assert "mWh used" in month and "kWh" not in month.replace("/kWh", ""), month
 
 
 def test_days_default_to_the_system_time_zone(setup, tmp_path):
@@ -180,4 +197,4 @@ def test_statements_name_the_ledger_unit_of_the_backend(setup, tmp_path, backend
             "fees_iota"} <= set(header)
     assert not {"owed_iota", "paid_iota"} & set(header) or column == "iota"
     rounds_header = _ok(cli(cfg, "ledger", "--csv")).splitlines()[0].split(",")
-    assert rounds_header[-1] == f"owed_{column}"
+    assert rounds_header[13] == f"owed_{column}"

@@ -46,7 +46,8 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
             try:
                 server, _ = web.start(cfg.serve.address, source)
             except OSError as err:
-                raise P2PEnergyError(f'{cfg.source}: serve.listen = "{cfg.serve.listen}":'
+                where = f"{cfg.source}: " if cfg.source else ""  # "": --simulate, no file
+                raise P2PEnergyError(f'{where}serve.listen = "{cfg.serve.listen}":'
                                      f" cannot listen: {err.strerror or err}") from None
             log.info("dashboard and /metrics on %s (ledger %s, times in %s)", server.url,
                      cfg.ledger.path, zone_name(tz))

@@ -127,8 +127,16 @@ def number(v: float) -> str:
     return f"{v:.0e}"
 
 
+# Steps between x-axis ticks on spans up to 6 hours: a minute of rounds gets ticks too.
+_SHORT_STEPS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+_MAX_TICKS = 8
+
+
 def time_ticks(x0: float, x1: float, tz: tzinfo) -> list[tuple[float, str]]:
-    """Local-time ticks for the x axis: every 3 h on a day, daily on longer spans."""
+    """Local-time ticks for the x axis: seconds to hours on short spans, every 3 h on a
+    day, daily on longer spans."""
+    if x1 - x0 <= 6 * 3600:
+        return _short_ticks(x0, x1, tz)
     span_h = (x1 - x0) / 3600
     every_h = 3 if span_h <= 36 else 6 if span_h <= 72 else 24
     every_d = 1 if span_h <= 24 * 10 else 7
@@ -142,6 +150,21 @@ def time_ticks(x0: float, x1: float, tz: tzinfo) -> list[tuple[float, str]]:
             elif every_h == 24 and local.hour == 0 and local.toordinal() % every_d == 0:
                 out.append((t, local.strftime("%m-%d")))
         t += 1800
+    return out
+
+
+def _short_ticks(x0: float, x1: float, tz: tzinfo) -> list[tuple[float, str]]:
+    """Ticks on round local times (every 10 s .. 1 h), at most ``_MAX_TICKS`` of them."""
+    step = next((s for s in _SHORT_STEPS_S if (x1 - x0) / s <= _MAX_TICKS), 3600)
+    fmt = "%H:%M:%S" if step < 60 else "%H:%M"
+    every = min(step, 60)  # whole minutes: zones with :30 and :45 offsets too
+    out = []
+    t = math.ceil(x0 / every) * every
+    while t <= x1:
+        local = datetime.fromtimestamp(t, tz)
+        if (local.hour * 3600 + local.minute * 60 + local.second) % step == 0:
+            out.append((float(t), local.strftime(fmt)))
+        t += every
     return out
 
 
@@ -202,7 +225,7 @@ def line_chart(title: str, series: Sequence[Series], *, x_range: tuple[float, fl
         out.append(f'<text class="empty" x="{width / 2}" y="{height / 2}">no rounds in'
                    " this time</text>")
     for s, pts in drawn:
-        for seg in [pts] if s.step else segments(pts):
+        for seg in [pts] if s.step and pts else segments(pts):
             out.append(_polyline(f, seg, s.css, s.step))
     out.append("</svg>")
     return "".join(out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 
 from ..ledger_read import LedgerReader, PaidSums, PaymentRow, Sums
@@ -68,6 +68,12 @@ class Figures:
     last_payment: PaymentRow | None
     today: PeriodTotals
     month: PeriodTotals
+
+
+def with_open_round(p: PeriodTotals, consumer_mws: float, producer_mws: float) -> PeriodTotals:
+    """``p`` with the open round's energy (mW·s, already clamped at zero) added."""
+    return replace(p, sums=replace(p.sums, consumer_mws=p.sums.consumer_mws + consumer_mws,
+                                   producer_mws=p.sums.producer_mws + producer_mws))
 
 
 class HighWater:
@@ -136,6 +142,9 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
     # Judged by when the daemon saved it: a reading's own time is on the daemon's clock
     # as of its start, and a Pi without a clock chip may have set the time since.
     fresh = live is not None and now - live[1] <= stale_after_s
+    # Today and this month count the open round's energy as all time does (it will end
+    # today: a round counts on the day it ends); what it owes comes when it closes.
+    today, month = (with_open_round(p, o_mws, o_prod) for p in (today, month))
     return Figures(
         at=now,
         consumer_mws=high_water("consumer_mws", total.consumer_mws + o_mws),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import socket
 import threading
@@ -36,7 +37,7 @@ from .. import __version__
 from ..config import MqttConfig
 from ..errors import LedgerError
 from ..ledger import iso
-from .figures import MWS_PER_WH, Figures, LedgerSource
+from .figures import MWS_PER_KWH, MWS_PER_WH, Figures, LedgerSource
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ def entities(unit: str) -> tuple[Entity, ...]:
                "W", "power", "measurement", 3),
         Entity("price", "Price", lambda f: UNKNOWN if f.price is None else f"{f.price:.6g}",
                f"{unit}/mW·s", None, "measurement", 4, "mdi:cash"),
+        # Home Assistant's Energy dashboard takes a price only per kWh (or Wh, MWh...).
+        Entity("price_kwh", "Price per kWh", lambda f: UNKNOWN if f.price is None else
+               plain(f.price * MWS_PER_KWH), f"{unit}/kWh", None, "measurement", 0,
+               "mdi:cash"),
         Entity("owed", f"{unit} owed", lambda f: f"{f.owed_niota / 1e9:.9f}",
                unit, None, "total_increasing", 3, "mdi:cash-minus"),
         Entity("paid", f"{unit} paid", lambda f: str(f.paid_iota),
@@ -90,6 +95,16 @@ def entities(unit: str) -> tuple[Entity, ...]:
                lambda f: f.last_payment.status if f.last_payment else "none",
                icon="mdi:receipt-text-check"),
     )
+
+
+def plain(value: float, digits: int = 6) -> str:
+    """``value`` to ``digits`` significant digits, written without an exponent (which not
+    every reader of a state takes): 72000000, 0.0123457, 1."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    text = f"{float(f'{value:.{digits}g}'):.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def default_device_id() -> str:

@@ -3,7 +3,8 @@
 ``collect`` reads what the page shows from the ledger; ``render`` turns it into
 HTML (a pure function, tested without a server). A small script, when the
 browser runs it, refreshes the live figures every few seconds; without it a
-``<noscript>`` refresh reloads the page of the last 24 hours each minute.
+``<noscript>`` refresh reloads the page each minute. Times are written alike either way
+(``local``: ``2026-06-21 14:02:03``, in the page's zone).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from .figures import MWS_PER_WH, Figures
 from .periods import Period, zone_name
 
 RECENT_PAYMENTS = 20
+DAY_S = 86400.0
+# The spans a reader may choose (?range=); by default the charts fit the data.
+RANGES: dict[str, tuple[str, float]] = {"hour": ("last hour", 3600.0),
+                                        "day": ("last 24 hours", DAY_S),
+                                        "month": ("last 30 days", 30 * DAY_S)}
+MIN_SPAN_S = 60.0  # a fitted window is never shorter: a minute of rounds fills the width
 
 
 @dataclass(frozen=True)
@@ -27,17 +34,43 @@ class Dashboard:
     figures: Figures
     tz: tzinfo
     window: Period  # the charts' time span
-    live_view: bool  # the last 24 hours (else a chosen day)
+    live_view: bool  # a span up to now (else a chosen day)
     rounds: list[RoundRow]
     owed_before_niota: int  # owed by the rounds before the window
     paid_before_iota: int  # confirmed before the window
     confirmations: list[tuple[float, int]]
     payments: list[PaymentRow]
     unit: str = LEGACY_UNIT  # what one ledger unit is called (``ledger_unit``)
+    choice: str = ""  # the ``RANGES`` key chosen; "" fits the data
+
+
+def live_window(reader: LedgerReader, choice: str, now: float, tz: tzinfo) -> Period:
+    """The span the charts show up to ``now``: ``choice`` (a key of ``RANGES``), or for ""
+    the data's, from the start of the first round (at least ``MIN_SPAN_S``, at most a day).
+
+    Raises:
+        ValueError: ``choice`` is none of ``RANGES``.
+    """
+    if choice:
+        if choice not in RANGES:
+            raise ValueError(f"range must be one of {', '.join(RANGES)}")
+        label, span_s = RANGES[choice]
+        return Period(label, now - span_s, now)
+    first = reader.rounds(float("-inf"), float("inf"), 1)  # the oldest, by the index
+    return fitted_window(first[0].started_at if first else None, now, tz)
+
+
+def fitted_window(first_start: float | None, now: float, tz: tzinfo) -> Period:
+    """From ``first_start`` (epoch s) to ``now``; the last 24 hours when the data are older
+    or there are none yet."""
+    if first_start is None or now - first_start >= DAY_S:
+        return Period(RANGES["day"][0], now - DAY_S, now)
+    start = min(first_start, now - MIN_SPAN_S)
+    return Period(f"since {local(start, tz, '%H:%M:%S')}", start, now)
 
 
 def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
-            live_view: bool, unit: str = LEGACY_UNIT) -> Dashboard:
+            live_view: bool, unit: str = LEGACY_UNIT, choice: str = "") -> Dashboard:
     """What the page shows. Call inside the ``reader.snapshot()`` that read ``figures``."""
     with reader.snapshot():
         # All-time owed minus what came since: only the recent rounds are read.
@@ -48,19 +81,25 @@ def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
             owed_before_niota=figures.owed_niota - since,
             paid_before_iota=reader.paid(None, window.start).value_iota,
             confirmations=reader.confirmations(window.start, window.end),
-            payments=reader.payments(RECENT_PAYMENTS), unit=unit)
+            payments=reader.payments(RECENT_PAYMENTS), unit=unit, choice=choice)
 
 
 # -- formatting -------------------------------------------------------------------------
 
 def energy(mws: float) -> str:
     """mW·s in the unit that suits it: mWh, Wh or kWh."""
-    wh = mws / MWS_PER_WH
-    if abs(wh) < 1:
-        return f"{wh * 1000:.2f} mWh"
-    if abs(wh) < 1000:
-        return f"{wh:.3f} Wh"
-    return f"{wh / 1000:.3f} kWh"
+    name, mws_per = energy_unit(mws)
+    return f"{mws / mws_per:.{2 if name == 'mWh' else 3}f} {name}"
+
+
+def energy_unit(mws: float) -> tuple[str, float]:
+    """The unit that suits ``mws`` (mWh below 1 Wh, Wh below 1 kWh, else kWh), and how many
+    mW·s it holds."""
+    if abs(mws) < MWS_PER_WH:
+        return "mWh", MWS_PER_WH / 1000
+    if abs(mws) < 1000 * MWS_PER_WH:
+        return "Wh", MWS_PER_WH
+    return "kWh", MWS_PER_WH * 1000
 
 
 def power(mw: float) -> str:
@@ -151,14 +190,19 @@ def _live(f: Figures, tz: tzinfo, unit: str) -> str:
 
 def _day_form(d: Dashboard) -> str:
     shown = "" if d.live_view else d.window.label
+    spans = " ".join(f"<strong>{escape(label)}</strong>" if d.live_view and key == d.choice else
+                     f'<a href="/?range={key}">{escape(label)}</a>'
+                     for key, (label, _) in RANGES.items())
+    fitted = ("<strong>fitted to the data</strong>" if d.live_view and not d.choice else
+              '<a href="/">fitted to the data</a>')
     return ('<form method="get" action="/"><label>Day <input type="date" name="day"'
             f' value="{escape(shown)}"></label> <button>Show</button>'
-            + (' · <a href="/">last 24 hours</a>' if not d.live_view else "") + "</form>")
+            f' · {fitted} · {spans}</form>')
 
 
 def _charts(d: Dashboard) -> str:
     span = (d.window.start, d.window.end)
-    what = "last 24 hours" if d.live_view else escape(d.window.label)
+    what = escape(d.window.label)
     mid = [((r.started_at + r.ended_at) / 2, r) for r in d.rounds]
     power_chart = line_chart(
         "Power", [Series("consumer", "consumer", [(t, r.consumer_avg_mw) for t, r in mid]),
@@ -170,13 +214,8 @@ def _charts(d: Dashboard) -> str:
     for r in d.rounds:
         cum += r.owed_niota
         owed.append((r.ended_at, cum / 1e9))
-    paid, total = [(d.window.start, float(d.paid_before_iota))], d.paid_before_iota
-    for t, value in d.confirmations:
-        total += value
-        paid.append((t, float(total)))
-    paid.append((min(d.figures.at, d.window.end), float(total)))
     money_chart = line_chart("Owed and paid", [Series("owed", "owed", owed),
-                                               Series("paid", "paid", paid, step=True)],
+                                               Series("paid", "paid", _paid_points(d), step=True)],
                              x_range=span, tz=d.tz, unit=d.unit)
     return (f"<h2>Power, mW ({what})</h2>{power_chart}"
             '<div class="key"><span class="consumer">consumer</span>'
@@ -185,6 +224,22 @@ def _charts(d: Dashboard) -> str:
             f"<h2>Owed and paid since the start, {d.unit} ({what})</h2>{money_chart}"
             '<div class="key"><span class="owed">owed</span>'
             '<span class="paid">paid (confirmed)</span></div>')
+
+
+def _paid_points(d: Dashboard) -> list[tuple[float, float]]:
+    """The running total paid, as steps; from where the data start, never before (no flat
+    zero across a day before the first round), and nothing at all without data."""
+    before = d.owed_before_niota > 0 or d.paid_before_iota > 0
+    firsts = [r.started_at for r in d.rounds[:1]] + [t for t, _ in d.confirmations[:1]]
+    if not before and not firsts:
+        return []
+    total = d.paid_before_iota
+    paid = [(d.window.start if before else min(firsts), float(total))]
+    for t, value in d.confirmations:
+        total += value
+        paid.append((t, float(total)))
+    paid.append((min(d.figures.at, d.window.end), float(total)))
+    return paid
 
 
 def _totals(f: Figures, unit: str) -> str:
@@ -232,6 +287,12 @@ LIVE_JS = """\
     var d = Math.abs(x) >= 1e6 ? 0 : 3;
     return x.toLocaleString("en-US", {minimumFractionDigits: d, maximumFractionDigits: d});
   }
+  function local(iso, zone, time_only) {  // as the page writes times: 2026-06-21 14:02:03
+    var opts = {timeZone: zone};
+    try { new Intl.DateTimeFormat("sv-SE", opts); } catch (e) { opts = {}; }
+    var d = new Date(iso);
+    return time_only ? d.toLocaleTimeString("sv-SE", opts) : d.toLocaleString("sv-SE", opts);
+  }
   function set(name, text) {
     var el = document.querySelector('[data-live="' + name + '"]');
     if (el) { el.textContent = text; }
@@ -247,8 +308,10 @@ LIVE_JS = """\
             + (t.price_capped ? " (night cap)" : ""));
         set("owed_paid", iota(t.all_time.owed_iota) + " / "
           + t.all_time.paid_iota.toLocaleString("en-US"));
-        set("note", live ? "live, updated " + new Date().toLocaleTimeString()
-                         : "no recent reading: is p2p-energy running?");
+        set("note", live ? "reading of " + local(live.sampled_at, t.timezone, true)
+          : t.last_sample_at === null ? "no recent reading: is p2p-energy running?"
+          : "last reading " + local(t.last_sample_at, t.timezone, false)
+            + ": is p2p-energy running?");
         document.body.setAttribute("data-js", "live");
       }).catch(function () { set("note", "cannot reach p2p-energy serve"); });
   }

@@ -24,11 +24,12 @@ from ..ledger_read import LedgerReader, PaymentRow
 from ..wallet.base import LEGACY_UNIT, ledger_unit
 from . import periods
 from .figures import MWS_PER_KWH, PeriodTotals, period_totals
-from .page import local
+from .page import energy, energy_unit, local
 
 ROUND_FIELDS = ("id", "started_at", "ended_at", "duration_s", "metered_s", "samples",
                 "expected_samples", "failed_samples", "consumer_mws", "producer_mws",
-                "producer_avg_mw", "price", "price_capped", "owed_{u}")
+                "producer_avg_mw", "price", "price_capped", "owed_{u}", "consumer_metered_s",
+                "producer_metered_s")
 STATEMENT_FIELDS = ("period", "from", "to", "hours", "rounds", "energy_kwh", "produced_kwh",
                     "average_price_{u}_per_mws", "owed_{u}", "paid_{u}", "fees_iota",
                     "payments", "references")
@@ -97,8 +98,8 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         f"statement for {t.period.label} ({periods.zone_name(tz)},"
         f" {local(t.period.start, tz, '%Y-%m-%d %H:%M %Z')} to"
         f" {local(t.period.end, tz, '%Y-%m-%d %H:%M %Z')}, {t.period.hours:g} h)",
-        f"  energy used      {s.consumer_mws / MWS_PER_KWH:.6f} kWh in {s.rounds} rounds",
-        f"  energy produced  {s.producer_mws / MWS_PER_KWH:.6f} kWh",
+        f"  energy used      {energy(s.consumer_mws)} in {s.rounds} rounds",
+        f"  energy produced  {energy(s.producer_mws)}",
         "  average price    " + ("-" if price is None else
                                  f"{price:.6g} {unit}/mW·s"
                                  f" ({price * MWS_PER_KWH:,.0f} {unit}/kWh)"),
@@ -107,8 +108,10 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         f"  fees             {exact_iota(t.paid.fee_nanos)} IOTA",
     ]
     if st.days:
-        lines.append(f"  by day:           kWh used  {'owed ' + unit:>10}  {'paid ' + unit:>10}")
-        lines += [f"    {d.period.label}  {d.sums.consumer_mws / MWS_PER_KWH:12.6f}"
+        name, mws_per = energy_unit(max((d.sums.consumer_mws for d in st.days), default=0.0))
+        lines.append(f"  by day:       {name + ' used':>12}  {'owed ' + unit:>10}"
+                     f"  {'paid ' + unit:>10}")
+        lines += [f"    {d.period.label}  {d.sums.consumer_mws / mws_per:12.3f}"
                   f"  {d.sums.owed_niota / 1e9:10.3f}  {d.paid.value_iota:10d}"
                   for d in st.days if d.sums.rounds or d.paid.count]
     lines.append("  payments:" if st.payments else "  payments: none")
@@ -147,8 +150,10 @@ def write_rounds_csv(path: str, out: TextIO, unit: str = LEGACY_UNIT) -> None:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(csv_header(ROUND_FIELDS, unit))
     with LedgerReader(path) as reader:
-        for r in reader.iter_rounds():
+        for r, consumer_s, producer_s in reader.iter_rounds_by_channel():
             w.writerow([r.id, iso(r.started_at), iso(r.ended_at), repr(r.duration_s),
                         repr(r.metered_s), r.samples, r.expected_samples, r.failed_samples,
                         repr(r.consumer_mws), repr(r.producer_mws), repr(r.producer_avg_mw),
-                        repr(r.price), int(r.price_capped), exact_iota(r.owed_niota)])
+                        repr(r.price), int(r.price_capped), exact_iota(r.owed_niota),
+                        "" if consumer_s is None else repr(consumer_s),
+                        "" if producer_s is None else repr(producer_s)])

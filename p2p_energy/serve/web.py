@@ -3,7 +3,7 @@
 Standard library server, one thread per request, a read-only ledger
 connection per request (opening one takes well under a millisecond). Routes:
 
-    /                       dashboard (?day=YYYY-MM-DD for a chosen day)
+    /                       dashboard (?day=YYYY-MM-DD a chosen day, ?range=hour|day|month)
     /api/rounds?from=&to=   rounds that ended in [from, to) (default: last 24 h)
     /api/payments?limit=    newest payments first (default 50, at most 1000)
     /api/totals             live power, price, totals today / this month / all time
@@ -71,9 +71,13 @@ class App:
                 except ValueError as err:
                     raise BadRequest(str(err)) from None
             else:
-                window = periods.Period("last 24 hours", figures.at - DAY_S, figures.at)
+                try:
+                    window = page.live_window(reader, _one(q, "range"), figures.at, tz)
+                except ValueError as err:
+                    raise BadRequest(str(err)) from None
                 live_view = True
-            data = page.collect(reader, figures, tz, window, live_view, self.source.unit)
+            data = page.collect(reader, figures, tz, window, live_view, self.source.unit,
+                                _one(q, "range"))
         return _html(page.render(data))
 
     def api_rounds(self, q: dict[str, list[str]]) -> Reply:
