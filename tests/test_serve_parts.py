@@ -218,6 +218,13 @@ def test_metrics_keep_their_names_and_say_the_unit_in_help(backend):
     ('[mqtt]\npassword_file = "pw"\n', "mqtt.password_file"),
     ('[mqtt]\nca_file = "ca.pem"\n', "mqtt.ca_file"),
     ('[mqtt]\npublish_s = 0\n', "mqtt.publish_s"),
+    ('[serve]\nallowed_hosts = "meter.lan"\n', "serve.allowed_hosts"),
+    ('[serve]\nallowed_hosts = ["http://meter.lan"]\n', "serve.allowed_hosts"),
+    ('[serve]\nallowed_hosts = ["meter.lan:8080"]\n', "serve.allowed_hosts"),
+    ('[serve]\ntimeout_s = 0.5\n', "serve.timeout_s"),
+    ('[serve]\ntimeout_s = 1e400\n', "serve.timeout_s"),
+    ('[serve]\nmax_connections = 0\n', "serve.max_connections"),
+    ('[serve]\nmax_connections = ' + "9" * 400 + '\n', "serve.max_connections"),
 ])
 def test_bad_serve_and_mqtt_values_are_one_line_errors(tmp_path, body, key):
     path = tmp_path / "c.toml"
