@@ -88,7 +88,11 @@ def connection_cap(wanted: int, open_files_limit: int) -> int:
 
 
 def open_files_limit() -> int:
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    """This process's open-file limit (``ulimit -n``, systemd's ``LimitNOFILE``)."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except OSError:  # a seccomp filter that refuses prlimit64: Linux's default
+        return 1024
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
