@@ -109,3 +109,23 @@ def test_a_ledger_in_a_missing_folder_is_fine_for_check(tmp_path):
     assert code == 0
     assert f"ok   ledger {tmp_path / 'new' / 'l.db'}: not created yet (the daemon creates it)" \
         in lines
+
+
+def _mqtt_broker(tmp_path: Path, broker: str) -> config.Config:
+    pw = tmp_path / "mqtt-password"
+    pw.write_text("hunter2secret\n")
+    pw.chmod(0o600)
+    return _cfg(tmp_path, mqtt={"enabled": True, "username": "meter", "broker": broker,
+                                "password_file": "mqtt-password"})
+
+
+def test_check_warns_when_mqtt_would_send_the_password_unencrypted(tmp_path):
+    code, lines = _check(_mqtt_broker(tmp_path, "mqtt://homeassistant.local:1883"))
+    assert code == 0  # a warning, not a failure
+    warn = [line for line in lines if line.startswith("warn")]
+    assert len(warn) == 1 and "mqtt://homeassistant.local:1883 is not encrypted" in warn[0]
+    assert "mqtts://" in warn[0] and not any("hunter2secret" in line for line in lines)
+    for quiet in ("mqtts://homeassistant.local", "mqtt://127.0.0.1:1883", "mqtt://[::1]",
+                  "mqtt://localhost"):
+        assert not any(line.startswith("warn") for line in _check(_mqtt_broker(
+            tmp_path, quiet))[1]), quiet
