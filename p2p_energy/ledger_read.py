@@ -208,10 +208,12 @@ class LedgerReader:
         just after the round ``after`` = (ended_at, id) on, at most ``limit``: one page,
         one row at a time, so that no page is ever all in memory."""
         after_end, after_id = after if after is not None else (start, -1)
+        # The first bound is the cursor's too, so that the index is entered there rather
+        # than at ``start``: a page deep in a year costs as little as the first.
         for r in self.db.execute(
                 f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
                 " AND (ended_at, id) > (?, ?) ORDER BY ended_at, id LIMIT ?",
-                (start, end, after_end, after_id, limit)):
+                (max(start, after_end), end, after_end, after_id, limit)):
             yield RoundRow(*r[:12], bool(r[12]), r[13])
 
     def last_round(self) -> RoundRow | None:
