@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,14 @@ def test_check_warns_when_mqtt_would_send_the_password_unencrypted(tmp_path):
                   "mqtt://localhost"):
         assert not any(line.startswith("warn") for line in _check(_mqtt_broker(
             tmp_path, quiet))[1]), quiet
+
+
+def test_a_fifo_as_ledger_fails_check_and_run_without_waiting(tmp_path, capsys):
+    fifo = tmp_path / "ledger.db"
+    os.mkfifo(fifo)
+    code, lines = _check(_cfg(tmp_path, ledger={"path": str(fifo)}))
+    assert code == 1
+    assert (f"FAIL ledger {fifo}: ledger.path names something that is not a regular file"
+            " (a FIFO, a device)") in lines
+    code, err = _run(tmp_path, fifo, capsys)  # before: "disk I/O error"
+    assert code == 1 and "not a regular file" in err and len(err.splitlines()) == 1
