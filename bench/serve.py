@@ -3,19 +3,30 @@
 Builds the ledger in a temporary folder (rows written straight with SQL, as the
 daemon would have over a year), then times in this process, read-only as serve
 reads: the figures every view shows, the dashboard page, /metrics, a month's
-statement; and the peak memory of this process. Prints figures, asserts nothing.
+statement; and the peak memory of this process. Then starts a real `serve` on
+loopback and has eight clients at once each read every round of the year from
+/api/rounds?from=0 (following "next" page by page): the peak memory (RSS) of
+that serve process, the goal being at most 150 MB. Prints figures, asserts nothing.
 
-    uv run python bench/serve.py [--days 365] [--round-s 60]
+    uv run python bench/serve.py [--days 365] [--round-s 60] [--clients 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import re
 import resource
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -69,10 +80,66 @@ def _once(fn) -> float:
     return time.perf_counter() - t
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of process ``pid`` so far (VmHWM), MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024
+
+
+def read_all_rounds(url: str) -> tuple[int, int]:
+    """Every round from /api/rounds?from=0, page by page: (rounds, pages)."""
+    path, rounds, pages = "api/rounds?from=0", 0, 0
+    while path:
+        with urllib.request.urlopen(url + path.lstrip("/"), timeout=300) as r:
+            page = json.loads(r.read())
+        rounds, pages = rounds + len(page["rounds"]), pages + 1
+        path = page.get("next")
+    return rounds, pages
+
+
+def bench_http(ledger: Path, tmp: Path, clients: int) -> None:
+    """A real serve on loopback; ``clients`` read the whole year at once."""
+    cfg = tmp / "serve.toml"
+    cfg.write_text(f'[ledger]\npath = "{ledger}"\n[serve]\nenabled = true\n'
+                   'listen = "127.0.0.1:0"\ntimezone = "Europe/Berlin"\n')
+    log = tmp / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", "serve", "-c", str(cfg)],
+                                stderr=err, stdout=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"on (http://127\.0\.0\.1:\d+/)", log.read_text())):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"serve did not start: {log.read_text()}")
+            time.sleep(0.1)
+        url = m.group(1)
+        urllib.request.urlopen(url + "api/totals", timeout=60).read()
+        print(f"{'serve at rest (peak RSS)':46} {peak_rss_mb(proc.pid):8.1f} MB")
+        got: list[tuple[int, int]] = []
+        started = time.perf_counter()
+        threads = [threading.Thread(target=lambda: got.append(read_all_rounds(url)))
+                   for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took_s = time.perf_counter() - started
+        rounds, pages = got[0] if got else (0, 0)
+        print(f"{clients} clients x every round via /api/rounds   {took_s:8.1f} s"
+              f"  ({rounds:,} rounds in {pages} pages each)")
+        print(f"{'serve peak RSS, ' + str(clients) + ' /api/rounds at once':46}"
+              f" {peak_rss_mb(proc.pid):8.1f} MB  (goal: <= 150 MB)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--round-s", type=float, default=60.0)
+    ap.add_argument("--clients", type=int, default=8)
     args = ap.parse_args()
     now = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,8 +167,9 @@ def main() -> None:
         timed("statement, this month by day", lambda: make_statement(reader, month, TZ,
                                                                      by_day=True))
         reader.close()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{'peak memory of this process (RSS)':46} {rss:8.1f} MB")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{'peak memory of this process (RSS)':46} {rss:8.1f} MB")
+        bench_http(path, Path(tmp), args.clients)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Exit 0 only if every line is ``ok``. Never prints the seed.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import time
 from collections.abc import Callable
@@ -188,6 +189,19 @@ def _check_mqtt(cfg: Config, report: Callable[[str, str], None]) -> None:
         return
     if password:
         report(OK, f"mqtt password: read for user {cfg.mqtt.username!r}")
+    if password and not cfg.mqtt.tls and not _loopback(cfg.mqtt.address[0]):
+        report(WARN, f"mqtt: {cfg.mqtt.broker} is not encrypted: the password crosses the"
+                     " network as plain text; use mqtts://host:8883 (TLS) if the broker has it")
+
+
+def _loopback(host: str) -> bool:
+    """True for a name or address of this machine's loopback (traffic never leaves it)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _wallet_position(cfg: Config) -> tuple[int, Payment | None]:

@@ -149,6 +149,12 @@ class ServeConfig:
     enabled: bool = False
     listen: str = "127.0.0.1:8080"
     timezone: str = ""  # for days in statements and the dashboard; "" = the system's
+    # Names the page may be reached by besides the listen address, localhost, this
+    # machine's own names and any IP address: a Host header naming anything else is
+    # refused (a web page whose name is made to point here: DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
+    timeout_s: float = 15.0  # for each request, from the connection (or the last answer) on
+    max_connections: int = 64  # at once; more are answered 503 at once
 
     @property
     def address(self) -> tuple[str, int]:
@@ -221,7 +227,10 @@ def _float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[Any], fl
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError("must be a number")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # a whole number of hundreds of digits: TOML allows it
+            v = math.inf if v > 0 else -math.inf
         if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
             low = "above" if lo_open else "at least"
             raise ValueError(f"must be {low} {lo:g} and at most {hi:g}")
@@ -352,6 +361,21 @@ def _split_host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _host_names(v: Any) -> tuple[str, ...]:
+    """Host names the dashboard may be reached by, lowercase, e.g. ["meter.lan"]."""
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of host names, e.g. ["meter.lan"]')
+    names = tuple(x.strip().lower() for x in v)
+    for name in names:
+        if len(name) > 253 or not _HOST_NAME.fullmatch(name):
+            raise ValueError(f"{_toml(name)} is not a host name: letters, digits, - and dots,"
+                             ' without a port or scheme, e.g. "meter.lan"')
+    return names
+
+
 def _listen(v: Any) -> str:
     _split_host_port(_str(v))
     return v
@@ -459,6 +483,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "enabled": _bool,
         "listen": _listen,
         "timezone": _timezone,
+        "allowed_hosts": _host_names,
+        "timeout_s": _float(1.0, 300.0),
+        "max_connections": _int(1, 4096),
     },
     "mqtt": {
         "enabled": _bool,
@@ -596,10 +623,13 @@ def _check_together(c: Config) -> None:
                      path=src, key="round.length_s", value=c.round.length_s)
     if c.wallet.seed and c.wallet.seed_file:
         raise _error("set wallet.seed or wallet.seed_file, not both", path=src,
-                     key="wallet.seed_file", value=c.wallet.seed_file)
+                     key="wallet.seed_file",
+                     value=_file_value(_seed_file_path(c), c.wallet.seed_file))
     if c.mqtt.password_file and not c.mqtt.username:
         raise _error("needs mqtt.username (MQTT sends no password without a user name)",
-                     path=src, key="mqtt.password_file", value=c.mqtt.password_file)
+                     path=src, key="mqtt.password_file",
+                     value=_file_value(_beside_config(c, c.mqtt.password_file),
+                                       c.mqtt.password_file))
     if c.mqtt.ca_file and not c.mqtt.tls:
         raise _error('is only used with broker = "mqtts://..."', path=src,
                      key="mqtt.ca_file", value=c.mqtt.ca_file)
@@ -718,6 +748,16 @@ def _refuse_if_shared(path: str, mode: int, what: str, *, source: str = "", key:
                  f" run chmod 600 {shlex.quote(path)}", path=source or path, key=key, value=value)
 
 
+def _file_value(path: str, value: str) -> Any:
+    """``value`` of a secret's ``*_file`` key, as an error may show it: only if ``path``
+    exists. A name that is no file may be the secret itself, put in the wrong key."""
+    return value if os.path.lexists(path) else _HIDDEN
+
+
+_UNSHOWN_HINT = (" (the value is not shown: a name that is no file may be the secret itself,"
+                 " put in the wrong key)")
+
+
 def _seed_file_path(config: Config) -> str:
     """``wallet.seed_file`` as a path: relative to the config file's folder."""
     path = Path(config.wallet.seed_file).expanduser()
@@ -775,8 +815,9 @@ def load_seed(config: Config, *, environ: Mapping[str, str] | None = None,
             return w.seed.strip()
         return w.seed
     if w.seed_file:
-        return _read_seed(_seed_file_path(config), source=config.source, key="wallet.seed_file",
-                          value=w.seed_file, check=check)
+        path = _seed_file_path(config)
+        return _read_seed(path, source=config.source, key="wallet.seed_file",
+                          value=_file_value(path, w.seed_file), check=check)
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     if creds:
         # systemd made this file for us, owner-only plus an ACL for the service
@@ -810,6 +851,8 @@ def _read_secret(path: str, what: str, fail: Callable[[str], ConfigError], *, so
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as err:
         hint = missing_hint if err.errno == errno.ENOENT else ""
+        if key and value is _HIDDEN:
+            hint += _UNSHOWN_HINT
         raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
     try:
         mode = os.fstat(fd).st_mode
@@ -840,7 +883,7 @@ def _read_seed(path: str, *, source: str = "", key: str = "", value: Any = _HIDD
 
     # Name the file unless the error already shows it (as the path, or the key's value).
     what = "seed file" if key else "seed credential"
-    if key and path != value:
+    if key and value is not _HIDDEN and path != value:
         what += f" {path}"
     raw = _read_secret(path, what, fail, source=source, key=key, value=value,
                        missing_hint="" if key else
@@ -902,8 +945,9 @@ def load_mqtt_password(config: Config, *, environ: Mapping[str, str] | None = No
     m = config.mqtt
     env = os.environ if environ is None else environ
     if m.password_file:
-        return _read_password(_beside_config(config, m.password_file), source=config.source,
-                              key="mqtt.password_file", value=m.password_file)
+        path = _beside_config(config, m.password_file)
+        return _read_password(path, source=config.source, key="mqtt.password_file",
+                              value=_file_value(path, m.password_file))
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     credential = os.path.join(creds, "mqtt-password")
     if m.username and creds and os.path.exists(credential):

@@ -51,7 +51,14 @@ class ImplausibleReading(SensorReadError):
 
 
 class LedgerError(P2PEnergyError):
-    """The ledger file cannot be opened or has a schema this version cannot use."""
+    """The ledger file cannot be opened or has a schema this version cannot use.
+
+    ``reason`` says why without naming the file: what an HTTP client may be told.
+    """
+
+    def __init__(self, message: str, *, reason: str = "the ledger cannot be read") -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class LedgerBusy(P2PEnergyError):

@@ -19,6 +19,7 @@ makes each commit survive a power cut. The seed is never stored here.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -233,6 +234,26 @@ def iso(ts: float | None) -> str | None:
         "+00:00", "Z")
 
 
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
+
+
+def open_problem(path: str, err: sqlite3.Error) -> str:
+    """Why SQLite could not open or read the ledger at ``path``, said so a person can act.
+
+    SQLite needs to create the ledger's ``-shm`` (and ``-wal``) file beside it, even to
+    read it while no writer has it open; in a folder this user cannot write to it
+    says only "attempt to write a readonly database".
+    """
+    folder = Path(path).absolute().parent
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+    if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) and folder.is_dir() \
+            and not os.access(folder, os.W_OK | os.X_OK):
+        return (f"the folder {folder} is not writable by this user, and SQLite must create"
+                f" {Path(path).name}-shm beside the ledger to read it: run as the ledger's"
+                " owner, or let this user write to the folder")
+    return str(err)
+
+
 def holds_simulation(path: str | Path) -> bool | None:
     """Whether the ledger at ``path`` was made by ``run --simulate``; None when the file
     is not a ledger yet (missing, empty, or left by a first start that died before its
@@ -296,7 +317,8 @@ class Ledger:
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as err:
-            raise LedgerError(f"{self.path}: cannot open ledger: {err}") from None
+            raise LedgerError(f"{self.path}: cannot open ledger: {open_problem(self.path, err)}"
+                              ) from None
         except OSError as err:
             raise LedgerError(f"{self.path}: cannot open ledger: {err.strerror}") from None
 

@@ -15,7 +15,9 @@ counts as zero energy, as it owes nothing.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import LedgerError
-from .ledger import DEFAULT_REFERENCE_KEY, REFERENCE_KEYS, SCHEMA_VERSION
+from .ledger import DEFAULT_REFERENCE_KEY, REFERENCE_KEYS, SCHEMA_VERSION, open_problem
 from .metering import LivePower
 
 _ROUND_COLUMNS = ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
@@ -126,13 +128,13 @@ class LedgerReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if not Path(self.path).exists():
-            raise LedgerError(f"{self.path}: no ledger yet (has the daemon started?)")
+        self._check_file()
         uri = "file:" + quote(str(Path(self.path).absolute())) + "?mode=ro"
         try:
             self.db = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None)
         except sqlite3.Error as err:
-            raise LedgerError(f"{self.path}: cannot open ledger: {err}") from None
+            raise self._error(f"cannot open ledger: {open_problem(self.path, err)}",
+                              "the ledger cannot be opened (see the serve log)") from None
         try:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             self._tables = {r[0] for r in self.db.execute(
@@ -140,17 +142,35 @@ class LedgerReader:
             payment_columns = {r[1] for r in self.db.execute("PRAGMA table_info(payments)")}
         except sqlite3.Error as err:
             self.db.close()
-            raise LedgerError(f"{self.path}: cannot read ledger: {err}") from None
+            raise self._error(f"cannot read ledger: {open_problem(self.path, err)}",
+                              "the ledger cannot be read (see the serve log)") from None
         if version == 0 or "rounds" not in self._tables:
             self.db.close()
-            raise LedgerError(f"{self.path}: not a ledger yet (has the daemon started?)")
+            raise self._error("not a ledger yet (has the daemon started?)")
         if version > SCHEMA_VERSION:
             self.db.close()
-            raise LedgerError(f"{self.path}: ledger schema {version} is newer than this "
-                              f"program understands ({SCHEMA_VERSION}): upgrade p2p-energy")
+            raise self._error(f"ledger schema {version} is newer than this program"
+                              f" understands ({SCHEMA_VERSION}): upgrade p2p-energy")
         self._depth = 0
         self._fee = "fee_nanos" if "fee_nanos" in payment_columns else "0"
         self._payment_select = _payment_select(payment_columns)
+
+    def _check_file(self) -> None:
+        """A regular file, or none yet: SQLite would wait forever on a FIFO."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            raise self._error("no ledger yet (has the daemon started?)") from None
+        except OSError as err:
+            raise self._error(f"cannot open ledger: {err.strerror or err}",
+                              "the ledger cannot be opened (see the serve log)") from None
+        if not stat.S_ISREG(mode):
+            raise self._error("not a regular file: ledger.path must name the ledger's file",
+                              "the ledger path does not name a file (see the serve log)")
+
+    def _error(self, reason: str, public: str = "") -> LedgerError:
+        """A LedgerError naming the file; ``public`` (or ``reason``) says why without it."""
+        return LedgerError(f"{self.path}: {reason}", reason=public or reason)
 
     def close(self) -> None:
         self.db.close()
@@ -181,6 +201,20 @@ class LedgerReader:
         return [RoundRow(*r[:12], bool(r[12]), r[13]) for r in self.db.execute(
             f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
             " ORDER BY ended_at, id LIMIT ?", (start, end, limit))]
+
+    def rounds_page(self, start: float, end: float, after: tuple[float, int] | None,
+                    limit: int) -> Iterator[RoundRow]:
+        """Rounds that ended in [start, end), oldest first (by ``ended_at``, then id), from
+        just after the round ``after`` = (ended_at, id) on, at most ``limit``: one page,
+        one row at a time, so that no page is ever all in memory."""
+        after_end, after_id = after if after is not None else (start, -1)
+        # The first bound is the cursor's too, so that the index is entered there rather
+        # than at ``start``: a page deep in a year costs as little as the first.
+        for r in self.db.execute(
+                f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
+                " AND (ended_at, id) > (?, ?) ORDER BY ended_at, id LIMIT ?",
+                (max(start, after_end), end, after_end, after_id, limit)):
+            yield RoundRow(*r[:12], bool(r[12]), r[13])
 
     def last_round(self) -> RoundRow | None:
         r = self.db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY id DESC LIMIT 1"

@@ -85,6 +85,8 @@ def ledger_path_problem(ledger_path: str | Path) -> str:
     if path.is_dir():
         return (f"ledger.path names a directory, not the ledger's file: name a file in it,"
                 f" e.g. {path / 'ledger.db'}")
+    if path.exists() and not path.is_file():  # a FIFO: "disk I/O error", or a wait
+        return "ledger.path names something that is not a regular file (a FIFO, a device)"
     for folder in (path.parent, *path.parent.parents):
         if os.path.lexists(folder):
             if not folder.is_dir():

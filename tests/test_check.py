@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,34 @@ def test_legacy_check_names_the_change_address_to_fund_while_a_payment_is_in_fli
     assert f"use key index {change}, address {address_of(PAYER_SEED, change)}" in deposit
     assert address_of(PAYER_SEED, 0) not in deposit.split("(")[0]
     assert "1000 IOTA at key indexes 0 and" in deposit
+
+
+def _mqtt_broker(tmp_path: Path, broker: str) -> config.Config:
+    pw = tmp_path / "mqtt-password"
+    pw.write_text("hunter2secret\n")
+    pw.chmod(0o600)
+    return _cfg(tmp_path, mqtt={"enabled": True, "username": "meter", "broker": broker,
+                                "password_file": "mqtt-password"})
+
+
+def test_check_warns_when_mqtt_would_send_the_password_unencrypted(tmp_path):
+    code, lines = _check(_mqtt_broker(tmp_path, "mqtt://homeassistant.local:1883"))
+    assert code == 0  # a warning, not a failure
+    warn = [line for line in lines if line.startswith("warn")]
+    assert len(warn) == 1 and "mqtt://homeassistant.local:1883 is not encrypted" in warn[0]
+    assert "mqtts://" in warn[0] and not any("hunter2secret" in line for line in lines)
+    for quiet in ("mqtts://homeassistant.local", "mqtt://127.0.0.1:1883", "mqtt://[::1]",
+                  "mqtt://localhost"):
+        assert not any(line.startswith("warn") for line in _check(_mqtt_broker(
+            tmp_path, quiet))[1]), quiet
+
+
+def test_a_fifo_as_ledger_fails_check_and_run_without_waiting(tmp_path, capsys):
+    fifo = tmp_path / "ledger.db"
+    os.mkfifo(fifo)
+    code, lines = _check(_cfg(tmp_path, ledger={"path": str(fifo)}))
+    assert code == 1
+    assert (f"FAIL ledger {fifo}: ledger.path names something that is not a regular file"
+            " (a FIFO, a device)") in lines
+    code, err = _run(tmp_path, fifo, capsys)  # before: "disk I/O error"
+    assert code == 1 and "not a regular file" in err and len(err.splitlines()) == 1

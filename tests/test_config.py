@@ -138,8 +138,11 @@ def test_not_toml(tmp_path: Path) -> None:
                                        ' meter.sensor = "replay"'),
     ("[round]\nlength_s = 0.5\n", ": round.length_s = 0.5: must be at least"
                                   " meter.sample_interval_s (1)"),
+    # No file "s": the value may be a secret put in the wrong key, so it is not shown.
     (f"[wallet]\nseed = \"{SEED}\"\nseed_file = \"s\"\n",
-     ': wallet.seed_file = "s": set wallet.seed or wallet.seed_file, not both'),
+     ": wallet.seed_file: set wallet.seed or wallet.seed_file, not both"),
+    # TOML takes whole numbers of any size; float() of this one overflows.
+    ("[round]\nlength_s = " + "9" * 400 + "\n", ": round.length_s = 99999"),
 ])
 def test_each_error_is_one_line_naming_file_key_and_value(
         tmp_path: Path, text: str, expected: str) -> None:
@@ -377,8 +380,11 @@ def test_seed_file_not_utf8(tmp_path: Path) -> None:
 
 def test_missing_seed_file(tmp_path: Path) -> None:
     cfg = load(write(tmp_path / "c.toml", '[wallet]\nseed_file = "/nonexistent/seed"\n'))
-    assert _seed_error(cfg) == (f'{tmp_path}/c.toml: wallet.seed_file = "/nonexistent/seed":'
-                                " cannot read seed file: No such file or directory")
+    # A name that is no file may be the seed itself, put in the wrong key: not shown.
+    assert _seed_error(cfg) == (f"{tmp_path}/c.toml: wallet.seed_file: cannot read seed file:"
+                                " No such file or directory (the value is not shown: a name"
+                                " that is no file may be the secret itself, put in the wrong"
+                                " key)")
 
 
 def test_seed_file_that_is_a_directory_or_fifo_does_not_hang(tmp_path: Path) -> None:

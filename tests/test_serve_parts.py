@@ -260,6 +260,13 @@ def test_metrics_keep_their_names_and_say_the_unit_in_help(backend):
     ('[mqtt]\npassword_file = "pw"\n', "mqtt.password_file"),
     ('[mqtt]\nca_file = "ca.pem"\n', "mqtt.ca_file"),
     ('[mqtt]\npublish_s = 0\n', "mqtt.publish_s"),
+    ('[serve]\nallowed_hosts = "meter.lan"\n', "serve.allowed_hosts"),
+    ('[serve]\nallowed_hosts = ["http://meter.lan"]\n', "serve.allowed_hosts"),
+    ('[serve]\nallowed_hosts = ["meter.lan:8080"]\n', "serve.allowed_hosts"),
+    ('[serve]\ntimeout_s = 0.5\n', "serve.timeout_s"),
+    ('[serve]\ntimeout_s = 1e400\n', "serve.timeout_s"),
+    ('[serve]\nmax_connections = 0\n', "serve.max_connections"),
+    ('[serve]\nmax_connections = ' + "9" * 400 + '\n', "serve.max_connections"),
 ])
 def test_bad_serve_and_mqtt_values_are_one_line_errors(tmp_path, body, key):
     path = tmp_path / "c.toml"
@@ -399,3 +406,65 @@ def test_all_time_totals_kept_up_by_adding_new_rounds_equal_a_full_sum(tmp_path)
     add_rounds(tmp_path / "b.db", 2)  # a smaller ledger file in its place: start over
     with LedgerReader(tmp_path / "b.db") as r:
         assert kept(r) == r.sums()
+
+
+# -- bounds on what a client can ask (issue 19) ---------------------------------------------
+
+def test_on_a_32_bit_time_t_times_end_before_2038():
+    """Raspberry Pi OS before Debian 13 has a 32-bit time_t: Python cannot convert a time
+    past 2038-01-19 there, so the API refuses it with the reason instead of failing."""
+    first, last = periods.time_range(32)
+    assert (first, last) == (0.0, 2**31 - 1 - 2 * 86400)
+    assert periods.parse_time("2038-01-01", BERLIN, (first, last)) < last
+    for text in (str(2**31), "2038-01-19T03:14:08Z", "1e18"):
+        with pytest.raises(ValueError, match="out of range: times from 1970-01-01T00:00:00Z"
+                                             " to 2038-01-17"):
+            periods.parse_time(text, BERLIN, (first, last))
+    with pytest.raises(ValueError, match="out of range: days from 1970-01-02 to 2038-01-16"):
+        periods.parse_day("2038-01-18", BERLIN, (first, last))
+    assert periods.parse_day("2038-01-16", BERLIN, (first, last)).end <= last
+    _, last_64 = periods.time_range(64)
+    assert periods.parse_day("9999-12-28", BERLIN).end <= last_64
+
+
+@pytest.mark.parametrize("header, allowed", [
+    ("127.0.0.1:8080", True), ("[::1]:8080", True), ("10.0.0.7", True), ("LOCALHOST", True),
+    ("meter.lan:80", True), ("meter.lan.", True), ("evil.example", False),
+    ("meter.lan.evil.example", False), ("localhost.evil.example:8080", False), ("", False),
+])
+def test_host_headers_allowed_are_ip_addresses_and_our_names(header, allowed):
+    from p2p_energy.serve.server import host_allowed, own_host_names
+    names = own_host_names("0.0.0.0", ("meter.lan",))
+    assert "0.0.0.0" not in names and "localhost" in names
+    assert host_allowed(header, names) is allowed
+
+
+def test_the_connection_cap_fits_the_open_file_limit():
+    from p2p_energy.serve.server import connection_cap
+    assert connection_cap(64, 1024) == 64
+    assert connection_cap(64, 128) == 24  # (128 - 32) / 4
+    assert connection_cap(64, 10) == 1
+
+
+def test_episodes_log_once_until_quiet_then_say_how_many():
+    import logging
+
+    from p2p_energy.serve.episodes import Episodes
+    now = [0.0]
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("test-episodes")
+    logger.setLevel(logging.DEBUG)
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        ep = Episodes(logger, quiet_s=10, clock=lambda: now[0])
+        starts = []
+        for t in (0, 1, 2, 9, 18, 29, 30):
+            now[0] = t
+            starts.append(ep.note("reset", logging.INFO, "a client reset %s", "x"))
+    finally:
+        logger.removeHandler(handler)
+    assert starts == [True, False, False, False, False, True, False]
+    loud = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    assert len(loud) == 2 and "(the last time: 5 in a row)" in loud[1]

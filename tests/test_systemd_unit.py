@@ -156,3 +156,20 @@ def test_a_payer_that_keeps_failing_never_reaches_the_start_limit():
 @pytest.mark.parametrize("unit", UNITS)
 def test_units_allow_no_core_dumps(unit: Path) -> None:
     assert _settings(unit.read_text())["Service.LimitCORE"] == ["0"]
+
+
+def test_serve_unit_bounds_files_tasks_memory_and_cpu_above_serves_own_limits() -> None:
+    """systemd's limits are the last line; serve's own ([serve] max_connections) must come
+    first, or a LAN client would meet "too many open files" or a failed thread start."""
+    from p2p_energy.serve.server import FILES_PER_CONNECTION, FILES_RESERVED, connection_cap
+
+    s = _settings(SERVE_UNIT.read_text())
+    connections = config.ServeConfig().max_connections
+    nofile = int(s["Service.LimitNOFILE"][0])
+    assert nofile >= FILES_RESERVED + connections * FILES_PER_CONNECTION
+    assert connection_cap(connections, nofile) == connections  # not lowered under systemd
+    assert int(s["Service.TasksMax"][0]) >= connections + 16  # main, http, sweeper, MQTT...
+    memory = s["Service.MemoryMax"][0]
+    assert memory.endswith("M") and 150 < int(memory[:-1]) <= 256  # bench/serve.py: <= 150 MB
+    quota = s["Service.CPUQuota"][0]
+    assert quota.endswith("%") and 10 <= int(quota[:-1]) <= 100  # less than the whole Pi

@@ -19,6 +19,7 @@ from ..notify import Notifier
 from ..wallet.base import ledger_unit
 from .figures import LedgerSource
 from .periods import resolve_timezone, zone_name
+from .server import Limits, connection_cap, open_files_limit, own_host_names
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,18 @@ log = logging.getLogger(__name__)
 def stale_after_s(cfg: Config) -> float:
     """Live power older than this is not shown: three checkpoints missed, and a margin."""
     return 3 * cfg.round.checkpoint_s + 5.0
+
+
+def limits(cfg: Config) -> Limits:
+    """What one HTTP client may take, from ``[serve]``; the connection cap lowered (and
+    said so) where the open-file limit could not hold that many."""
+    s = cfg.serve
+    cap = connection_cap(s.max_connections, open_files_limit())
+    if cap < s.max_connections:
+        log.warning("serve.max_connections = %d lowered to %d: the open-file limit (%d)"
+                    " holds no more", s.max_connections, cap, open_files_limit())
+    return Limits(timeout_s=s.timeout_s, max_connections=cap,
+                  allowed_hosts=own_host_names(s.address[0], s.allowed_hosts))
 
 
 def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
@@ -44,7 +57,7 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
         if cfg.serve.enabled:
             from . import web
             try:
-                server, _ = web.start(cfg.serve.address, source)
+                server = web.start(cfg.serve.address, source, limits(cfg))
             except OSError as err:
                 where = f"{cfg.source}: " if cfg.source else ""  # "": --simulate, no file
                 raise P2PEnergyError(f'{where}serve.listen = "{cfg.serve.listen}":'
@@ -61,7 +74,6 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
         if publisher is not None:
             publisher.stop()
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.stop()
     log.info("stopped")
     return 0

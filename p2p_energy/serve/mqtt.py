@@ -37,6 +37,7 @@ from .. import __version__
 from ..config import MqttConfig
 from ..errors import LedgerError
 from ..ledger import iso
+from .episodes import Episodes
 from .figures import MWS_PER_KWH, MWS_PER_WH, Figures, LedgerSource
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class Publisher:
         self._down_since: float | None = None
         self._ever_connected = False
         self._ledger_failing = False
+        self._births = Episodes(log)
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.topics.device_id,
                         protocol=paho.MQTTv311)
@@ -245,7 +247,10 @@ class Publisher:
     def _on_message(self, _client: paho.Client, _userdata: object,
                     msg: paho.MQTTMessage) -> None:
         if msg.topic == self.topics.ha_status and msg.payload == b"online":
-            log.info("MQTT: Home Assistant is online: announcing the sensors again")
+            # Anyone who may publish there can repeat it: one line per episode. Announcing
+            # is a flag, so a flood costs one announcement per publishing pass.
+            self._births.note("birth", logging.INFO, "MQTT: Home Assistant is online:"
+                              " announcing the sensors again")
             self._announce.set()
             self._wake.set()
 

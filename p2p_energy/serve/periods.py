@@ -15,6 +15,27 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _ZONEINFO_DIR = re.compile(r".*/zoneinfo/(?:posix/|right/)?(.+)$")
+_MARGIN_S = 2 * 86400  # room for a local day's end and any zone's offset
+
+
+def _time_t_bits() -> int:
+    """32 where the C library's time_t ends in January 2038 (32-bit Raspberry Pi OS
+    before Debian 13), else 64: Python converts times to local or UTC through it."""
+    try:
+        datetime.fromtimestamp(2**31 + _MARGIN_S, UTC)
+    except (OverflowError, OSError, ValueError):
+        return 32
+    return 64
+
+
+def time_range(time_t_bits: int) -> tuple[float, float]:
+    """The epoch seconds [first, last] the API takes: from 1970 to what both time_t and
+    ``datetime`` (year 9999) can show, less two days for any day's end in any zone."""
+    last = 2**31 - 1 if time_t_bits == 32 else datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+    return 0.0, float(last - _MARGIN_S)
+
+
+TIME_RANGE = time_range(_time_t_bits())
 
 
 def resolve_timezone(name: str = "", environ: dict[str, str] | None = None) -> tzinfo:
@@ -97,14 +118,20 @@ def this_month(now: float, tz: tzinfo) -> Period:
     return month(d.year, d.month, tz)
 
 
-def parse_day(text: str, tz: tzinfo) -> Period:
-    """``YYYY-MM-DD`` -> that local day. Raises ValueError with a one-line reason."""
+def parse_day(text: str, tz: tzinfo, bounds: tuple[float, float] = TIME_RANGE) -> Period:
+    """``YYYY-MM-DD`` -> that local day, within ``bounds`` (epoch s). Raises ValueError
+    with a one-line reason."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         raise ValueError(f"{text!r} is not a day: use YYYY-MM-DD")
     try:
-        return day(date.fromisoformat(text), tz)
+        d = date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a day of the calendar") from None
+    first, last = (datetime.fromtimestamp(t, UTC).date() for t in bounds)
+    if not first < d < last:
+        raise ValueError(f"{text!r} is out of range: days from {first + timedelta(days=1)}"
+                         f" to {last - timedelta(days=1)} on this system")
+    return day(d, tz)
 
 
 def parse_month(text: str, tz: tzinfo) -> Period:
@@ -115,21 +142,32 @@ def parse_month(text: str, tz: tzinfo) -> Period:
     return month(int(m.group(1)), int(m.group(2)), tz)
 
 
-def parse_time(text: str, tz: tzinfo) -> float:
+def parse_time(text: str, tz: tzinfo, bounds: tuple[float, float] = TIME_RANGE) -> float:
     """An API time: epoch seconds, or ISO 8601 (a date, or a time; local unless it
-    has an offset or Z). Raises ValueError."""
+    has an offset or Z), within ``bounds`` (epoch s). Raises ValueError."""
     try:
         value = float(text)
     except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise ValueError(f"{text!r} is not a time")
-        return value
+        value = _parse_iso(text, tz)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]!r} is not a time")
+    if not bounds[0] <= value <= bounds[1]:
+        first, last = (datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+                       for t in bounds)
+        raise ValueError(f"{text[:40]!r} is out of range: times from {first} to {last}"
+                         f" ({bounds[0]:.0f} to {bounds[1]:.0f}) on this system")
+    return value
+
+
+def _parse_iso(text: str, tz: tzinfo) -> float:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not a time: use epoch seconds or ISO 8601") from None
+        raise ValueError(f"{text[:40]!r} is not a time: use epoch seconds or ISO 8601"
+                         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
-    return dt.timestamp()
+    try:
+        return dt.timestamp()
+    except (OverflowError, OSError, ValueError):  # beyond what time_t holds
+        return math.inf if dt.year > 1970 else -math.inf

@@ -1,50 +1,59 @@
 """The HTTP side of ``serve``: the dashboard, the JSON API and ``/metrics``.
 
-Standard library server, one thread per request, a read-only ledger
-connection per request (opening one takes well under a millisecond). Routes:
+What each route answers; the server that bounds each client is ``server``. A
+read-only ledger connection per request (opening one takes well under a
+millisecond). Routes:
 
     /                       dashboard (?day=YYYY-MM-DD a chosen day, ?range=hour|day|month)
-    /api/rounds?from=&to=   rounds that ended in [from, to) (default: last 24 h)
+    /api/rounds?from=&to=   rounds that ended in [from, to) (default: last 24 h), a page
+                            of at most 2,000; "next" is the URL of the next page
     /api/payments?limit=    newest payments first (default 50, at most 1000)
     /api/totals             live power, price, totals today / this month / all time
     /metrics                Prometheus text format
+
+The dashboard and /api/rounds read many rounds: at most ``HEAVY_AT_ONCE`` of
+them are worked on at once, the others wait a little, then get 503.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode
 
-from .. import __version__
 from ..errors import LedgerError
 from ..ledger import iso
 from ..ledger_read import PaymentRow, RoundRow
 from . import page, periods
+from .episodes import Episodes
 from .figures import Figures, LedgerSource, PeriodTotals
+from .server import TEXT, Limits, Reply, Server
 
 log = logging.getLogger(__name__)
 
-MAX_ROUNDS = 50_000  # per /api/rounds answer; more is "truncated": true
+MAX_ROUNDS = 2_000  # per /api/rounds page: a day and a half of 60 s rounds, ~0.7 MB
+HEAVY_AT_ONCE = 2  # dashboards and /api/rounds pages worked on at once
+HEAVY_WAIT_S = 5.0  # for a turn, then 503
 DAY_S = 86400.0
-
-# A page of ours needs nothing from anywhere else.
-_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self';"
-        " img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_CURSOR = re.compile(r"(-?[0-9.e+-]+),([0-9]+)")
 
 
 class BadRequest(ValueError):
     """A query parameter that cannot be used: answered 400 with its message."""
 
 
-Reply = tuple[int, str, bytes]  # status, Content-Type, body
-TEXT = "text/plain; charset=utf-8"
+class Busy(Exception):
+    """No turn for a heavy request in time: answered 503 with its message."""
+
+
+Route = Callable[[dict[str, list[str]]], Reply]
 
 
 class App:
@@ -54,11 +63,46 @@ class App:
         self.source = source
         self._metrics_registry = None
         self._lock = threading.Lock()
+        self._heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
+        self.episodes = Episodes(log)
 
-    def routes(self) -> dict[str, Callable[[dict[str, list[str]]], Reply]]:
-        return {"/": self.dashboard, "/api/rounds": self.api_rounds,
+    def routes(self) -> dict[str, Route]:
+        return {"/": self._one_at_a_time(self.dashboard),
+                "/api/rounds": self._one_at_a_time(self.api_rounds),
                 "/api/payments": self.api_payments, "/api/totals": self.api_totals,
                 "/metrics": self.metrics, "/static/live.js": self.live_js}
+
+    def answer(self, path: str, query: str) -> Reply:
+        """The reply to ``GET path?query``: routes match exactly; errors are one line."""
+        route = self.routes().get(path)
+        if route is None:
+            return HTTPStatus.NOT_FOUND, TEXT, b"not found\n"
+        try:
+            return route(parse_qs(query))
+        except BadRequest as err:
+            return HTTPStatus.BAD_REQUEST, TEXT, f"{err}\n".encode()
+        except Busy as err:
+            return HTTPStatus.SERVICE_UNAVAILABLE, TEXT, f"{err}\n".encode()
+        except LedgerError as err:  # no ledger yet, or unreadable: say so, keep serving
+            self.episodes.note("ledger", logging.WARNING, "HTTP: %s", err)
+            return HTTPStatus.SERVICE_UNAVAILABLE, TEXT, f"{err.reason}\n".encode()
+        except Exception:  # a request boundary: answer 500, keep serving
+            self.episodes.note("error", logging.ERROR, "HTTP: answering %s failed", path,
+                               exc_info=True)
+            return (HTTPStatus.INTERNAL_SERVER_ERROR, TEXT,
+                    b"internal error (see the serve log)\n")
+
+    def _one_at_a_time(self, route: Route) -> Route:
+        """``route`` run only with a turn: each reads many rounds (memory, CPU)."""
+        def run(q: dict[str, list[str]]) -> Reply:
+            if not self._heavy.acquire(timeout=HEAVY_WAIT_S):
+                raise Busy("busy: other large requests are being answered; try again in a"
+                           " few seconds")
+            try:
+                return route(q)
+            finally:
+                self._heavy.release()
+        return run
 
     def dashboard(self, q: dict[str, list[str]]) -> Reply:
         tz = self.source.tz
@@ -81,21 +125,37 @@ class App:
         return _html(page.render(data))
 
     def api_rounds(self, q: dict[str, list[str]]) -> Reply:
+        """One page of rounds; each is encoded as it is read, so a page is in memory only
+        as its JSON text."""
         now = time.time()
         start = self._time(q, "from", now - DAY_S)
         end = self._time(q, "to", now)
+        after = _cursor(_one(q, "after"))
+        limit = _whole(q, "limit", MAX_ROUNDS, MAX_ROUNDS)
+        parts: list[str] = []
+        last: RoundRow | None = None
+        more = False
         with self.source.open() as reader:
-            rounds = reader.rounds(start, end, MAX_ROUNDS + 1)
-        return _json({"from": iso(start), "to": iso(end),
-                      "truncated": len(rounds) > MAX_ROUNDS,
-                      "rounds": [round_json(r) for r in rounds[:MAX_ROUNDS]]})
+            for r in reader.rounds_page(start, end, after, limit + 1):
+                if len(parts) == limit:
+                    more = True
+                    break
+                parts.append(json.dumps(round_json(r), separators=(",", ":")))
+                last = r
+        following = None
+        if more and last is not None:
+            following = "/api/rounds?" + urlencode({
+                "from": repr(start), "to": repr(end), "after": f"{last.ended_at!r},{last.id}",
+                "limit": limit})
+        head = json.dumps({"from": iso(start), "to": iso(end), "truncated": more,
+                           "next": following}, separators=(",", ":"))
+        body = head[:-1] + ',"rounds":[' + ",".join(parts) + "]}"
+        return HTTPStatus.OK, "application/json", body.encode()
 
     def api_payments(self, q: dict[str, list[str]]) -> Reply:
-        text = _one(q, "limit") or "50"
-        if not text.isdigit() or not 1 <= int(text) <= 1000:
-            raise BadRequest("limit must be a whole number from 1 to 1000")
+        limit = _whole(q, "limit", 50, 1000)
         with self.source.open() as reader:
-            payments = reader.payments(int(text))
+            payments = reader.payments(limit)
         return _json({"payments": [payment_json(p) for p in payments]})
 
     def api_totals(self, _q: dict[str, list[str]]) -> Reply:
@@ -128,6 +188,26 @@ class App:
 def _one(q: dict[str, list[str]], key: str) -> str:
     values = q.get(key, [])
     return values[-1].strip() if values else ""
+
+
+def _whole(q: dict[str, list[str]], key: str, default: int, most: int) -> int:
+    text = _one(q, key) or str(default)
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise BadRequest(f"{key} must be a whole number from 1 to {most}")
+    return int(text)
+
+
+def _cursor(text: str) -> tuple[float, int] | None:
+    """``after=<ended_at>,<id>``, as a page's ``next`` gives it."""
+    if not text:
+        return None
+    m = _CURSOR.fullmatch(text)
+    if m:
+        with suppress(ValueError):
+            ended_at = float(m.group(1))
+            if math.isfinite(ended_at):
+                return ended_at, int(m.group(2))
+    raise BadRequest("after must be <ended_at>,<id> as the last page's \"next\" gives it")
 
 
 def _html(text: str) -> Reply:
@@ -190,68 +270,8 @@ def totals_json(f: Figures, zone: str) -> dict[str, object]:
 
 # -- the server -----------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = f"p2p-energy/{__version__}"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self._answer(body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(body=False)
-
-    def _answer(self, body: bool) -> None:
-        url = urlsplit(self.path)
-        app: App = self.server.app  # type: ignore[attr-defined]
-        route = app.routes().get(url.path)
-        if route is None:
-            status, ctype, data = HTTPStatus.NOT_FOUND, TEXT, b"not found\n"
-        else:
-            try:
-                status, ctype, data = route(parse_qs(url.query))
-            except BadRequest as err:
-                status, ctype, data = HTTPStatus.BAD_REQUEST, TEXT, f"{err}\n".encode()
-            except LedgerError as err:  # no ledger yet, or unreadable: say so, keep serving
-                status, ctype, data = HTTPStatus.SERVICE_UNAVAILABLE, TEXT, f"{err}\n".encode()
-            except Exception:  # a request boundary: answer 500, keep serving
-                log.exception("answering %s", url.path)
-                status, ctype, data = (HTTPStatus.INTERNAL_SERVER_ERROR, TEXT,
-                                       b"internal error (see the serve log)\n")
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", _CSP)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], app: App) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.app = app
-        super().__init__(address, _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}/"
-
-
-def start(address: tuple[str, int], source: LedgerSource) -> tuple[Server, threading.Thread]:
+def start(address: tuple[str, int], source: LedgerSource, limits: Limits) -> Server:
     """Listen on ``address`` and serve in a thread. Raises OSError (address in use...)."""
-    server = Server(address, App(source))
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
-    return server, thread
+    server = Server(address, App(source).answer, limits)
+    server.start()
+    return server
