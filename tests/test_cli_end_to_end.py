@@ -14,6 +14,8 @@ import pytest
 from paying_daemon import assert_sampling_kept_up
 
 RUN_S = 10.0
+# The module-scoped rig is built once: under pytest-xdist its tests share one worker.
+pytestmark = pytest.mark.xdist_group("cli_end_to_end")
 
 
 def write_config(tmp: Path, name: str, trace_rows: list[str], latency_s: float = 0.0) -> Path:
@@ -137,16 +139,23 @@ def test_missing_ledger_is_exit_1(tmp_path):
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
 
 
+# `run` locks its ledger before it opens the sensor: without a path of its own it would
+# take /var/lib/p2p-energy/ledger.db.lock, and another test running beside it (another
+# pytest-xdist worker, or anyone's daemon on this machine) would make it "in use".
+OWN_LEDGER = "[ledger]\npath = \"{ledger}\"\n"
+
+
 @pytest.mark.parametrize("args, body, code", [
     (["bogus"], None, 2),
     (["run", "--nope"], None, 2),
     ([], None, 2),
     (["run", "-c", "{cfg}"], "[wallet]\nbackend = \"pyota\"\n", 2),  # no receiver
     (["run", "-c", "{cfg}"], "[meter]\nsensor = \"replay\"\nreplay_file = \"/nonexistent.csv\"\n"
-                             "[wallet]\nbackend = \"dry-run\"\n", 2),
+                             "[wallet]\nbackend = \"dry-run\"\n" + OWN_LEDGER, 2),
     (["run", "-c", "{cfg}"], "[ledger]\npath = \"/proc/nope/l.db\"\n[meter]\n"
                              "sensor = \"simulated\"\n[wallet]\nbackend = \"dry-run\"\n", 1),
-    (["run", "-c", "{cfg}"], "[meter]\ni2c_bus = 250\n[wallet]\nbackend = \"dry-run\"\n", 1),
+    (["run", "-c", "{cfg}"], "[meter]\ni2c_bus = 250\n[wallet]\nbackend = \"dry-run\"\n"
+                             + OWN_LEDGER, 1),
     (["ledger", "-c", "{cfg}"], "[ledger]\npath = \"{junk}\"\n", 1),
     (["check", "-c", "{cfg}"], "[meter]\ni2c_bus = 250\n[wallet]\nbackend = \"dry-run\"\n", 1),
 ])
@@ -154,7 +163,8 @@ def test_every_error_path_is_one_line_with_its_exit_code(tmp_path, args, body, c
     cfg, junk = tmp_path / "c.toml", tmp_path / "junk.db"
     junk.write_bytes(b"not a database" * 100)
     if body is not None:
-        cfg.write_text(body.replace("{junk}", str(junk)))
+        cfg.write_text(body.replace("{junk}", str(junk))
+                       .replace("{ledger}", str(tmp_path / "ledger.db")))
     out = cli(*[a.replace("{cfg}", str(cfg)) for a in args])
     assert out.returncode == code
     errors = [line for line in out.stderr.splitlines() if " INFO " not in line]

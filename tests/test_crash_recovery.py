@@ -32,6 +32,7 @@ import pytest
 
 from legacy_node import LegacyNode
 from paying_daemon import (
+    ONE_AT_A_TIME,
     SAMPLE_S,
     Row,
     assert_books_balance,
@@ -43,6 +44,8 @@ from paying_daemon import (
     wait_for,
     write_setup,
 )
+
+pytestmark = ONE_AT_A_TIME
 
 KILLS = 20
 CHECKPOINT_S = 0.5

@@ -16,6 +16,8 @@ from p2p_energy.wallet.dryrun import DryRunWallet
 from i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 ROUNDS, LENGTH_S, INTERVAL_S = 60, 0.1, 0.01
+# The module-scoped rig is built once: under pytest-xdist its tests share one worker.
+pytestmark = pytest.mark.xdist_group("daemon_ina3221")
 
 
 class FlakyAdapter(FakeI2CAdapter):
@@ -33,8 +35,10 @@ class FlakyAdapter(FakeI2CAdapter):
         return super()._smbus(chip, msg)
 
 
-@pytest.fixture
-def flaky_run(tmp_path):
+@pytest.fixture(scope="module")
+def flaky_run(tmp_path_factory):
+    """One 6 s run of the daemon on a flaky bus; its tests only read what it left."""
+    tmp_path = tmp_path_factory.mktemp("flaky_run")
     chip = INA3221Chip(shunt_ohms=(0.1, 0.1, 0.1))
     chip.set_input(1, current_ma=50.0 / 3.0, load_v=3.0)   # 50 mW consumer
     chip.set_input(2, current_ma=100.0, load_v=5.0)         # 500 mW producer

@@ -16,6 +16,25 @@ from p2p_energy.wallet.dryrun import DryRunWallet
 
 LENGTH_S, INTERVAL_S = 0.1, 0.01
 BEHIND_S = 30 * 86400.0  # the time of the last shutdown, a month ago
+SYNC_AFTER, STOP_AFTER = 5, 12  # rounds recorded when NTP steps the clock / when we stop
+
+
+class OnRounds(logging.Handler):
+    """Calls ``then[n]`` when the daemon logs its n-th recorded round.
+
+    Counted in rounds, not seconds: on a busy machine the daemon's start-up alone
+    can take longer than a few rounds, and a timer started before it would step
+    the clock before enough rounds were made.
+    """
+
+    def __init__(self, then: dict) -> None:
+        super().__init__(logging.INFO)
+        self.then, self.rounds = then, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("round "):
+            self.rounds += 1
+            self.then.get(self.rounds, lambda: None)()
 
 
 def test_round_timestamps_follow_a_wall_clock_step(tmp_path, caplog):
@@ -29,10 +48,18 @@ def test_round_timestamps_follow_a_wall_clock_step(tmp_path, caplog):
     path = str(tmp_path / "ledger.db")
     payer = Payer(lambda: Ledger(path), DryRunWallet, PayerPolicy(poll_s=0.05))
     daemon = Daemon(cfg, SimulatedSensor(), path, payer, wall=wall)
-    threading.Timer(0.55, synced.set).start()
-    threading.Timer(1.2, daemon.request_stop).start()
-    with caplog.at_level(logging.INFO, logger="p2p_energy.daemon"):
-        daemon.run()
+    on_rounds = OnRounds({SYNC_AFTER: synced.set, STOP_AFTER: daemon.request_stop})
+    daemon_log = logging.getLogger("p2p_energy.daemon")
+    give_up = threading.Timer(60, daemon.request_stop)  # a hang fails below, not for ever
+    give_up.start()
+    daemon_log.addHandler(on_rounds)
+    try:
+        with caplog.at_level(logging.INFO, logger="p2p_energy.daemon"):
+            daemon.run()
+    finally:
+        daemon_log.removeHandler(on_rounds)
+        give_up.cancel()
+    assert on_rounds.rounds >= STOP_AFTER
     stopped = time.time()
     ledger = Ledger(path)
     rounds = ledger.report()["rounds"]

@@ -33,8 +33,12 @@ from p2p_energy.wallet.base import Attachment, Signed
 from chromium_cdp import CHROMIUM, Browser
 from mosquitto_broker import wait_until
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"
-                                " (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"
+                       " (apt-get install chromium)"),
+    # The module-scoped rig is built once: under pytest-xdist its tests share one worker.
+    pytest.mark.xdist_group("dashboard_browser"),
+]
 ROUND_S = 30.0
 HOURS = 26
 SHOTS = Path(tempfile.gettempdir()) / "p2p-energy-dashboard"

@@ -25,6 +25,8 @@ import random
 import time
 from collections.abc import Callable
 
+import pytest
+
 from iota_daemon import (
     Row,
     assert_iota_books_balance,
@@ -63,6 +65,7 @@ def kill_window(mode: str, node: IotaNode, db) -> Callable[[], bool]:
     return inside
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_twenty_sigkills_pay_everything_once(iota_node, tmp_path, ledger_dir) -> None:
     node = iota_node
     rng = random.Random(SEED)

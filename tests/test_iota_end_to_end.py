@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from iota_daemon import (
     MIN_PAYMENT,
     assert_iota_books_balance,
@@ -28,6 +30,7 @@ def _confirmed(db) -> int:
     return sum(r.status == "confirmed" for r in read_payments(db)[0])
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_daemon_pays_exact_amounts_through_outages(iota_node, tmp_path, ledger_dir) -> None:
     node = iota_node
     setup = write_iota_setup(tmp_path, node, ledger_dir)

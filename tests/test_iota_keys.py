@@ -51,6 +51,7 @@ def test_bech32_round_trip_and_published_vectors() -> None:
     assert parse_secret(text.upper()).private_key == key.private_key
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_keys_and_mnemonics_give_the_sdks_addresses() -> None:
     keys = [iota_keys.generate() for _ in range(3)]
     secrets = [k.export() for k in keys] + [MNEMONIC_12, MNEMONIC_24, ABOUT_12]

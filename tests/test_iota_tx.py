@@ -33,6 +33,7 @@ def _case(rng: random.Random, key: iota_keys.Keypair, amount: int, coins: int,
             "signature": iota_tx.sign_transaction(key, tx)}
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_the_sdk_verifies_and_decodes_every_transfer_we_sign() -> None:
     rng = random.Random(9)
     key = iota_keys.generate()
@@ -64,6 +65,7 @@ def test_the_sdk_verifies_and_decodes_every_transfer_we_sign() -> None:
             [(g.object_id, g.version, g.digest) for g in case["gas"]]
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_the_sdk_refuses_a_signature_over_other_bytes_or_by_another_key() -> None:
     rng = random.Random(10)
     key, other = iota_keys.generate(), iota_keys.generate()
@@ -100,6 +102,7 @@ def test_refuses_what_it_cannot_build() -> None:
         iota_tx.transfer_bytes(amount_nanos=1, gas_coins=[], **args)
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_the_sdk_builds_the_same_bytes_from_the_same_transfer() -> None:
     """Our BCS writer against the SDK's transaction builder, byte for byte."""
     rng = random.Random(11)

@@ -22,6 +22,7 @@ def _pay(wallet: IotaWallet, value: int):
     return signed, wallet.status(signed, [attachment.id])
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_pays_exactly_the_value_in_micro_iota_and_reports_the_fee(iota_node: IotaNode) -> None:
     wallet = iota_wallet(iota_node)
     signed, status = _pay(wallet, 123_456)
@@ -38,6 +39,7 @@ def test_pays_exactly_the_value_in_micro_iota_and_reports_the_fee(iota_node: Iot
     assert iota_node.rejected == []
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_budget_comes_from_the_dry_run_with_a_margin(iota_node: IotaNode) -> None:
     wallet = iota_wallet(iota_node, gas_margin=2.0)
     signed = wallet.prepare(1000, 0)
@@ -50,6 +52,7 @@ def test_budget_comes_from_the_dry_run_with_a_margin(iota_node: IotaNode) -> Non
     assert judged([signed.payload])[0]["gas_budget"] == str(expected)
 
 
+@pytest.mark.usefixtures("iota_sdk_judge")
 def test_several_coins_are_merged_as_gas_and_pages_are_followed() -> None:
     node = IotaNode(page_size=2)
     ids = [node.fund(PAYER_KEY.address, 400_000_000) for _ in range(5)]  # 5 x 0.4 IOTA

@@ -20,6 +20,7 @@ import pytest
 from legacy_node import LegacyNode
 from node_fixtures import PAYER_SEED
 from paying_daemon import (
+    ONE_AT_A_TIME,
     RUN_S,
     SAMPLE_S,
     assert_books_balance,
@@ -34,6 +35,8 @@ from paying_daemon import (
     wait_for,
     write_setup,
 )
+
+pytestmark = ONE_AT_A_TIME
 
 # -- fixtures --------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import pytest
 from legacy_node import LegacyNode, address_of
 from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
 from paying_daemon import (
+    ONE_AT_A_TIME,
     assert_books_balance,
     assert_sampling_kept_up,
     broadcast_contents,
@@ -35,6 +36,8 @@ from paying_daemon import (
     wait_for,
     write_setup,
 )
+
+pytestmark = ONE_AT_A_TIME
 
 
 @pytest.fixture

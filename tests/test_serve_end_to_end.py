@@ -34,6 +34,8 @@ DISCOVERY = "homeassistant"
 SENSOR_KEYS = ("consumer_energy", "producer_energy", "consumer_power", "producer_power",
                "price", "price_kwh", "owed", "paid", "last_payment_status")
 PROMTOOL = shutil.which("promtool")
+# The module-scoped rig is built once: under pytest-xdist its tests share one worker.
+pytestmark = pytest.mark.xdist_group("serve_end_to_end")
 
 
 def write_config(tmp: Path, broker: Broker) -> Path:

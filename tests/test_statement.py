@@ -25,6 +25,8 @@ from p2p_energy.wallet.base import Attachment, Signed
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ROUND_S = 600.0
+# The module-scoped rig is built once: under pytest-xdist its tests share one worker.
+pytestmark = pytest.mark.xdist_group("statement")
 
 
 def build_ledger(path: Path, start: datetime, days: int) -> None:
