@@ -1,11 +1,32 @@
 """Shared pytest fixtures. Add your own below; keep big ones in their own module."""
 
+import compileall
+import sysconfig
+from pathlib import Path
+
 import pytest
 
 from iota_fixtures import iota_node  # noqa: F401  (the IOTA JSON-RPC test node)
 from node_fixtures import legacy_node  # noqa: F401  (the legacy IOTA test node)
 from paying_daemon import ledger_dir  # noqa: F401  (a tmpfs folder for a daemon's ledger)
 from sdk_judge import iota_sdk_judge  # noqa: F401  (the IOTA SDK, installed by npm ci once)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile the environment once, before any test (and any worker) starts.
+
+    The daemons the tests start must not compile PyOTA and httpx in the payer thread
+    while the sampling loop waits for the GIL (the tests check its rhythm): with
+    ``PYTHONDONTWRITEBYTECODE`` set, as on many CI machines, Python would compile
+    them again at every start. compileall writes .pyc files whatever that says, and
+    skips what is compiled already (the service's install does the same with ``uv
+    sync --compile-bytecode``; README, "Development").
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    for folder in (sysconfig.get_paths()["purelib"], Path(__file__).parent.parent / "p2p_energy"):
+        compileall.compile_dir(str(folder), quiet=2)
+
 
 # Node ids of tests marked xdist_group that pytest-xdist did not group (see below).
 _UNGROUPED = pytest.StashKey[list[str]]()
