@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.pricing import INT64_MAX, SUMS_LAST_S, most_owed_iota_per_s, most_owed_niota
+from .core.trytes import SEED_TRYTES, has_valid_checksum
 from .errors import ConfigError
-from .pricing import INT64_MAX, SUMS_LAST_S, most_owed_iota_per_s, most_owed_niota
-from .trytes import SEED_TRYTES, has_valid_checksum
 
 SENSORS = ("ina3221", "simulated", "replay")
 BACKENDS = ("pyota", "dry-run", "iota")

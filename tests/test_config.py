@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from p2p_energy import config
 from p2p_energy.config import Config, ConfigError, build, load, load_seed
-from p2p_energy.trytes import TRYTE_ALPHABET, with_checksum
+from p2p_energy.core.trytes import TRYTE_ALPHABET, with_checksum
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SEED = "PLAYSEED" * 10 + "Q"  # 81 trytes, easy to spot if it ever leaks

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from p2p_energy import config
-from p2p_energy.daemon import Daemon
-from p2p_energy.ledger import Ledger
-from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.runtime.daemon import Daemon
+from p2p_energy.runtime.payer import Payer, PayerPolicy
 from p2p_energy.sensors.simulated import SimulatedSensor
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
 LENGTH_S, INTERVAL_S = 0.1, 0.01
@@ -31,7 +31,7 @@ def test_round_timestamps_follow_a_wall_clock_step(tmp_path, caplog):
     daemon = Daemon(cfg, SimulatedSensor(), path, payer, wall=wall)
     threading.Timer(0.55, synced.set).start()
     threading.Timer(1.2, daemon.request_stop).start()
-    with caplog.at_level(logging.INFO, logger="p2p_energy.daemon"):
+    with caplog.at_level(logging.INFO, logger="p2p_energy.runtime.daemon"):
         daemon.run()
     stopped = time.time()
     ledger = Ledger(path)

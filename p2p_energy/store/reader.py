@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import LedgerError
+from ..core.metering import LivePower
+from ..errors import LedgerError
 from .ledger import DEFAULT_REFERENCE_KEY, REFERENCE_KEYS, SCHEMA_VERSION, open_problem
-from .metering import LivePower
 
 _ROUND_COLUMNS = ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
                   " failed_samples, consumer_mws, producer_mws, producer_avg_mw, price,"

@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from ..core.metering import LivePower, RoundTotals
+from ..core.pricing import NANO, Quote, carry_iota, payable_iota
+from ..errors import LedgerError
+from ..wallet.base import FAILED, Attachment, Signed
 from . import lock
-from .errors import LedgerError
-from .metering import LivePower, RoundTotals
-from .pricing import NANO, Quote, carry_iota, payable_iota
-from .wallet.base import FAILED, Attachment, Signed
 
 _SCHEMA_V1 = """
 CREATE TABLE rounds (

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, load_mqtt_password, load_seed
-from .errors import P2PEnergyError
-from .ledger import SCHEMA_VERSION, Ledger, Payment, iso
-from .lock import ledger_path_problem
-from .sensors.ina3221 import Probe
-from .wallet.base import ledger_unit
+from ..config import Config, load_mqtt_password, load_seed
+from ..errors import P2PEnergyError
+from ..sensors.ina3221 import Probe
+from ..store.ledger import SCHEMA_VERSION, Ledger, Payment, iso
+from ..store.lock import ledger_path_problem
+from ..wallet.base import ledger_unit
 
 OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
 
@@ -48,7 +48,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
 
 
 def _check_sensor(cfg: Config, report: Callable[[str, str], None]) -> None:
-    from .build import build_sensor  # the same construction the daemon uses
+    from ..runtime.build import build_sensor  # the same construction the daemon uses
 
     try:
         sensor = build_sensor(cfg)
@@ -149,7 +149,7 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
     except P2PEnergyError as err:
         report(FAIL, f"wallet seed: {err}")
         return
-    from .wallet.pyota_wallet import PyotaWallet
+    from ..wallet.pyota_wallet import PyotaWallet
     wallet = PyotaWallet(replace(w, seed=seed))
     try:
         info = wallet.node_info()

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .config import IOTA_TYPICAL_FEE_NANOS, Config, load_seed
-from .errors import InsufficientBalance, P2PEnergyError
+from ..config import IOTA_TYPICAL_FEE_NANOS, Config, load_seed
+from ..errors import InsufficientBalance, P2PEnergyError
 
 FEE_SHARE_MAX = 0.01  # fees above 1 % of a payment are worth a warning
 # Chain identifiers (first 4 bytes of the genesis checkpoint digest, as the node
@@ -47,9 +47,9 @@ class _Fee:
 
 def _ask_the_node(cfg: Config, report: Callable[[str, str], None]) -> _Fee | None:
     """The node, address, balance and gas lines; the fee of one transfer, None offline."""
+    from ..wallet.iota_keys import parse_secret
+    from ..wallet.iota_wallet import NANOS_PER_IOTA, IotaWallet
     from .check import FAIL, OK
-    from .wallet.iota_keys import parse_secret
-    from .wallet.iota_wallet import NANOS_PER_IOTA, IotaWallet
 
     w = cfg.wallet
     try:
@@ -85,7 +85,7 @@ def _ask_the_node(cfg: Config, report: Callable[[str, str], None]) -> _Fee | Non
 def min_payment_warning(min_payment: int, fee_nanos: int) -> str:
     """The warning when a payment of ``min_payment`` units pays more than 1 % in fees,
     else ""; ``fee_nanos`` is what one transfer costs."""
-    from .wallet.iota_wallet import NANOS_PER_IOTA, NANOS_PER_UNIT
+    from ..wallet.iota_wallet import NANOS_PER_IOTA, NANOS_PER_UNIT
 
     value = min_payment * NANOS_PER_UNIT
     if fee_nanos <= FEE_SHARE_MAX * value:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .config import Config, load_seed
-from .errors import ConfigError
-from .logs import redact
-from .sensors.base import Sensor
-from .wallet.base import Wallet
+from ..config import Config, load_seed
+from ..errors import ConfigError
+from ..logs import redact
+from ..sensors.base import Sensor
+from ..wallet.base import Wallet
 
 
 def build_sensor(cfg: Config) -> Sensor:
@@ -20,12 +20,12 @@ def build_sensor(cfg: Config) -> Sensor:
     """
     m = cfg.meter
     if m.sensor == "simulated":
-        from .sensors.simulated import SimulatedSensor
+        from ..sensors.simulated import SimulatedSensor
         return SimulatedSensor()
     if m.sensor == "replay":
-        from .sensors.replay import ReplaySensor
+        from ..sensors.replay import ReplaySensor
         return ReplaySensor(m.replay_file, cfg.source)
-    from .sensors.ina3221 import INA3221Sensor
+    from ..sensors.ina3221 import INA3221Sensor
     return INA3221Sensor.from_config(m, source=cfg.source)
 
 
@@ -41,7 +41,7 @@ def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
     """
     w = cfg.wallet
     if w.backend == "dry-run":
-        from .wallet.dryrun import DryRunWallet
+        from ..wallet.dryrun import DryRunWallet
         return lambda: DryRunWallet(receiver=w.receiver, latency_s=w.dry_run_latency_s)
     if not w.receiver:
         raise ConfigError(f'is empty: backend = "{w.backend}" needs the producer\'s IOTA'
@@ -53,14 +53,14 @@ def wallet_opener(cfg: Config) -> Callable[[], Wallet]:
     with_seed = replace(w, seed=seed)
 
     def open_pyota() -> Wallet:
-        from .wallet.pyota_wallet import PyotaWallet
+        from ..wallet.pyota_wallet import PyotaWallet
         return PyotaWallet(with_seed)
     return open_pyota
 
 
 def _iota_opener(cfg: Config) -> Callable[[], Wallet]:
     """The key is read and checked now; the wallet (and its HTTP client) made later."""
-    from .wallet.iota_keys import parse_secret, secret_fragments
+    from ..wallet.iota_keys import parse_secret, secret_fragments
 
     secret = load_seed(cfg, check=parse_secret)
     for fragment in secret_fragments(secret):
@@ -68,6 +68,6 @@ def _iota_opener(cfg: Config) -> Callable[[], Wallet]:
     keypair = parse_secret(secret)
 
     def open_iota() -> Wallet:
-        from .wallet.iota_wallet import IotaWallet
+        from ..wallet.iota_wallet import IotaWallet
         return IotaWallet.from_config(cfg.wallet, keypair)
     return open_iota

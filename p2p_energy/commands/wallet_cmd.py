@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .config import Config, load_seed
-from .errors import ConfigError, P2PEnergyError
+from ..config import Config, load_seed
+from ..errors import ConfigError, P2PEnergyError
 
 
 def cmd_wallet_new(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def cmd_wallet_new(args: argparse.Namespace) -> int:
     Raises:
         P2PEnergyError: the file exists or cannot be written (nothing is left behind).
     """
-    from .wallet.iota_keys import generate
+    from ..wallet.iota_keys import generate
 
     keypair = generate()
     path = args.output
@@ -55,7 +55,7 @@ def cmd_wallet_address(cfg: Config) -> int:
     if cfg.wallet.backend != "iota":
         raise ConfigError(f'wallet address needs backend = "iota", not "{cfg.wallet.backend}"',
                           path=cfg.source, key="wallet.backend")
-    from .wallet.iota_keys import parse_secret
+    from ..wallet.iota_keys import parse_secret
 
     print(parse_secret(load_seed(cfg, check=parse_secret)).address)
     return 0
