@@ -4,11 +4,11 @@ import sqlite3
 
 import pytest
 
-from p2p_energy.store import ledger as ledger_mod
 from p2p_energy.core.metering import LivePower, RoundMeter, RoundTotals
 from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
 from p2p_energy.sensors.base import Sample
+from p2p_energy.store import ledger as ledger_mod
 from p2p_energy.store.ledger import SCHEMA_VERSION, Ledger
 from p2p_energy.store.lock import LedgerLock
 from p2p_energy.store.reader import LedgerReader, PaidSums

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
-from .. import __version__
+from .. import __version__, backends
 from .. import config as config_mod
 from ..config import Config
 from ..errors import ConfigError, P2PEnergyError
@@ -149,7 +149,7 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg = config_mod.load(args.config or DEFAULT_CONFIG)
     if args.simulate:
         cfg = replace(cfg, meter=replace(cfg.meter, sensor="simulated"),
-                      wallet=replace(cfg.wallet, backend="dry-run"))
+                      wallet=replace(cfg.wallet, backend=backends.SIMULATION))
         if args.command == "serve" and (args.config is None or not (cfg.serve.enabled
                                                                     or cfg.mqtt.enabled)):
             cfg = replace(cfg, serve=replace(cfg.serve, enabled=True))  # the dashboard
@@ -287,6 +287,7 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
 
 def _ledger_text(report: dict, unit: str) -> str:
     """The ledger for a person; rounds' price and owed in ``unit``, the ledger's."""
+    config_unit = unit
     lines = ["rounds (last 20):",
              f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9}"
              f" {'price ' + unit + '/mW·s':>17} {'owed ' + unit:>10} samples"]
@@ -302,8 +303,9 @@ def _ledger_text(report: dict, unit: str) -> str:
                      f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
                      f" {p.get('bundle_hash') or p.get('digest') or ''}")
     t = report["totals"]
-    paid_on_iota = any(p.get("backend") == "iota" for p in report["payments"])
-    unit = ledger_unit("iota" if paid_on_iota else "")
+    # Totals in the unit the payments were made in, if they agree; else the config's.
+    paid_in = {ledger_unit(p["backend"]) for p in report["payments"] if p.get("backend")}
+    unit = paid_in.pop() if len(paid_in) == 1 else config_unit
     lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f}"
                  f" {unit},"
                  f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}"

@@ -1,18 +1,45 @@
-"""``p2p-energy check`` for ``wallet.backend = "iota"``: the node, the address, its funds, gas.
+"""``wallet.backend = "iota"``: today's IOTA network (Move, Ed25519, JSON-RPC).
 
-Lines: the node's chain identifier and latest checkpoint; the address and its
-balance in IOTA; the reference gas price and what one transfer costs (a dry
-run, nothing signed or sent); a warning when ``wallet.min_payment`` lets fees
-pass 1 % of a payment. Never prints the key.
+Its descriptor (``BACKEND``): one ledger unit is one micro-IOTA; a payment is
+named by its transaction digest; a 0x address receives; its own table
+``[wallet.iota]`` (gas margin and cap); the key is read at start-up, the wallet
+(``iota_wallet``) made in the payer thread.
+
+Its ``check`` lines: the node's chain identifier and latest checkpoint; the
+address and its balance in IOTA; the reference gas price and what one transfer
+costs (a dry run, nothing signed or sent); a warning when ``wallet.min_payment``
+lets fees pass 1 % of a payment. Never prints the key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from ..config import IOTA_TYPICAL_FEE_NANOS, Config, load_seed
+from ..config import float_in, int_in, load_seed
 from ..errors import InsufficientBalance, P2PEnergyError
+from .addresses import HEX_RULE, iota_address, is_hex
+from .base import FAIL, MICRO_UNIT, OK, WARN, Backend, Position, Report, Table, Wallet, no_rule
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+# Fees on today's IOTA network are ~0.002 IOTA a transfer (computation 1,000 units
+# at the reference gas price of 1,000 nanos, plus storage less its rebate: about
+# 2,000,000 nanos). A payment of at least 100 times that, 0.2 IOTA = 200,000
+# micro-IOTA units, keeps fees at or below 1 % of the value paid.
+IOTA_TYPICAL_FEE_NANOS = 2_000_000
+
+
+@dataclass(frozen=True)
+class IotaWalletConfig:
+    """``[wallet.iota]``: what only today's IOTA network needs."""
+
+    gas_margin: float = 1.5  # budget = dry run's computation + storage, times this
+    max_budget_nanos: int = 50_000_000  # 0.05 IOTA: never sign a larger gas budget
+
+
 
 FEE_SHARE_MAX = 0.01  # fees above 1 % of a payment are worth a warning
 # Chain identifiers (first 4 bytes of the genesis checkpoint digest, as the node
@@ -20,21 +47,18 @@ FEE_SHARE_MAX = 0.01  # fees above 1 % of a payment are worth a warning
 KNOWN_CHAINS = {"6364aad5": "IOTA mainnet", "2304aa97": "IOTA testnet"}
 
 
-def check_iota_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
+def check_iota_wallet(cfg: Config, report: Report, position: Position | None = None) -> None:
     """Report the wallet's lines through ``report(status, text)``.
 
     The fee line and the ``wallet.min_payment`` warning come last, and come offline
     too: without a key or a node, from the typical fee (``IOTA_TYPICAL_FEE_NANOS``).
     """
-    from .check import FAIL
-
     w = cfg.wallet
     if not w.receiver:
         report(FAIL, f"{cfg.source}: wallet.receiver: not set (the producer's 0x address)")
     fee = _ask_the_node(cfg, report)
     warning = min_payment_warning(w.min_payment, fee.nanos if fee else IOTA_TYPICAL_FEE_NANOS)
     if warning:
-        from .check import WARN
         how = "" if fee else " (the typical fee of 0.002 IOTA: the node was not asked)"
         report(WARN, warning + how)
 
@@ -45,11 +69,10 @@ class _Fee:
     how: str  # "a dry run", or why it is the typical figure
 
 
-def _ask_the_node(cfg: Config, report: Callable[[str, str], None]) -> _Fee | None:
+def _ask_the_node(cfg: Config, report: Report) -> _Fee | None:
     """The node, address, balance and gas lines; the fee of one transfer, None offline."""
-    from ..wallet.iota_keys import parse_secret
-    from ..wallet.iota_wallet import NANOS_PER_IOTA, IotaWallet
-    from .check import FAIL, OK
+    from .iota_keys import parse_secret
+    from .iota_wallet import NANOS_PER_IOTA, IotaWallet
 
     w = cfg.wallet
     try:
@@ -85,7 +108,7 @@ def _ask_the_node(cfg: Config, report: Callable[[str, str], None]) -> _Fee | Non
 def min_payment_warning(min_payment: int, fee_nanos: int) -> str:
     """The warning when a payment of ``min_payment`` units pays more than 1 % in fees,
     else ""; ``fee_nanos`` is what one transfer costs."""
-    from ..wallet.iota_wallet import NANOS_PER_IOTA, NANOS_PER_UNIT
+    from .iota_wallet import NANOS_PER_IOTA, NANOS_PER_UNIT
 
     value = min_payment * NANOS_PER_UNIT
     if fee_nanos <= FEE_SHARE_MAX * value:
@@ -94,3 +117,45 @@ def min_payment_warning(min_payment: int, fee_nanos: int) -> str:
     return (f"wallet.min_payment = {min_payment} ({value / NANOS_PER_IOTA:.6f} IOTA): fees are"
             f" {100 * fee_nanos / value:.1f} % of such a payment; set at least {least} to"
             " keep them at or below 1 %")
+
+
+def _receiver(text: str) -> str:
+    address = iota_address(text)
+    if not is_hex(address):
+        raise ValueError(f'{HEX_RULE} with backend = "iota"')
+    return address
+
+
+def _opener(cfg: Config) -> Callable[[], Wallet]:
+    """The key is read and checked now; the wallet (and its HTTP client) made later."""
+    from ..logs import redact
+    from .iota_keys import parse_secret, secret_fragments
+
+    secret = load_seed(cfg, check=parse_secret)
+    for fragment in secret_fragments(secret):
+        redact(fragment)  # from here on no log line can carry it
+    keypair = parse_secret(secret)
+
+    def open_iota() -> Wallet:
+        from .iota_wallet import IotaWallet
+        return IotaWallet.from_config(cfg.wallet, keypair)
+    return open_iota
+
+
+def _address(cfg: Config) -> str:
+    from .iota_keys import parse_secret
+    return parse_secret(load_seed(cfg, check=parse_secret)).address
+
+
+_TABLE_SCHEMA: dict[str, Callable[[Any], Any]] = {
+    "gas_margin": float_in(1.0, 10.0),
+    "max_budget_nanos": int_in(1_000_000, 50_000_000_000),
+}
+
+BACKEND = Backend(
+    name="iota", unit=MICRO_UNIT, reference_key="digest",
+    node_url="http://127.0.0.1:9000",
+    min_payment=100 * IOTA_TYPICAL_FEE_NANOS // 1000,  # micro-IOTA: fees at most 1 %
+    needs_receiver=True, receiver=_receiver, seed_rule=no_rule,
+    opener=_opener, check=check_iota_wallet, address=_address,
+    table=Table("iota", IotaWalletConfig, _TABLE_SCHEMA))
