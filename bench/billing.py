@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from p2p_energy import config
-from p2p_energy.daemon import Daemon
-from p2p_energy.ledger import Ledger
-from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.runtime.daemon import Daemon
+from p2p_energy.runtime.payer import Payer, PayerPolicy
 from p2p_energy.sensors.simulated import SimulatedSensor
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
 LATENCIES_S = (0.0, 5.0, 20.0, 60.0)  # real-time payment latencies

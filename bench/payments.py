@@ -159,7 +159,7 @@ def bench_iota() -> None:
     import json
     import subprocess
 
-    from p2p_energy.config import BACKEND_DEFAULTS
+    from p2p_energy import backends
     from p2p_energy.wallet import iota_tx
     from p2p_energy.wallet.iota_wallet import NANOS_PER_UNIT
 
@@ -170,7 +170,7 @@ def bench_iota() -> None:
                            cwd=Path(__file__).resolve().parent.parent, check=True)
     print(f"first build+sign in a fresh process: {float(first.stdout):.1f} ms CPU "
           "(PyNaCl import and key set-up included)")
-    min_payment = BACKEND_DEFAULTS["iota"].min_payment
+    min_payment = backends.backend("iota").min_payment
     with IotaNode() as node:
         node.fund(PAYER_KEY.address, FUNDS_NANOS)
         wallet = iota_wallet(node)

@@ -63,7 +63,7 @@ def child(cfg: str, cgroup: str) -> None:
             time.sleep(messages * BUS_S_PER_MESSAGE)  # the bus time, GIL released
             return fake_ioctl(fd, request, arg, *rest)
         smbus2_impl.ioctl = on_the_bus
-        from p2p_energy.cli import main
+        from p2p_energy.commands.cli import main
         sys.exit(main(["run", "-c", cfg]))
 
 

@@ -11,7 +11,7 @@ Runs the real driver and the real smbus2 against the fake i2c-dev from
 * CPU time per sample of what the loop does beside ``read()``: the schedule,
   the wall-clock step check and the per-channel metering.
 * Schedule lateness p50/p99/max and drift at 1 Hz and 50 Hz, sampling on
-  deadlines ``start + k * interval`` with ``p2p_energy.metering.Schedule``.
+  deadlines ``start + k * interval`` with ``p2p_energy.core.metering.Schedule``.
 
 Figures only, no pass/fail: ``uv run python bench/sampling.py [--help]``.
 """
@@ -27,8 +27,8 @@ from pathlib import Path
 from types import ModuleType
 
 from p2p_energy.config import MeterConfig
+from p2p_energy.core.metering import RoundMeter, Schedule
 from p2p_energy.errors import SensorReadError
-from p2p_energy.metering import RoundMeter, Schedule
 from p2p_energy.sensors.base import Sample
 from p2p_energy.sensors.ina3221 import INA3221Sensor
 

@@ -30,12 +30,12 @@ import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from p2p_energy.ledger import Ledger
-from p2p_energy.ledger_read import LedgerReader
 from p2p_energy.serve import page, periods
 from p2p_energy.serve.figures import LedgerSource
 from p2p_energy.serve.metrics import registry
 from p2p_energy.serve.statement import make_statement
+from p2p_energy.store.ledger import Ledger
+from p2p_energy.store.reader import LedgerReader
 
 TZ = ZoneInfo("Europe/Berlin")
 

@@ -14,8 +14,10 @@ group or others. What a secret looks like depends on the backend: 81 trytes
 for ``pyota``; a private key or mnemonic for ``iota``, checked by the function
 the caller passes (this module knows no wallet code).
 
-Each backend's defaults live in ``BACKEND_DEFAULTS``; keys only one backend
-uses have their own table (``[wallet.iota]``), validated like any section.
+This module is backend-blind: what differs between wallet backends (their
+defaults, the form of receiver and seed, a table of their own such as
+``[wallet.iota]``) is asked of each backend's descriptor, found by name through
+the ``backends`` registry.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import backends
+from .core.pricing import INT64_MAX, SUMS_LAST_S, most_owed_iota_per_s, most_owed_niota
+from .core.trytes import SEED_TRYTES
 from .errors import ConfigError
-from .pricing import INT64_MAX, SUMS_LAST_S, most_owed_iota_per_s, most_owed_niota
-from .trytes import SEED_TRYTES, has_valid_checksum
 
 SENSORS = ("ina3221", "simulated", "replay")
-BACKENDS = ("pyota", "dry-run", "iota")
 AVERAGES = (1, 4, 16, 64, 128, 256, 512, 1024)
 CONVERSION_US = (140, 204, 332, 588, 1100, 2116, 4156, 8244)
 TRYTE_ALPHABET = frozenset("9ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -81,35 +83,9 @@ class PriceConfig:
 
 
 @dataclass(frozen=True)
-class BackendDefaults:
-    node_url: str
-    min_payment: int  # ledger units
-
-
-# Fees on today's IOTA network are ~0.002 IOTA a transfer (computation 1,000 units
-# at the reference gas price of 1,000 nanos, plus storage less its rebate: about
-# 2,000,000 nanos). A payment of at least 100 times that, 0.2 IOTA = 200,000
-# micro-IOTA units, keeps fees at or below 1 % of the value paid.
-IOTA_TYPICAL_FEE_NANOS = 2_000_000
-BACKEND_DEFAULTS = {
-    "pyota": BackendDefaults("http://127.0.0.1:14265", 1),  # no fees: pay every whole IOTA
-    "dry-run": BackendDefaults("http://127.0.0.1:14265", 1),
-    "iota": BackendDefaults("http://127.0.0.1:9000", 100 * IOTA_TYPICAL_FEE_NANOS // 1000),
-}
-
-
-@dataclass(frozen=True)
-class IotaWalletConfig:
-    """``[wallet.iota]``: what only today's IOTA network needs."""
-
-    gas_margin: float = 1.5  # budget = dry run's computation + storage, times this
-    max_budget_nanos: int = 50_000_000  # 0.05 IOTA: never sign a larger gas budget
-
-
-@dataclass(frozen=True)
 class WalletConfig:
-    backend: str = "pyota"
-    node_url: str = ""  # "": the backend's default (BACKEND_DEFAULTS)
+    backend: str = backends.DEFAULT
+    node_url: str = ""  # "": the backend's default (its descriptor's)
     seed_file: str = ""
     receiver: str = ""
     tag: str = "ENERGYTRADE"
@@ -124,17 +100,29 @@ class WalletConfig:
     reattach_after_s: float = 300.0
     retry_max_s: float = 300.0
     dry_run_latency_s: float = 0.0  # backend = "dry-run": seconds each network step takes
-    min_payment: int = 0  # ledger units; 0: the backend's default (BACKEND_DEFAULTS)
-    iota: IotaWalletConfig = field(default_factory=IotaWalletConfig)
+    min_payment: int = 0  # ledger units; 0: the backend's default (its descriptor's)
+    # The backends' own tables ([wallet.<name>]), by name; read as ``wallet.<name>``.
+    tables: Mapping[str, Any] = field(default_factory=dict)
     # Kept out of repr() so that printing a Config can never show it.
     seed: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
-        defaults = BACKEND_DEFAULTS.get(self.backend, BACKEND_DEFAULTS["pyota"])
+        name = self.backend if self.backend in backends.REGISTRY else backends.DEFAULT
+        defaults = backends.backend(name)
         if not self.node_url:
             object.__setattr__(self, "node_url", defaults.node_url)
         if not self.min_payment:
             object.__setattr__(self, "min_payment", defaults.min_payment)
+        # Every backend's table, as set or with its defaults (so both compare equal).
+        object.__setattr__(self, "tables", {name: self.tables.get(name) or table.type()
+                                            for name, table in _backend_tables().items()})
+
+    def __getattr__(self, name: str) -> Any:
+        """``wallet.<table>``: a backend's own table (``[wallet.iota]``)."""
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        raise AttributeError(name)
 
 
 @dataclass(frozen=True)
@@ -203,6 +191,16 @@ class Config:
 
 # -- validators: each takes the raw TOML value, returns the typed one or raises ValueError
 
+def int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    """A validator: an integer from ``lo`` to ``hi`` (for backends' own tables too)."""
+    return _int(lo, hi)
+
+
+def float_in(lo: float, hi: float) -> Callable[[Any], float]:
+    """A validator: a number from ``lo`` to ``hi`` (for backends' own tables too)."""
+    return _float(lo, hi)
+
+
 def _int(lo: int, hi: int) -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -246,6 +244,11 @@ def _choice(options: tuple[Any, ...]) -> Callable[[Any], Any]:
     return check
 
 
+def _backend(v: Any) -> str:
+    """A registered backend's name (the registry as it is now, not at import)."""
+    return _choice(backends.names())(v)
+
+
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("must be a string")
@@ -287,27 +290,6 @@ def _tryte_seed(v: Any) -> str:
     v = _str(v)
     if v and (len(v) != SEED_TRYTES or not set(v) <= TRYTE_ALPHABET):
         raise ValueError(_SEED_RULE)
-    return v
-
-
-_HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{64}")
-_HEX_RULE = "must be an IOTA address: 0x followed by 64 hex digits"
-_TRYTE_RULE = "must be an IOTA address: 81 trytes, or 90 with its checksum (A-Z, 9)"
-
-
-def _receiver(v: Any) -> str:
-    """A legacy address (trytes) or today's (0x + 64 hex); which one the backend
-    takes is checked with the backend (``_check_together``)."""
-    v = _str(v)
-    if v.startswith(("0x", "0X")):
-        if not _HEX_ADDRESS.fullmatch(v):
-            raise ValueError(_HEX_RULE)
-        return v.lower()
-    if v and (len(v) not in (81, 90) or not set(v) <= TRYTE_ALPHABET):
-        raise ValueError(_TRYTE_RULE)
-    if len(v) == 90 and not has_valid_checksum(v):
-        # Never suggest the right checksum: it exists to catch a mistyped address.
-        raise ValueError("has a wrong checksum (its last 9 trytes): check the address for a typo")
     return v
 
 
@@ -453,11 +435,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_price": _float(0.0, 1e12, lo_open=True),
     },
     "wallet": {
-        "backend": _choice(BACKENDS),
+        "backend": _backend,
         "node_url": _url,
         "seed": _str,  # its form depends on the backend: checked with it
         "seed_file": _str,
-        "receiver": _receiver,
+        "receiver": _str,  # its form is the backend's: checked with it
         "tag": _tag,
         "depth": _int(1, 15),
         "min_weight_magnitude": _int(1, 27),
@@ -471,10 +453,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "retry_max_s": _float(0.01, 86400.0),
         "dry_run_latency_s": _float(0.0, 600.0),
         "min_payment": _int(1, 10**15),
-        "iota": {
-            "gas_margin": _float(1.0, 10.0),
-            "max_budget_nanos": _int(1_000_000, 50_000_000_000),
-        },
+        # and each backend's own table, from its descriptor (``_backend_tables``)
     },
     "ledger": {
         "path": _ledger_path,
@@ -502,7 +481,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
 
 _TABLE_TYPES: dict[str, type] = {
     "meter": MeterConfig, "round": RoundConfig, "price": PriceConfig,
-    "wallet": WalletConfig, "wallet.iota": IotaWalletConfig, "ledger": LedgerConfig,
+    "wallet": WalletConfig, "ledger": LedgerConfig,
     "serve": ServeConfig, "mqtt": MqttConfig,
 }
 
@@ -580,23 +559,32 @@ def build(data: Mapping[str, Any], *, source: str = "") -> Config:
             raise _error(f"unknown section{_did_you_mean(section, SCHEMA)}",
                          path=source, key=f"[{_key(section)}]")
         sections[section] = _table(section, _key(section), body, SCHEMA[section], source)
-    config = Config(**sections, source=source)
+    config = _with_backend_forms(Config(**sections, source=source))
     _check_together(config)
     return config
 
 
-def _table(name: str, shown: str, body: Any, schema: Mapping[str, Any], source: str) -> Any:
-    """One table (``name`` as in ``_TABLE_TYPES``, ``shown`` as TOML writes it) -> its type."""
+def _table(name: str, shown: str, body: Any, schema: Mapping[str, Any], source: str,
+           kind: type | None = None) -> Any:
+    """One table (``name`` as in ``_TABLE_TYPES``, or of type ``kind``; ``shown`` as TOML
+    writes it) -> its type."""
     if not isinstance(body, Mapping):
         # A whole section given as a value (wallet = "...") may well be the seed.
         raise _error("must be a table", path=source, key=shown)
-    values = {}
+    values: dict[str, Any] = {}
+    tables = _backend_tables() if name == "wallet" else {}
+    if tables:
+        schema = {**schema, **{t.name: t.schema for t in tables.values()}}
     for key, raw in body.items():
         dotted = f"{shown}.{_key(key)}"
         validator = schema.get(key)
         if validator is None:
             # The value of an unknown key is not shown: it may be a misspelt seed.
             raise _error(f"unknown key{_did_you_mean(key, schema)}", path=source, key=dotted)
+        if key in tables:
+            values.setdefault("tables", {})[key] = _backend_table(tables[key], dotted, raw,
+                                                                  source)
+            continue
         if isinstance(validator, Mapping):
             values[key] = _table(f"{name}.{key}", dotted, raw, validator, source)
             continue
@@ -606,7 +594,25 @@ def _table(name: str, shown: str, body: Any, schema: Mapping[str, Any], source: 
             hidden = isinstance(err, _UnshownValueError)
             raise _error(str(err), path=source, key=dotted,
                          value=_HIDDEN if hidden else _shown(dotted, raw)) from None
-    return _TABLE_TYPES[name](**values)
+    return (kind or _TABLE_TYPES[name])(**values)
+
+
+def full_schema() -> dict[str, Any]:
+    """``SCHEMA`` with each backend's own table under ``wallet``: every key there is."""
+    full = dict(SCHEMA)
+    full["wallet"] = {**SCHEMA["wallet"], **{t.name: dict(t.schema)
+                                             for t in _backend_tables().values()}}
+    return full
+
+
+def _backend_tables() -> dict[str, Any]:
+    """Each backend's own table (``wallet.base.Table``), by table name."""
+    return {d.table.name: d.table for d in backends.all_backends() if d.table is not None}
+
+
+def _backend_table(table: Any, shown: str, body: Any, source: str) -> Any:
+    """A backend's ``[wallet.<name>]`` -> its dataclass, validated as any table is."""
+    return _table(shown, shown, body, table.schema, source, table.type)
 
 
 def _check_together(c: Config) -> None:
@@ -633,25 +639,36 @@ def _check_together(c: Config) -> None:
     if c.mqtt.ca_file and not c.mqtt.tls:
         raise _error('is only used with broker = "mqtts://..."', path=src,
                      key="mqtt.ca_file", value=c.mqtt.ca_file)
-    _check_backend(c)
     _check_amounts(c)
 
 
-def _check_backend(c: Config) -> None:
-    """The receiver's and the seed's form is the backend's."""
+def _with_backend_forms(c: Config) -> Config:
+    """``c`` with the receiver and seed in the backend's form (its descriptor's rules).
+
+    Raises:
+        ConfigError: a receiver or seed of a form the backend does not take.
+    """
     w, src = c.wallet, c.source
-    hex_receiver = w.receiver.startswith("0x")
-    if w.backend == "iota" and w.receiver and not hex_receiver:
-        raise _error(f'{_HEX_RULE} with backend = "iota"', path=src, key="wallet.receiver",
-                     value=w.receiver)
-    if w.backend == "pyota" and hex_receiver:
-        raise _error(f'{_TRYTE_RULE} with backend = "pyota" (0x addresses are for'
-                     ' backend = "iota")', path=src, key="wallet.receiver", value=w.receiver)
-    if w.backend == "pyota":
-        try:
-            _tryte_seed(w.seed)
-        except ValueError as err:
-            raise _error(str(err), path=src, key="wallet.seed") from None
+    backend = backends.backend(w.backend)
+    try:
+        receiver = backend.receiver(w.receiver) if w.receiver else ""
+    except ValueError as err:
+        raise _error(str(err), path=src, key="wallet.receiver", value=w.receiver) from None
+    rule = backend.seed_rule(w.seed) if w.seed else ""
+    if rule:
+        raise _error(rule, path=src, key="wallet.seed")
+    if receiver == w.receiver:
+        return c
+    return dataclasses.replace(c, wallet=dataclasses.replace(w, receiver=receiver))
+
+
+def seed_rule(seed: str) -> str:
+    """"" for a legacy seed given in ``wallet.seed`` (or none), else the rule it breaks."""
+    try:
+        _tryte_seed(seed)
+    except ValueError as err:
+        return str(err)
+    return ""
 
 
 def _check_amounts(c: Config) -> None:
@@ -693,7 +710,7 @@ def override(c: Config, key: str, raw: Any, *, option: str) -> Config:
     changed = dataclasses.replace(c, **{section: dataclasses.replace(getattr(c, section),
                                                                      **{name: value})})
     # The file was valid before: a rule broken now is broken by the option.
-    _check_together(dataclasses.replace(changed, source=option))
+    _check_together(_with_backend_forms(dataclasses.replace(changed, source=option)))
     return changed
 
 

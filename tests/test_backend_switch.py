@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from p2p_energy.cli import main
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.commands.cli import main
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
 from iota_fixtures import PAYER_KEY, RECEIVER, funded_iota_node, iota_wallet
@@ -74,12 +74,17 @@ def cli(*args: str, until: Callable[[], bool] | None = None) -> subprocess.Compl
     proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if until is not None and until():
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.1)
-    out, err = proc.communicate(timeout=30)
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if until is not None and until():
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.1)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # never left running, whatever failed
+            proc.kill()
+            proc.communicate()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from p2p_energy import config
-from p2p_energy.check import cmd_check
+from p2p_energy.commands.check import cmd_check
 
 
 def _cfg(tmp_path: Path, **sections: dict[str, Any]) -> config.Config:
@@ -64,7 +64,7 @@ def _files(tmp_path: Path) -> set[str]:
 
 
 def _run(tmp_path: Path, ledger_path: Path, capsys) -> tuple[int, str]:
-    from p2p_energy.cli import main
+    from p2p_energy.commands.cli import main
 
     conf = tmp_path / "config.toml"
     conf.write_text(f'[meter]\nsensor = "simulated"\n[wallet]\nbackend = "dry-run"\n'
@@ -117,11 +117,11 @@ def test_legacy_check_names_the_change_address_to_fund_while_a_payment_is_in_fli
     """A deposit to the input's address after signing would stay on a spent address."""
     from dataclasses import replace as dc_replace
 
-    from p2p_energy.check import _check_wallet
+    from p2p_energy.commands.check import _check_wallet
     from p2p_energy.config import Config, LedgerConfig
-    from p2p_energy.ledger import Ledger
-    from p2p_energy.metering import RoundTotals
-    from p2p_energy.pricing import NANO, Quote
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import NANO, Quote
+    from p2p_energy.store.ledger import Ledger
     from p2p_energy.wallet.pyota_wallet import PyotaWallet
 
     from node_fixtures import PAYER_SEED, address_of, wallet_config

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from p2p_energy import config
-from p2p_energy.check import cmd_check
+from p2p_energy.commands.check import cmd_check
 from p2p_energy.sensors.ina3221 import INA3221Sensor, decode_configuration
 
 from i2c_emulator import POWER_ON_CONFIG, FakeI2CAdapter, INA3221Chip
@@ -103,7 +103,7 @@ def test_decode_configuration(word, text):
 
 
 def test_check_says_since_when_payments_have_been_failing(tmp_path, adapter):
-    from p2p_energy.ledger import Ledger
+    from p2p_energy.store.ledger import Ledger
 
     cfg = _cfg(tmp_path)
     ledger = Ledger(cfg.ledger.path)

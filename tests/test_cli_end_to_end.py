@@ -184,7 +184,9 @@ def test_pyota_is_not_imported_before_the_payer_opens_the_wallet(tmp_path):
     cfg.write_text(f'[wallet]\nseed_file = "{seed}"\nreceiver = "{"B" * 80 + "9"}"\n'
                    '[meter]\nsensor = "simulated"\n')
     code = ("import sys\n"
-            "from p2p_energy import cli, config, daemon, build\n"
+            "from p2p_energy import config\n"
+            "from p2p_energy.commands import cli\n"
+            "from p2p_energy.runtime import build, daemon\n"
             f"cfg = config.load({str(cfg)!r})\n"
             "build.build_sensor(cfg); opener = build.wallet_opener(cfg)\n"
             "assert 'iota' not in sys.modules, 'iota imported at start-up'\n"

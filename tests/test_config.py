@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from p2p_energy import config
+from p2p_energy import backends, config
 from p2p_energy.config import Config, ConfigError, build, load, load_seed
-from p2p_energy.trytes import TRYTE_ALPHABET, with_checksum
+from p2p_energy.core.trytes import TRYTE_ALPHABET, with_checksum
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SEED = "PLAYSEED" * 10 + "Q"  # 81 trytes, easy to spot if it ever leaks
@@ -446,17 +446,17 @@ def test_example_loads_and_holds_every_key_with_its_default(tmp_path: Path) -> N
         assert re.search(rf"^# {key} = ", _example_text(), re.M), key
         data[section][key] = getattr(getattr(Config(), section), key)
     assert {s: set(keys) for s, keys in data.items()} == {
-        s: set(keys) for s, keys in config.SCHEMA.items()}
+        s: set(keys) for s, keys in config.full_schema().items()}
 
 
 BACKEND_DEPENDENT = (("wallet", "node_url"), ("wallet", "min_payment"))
 
 
 def test_example_under_either_backend_takes_that_backends_defaults(tmp_path: Path) -> None:
-    for backend in config.BACKENDS:
+    for backend in backends.names():
         text = _example_text().replace('backend = "pyota"', f'backend = "{backend}"')
         w = load(write(tmp_path / "config.toml", text, 0o644)).wallet
-        defaults = config.BACKEND_DEFAULTS[backend]
+        defaults = backends.backend(backend)
         assert (w.node_url, w.min_payment) == (defaults.node_url, defaults.min_payment)
 
 
@@ -520,7 +520,7 @@ _GOOD: dict[str, st.SearchStrategy[Any]] = {
     "meter.averages": st.sampled_from([*config.AVERAGES, "auto", "Auto", 2]),
     "meter.bus_conversion_us": st.sampled_from([*config.CONVERSION_US, 100]),
     "meter.shunt_conversion_us": st.sampled_from([*config.CONVERSION_US, 100]),
-    "wallet.backend": st.sampled_from([*config.BACKENDS, "pyOTA"]),
+    "wallet.backend": st.sampled_from([*backends.names(), "pyOTA"]),
     "wallet.node_url": st.sampled_from(["http://127.0.0.1:14265", "https://node.lan",
                                         "127.0.0.1:14265", "ftp://x", ""]),
     "wallet.seed": _seed,

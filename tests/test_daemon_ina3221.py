@@ -7,10 +7,10 @@ import threading
 import pytest
 
 from p2p_energy import config
-from p2p_energy.daemon import Daemon
-from p2p_energy.ledger import Ledger
-from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.runtime.daemon import Daemon
+from p2p_energy.runtime.payer import Payer, PayerPolicy
 from p2p_energy.sensors.ina3221 import INA3221Sensor
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
 from i2c_emulator import FakeI2CAdapter, INA3221Chip

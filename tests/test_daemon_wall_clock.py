@@ -8,10 +8,10 @@ import time
 import pytest
 
 from p2p_energy import config
-from p2p_energy.daemon import Daemon
-from p2p_energy.ledger import Ledger
-from p2p_energy.payer import Payer, PayerPolicy
+from p2p_energy.runtime.daemon import Daemon
+from p2p_energy.runtime.payer import Payer, PayerPolicy
 from p2p_energy.sensors.simulated import SimulatedSensor
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
 LENGTH_S, INTERVAL_S = 0.1, 0.01
@@ -49,12 +49,12 @@ def test_round_timestamps_follow_a_wall_clock_step(tmp_path, caplog):
     payer = Payer(lambda: Ledger(path), DryRunWallet, PayerPolicy(poll_s=0.05))
     daemon = Daemon(cfg, SimulatedSensor(), path, payer, wall=wall)
     on_rounds = OnRounds({SYNC_AFTER: synced.set, STOP_AFTER: daemon.request_stop})
-    daemon_log = logging.getLogger("p2p_energy.daemon")
+    daemon_log = logging.getLogger("p2p_energy.runtime.daemon")
     give_up = threading.Timer(60, daemon.request_stop)  # a hang fails below, not for ever
     give_up.start()
     daemon_log.addHandler(on_rounds)
     try:
-        with caplog.at_level(logging.INFO, logger="p2p_energy.daemon"):
+        with caplog.at_level(logging.INFO, logger="p2p_energy.runtime.daemon"):
             daemon.run()
     finally:
         daemon_log.removeHandler(on_rounds)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import LivePower, RoundTotals
-from p2p_energy.pricing import quote
+from p2p_energy.core.metering import LivePower, RoundTotals
+from p2p_energy.core.pricing import quote
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.base import Attachment, Signed
 
 from chromium_cdp import CHROMIUM, Browser

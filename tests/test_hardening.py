@@ -37,7 +37,7 @@ def test_the_running_daemon_allows_no_core(tmp_path) -> None:
 
 
 def test_no_core_dumps_makes_the_process_not_dumpable() -> None:
-    probe = ("import ctypes; from p2p_energy.hardening import no_core_dumps;"
+    probe = ("import ctypes; from p2p_energy.commands.hardening import no_core_dumps;"
              " libc = ctypes.CDLL(None); before = libc.prctl(3, 0, 0, 0, 0);"
              " no_core_dumps(); print(before, libc.prctl(3, 0, 0, 0, 0))")  # PR_GET_DUMPABLE
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from p2p_energy import config
 from p2p_energy.config import ConfigError, build, load, load_seed
+from p2p_energy.wallet.iota_backend import IotaWalletConfig
 from p2p_energy.wallet.iota_keys import parse_secret
 
 from iota_fixtures import PAYER_KEY, RECEIVER
@@ -45,13 +45,13 @@ def test_iota_defaults_and_its_own_table() -> None:
     assert cfg.wallet.receiver == RECEIVER  # stored lower-case
     assert cfg.wallet.node_url == "http://127.0.0.1:9000"
     assert cfg.wallet.min_payment == 200_000  # 0.2 IOTA: a ~0.002 IOTA fee is 1 %
-    assert cfg.wallet.iota == config.IotaWalletConfig(gas_margin=1.5, max_budget_nanos=50_000_000)
+    assert cfg.wallet.iota == IotaWalletConfig(gas_margin=1.5, max_budget_nanos=50_000_000)
     legacy = build({"wallet": {"backend": "pyota"}})
     assert legacy.wallet.node_url == "http://127.0.0.1:14265" and legacy.wallet.min_payment == 1
     set_here = build({"wallet": {"backend": "iota", "min_payment": 7, "node_url": "https://n",
                                  "iota": {"gas_margin": 2, "max_budget_nanos": 10**7}}})
     assert (set_here.wallet.min_payment, set_here.wallet.node_url) == (7, "https://n")
-    assert set_here.wallet.iota == config.IotaWalletConfig(2.0, 10**7)
+    assert set_here.wallet.iota == IotaWalletConfig(2.0, 10**7)
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -198,7 +198,9 @@ def test_wallet_address_prints_the_configured_address(tmp_path: Path) -> None:
 def test_nothing_heavy_is_imported_before_the_payer_opens_the_wallet(tmp_path: Path) -> None:
     cfg = iota_config(tmp_path, extra='[meter]\nsensor = "simulated"\n')
     code = ("import sys\n"
-            "from p2p_energy import cli, config, daemon, build\n"
+            "from p2p_energy import config\n"
+            "from p2p_energy.commands import cli\n"
+            "from p2p_energy.runtime import build, daemon\n"
             f"cfg = config.load({str(cfg)!r})\n"
             "build.build_sensor(cfg); opener = build.wallet_opener(cfg)\n"
             "heavy = {'nacl', 'http.client', 'ssl', 'iota'} & set(sys.modules)\n"

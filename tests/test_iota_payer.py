@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import RoundTotals
-from p2p_energy.payer import Payer, PayerPolicy
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
+from p2p_energy.runtime.payer import Payer, PayerPolicy
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.iota_wallet import DEAD_AFTER_S
 
 from iota_fixtures import PAYER_KEY, RECEIVER, iota_wallet

@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
-from p2p_energy.ledger import Ledger
-from p2p_energy.lock import LedgerLock
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
+from p2p_energy.store.ledger import Ledger
+from p2p_energy.store.lock import LedgerLock
 from p2p_energy.wallet.base import Signed
 
 

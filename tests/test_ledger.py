@@ -5,11 +5,11 @@ import sqlite3
 
 import pytest
 
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
-from p2p_energy.ledger import SCHEMA_VERSION, Ledger
-from p2p_energy.lock import LedgerLock
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.store.ledger import SCHEMA_VERSION, Ledger
+from p2p_energy.store.lock import LedgerLock
 from p2p_energy.wallet.base import Attachment, Signed
 
 
@@ -140,7 +140,7 @@ def test_not_a_database_is_a_clear_error(tmp_path):
 
 def _v1_ledger(path):
     """A ledger as version 1 wrote it: rounds, a payment, and an open-round checkpoint."""
-    from p2p_energy.ledger import _create_v1
+    from p2p_energy.store.ledger import _create_v1
 
     db = sqlite3.connect(path, isolation_level=None)
     _create_v1(db)
@@ -239,7 +239,7 @@ _V1_ROWS = [
 
 
 def test_a_v1_ledger_opens_with_every_row_kept(tmp_path):
-    from p2p_energy.ledger import _create_v1
+    from p2p_energy.store.ledger import _create_v1
     path = tmp_path / "v1.db"
     db = sqlite3.connect(path)
     _create_v1(db)

@@ -4,14 +4,14 @@ import sqlite3
 
 import pytest
 
-from p2p_energy import ledger as ledger_mod
+from p2p_energy.core.metering import LivePower, RoundMeter, RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
-from p2p_energy.ledger import SCHEMA_VERSION, Ledger
-from p2p_energy.ledger_read import LedgerReader, PaidSums
-from p2p_energy.lock import LedgerLock
-from p2p_energy.metering import LivePower, RoundMeter, RoundTotals
-from p2p_energy.pricing import NANO, Quote
 from p2p_energy.sensors.base import Sample
+from p2p_energy.store import ledger as ledger_mod
+from p2p_energy.store.ledger import SCHEMA_VERSION, Ledger
+from p2p_energy.store.lock import LedgerLock
+from p2p_energy.store.reader import LedgerReader, PaidSums
 from p2p_energy.wallet.base import Attachment, Signed
 
 T0 = 1.7e9

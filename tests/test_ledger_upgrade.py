@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
-from p2p_energy.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger
-from p2p_energy.lock import LedgerLock
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.store.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger
+from p2p_energy.store.lock import LedgerLock
 
 T0 = 1.7e9
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p_energy.metering import LivePower, RoundMeter, RoundTotals, Schedule
+from p2p_energy.core.metering import LivePower, RoundMeter, RoundTotals, Schedule
 from p2p_energy.sensors.base import Sample
 
 

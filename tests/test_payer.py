@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import InsufficientBalance, NotPromotable, WalletError
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import RoundTotals
-from p2p_energy.payer import MAX_CAPPED_DEATHS, Payer, PayerPolicy
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.runtime.payer import MAX_CAPPED_DEATHS, Payer, PayerPolicy
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.base import CONFIRMED, FAILED, PENDING, Status
 from p2p_energy.wallet.dryrun import DryRunWallet
 
@@ -135,7 +135,7 @@ def test_retryable_failures_keep_the_amount_owed_and_log_once(setup, caplog):
     owe(ledger, 4)
     err = WalletError("node at http://127.0.0.1:1: connection refused")
     wallet.fail_next = [err, err, err, InsufficientBalance("balance 0 < 4")]
-    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.runtime.payer"):
         delays = run_steps(payer, ledger, wallet, 4)
     assert delays == [1.0, 2.0, 4.0, 8.0]  # capped exponential backoff
     assert len([r for r in caplog.records if "connection refused" in r.message]) == 1
@@ -222,7 +222,7 @@ def test_every_attachment_the_network_knows_is_recorded(setup, caplog):
     owe(ledger, 7)
     run_steps(payer, ledger, wallet, 2)
     wallet.on_network = ["UNRECORDED9TAIL"]
-    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.INFO, logger="p2p_energy.runtime.payer"):
         payer.tick(ledger, wallet)
     assert ledger.payment(1).attachments[-1] == "UNRECORDED9TAIL"
     assert "1 attachment(s) the ledger had not recorded" in caplog.text
@@ -232,7 +232,7 @@ def test_a_payment_that_failed_on_the_network_is_paid_again(setup, caplog):
     ledger, wallet, payer, _ = setup
     wallet.state = FAILED
     owe(ledger, 7)
-    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.runtime.payer"):
         run_steps(payer, ledger, wallet, 3)
     assert "payment 1 failed (test): its 7 IOTA are owed again (payment 2)" in caplog.text
     wallet.state = CONFIRMED
@@ -246,7 +246,7 @@ def test_low_balance_pays_what_it_can_and_the_rest_after_a_deposit(setup, caplog
     ledger, wallet, payer, _ = setup
     wallet.balance = 5
     owe(ledger, 12)
-    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.INFO, logger="p2p_energy.runtime.payer"):
         run_steps(payer, ledger, wallet, 3)  # 5 signed, sent, confirmed
         assert [b.value for b in wallet.sent] == [5]
         for i in range(4):  # nothing left at the input; more owed each round
@@ -269,7 +269,7 @@ def test_a_refused_send_says_the_signed_transfer_is_sent_again(setup, caplog):
     wallet.fail_only = "send"
     wallet.fail_next = [WalletError("broadcastTransactions: node answered HTTP 400: "
                                     "Invalid transaction hash", retryable=False)]
-    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.runtime.payer"):
         payer.tick(ledger, wallet)
     assert "will retry the same signed transfer" in caplog.text
     assert "owed again" not in caplog.text
@@ -288,7 +288,7 @@ def test_an_unforeseen_error_restarts_the_payer_and_payments_resume(tmp_path, ca
     payer = Payer(lambda: Ledger(path), lambda: wallet,
                   PayerPolicy(poll_s=0.01, retry_min_s=0.01, retry_max_s=0.05))
     payer.on_fatal = fatal.append
-    with caplog.at_level(logging.INFO, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.INFO, logger="p2p_energy.runtime.payer"):
         payer.start()
         deadline = time.monotonic() + 10
         while ledger.payment(1).status != "confirmed" and time.monotonic() < deadline:
@@ -368,7 +368,7 @@ def test_a_payer_that_keeps_dying_stops_the_daemon_which_then_exits_non_zero(tmp
     import threading as th
 
     from p2p_energy import config
-    from p2p_energy.daemon import Daemon
+    from p2p_energy.runtime.daemon import Daemon
     from p2p_energy.sensors.simulated import SimulatedSensor
 
     class Broken(DryRunWallet):
@@ -422,7 +422,7 @@ def test_an_unsent_attachment_the_node_refuses_or_too_old_is_replaced_and_paid_o
         legacy_node.take_snapshot()
     else:
         legacy_node.set_fault("http500", commands={"broadcastTransactions"})
-    with caplog.at_level(logging.WARNING, logger="p2p_energy.payer"):
+    with caplog.at_level(logging.WARNING, logger="p2p_energy.runtime.payer"):
         for _ in range(3):
             clock.now += 200
             payer.tick(ledger, wallet)

@@ -5,7 +5,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p_energy.pricing import NANO, carry_iota, payable_iota, price_per_mws, quote
+from p2p_energy.core.pricing import NANO, carry_iota, payable_iota, price_per_mws, quote
 
 
 def test_price_is_numerator_over_average_production():

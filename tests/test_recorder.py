@@ -2,10 +2,10 @@
 
 import threading
 
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.store.ledger import Ledger
 
 
 def rnd(i):
@@ -26,8 +26,8 @@ class FlakyLedger(Ledger):
 
 
 def test_rounds_are_written_in_order_once_after_failures(tmp_path, monkeypatch):
-    import p2p_energy.recorder as recorder_mod
-    from p2p_energy.recorder import Recorder
+    import p2p_energy.runtime.recorder as recorder_mod
+    from p2p_energy.runtime.recorder import Recorder
 
     monkeypatch.setattr(recorder_mod, "RETRY_S", 0.01)
     path = tmp_path / "l.db"
@@ -53,7 +53,7 @@ def test_rounds_are_written_in_order_once_after_failures(tmp_path, monkeypatch):
 
 
 def test_stop_writes_everything_queued(tmp_path):
-    from p2p_energy.recorder import Recorder
+    from p2p_energy.runtime.recorder import Recorder
 
     path = tmp_path / "l.db"
     rec = Recorder(lambda: Ledger(path), lambda *a: None)
@@ -68,7 +68,7 @@ def test_stop_writes_everything_queued(tmp_path):
 
 def test_a_round_that_can_never_be_written_is_logged_and_fatal_and_the_queue_goes_on(
         tmp_path, caplog):
-    from p2p_energy.recorder import Recorder
+    from p2p_energy.runtime.recorder import Recorder
 
     path = tmp_path / "l.db"
     fatal, seen = [], []
@@ -87,8 +87,8 @@ def test_a_round_that_can_never_be_written_is_logged_and_fatal_and_the_queue_goe
 
 
 def test_a_ledger_refusing_writes_for_too_long_is_fatal(tmp_path, monkeypatch):
-    import p2p_energy.recorder as recorder_mod
-    from p2p_energy.recorder import Recorder
+    import p2p_energy.runtime.recorder as recorder_mod
+    from p2p_energy.runtime.recorder import Recorder
 
     monkeypatch.setattr(recorder_mod, "RETRY_S", 0.01)
     class BrokenDisk(FlakyLedger):
@@ -117,8 +117,8 @@ class LockedOnOpen(Ledger):
 
 
 def test_a_ledger_that_opens_after_a_while_gets_every_round(tmp_path, monkeypatch):
-    import p2p_energy.recorder as recorder_mod
-    from p2p_energy.recorder import Recorder
+    import p2p_energy.runtime.recorder as recorder_mod
+    from p2p_energy.runtime.recorder import Recorder
 
     monkeypatch.setattr(recorder_mod, "RETRY_S", 0.01)
     monkeypatch.setattr(LockedOnOpen, "fail", 5)
@@ -136,8 +136,8 @@ def test_a_ledger_that_opens_after_a_while_gets_every_round(tmp_path, monkeypatc
 
 def test_a_ledger_that_never_opens_is_fatal_and_every_round_is_logged(
         tmp_path, monkeypatch, caplog):
-    import p2p_energy.recorder as recorder_mod
-    from p2p_energy.recorder import Recorder
+    import p2p_energy.runtime.recorder as recorder_mod
+    from p2p_energy.runtime.recorder import Recorder
 
     monkeypatch.setattr(recorder_mod, "RETRY_S", 0.01)
     monkeypatch.setattr(LockedOnOpen, "fail", 10**6)

@@ -378,7 +378,7 @@ def test_the_daemon_does_not_import_serve_prometheus_or_paho(tmp_path):
                    '[serve]\nenabled = true\n[mqtt]\nenabled = true\n')
     code = ("import atexit, sys\n"
             "atexit.register(lambda: print(' '.join(sorted(sys.modules)), file=sys.stdout))\n"
-            "from p2p_energy.cli import main\n"
+            "from p2p_energy.commands.cli import main\n"
             f"sys.exit(main(['run', '-c', {str(cfg)!r}]))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
@@ -390,7 +390,7 @@ def test_the_daemon_does_not_import_serve_prometheus_or_paho(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     modules = set(out.split())
-    assert "p2p_energy.daemon" in modules and "p2p_energy.ledger" in modules
+    assert "p2p_energy.runtime.daemon" in modules and "p2p_energy.store.ledger" in modules
     assert not {m for m in modules if m.startswith(("p2p_energy.serve", "prometheus_client",
                                                     "paho"))}
     assert "round 1:" in err
@@ -406,7 +406,7 @@ def test_mqtt_only_with_a_password_that_never_reaches_the_log(tmp_path):
     (tmp_path / "wrong-password").write_text("guess\n")
     (tmp_path / "wrong-password").chmod(0o600)
     db = tmp_path / "ledger.db"
-    subprocess.run([sys.executable, "-c", "from p2p_energy.ledger import Ledger;"
+    subprocess.run([sys.executable, "-c", "from p2p_energy.store.ledger import Ledger;"
                     f"Ledger({str(db)!r}).close()"], check=True, timeout=60)
     base = (f'[ledger]\npath = "{db}"\n[mqtt]\nenabled = true\nbroker = "{broker.url}"\n'
             f'username = "meter"\ndevice_id = "{DEVICE}"\ntopic_prefix = "{PREFIX}"\n')
@@ -482,9 +482,9 @@ def test_before_the_daemon_made_a_ledger_serve_says_so_and_keeps_serving(tmp_pat
 def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
     """backend = "iota": one ledger unit is a micro-IOTA, and every view says so, through
     the real wiring (config -> serve -> page, /metrics, Home Assistant discovery)."""
-    from p2p_energy.ledger import Ledger
-    from p2p_energy.metering import RoundTotals
-    from p2p_energy.pricing import Quote
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import Quote
+    from p2p_energy.store.ledger import Ledger
     db = tmp_path / "ledger.db"
     led = Ledger(db)
     led.record_round(RoundTotals(started_at=time.time() - 60, duration_s=60, metered_s=60,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from p2p_energy.ledger import Ledger
+from p2p_energy.store.ledger import Ledger
 
 from mosquitto_broker import Broker, Recorder, needs_mosquitto, wait_until
 

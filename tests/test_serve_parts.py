@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from p2p_energy import config
+from p2p_energy.core.metering import LivePower
 from p2p_energy.errors import ConfigError
-from p2p_energy.ledger_read import PaidSums, PaymentRow, RoundRow, Sums
-from p2p_energy.metering import LivePower
 from p2p_energy.serve import charts, page, periods
 from p2p_energy.serve.figures import Figures, HighWater, PeriodTotals
+from p2p_energy.store.reader import PaidSums, PaymentRow, RoundRow, Sums
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -323,11 +323,11 @@ def test_the_password_can_come_from_a_systemd_credential(tmp_path):
 
 
 def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
-    from p2p_energy.ledger import Ledger
-    from p2p_energy.ledger_read import LedgerReader
-    from p2p_energy.metering import RoundTotals
-    from p2p_energy.pricing import Quote
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import Quote
     from p2p_energy.serve.figures import read_figures
+    from p2p_energy.store.ledger import Ledger
+    from p2p_energy.store.reader import LedgerReader
 
     t0 = 1.8e9
     led = Ledger(tmp_path / "l.db", clock=lambda: t0)
@@ -353,11 +353,11 @@ def test_energy_counters_never_go_down_across_a_serve_restart(tmp_path):
     """A round or checkpoint with energy below zero (the panel channel's noise at night,
     saved by an older daemon) must not make /metrics' and Home Assistant's counters dip
     when serve restarts and its HighWater starts again."""
-    from p2p_energy.ledger import Ledger
-    from p2p_energy.ledger_read import LedgerReader
-    from p2p_energy.metering import RoundTotals
-    from p2p_energy.pricing import Quote
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import Quote
     from p2p_energy.serve.figures import AllTime, read_figures
+    from p2p_energy.store.ledger import Ledger
+    from p2p_energy.store.reader import LedgerReader
 
     t0, path = 1.8e9, tmp_path / "l.db"
     led = Ledger(path, clock=lambda: t0)
@@ -383,11 +383,11 @@ def test_energy_counters_never_go_down_across_a_serve_restart(tmp_path):
 
 
 def test_all_time_totals_kept_up_by_adding_new_rounds_equal_a_full_sum(tmp_path):
-    from p2p_energy.ledger import Ledger
-    from p2p_energy.ledger_read import LedgerReader
-    from p2p_energy.metering import RoundTotals
-    from p2p_energy.pricing import Quote
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import Quote
     from p2p_energy.serve.figures import AllTime
+    from p2p_energy.store.ledger import Ledger
+    from p2p_energy.store.reader import LedgerReader
 
     def add_rounds(path, n, offset=0):
         led = Ledger(path)

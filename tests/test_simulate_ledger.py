@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import NANO, Quote
+from p2p_energy.store.ledger import Ledger
 
 
 def config(tmp: Path, ledger: Path) -> Path:
@@ -59,12 +59,17 @@ def run(*args: str, env: dict[str, str] | None = None,
     proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 30
-    while proc.poll() is None and time.monotonic() < deadline:
-        if until is not None and until():
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.1)
-    out, err = proc.communicate(timeout=30)
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if until is not None and until():
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.1)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # never left running, whatever failed
+            proc.kill()
+            proc.communicate()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from p2p_energy.ledger import Ledger
-from p2p_energy.metering import RoundTotals
-from p2p_energy.pricing import Quote
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import Quote
+from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.base import Attachment, Signed
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -141,7 +141,7 @@ def test_a_payer_that_keeps_failing_never_reaches_the_start_limit():
     """The payer's fatal exit comes at least FATAL_AFTER_S after a start: the start limit
     (StartLimitBurst starts in StartLimitIntervalSec) can only stop a daemon that fails
     at start-up, never one whose payer keeps dying; that one is restarted every time."""
-    from p2p_energy.payer import FATAL_AFTER_S
+    from p2p_energy.runtime.payer import FATAL_AFTER_S
 
     unit = _settings(UNIT.read_text())
     interval = unit["Unit.StartLimitIntervalSec"][0]

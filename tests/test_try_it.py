@@ -106,9 +106,9 @@ def test_a_bad_option_value_is_one_line(tmp_path: Path, args: list[str], line: s
 
 def _simulated_ledger(state: Path, rounds: int) -> float:
     """A ``--simulate`` ledger of ``rounds`` 10 s rounds ending now; returns the last end."""
-    from p2p_energy.ledger import Ledger
-    from p2p_energy.metering import RoundTotals
-    from p2p_energy.pricing import Quote
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import Quote
+    from p2p_energy.store.ledger import Ledger
     (state / "p2p-energy").mkdir(parents=True, exist_ok=True)
     led = Ledger(state / "p2p-energy" / "simulate.db")
     end = time.time()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p_energy import trytes
+from p2p_energy.core import trytes
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # PyOTA imports pkg_resources, which warns
@@ -80,6 +80,6 @@ def test_bad_tryte_is_named() -> None:
 
 def test_config_validation_does_not_import_pyota() -> None:
     # Start-up must stay fast on a Pi: the config path may not pull in `iota`.
-    code = ("import sys, p2p_energy.config, p2p_energy.trytes; "
+    code = ("import sys, p2p_energy.config, p2p_energy.core.trytes; "
             "sys.exit('iota' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One reading of both channels, taken at monotonic time ``t`` (seconds).
-
-    Power may be negative (reverse current through the panel's diode, noise at
-    night); the core decides what negative production means, not the sensor.
-    """
-
-    t: float
-    consumer_mw: float
-    producer_mw: float
+from ..core.metering import Sample
 
 
 class Sensor(Protocol):

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 
-from ..ledger_read import LedgerReader, PaidSums, PaymentRow, Sums
-from ..metering import LivePower
+from ..core.metering import LivePower
+from ..store.reader import LedgerReader, PaidSums, PaymentRow, Sums
 from ..wallet.base import LEGACY_UNIT
 from . import periods
 from .periods import Period

@@ -36,7 +36,7 @@ import paho.mqtt.client as paho
 from .. import __version__
 from ..config import MqttConfig
 from ..errors import LedgerError
-from ..ledger import iso
+from ..store.ledger import iso
 from .episodes import Episodes
 from .figures import MWS_PER_KWH, MWS_PER_WH, Figures, LedgerSource
 

@@ -14,7 +14,7 @@ from datetime import datetime, tzinfo
 from html import escape
 
 from .. import __version__
-from ..ledger_read import LedgerReader, PaymentRow, RoundRow
+from ..store.reader import LedgerReader, PaymentRow, RoundRow
 from ..wallet.base import LEGACY_UNIT
 from .charts import Series, line_chart
 from .figures import MWS_PER_WH, Figures

@@ -19,8 +19,8 @@ from typing import TextIO
 
 from ..config import Config
 from ..errors import P2PEnergyError
-from ..ledger import iso
-from ..ledger_read import LedgerReader, PaymentRow
+from ..store.ledger import iso
+from ..store.reader import LedgerReader, PaymentRow
 from ..wallet.base import LEGACY_UNIT, ledger_unit
 from . import periods
 from .figures import MWS_PER_KWH, PeriodTotals, period_totals

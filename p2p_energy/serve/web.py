@@ -29,8 +29,8 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlencode
 
 from ..errors import LedgerError
-from ..ledger import iso
-from ..ledger_read import PaymentRow, RoundRow
+from ..store.ledger import iso
+from ..store.reader import PaymentRow, RoundRow
 from . import page, periods
 from .episodes import Episodes
 from .figures import Figures, LedgerSource, PeriodTotals

@@ -26,9 +26,11 @@ try again) and must never put a secret into a message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from .. import backends
 
 PENDING, CONFIRMED, FAILED, DEAD = "pending", "confirmed", "failed", "dead"
 STATES = (PENDING, CONFIRMED, FAILED, DEAD)
@@ -38,11 +40,79 @@ STATES = (PENDING, CONFIRMED, FAILED, DEAD)
 # micro-IOTA, 1,000 nanos (iota_wallet.NANOS_PER_UNIT).
 LEGACY_UNIT, MICRO_UNIT = "IOTA", "µIOTA"
 UNIT_MEANING = {LEGACY_UNIT: "one legacy IOTA (i)", MICRO_UNIT: "one micro-IOTA, 1000 nanos"}
+LEGACY_REFERENCE_KEY = "bundle_hash"  # how ledgers before backends named a payment
+
+# ``check`` lines: a status and a text.
+OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
+Report = Callable[[str, str], None]
 
 
-def ledger_unit(backend: str) -> str:
-    """What one ledger unit is called with this ``wallet.backend``: "µIOTA" or "IOTA"."""
-    return MICRO_UNIT if backend == "iota" else LEGACY_UNIT
+def ledger_unit(backend: str | None) -> str:
+    """What one ledger unit is called with this ``wallet.backend`` (LEGACY_UNIT for a
+    payment recorded before backends were named)."""
+    if backend in backends.REGISTRY:
+        return backends.backend(backend).unit
+    return LEGACY_UNIT
+
+
+def reference_key(backend: str | None) -> str:
+    """How ``ledger --json`` names a payment's reference, by the backend that signed it."""
+    if backend in backends.REGISTRY:
+        return backends.backend(backend).reference_key
+    return LEGACY_REFERENCE_KEY
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the ledger says the funds are: the key index spent from next, and the
+    payment in flight (signed, not ended), if any. For ``check``."""
+
+    index: int
+    flying_id: int | None = None
+    flying_value: int = 0
+    change_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A backend's own config table, ``[wallet.<name>]``: its frozen dataclass, and
+    one validator per key (raising ``ValueError`` with the rule)."""
+
+    name: str
+    type: type
+    schema: Mapping[str, Callable[[Any], Any]]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Everything that differs between wallet backends (registered in ``backends``).
+
+    ``opener(config)`` reads and checks the key now and returns a function that
+    opens the wallet later, in the payer thread. ``check(config, report,
+    position)`` reports its lines. ``receiver(text)`` is the receiver in its
+    normal form (raises ``ValueError`` naming the rule for a form this backend
+    does not take); ``seed_rule(text)`` is "" for a ``wallet.seed`` of its form,
+    else the rule it breaks.
+    ``address(config)``, if set, is the configured key's address (``wallet
+    address``).
+    """
+
+    name: str
+    unit: str  # what one ledger unit is called
+    reference_key: str  # how ``ledger --json`` names a payment's reference
+    node_url: str  # the default wallet.node_url
+    min_payment: int  # the default wallet.min_payment, ledger units
+    needs_receiver: bool
+    receiver: Callable[[str], str]
+    seed_rule: Callable[[str], str]
+    opener: Callable[[Any], Callable[[], Wallet]]
+    check: Callable[[Any, Report, Position], None]
+    address: Callable[[Any], str] | None = None
+    table: Table | None = None
+
+
+def no_rule(_value: str) -> str:
+    return ""
 
 
 @dataclass(frozen=True)

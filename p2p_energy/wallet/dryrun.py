@@ -11,9 +11,24 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .base import CONFIRMED, PENDING, Attachment, Signed, Status, ledger_unit
+from .addresses import iota_address
+from .base import (
+    CONFIRMED,
+    LEGACY_UNIT,
+    OK,
+    PENDING,
+    Attachment,
+    Backend,
+    Position,
+    Report,
+    Signed,
+    Status,
+    Wallet,
+    no_rule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +49,7 @@ class DryRunWallet:
     """
 
     backend = "dry-run"
-    unit = ledger_unit(backend)
+    unit = LEGACY_UNIT
 
     def __init__(self, receiver: str = "", latency_s: float = 0.0) -> None:
         self.receiver = receiver
@@ -87,3 +102,19 @@ class DryRunWallet:
 
     def close(self) -> None:
         self._stop.set()
+
+
+def _opener(cfg: Any) -> Callable[[], Wallet]:
+    w = cfg.wallet
+    return lambda: DryRunWallet(receiver=w.receiver, latency_s=w.dry_run_latency_s)
+
+
+def _check(cfg: Any, report: Report, position: Position) -> None:
+    report(OK, "wallet: dry-run (no node, no tokens move)")
+
+
+# The legacy unit and defaults: what it simulates is a payment on the legacy network.
+BACKEND = Backend(
+    name="dry-run", unit=LEGACY_UNIT, reference_key="bundle_hash",
+    node_url="http://127.0.0.1:14265", min_payment=1, needs_receiver=False,
+    receiver=iota_address, seed_rule=no_rule, opener=_opener, check=_check)

@@ -36,7 +36,7 @@ from typing import Any
 from ..config import WalletConfig
 from ..errors import InsufficientBalance, RpcError, WalletError
 from . import iota_tx
-from .base import CONFIRMED, DEAD, FAILED, PENDING, Attachment, Signed, Status, ledger_unit
+from .base import CONFIRMED, DEAD, FAILED, MICRO_UNIT, PENDING, Attachment, Signed, Status
 from .iota_fate import (
     CoinNow,
     Fate,
@@ -91,7 +91,7 @@ class IotaWallet:
     """
 
     backend = "iota"
-    unit = ledger_unit(backend)  # "µIOTA": NANOS_PER_UNIT nanos
+    unit = MICRO_UNIT
 
     def __init__(self, *, node_url: str, receiver: str, keypair: Keypair, timeout_s: float,
                  gas_margin: float = 1.5, max_budget_nanos: int = 50_000_000,

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from ..config import WalletConfig
 from ..errors import InsufficientBalance, NotPromotable, WalletError
-from .base import CONFIRMED, PENDING, Attachment, Signed, Status, ledger_unit
+from .base import CONFIRMED, LEGACY_UNIT, PENDING, Attachment, Signed, Status
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class PyotaWallet:
     """
 
     backend = "pyota"
-    unit = ledger_unit(backend)
+    unit = LEGACY_UNIT
 
     def __init__(self, config: WalletConfig) -> None:
         if not config.seed:

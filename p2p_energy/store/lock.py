@@ -15,7 +15,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import LedgerBusy, P2PEnergyError
+from ..errors import LedgerBusy, P2PEnergyError
 
 _held: set[Path] = set()  # ledgers whose lock this process holds
 

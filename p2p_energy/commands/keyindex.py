@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from .config import Config
-from .errors import P2PEnergyError
-from .ledger import Ledger
-from .lock import LedgerLock
+from ..config import Config
+from ..errors import P2PEnergyError
+from ..store.ledger import Ledger
+from ..store.lock import LedgerLock
 
 MAX_INDEX = 2**31  # as wallet.start_index
 

@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import Config
-from .errors import ImplausibleReading, SensorReadError
-from .ledger import Ledger, RoundRecorded, iso
-from .metering import RoundMeter, RoundTotals, Schedule
-from .notify import Notifier
+from ..config import Config
+from ..core.metering import RoundMeter, RoundTotals, Schedule
+from ..core.pricing import Quote, quote
+from ..errors import ImplausibleReading, SensorReadError
+from ..notify import Notifier
+from ..sensors.base import Sample, Sensor
+from ..store.ledger import Ledger, RoundRecorded, iso
 from .payer import Payer
-from .pricing import Quote, quote
 from .recorder import Recorder
-from .sensors.base import Sample, Sensor
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from .config import Config, load_seed
-from .errors import ConfigError, P2PEnergyError
+from .. import backends
+from ..config import Config
+from ..errors import ConfigError, P2PEnergyError
 
 
 def cmd_wallet_new(args: argparse.Namespace) -> int:
@@ -22,7 +23,7 @@ def cmd_wallet_new(args: argparse.Namespace) -> int:
     Raises:
         P2PEnergyError: the file exists or cannot be written (nothing is left behind).
     """
-    from .wallet.iota_keys import generate
+    from ..wallet.iota_keys import generate
 
     keypair = generate()
     path = args.output
@@ -47,15 +48,15 @@ def cmd_wallet_new(args: argparse.Namespace) -> int:
 
 
 def cmd_wallet_address(cfg: Config) -> int:
-    """Print the address of the configured key (``wallet.backend = "iota"``).
+    """Print the address of the configured key (a backend with keys of its own).
 
     Raises:
-        ConfigError: another backend, or no usable key.
+        ConfigError: a backend without addresses of its own, or no usable key.
     """
-    if cfg.wallet.backend != "iota":
-        raise ConfigError(f'wallet address needs backend = "iota", not "{cfg.wallet.backend}"',
+    backend = backends.backend(cfg.wallet.backend)
+    if backend.address is None:
+        able = " or ".join(f'"{b.name}"' for b in backends.all_backends() if b.address)
+        raise ConfigError(f'wallet address needs backend = {able}, not "{backend.name}"',
                           path=cfg.source, key="wallet.backend")
-    from .wallet.iota_keys import parse_secret
-
-    print(parse_secret(load_seed(cfg, check=parse_secret)).address)
+    print(backend.address(cfg))
     return 0

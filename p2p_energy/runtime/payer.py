@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import InsufficientBalance, LedgerError, NotPromotable, WalletError
-from .ledger import Ledger, Payment
-from .wallet.base import CONFIRMED, PENDING, Attachment, Wallet
+from ..errors import InsufficientBalance, LedgerError, NotPromotable, WalletError
+from ..store.ledger import Ledger, Payment
+from ..wallet.base import CONFIRMED, PENDING, Attachment, Wallet
 
 log = logging.getLogger(__name__)
 

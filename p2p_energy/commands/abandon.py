@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .config import Config
-from .errors import P2PEnergyError, WalletError
-from .ledger import Ledger, Payment
-from .lock import LedgerLock
-from .wallet.base import CONFIRMED, PENDING, Status
+from ..config import Config
+from ..errors import P2PEnergyError, WalletError
+from ..store.ledger import Ledger, Payment
+from ..store.lock import LedgerLock
+from ..wallet.base import CONFIRMED, PENDING, Status
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _ask_its_network(cfg: Config, p: Payment) -> Status:
             f" says \"{cfg.wallet.backend}\": its network cannot be asked; set the backend"
             " back until it confirms, or add --force to give it up (if it confirms after"
             " all, it is paid twice)")
-    from .build import wallet_opener
+    from ..runtime.build import wallet_opener
 
     wallet = wallet_opener(cfg)()
     try:

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import LedgerError
-from .ledger import Ledger, RoundRecorded
-from .metering import LivePower, RoundTotals
-from .pricing import Quote
+from ..core.metering import LivePower, RoundTotals
+from ..core.pricing import Quote
+from ..errors import LedgerError
+from ..store.ledger import Ledger, RoundRecorded
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .sensors.base import Sample
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading of both channels, taken at monotonic time ``t`` (seconds).
+
+    Power may be negative (reverse current through the panel's diode, noise at
+    night); the core decides what negative production means, not the sensor.
+    """
+
+    t: float
+    consumer_mw: float
+    producer_mw: float
 
 
 class Schedule:

@@ -15,17 +15,15 @@ import ipaddress
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, load_mqtt_password, load_seed
-from .errors import P2PEnergyError
-from .ledger import SCHEMA_VERSION, Ledger, Payment, iso
-from .lock import ledger_path_problem
-from .sensors.ina3221 import Probe
-from .wallet.base import ledger_unit
-
-OK, FAIL, WARN, INFO = "ok", "FAIL", "warn", "  "
+from .. import backends
+from ..config import Config, load_mqtt_password
+from ..errors import P2PEnergyError
+from ..sensors.ina3221 import Probe
+from ..store.ledger import SCHEMA_VERSION, Ledger, Payment, iso
+from ..store.lock import ledger_path_problem
+from ..wallet.base import FAIL, INFO, OK, WARN, Position, ledger_unit
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace,
@@ -48,7 +46,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
 
 
 def _check_sensor(cfg: Config, report: Callable[[str, str], None]) -> None:
-    from .build import build_sensor  # the same construction the daemon uses
+    from ..runtime.build import build_sensor  # the same construction the daemon uses
 
     try:
         sensor = build_sensor(cfg)
@@ -134,48 +132,11 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
 
 
 def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
-    w = cfg.wallet
-    if w.backend == "dry-run":
-        report(OK, "wallet: dry-run (no node, no tokens move)")
-        return
-    if w.backend == "iota":
-        from .iota_check import check_iota_wallet
-        check_iota_wallet(cfg, report)
-        return
-    if not w.receiver:
-        report(FAIL, f"{cfg.source}: wallet.receiver: not set (the producer's address)")
-    try:
-        seed = load_seed(cfg)
-    except P2PEnergyError as err:
-        report(FAIL, f"wallet seed: {err}")
-        return
-    from .wallet.pyota_wallet import PyotaWallet
-    wallet = PyotaWallet(replace(w, seed=seed))
-    try:
-        info = wallet.node_info()
-        report(OK, f"node {w.node_url}: {info.get('appName', '?')} {info.get('appVersion', '')},"
-                   f" milestone {info.get('latestMilestoneIndex', '?')}")
-        index, flying = _wallet_position(cfg)
-        balance = wallet.balance(index)
-        if flying is None:
-            report(OK if balance > 0 else FAIL, f"wallet: {balance} IOTA at key index {index},"
-                                                f" address {wallet.address(index)}")
-            return
-        # Until the payment in flight confirms, the funds may be at either address. The
-        # input's address is being spent from: a deposit there now stays behind on a
-        # spent address. The change address becomes the next input: fund that one.
-        change_index = flying.change_index or index + 1
-        balance += wallet.balance(change_index)
-        report(OK, f"payment {flying.id} of {flying.value_iota} IOTA in flight from key"
-                   f" index {index}, change to {change_index}")
-        report(OK if balance > 0 else FAIL,
-               f"wallet: {balance} IOTA at key indexes {index} and {change_index}; to deposit,"
-               f" use key index {change_index}, address {wallet.address(change_index)} (key"
-               f" index {index} is being spent from: a deposit there would stay behind)")
-    except P2PEnergyError as err:
-        report(FAIL, f"node {w.node_url}: {err}")
-    finally:
-        wallet.close()
+    """The backend's own lines (its descriptor), told where the ledger says the funds are."""
+    index, flying = _wallet_position(cfg)
+    position = Position(index) if flying is None else Position(
+        index, flying.id, flying.value_iota, flying.change_index)
+    backends.backend(cfg.wallet.backend).check(cfg, report, position)
 
 
 def _check_mqtt(cfg: Config, report: Callable[[str, str], None]) -> None:

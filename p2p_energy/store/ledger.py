@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from ..core.metering import LivePower, RoundTotals
+from ..core.pricing import NANO, Quote, carry_iota, payable_iota
+from ..errors import LedgerError
+from ..wallet.base import FAILED, Attachment, Signed, reference_key
 from . import lock
-from .errors import LedgerError
-from .metering import LivePower, RoundTotals
-from .pricing import NANO, Quote, carry_iota, payable_iota
-from .wallet.base import FAILED, Attachment, Signed
 
 _SCHEMA_V1 = """
 CREATE TABLE rounds (
@@ -188,9 +188,6 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-# How ``ledger --json`` names a payment's reference, by the backend that signed it.
-REFERENCE_KEYS = {"iota": "digest"}
-DEFAULT_REFERENCE_KEY = "bundle_hash"
 
 
 @dataclass(frozen=True)
@@ -752,7 +749,7 @@ class Ledger:
             links.setdefault(pid, []).append(rid)
         payments = [
             {"id": p[0], "round_ids": links.get(p[0], []), "value_iota": p[1], "status": p[2],
-             REFERENCE_KEYS.get(p[9] or "", DEFAULT_REFERENCE_KEY): p[3], "backend": p[9],
+             reference_key(p[9]): p[3], "backend": p[9],
              "fee_nanos": p[10], "attempts": p[4], "created_at": iso(p[5]),
              "sent_at": iso(p[6]), "confirmed_at": iso(p[7]), "last_error": p[8],
              "attachments": p[11]}

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import LedgerError
-from .ledger import DEFAULT_REFERENCE_KEY, REFERENCE_KEYS, SCHEMA_VERSION, open_problem
-from .metering import LivePower
+from ..core.metering import LivePower
+from ..errors import LedgerError
+from ..wallet.base import reference_key
+from .ledger import SCHEMA_VERSION, open_problem
 
 _ROUND_COLUMNS = ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
                   " failed_samples, consumer_mws, producer_mws, producer_avg_mw, price,"
@@ -331,8 +332,7 @@ class LedgerReader:
         backend = r[10]
         return PaymentRow(id=r[0], value_iota=r[1], status=r[2], created_at=r[3],
                           sent_at=r[4], confirmed_at=r[5], attempts=r[6], reference=r[7],
-                          reference_kind=REFERENCE_KEYS.get(backend or "",
-                                                            DEFAULT_REFERENCE_KEY),
+                          reference_kind=reference_key(backend),
                           fee_nanos=int(r[8] or 0), last_error=r[9])
 
 

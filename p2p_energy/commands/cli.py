@@ -22,11 +22,11 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
-from . import config as config_mod
-from .config import Config
-from .errors import ConfigError, P2PEnergyError
-from .wallet.base import ledger_unit
+from .. import __version__, backends
+from .. import config as config_mod
+from ..config import Config
+from ..errors import ConfigError, P2PEnergyError
+from ..wallet.base import ledger_unit
 
 log = logging.getLogger("p2p_energy")
 
@@ -149,7 +149,7 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg = config_mod.load(args.config or DEFAULT_CONFIG)
     if args.simulate:
         cfg = replace(cfg, meter=replace(cfg.meter, sensor="simulated"),
-                      wallet=replace(cfg.wallet, backend="dry-run"))
+                      wallet=replace(cfg.wallet, backend=backends.SIMULATION))
         if args.command == "serve" and (args.config is None or not (cfg.serve.enabled
                                                                     or cfg.mqtt.enabled)):
             cfg = replace(cfg, serve=replace(cfg.serve, enabled=True))  # the dashboard
@@ -171,7 +171,7 @@ def _overrides(args: argparse.Namespace) -> list[tuple[str, str, object]]:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from .lock import LedgerLock
+    from ..store.lock import LedgerLock
 
     with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
         _claim_ledger(cfg.ledger.path, simulate=args.simulate,
@@ -191,7 +191,7 @@ def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
     Raises:
         P2PEnergyError: the ledger at ``path`` was made for the other purpose.
     """
-    from .ledger import Ledger, holds_simulation
+    from ..store.ledger import Ledger, holds_simulation
 
     simulation = holds_simulation(path)  # looked at before anything is changed
     if simulate and simulation is False and not own_default:
@@ -216,7 +216,7 @@ def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
     Raises:
         P2PEnergyError: another backend signed it (the message names the way out).
     """
-    from .ledger import Ledger
+    from ..store.ledger import Ledger
 
     ledger = Ledger(path)  # under the lock: made or upgraded here, as the daemon would
     try:
@@ -233,11 +233,11 @@ def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
 
 
 def _run(cfg: Config, args: argparse.Namespace) -> int:
-    from .build import build_sensor, wallet_opener
-    from .daemon import Daemon
-    from .ledger import Ledger
-    from .notify import Notifier, watchdog_interval_s
-    from .payer import Payer, PayerPolicy
+    from ..notify import Notifier, watchdog_interval_s
+    from ..runtime.build import build_sensor, wallet_opener
+    from ..runtime.daemon import Daemon
+    from ..runtime.payer import Payer, PayerPolicy
+    from ..store.ledger import Ledger
 
     w = cfg.wallet
     policy = PayerPolicy(start_index=w.start_index, poll_s=w.poll_s,
@@ -264,12 +264,12 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
-    from .ledger import Ledger
+    from ..store.ledger import Ledger
     path = Path(cfg.ledger.path)
     if not path.exists():
         raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
     if args.csv:
-        from .serve.statement import write_rounds_csv
+        from ..serve.statement import write_rounds_csv
         write_rounds_csv(str(path), sys.stdout, ledger_unit(cfg.wallet.backend))
         return EXIT_OK
     ledger = Ledger(path, readonly=True)  # never upgraded here: only the daemon does
@@ -287,6 +287,7 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
 
 def _ledger_text(report: dict, unit: str) -> str:
     """The ledger for a person; rounds' price and owed in ``unit``, the ledger's."""
+    config_unit = unit
     lines = ["rounds (last 20):",
              f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9}"
              f" {'price ' + unit + '/mW·s':>17} {'owed ' + unit:>10} samples"]
@@ -302,8 +303,9 @@ def _ledger_text(report: dict, unit: str) -> str:
                      f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
                      f" {p.get('bundle_hash') or p.get('digest') or ''}")
     t = report["totals"]
-    paid_on_iota = any(p.get("backend") == "iota" for p in report["payments"])
-    unit = ledger_unit("iota" if paid_on_iota else "")
+    # Totals in the unit the payments were made in, if they agree; else the config's.
+    paid_in = {ledger_unit(p["backend"]) for p in report["payments"] if p.get("backend")}
+    unit = paid_in.pop() if len(paid_in) == 1 else config_unit
     lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f}"
                  f" {unit},"
                  f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}"
@@ -322,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .hardening import no_core_dumps
     no_core_dumps()  # before any secret is read
     args = _parser().parse_args(argv)
-    from .logs import setup_logging
+    from ..logs import setup_logging
     setup_logging(verbose=args.verbose)
     try:
         if args.command == "wallet" and args.wallet_command == "new":
@@ -343,10 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .keyindex import cmd_set_index
             return cmd_set_index(cfg, args)
         if args.command == "serve":
-            from .serve.app import cmd_serve
+            from ..serve.app import cmd_serve
             return cmd_serve(cfg, args)
         if args.command == "statement":
-            from .serve.statement import cmd_statement
+            from ..serve.statement import cmd_statement
             return cmd_statement(cfg, args)
         from .check import cmd_check
         return cmd_check(cfg, args)

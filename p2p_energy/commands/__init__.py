@@ -1,0 +1,2 @@
+"""The command line: ``cli`` parses and dispatches; one module per command. Nothing
+imports this package."""
