@@ -1,0 +1,9 @@
+"""The pure core: functions of data only, no I/O, no clock, no threads.
+
+``tlog``: the RFC 6962 Merkle tree of the signed log and its proofs.
+``note``: C2SP signed notes and tlog checkpoints with Ed25519 (Go ``note`` keys).
+``entries``: the log's entries in RFC 8785 canonical JSON, and the price rule a
+verifier recomputes them with.
+
+Whatever reads files, talks to a network or asks the time passes the results in.
+"""
