@@ -139,16 +139,19 @@ class Signer:
     name: str
     key_id: int
     _seed: bytes = field(repr=False)
+    _key: nacl.signing.SigningKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key", nacl.signing.SigningKey(self._seed))
 
     @property
     def verifier(self) -> Verifier:
         """The public half, to hand to whoever checks the notes."""
-        public_key = bytes(nacl.signing.SigningKey(self._seed).verify_key)
-        return Verifier(self.name, self.key_id, public_key)
+        return Verifier(self.name, self.key_id, bytes(self._key.verify_key))
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message`` (RFC 8032)."""
-        return nacl.signing.SigningKey(self._seed).sign(message).signature
+        return self._key.sign(message).signature
 
     def key(self) -> str:
         """The Go note signer key string. Secret: for the key file only."""
