@@ -8,6 +8,7 @@ no module is downloaded. Tests skip only when ``go`` itself is missing; CI
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import json
@@ -31,6 +32,7 @@ def _build() -> Path:
     if not NEEDED.exists():
         raise RuntimeError(f"{NEEDED} missing: apt-get install golang-golang-x-mod-dev")
     out = Path(tempfile.mkdtemp(prefix="p2p-go-sumdb-"))
+    atexit.register(shutil.rmtree, out, True)  # the binary and Go's build cache
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOFLAGS": "",
            "GOCACHE": str(out / "cache"), "CGO_ENABLED": "0"}
     subprocess.run(["go", "build", "-o", str(out / "go_sumdb"), SOURCE.name],
