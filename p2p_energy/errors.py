@@ -114,3 +114,27 @@ class RpcError(WalletError):
         self.code = code
         super().__init__(message, retryable=retryable, node_message=node_message,
                          kind="JSON-RPC error")
+
+
+class LogError(P2PEnergyError, ValueError):
+    """Something of the signed log does not parse or does not check (``p2p_energy.core``).
+
+    A ``ValueError`` too, so that pure-core callers may catch either. Messages
+    never contain a private key.
+    """
+
+
+class EntryError(LogError):
+    """A log entry is not in the one canonical form of its kind and schema version."""
+
+
+class KeyFormatError(LogError):
+    """A signer or verifier key string is malformed or its key ID does not match."""
+
+
+class NoteError(LogError):
+    """A signed note or checkpoint is malformed, unsigned by the key, or badly signed."""
+
+
+class ProofError(LogError):
+    """An inclusion or consistency proof does not check (RFC 9162 sections 2.1.3, 2.1.4)."""

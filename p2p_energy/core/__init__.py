@@ -1,2 +1,11 @@
-"""The pure core: metering, pricing, tryte arithmetic. No I/O, no clock, no threads:
-functions of samples and monotonic timestamps, imported by every layer above."""
+"""The pure core: functions of data only, no I/O, no clock, no threads.
+
+``metering``: the sampling schedule and energy per round; ``pricing``: price,
+night cap, amounts and carry; ``trytes``: the legacy network's tryte arithmetic.
+``tlog``: the RFC 6962 Merkle tree of the signed log and its proofs.
+``note``: C2SP signed notes and tlog checkpoints with Ed25519 (Go ``note`` keys).
+``entries``: the log's entries in RFC 8785 canonical JSON, and the price rule a
+verifier recomputes them with.
+
+Whatever reads files, talks to a network or asks the time passes the results in.
+"""

@@ -1,0 +1,423 @@
+"""The signed log's entries: exact bytes, one canonical form per kind; the price rule.
+
+An entry is a JSON object in RFC 8785 (JCS) canonical form, made by
+``encode_round`` or ``encode_payment`` and nowhere else, parsed back only by
+``parse_entry``, which refuses any other spelling of the same data (so one
+entry has one byte string, and one leaf hash). The ledger stores those bytes
+once and never encodes them again.
+
+Values are integers and strings only, never floats, units in the field names:
+
+- JSON numbers for counts, times and energies: integers of at most 2**53 - 1
+  in magnitude (I-JSON, RFC 7493 2.2), which no round's energy comes near
+  (100 W for a day is 8.6e12 uW·s); larger ones are refused.
+- Decimal strings for money, as IOTA's own JSON-RPC writes u64 balances: one
+  round can owe more than 2**53 nano-units (100 W x 60 s at 10 IOTA/mW·s is
+  6e16), and a JSON number that large is not exact in every reader. Unsigned
+  ones are 0 ..= 2**64 - 1, written without leading zeros; the network fee may
+  be negative (a storage rebate) and is -2**63 ..= 2**63 - 1.
+- Times are UTC milliseconds since the Unix epoch (numbers), not RFC 3339
+  text: one integer has one spelling, where RFC 3339 allows several for one
+  instant (offsets, "t"/"T", fraction digits) that a canonical form would
+  have to forbid one by one; durations are subtractions; the daemon already
+  keeps epoch seconds.
+
+Money is counted in the ledger's unit, named in each entry's ``unit`` ("IOTA":
+one legacy IOTA; "µIOTA": one micro-IOTA, 1,000 nanos, today's network);
+"nano_units" are 1e-9 of it, which the daemon calls nano-IOTA.
+
+The price rule, exactly (``price_round``): with E_c, E_p the consumer and
+producer energies (uW·s), T_p the producer's metered time (ms), N the
+numerator (nano-units per s) and C the cap (nano-units per mW·s),
+
+    capped  iff  E_p = 0  or  T_p = 0  or  N x T_p >= C x E_p
+    price   =    C if capped, else N x T_p / E_p        (nano-units per mW·s)
+    owed    =    round_half_even(max(E_c, 0) x price / 1000)   (nano-units)
+
+which is the daemon's ``price = numerator / (producer mW·s / producer metered
+s)``, capped at ``max_price``, ``owed = round(consumer mW·s x price x 1e9)``,
+in exact rational arithmetic on the integers the entry holds. Then
+``queued_units, carry_out = divmod(carry_in + owed, 1e9)``.
+
+What pricing.py would need, for the daemon to owe exactly what a verifier
+recomputes (today it prices in floats, from unrounded figures):
+1. ``[price]`` numerator and max_price become integers at start-up: nano-units
+   per second and nano-units per mW·s, refused unless whole (or given in
+   those units); at most 2**64 - 1.
+2. A closed round's consumer and producer mW·s become whole uW·s
+   (``round(mws * 1000)``) and the producer's metered seconds whole ms, once,
+   when the round closes; the quote is then ``price_round`` of those integers
+   (float ``price`` stays for display only), and the same integers go into the
+   round's entry.
+3. The ledger keeps the carry as now (nano-units, exact); each round's entry
+   records the carry before it, and the carry and whole units after it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import rfc8785
+
+from ..errors import EntryError
+
+SCHEMA_VERSION = 1
+NANO = 1_000_000_000  # nano-units per ledger unit
+MAX_JSON_INT = 2**53 - 1  # I-JSON: the largest integer every JSON reader holds exactly
+MAX_U64 = 2**64 - 1
+MIN_I64, MAX_I64 = -(2**63), 2**63 - 1
+MAX_ENTRY_BYTES = 65_536
+EXECUTED, FAILED = "executed", "failed"
+
+_DECIMAL = re.compile(r"0|-?[1-9][0-9]*")
+_BACKEND = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
+_NETWORK_TEXT = re.compile(r"[0-9A-Za-z]{1,128}")  # hex (0x...), trytes, base58 digests
+
+
+# -- field kinds: how a Python value is written as JSON, and read back --------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of field: ``write`` makes the JSON value, ``read`` checks and undoes it."""
+
+    write: Callable[[str, Any], Any]
+    read: Callable[[str, Any], Any]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integer(lo: int, hi: int) -> _Kind:
+    """A JSON number: an integer in [lo, hi] (within +-(2**53 - 1))."""
+    def check(name: str, value: Any) -> int:
+        if not _is_int(value) or not lo <= value <= hi:
+            raise EntryError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+        return value
+    return _Kind(check, check)
+
+
+def _decimal(lo: int, hi: int) -> _Kind:
+    """An integer written as a decimal string, without leading zeros or "+"."""
+    def write(name: str, value: Any) -> str:
+        if not _is_int(value) or not lo <= value <= hi:
+            raise EntryError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+        return str(value)
+
+    def read(name: str, value: Any) -> int:
+        if not isinstance(value, str) or not _DECIMAL.fullmatch(value) or len(value) > 20:
+            raise EntryError(f"{name} must be a decimal string, not {value!r}")
+        number = int(value)
+        write(name, number)
+        return number
+    return _Kind(write, read)
+
+
+def _text(pattern: re.Pattern[str], what: str) -> _Kind:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise EntryError(f"{name} must be {what}, not {value!r}")
+        return value
+    return _Kind(check, check)
+
+
+def _one_of(*choices: str) -> _Kind:
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            raise EntryError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+    return _Kind(check, check)
+
+
+def _check_unit(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 16 or not value.isprintable() \
+            or " " in value:
+        raise EntryError(f"{name} must be a unit name (1 to 16 printable characters)")
+    return value
+
+
+def _check_ranges(name: str, pairs: Any) -> tuple[tuple[int, int], ...]:
+    """Strictly increasing, non-adjacent [first, last] round id pairs: one way to write a set."""
+    if not isinstance(pairs, list | tuple):
+        raise EntryError(f"{name} must be a list of [first, last] round id ranges")
+    out, previous_last = [], -1  # ids start at 1
+    for pair in pairs:
+        if (not isinstance(pair, list | tuple) or len(pair) != 2 or not all(map(_is_int, pair))
+                or not previous_last + 1 < pair[0] <= pair[1] <= MAX_JSON_INT):
+            raise EntryError(f"{name}: {pair!r} is not a [first, last] range of round ids"
+                             " after the one before (and not adjacent to it)")
+        previous_last = pair[1]
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+def _write_ranges(name: str, value: Any) -> list[list[int]]:
+    return [list(pair) for pair in _check_ranges(name, value)]
+
+
+_ID = _integer(1, MAX_JSON_INT)
+_TIME_MS = _integer(0, MAX_JSON_INT)
+_ENERGY_UWS = _integer(0, MAX_JSON_INT)
+_SIGNED_ENERGY_UWS = _integer(-MAX_JSON_INT, MAX_JSON_INT)
+_U64 = _decimal(0, MAX_U64)
+_I64 = _decimal(MIN_I64, MAX_I64)
+_UNIT = _Kind(_check_unit, _check_unit)
+_RANGES = _Kind(_write_ranges, _check_ranges)
+
+
+# -- the two kinds of entry ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundEntry:
+    """A closed round: what it takes to recompute its price and what it owes."""
+
+    round_id: int
+    start_utc_ms: int
+    end_utc_ms: int
+    unit: str
+    consumer_energy_uws: int  # may be below zero (noise at no load): owes nothing then
+    producer_energy_uws: int
+    producer_metered_ms: int  # the time the producer's energy covers
+    numerator_nano_units_per_s: int
+    cap_nano_units_per_mws: int
+    carry_in_nano_units: int  # owed and not yet queued before this round
+    owed_nano_units: int
+    queued_units: int  # whole units this round made payable
+    carry_out_nano_units: int
+
+
+@dataclass(frozen=True)
+class PaymentEntry:
+    """A payment the network executed, or one that failed (its amount is owed again).
+
+    ``failed`` covers every payment that ended without paying (failed on the
+    network, never executed, abandoned): it only ever raises what is owed.
+    """
+
+    payment_id: int
+    backend: str
+    reference: str  # bundle hash (legacy) or transaction digest (today's network)
+    recipient: str
+    unit: str
+    amount_units: int
+    fee_nanos: int  # what the network charged, in its nanos (may be negative: rebates)
+    settles_rounds: tuple[tuple[int, int], ...]  # inclusive round id ranges
+    status: str
+
+    def round_ids(self) -> Iterator[int]:
+        """Every round id the payment settles, in order."""
+        for first, last in self.settles_rounds:
+            yield from range(first, last + 1)
+
+
+_ROUND_FIELDS: dict[str, _Kind] = {
+    "round_id": _ID, "start_utc_ms": _TIME_MS, "end_utc_ms": _TIME_MS, "unit": _UNIT,
+    "consumer_energy_uws": _SIGNED_ENERGY_UWS, "producer_energy_uws": _ENERGY_UWS,
+    "producer_metered_ms": _TIME_MS, "numerator_nano_units_per_s": _U64,
+    "cap_nano_units_per_mws": _U64, "carry_in_nano_units": _U64, "owed_nano_units": _U64,
+    "queued_units": _U64, "carry_out_nano_units": _U64,
+}
+_PAYMENT_FIELDS: dict[str, _Kind] = {
+    "payment_id": _ID, "backend": _text(_BACKEND, "a backend name"),
+    "reference": _text(_NETWORK_TEXT, "1 to 128 ASCII letters and digits"),
+    "recipient": _text(_NETWORK_TEXT, "1 to 128 ASCII letters and digits"),
+    "unit": _UNIT, "amount_units": _decimal(1, MAX_U64), "fee_nanos": _I64,
+    "settles_rounds": _RANGES, "status": _one_of(EXECUTED, FAILED),
+}
+_SCHEMAS: dict[tuple[str, int], tuple[type, dict[str, _Kind]]] = {
+    ("round", SCHEMA_VERSION): (RoundEntry, _ROUND_FIELDS),
+    ("payment", SCHEMA_VERSION): (PaymentEntry, _PAYMENT_FIELDS),
+}
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON of an entry's object, at the json module's C speed.
+
+    For what an entry holds (ASCII keys; integers within +-(2**53 - 1);
+    strings; lists of lists of integers) RFC 8785 is exactly what ``json``
+    writes with sorted keys, no spaces and no ASCII escaping: the same short
+    escapes, ``\\u00xx`` (lower case) for other control characters, everything
+    else as UTF-8; integers in decimal; ASCII keys sort alike by code point and
+    by UTF-16 unit. ``_encode`` checks it against the rfc8785 package for every
+    entry it makes, the tests across the domain; verifying a year of entries
+    is then twice as fast as re-encoding each with rfc8785.
+    """
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def _encode(kind: str, entry: Any, spec: dict[str, _Kind]) -> bytes:
+    """The one place entry bytes are made: RFC 8785 canonical JSON.
+
+    Raises EntryError when a value is out of range, or (never seen) when
+    ``_canonical`` and the rfc8785 package would write different bytes.
+    """
+    obj = {"kind": kind, "v": SCHEMA_VERSION}
+    obj.update({name: k.write(name, getattr(entry, name)) for name, k in spec.items()})
+    data = _canonical(obj)
+    try:
+        judged = rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError as e:
+        raise EntryError(f"{kind} entry cannot be written in RFC 8785 form: {e}") from None
+    if data != judged:
+        raise EntryError(f"{kind} entry: json and rfc8785 disagree on its canonical form")
+    if len(data) > MAX_ENTRY_BYTES:
+        raise EntryError(f"{kind} entry of {len(data)} bytes is over {MAX_ENTRY_BYTES}")
+    return data
+
+
+def encode_round(entry: RoundEntry) -> bytes:
+    """The bytes of a round entry. Raises EntryError for a value out of its range."""
+    _check_times(entry)
+    return _encode("round", entry, _ROUND_FIELDS)
+
+
+def _check_times(entry: RoundEntry) -> None:
+    if entry.end_utc_ms < entry.start_utc_ms:
+        raise EntryError(f"round {entry.round_id} ends before it starts")
+
+
+def encode_payment(entry: PaymentEntry) -> bytes:
+    """The bytes of a payment entry (``round_ids_to_ranges`` makes ``settles_rounds``).
+
+    Raises EntryError for a value out of its range."""
+    return _encode("payment", entry, _PAYMENT_FIELDS)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise EntryError("entry has a key twice")
+    return obj
+
+
+def _refuse(text: str) -> Any:
+    raise EntryError(f"entry holds a non-integer number {text}")
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    """The JSON object of an entry: UTF-8, no duplicate keys, no floats, no NaN."""
+    if len(data) > MAX_ENTRY_BYTES:
+        raise EntryError(f"entry of {len(data)} bytes is over {MAX_ENTRY_BYTES}")
+    try:
+        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                         parse_float=_refuse, parse_constant=_refuse)
+    except EntryError:
+        raise
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a huge number, deep nesting
+        raise EntryError(f"entry is not JSON text in UTF-8: {e}") from None
+    if not isinstance(obj, dict):
+        raise EntryError("entry is not a JSON object")
+    return obj
+
+
+def parse_entry(data: bytes) -> RoundEntry | PaymentEntry:
+    """Read an entry, refusing anything but the canonical bytes of a known kind and version.
+
+    Raises EntryError naming the first problem: not JSON, unknown kind or
+    version, missing or extra fields, a value of the wrong type or range, or a
+    spelling other than the one ``encode_*`` writes.
+    """
+    obj = _load(data)
+    kind, version = obj.get("kind"), obj.get("v")
+    known = isinstance(kind, str) and _is_int(version)
+    schema = _SCHEMAS.get((kind, version)) if known else None
+    if schema is None:
+        raise EntryError(f"unknown entry kind {obj.get('kind')!r}, version {obj.get('v')!r}")
+    cls, spec = schema
+    names = set(obj) - {"kind", "v"}
+    if names != set(spec):
+        missing, extra = sorted(set(spec) - names), sorted(names - set(spec))
+        raise EntryError(f"{obj['kind']} entry: missing {missing}, unexpected {extra}")
+    entry = cls(**{name: k.read(name, obj[name]) for name, k in spec.items()})
+    if cls is RoundEntry:
+        _check_times(entry)
+    if _canonical(obj) != data:
+        raise EntryError(f"{obj['kind']} entry is not in RFC 8785 canonical form")
+    return entry
+
+
+# -- the price rule --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bill:
+    """What a round owes by the rule, recomputed from its own figures."""
+
+    capped: bool
+    price_nano_units_per_mws: Fraction
+    owed_nano_units: int
+    queued_units: int
+    carry_out_nano_units: int
+
+
+def _round_half_even(value: Fraction) -> int:
+    """The nearest integer, ties to even: Python's ``round``, as the daemon rounds."""
+    return round(value)
+
+
+def price_round(consumer_energy_uws: int, producer_energy_uws: int, producer_metered_ms: int,
+                numerator_nano_units_per_s: int,
+                cap_nano_units_per_mws: int) -> tuple[bool, Fraction, int]:
+    """``(capped, price in nano-units per mW·s, owed nano-units)`` by the integer rule.
+
+    Exact (rational arithmetic); see the module docstring for the rule.
+    """
+    capped = (producer_energy_uws <= 0 or producer_metered_ms <= 0
+              or numerator_nano_units_per_s * producer_metered_ms
+              >= cap_nano_units_per_mws * producer_energy_uws)
+    if capped:
+        price = Fraction(cap_nano_units_per_mws)
+    else:
+        price = Fraction(numerator_nano_units_per_s * producer_metered_ms, producer_energy_uws)
+    owed = _round_half_even(max(consumer_energy_uws, 0) * price / 1000)
+    return capped, price, owed
+
+
+def recompute(entry: RoundEntry) -> Bill:
+    """Price a round entry again from its own figures, as a verifier does."""
+    capped, price, owed = price_round(
+        entry.consumer_energy_uws, entry.producer_energy_uws, entry.producer_metered_ms,
+        entry.numerator_nano_units_per_s, entry.cap_nano_units_per_mws)
+    queued, carry_out = divmod(entry.carry_in_nano_units + owed, NANO)
+    return Bill(capped, price, owed, queued, carry_out)
+
+
+def round_problems(entry: RoundEntry) -> list[str]:
+    """Each figure of a round entry that the rule does not give, one line each."""
+    bill = recompute(entry)
+    problems = []
+    for name in ("owed_nano_units", "queued_units", "carry_out_nano_units"):
+        logged, expected = getattr(entry, name), getattr(bill, name)
+        if logged != expected:
+            problems.append(f"round {entry.round_id}: {name} is {logged}, the rule gives"
+                            f" {expected}")
+    return problems
+
+
+def next_carry_in(previous: RoundEntry, failed_since: Sequence[PaymentEntry]) -> int:
+    """The carry the round after ``previous`` must start with (nano-units).
+
+    The previous carry out, plus the amount of every payment that failed
+    between the two rounds: a failed payment's amount is owed again.
+    """
+    return previous.carry_out_nano_units + NANO * sum(
+        p.amount_units for p in failed_since if p.status == FAILED)
+
+
+def round_ids_to_ranges(ids: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Round ids, in any order, as the ``settles_rounds`` ranges of a payment entry."""
+    ranges: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return _check_ranges("settles_rounds", ranges)
