@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from p2p_energy.core import entries
 from p2p_energy.core.entries import NANO, PaymentEntry, RoundEntry
-from p2p_energy.errors import EntryError
 from p2p_energy.core.pricing import quote
+from p2p_energy.errors import EntryError
 
 ROUND = RoundEntry(
     round_id=17, start_utc_ms=1_767_225_600_000, end_utc_ms=1_767_225_660_000, unit="µIOTA",
