@@ -4,7 +4,8 @@ Rules it keeps:
 - A closed round is committed, together with the payment it makes due, in one
   transaction, before any payment for it is attempted.
 - ``paid + queued == floor(total owed)`` after every round: the fraction is
-  carried (amounts are kept as whole nano-IOTA, see ``pricing``).
+  carried (amounts owed are kept as whole billionths of a ledger unit, see ``pricing``;
+  the unit, IOTA or micro-IOTA, is the one ``reader.ledger_unit_of`` names).
 - A payment is signed at most once: the signed transfer (``reference`` and
   ``payload``) is committed before it is sent, and is only ever sent again from
   here, never signed again. Every attachment's id is committed before it is sent.
@@ -30,9 +31,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.metering import LivePower, RoundTotals
-from ..core.pricing import NANO, Quote, carry_iota, payable_iota
+from ..core.pricing import Quote, carry_iota, payable_iota
 from ..errors import LedgerError
-from ..wallet.base import FAILED, Attachment, Signed, reference_key
+from ..wallet.base import FAILED, Attachment, Signed, ledger_unit
 from . import lock
 
 _SCHEMA_V1 = """
@@ -175,6 +176,40 @@ def _recount_running_totals(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR REPLACE INTO running_totals VALUES ('owed_niota', ?)", (str(owed),))
 
 
+def _units_by_name(db: sqlite3.Connection) -> None:
+    """Amounts named by what they are, and the ledger's unit recorded in it.
+
+    ``owed_niota`` held billionths of a ledger unit and ``value_iota`` whole ledger
+    units: IOTA on the legacy network, micro-IOTA on today's (``wallet.base``). They
+    become ``owed_nano_units`` and ``value_units``; the running total's key follows,
+    counted again from the rounds (exact, as ``_recount_running_totals``).
+    ``ledger_meta`` holds ``unit``: the unit of the backend that signed the newest
+    payment (see ``reader.ledger_unit_of``); none while nothing was ever signed.
+
+    Renames only what still has its old name, so that it can run again on a ledger
+    it already changed (every row is kept either way).
+    """
+    for table, old, new in (("rounds", "owed_niota", "owed_nano_units"),
+                            ("payments", "value_iota", "value_units")):
+        if old in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+    owed = sum(r[0] for r in db.execute("SELECT owed_nano_units FROM rounds"))
+    db.execute("DELETE FROM running_totals WHERE key IN ('owed_niota', 'owed_nano_units')")
+    db.execute("INSERT INTO running_totals VALUES ('owed_nano_units', ?)", (str(owed),))
+    db.execute("CREATE TABLE IF NOT EXISTS ledger_meta"
+               " (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    newest = db.execute("SELECT backend FROM payments WHERE reference IS NOT NULL"
+                        " AND backend IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+    if newest is not None:
+        _record_unit(db, newest[0])
+
+
+def _record_unit(db: sqlite3.Connection, backend: str) -> None:
+    """The ledger speaks the unit of ``backend``, which has just signed a payment."""
+    db.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES ('unit', ?)",
+               (ledger_unit(backend),))
+
+
 # Schema changes, in order: step i takes a ledger from version i to i + 1. A new
 # change is a new function appended here; a step, once released, never changes,
 # so a ledger written by any earlier version opens with nothing lost.
@@ -185,6 +220,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _add_channel_metered_s,
     _add_health_index_totals,
     _recount_running_totals,
+    _units_by_name,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -379,7 +415,7 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
                 " expected_samples, failed_samples, consumer_mws, producer_mws,"
-                " producer_avg_mw, price, price_capped, owed_niota, consumer_metered_s,"
+                " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
                 " producer_metered_s)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
@@ -390,14 +426,14 @@ class Ledger:
             db.execute("DELETE FROM open_round")
             owed, live = self._owed_and_live(db)
             owed += q.owed_niota  # a Python int: exact however long the ledger runs
-            db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_niota'",
+            db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_nano_units'",
                        (str(owed),))
             value = payable_iota(owed, live)
             payment_id = None
             if value > 0:
                 payment_id = int(db.execute(
-                    "INSERT INTO payments (value_iota, status, created_at) VALUES (?, 'queued', ?)",
-                    (value, self.clock())).lastrowid or 0)
+                    "INSERT INTO payments (value_units, status, created_at)"
+                    " VALUES (?, 'queued', ?)", (value, self.clock())).lastrowid or 0)
                 db.execute(
                     "INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, r.id FROM rounds r"
                     " WHERE r.id NOT IN (SELECT pr.round_id FROM payment_rounds pr"
@@ -453,14 +489,14 @@ class Ledger:
         """
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id, value_iota FROM payments WHERE status = 'queued'"
+                "SELECT id, value_units FROM payments WHERE status = 'queued'"
                 " AND reference IS NULL ORDER BY id").fetchall()
             if not rows or sum(r[1] for r in rows) < min_value:
                 return None
             keep, rest = rows[0][0], [r[0] for r in rows[1:]]
             for other in rest:
-                db.execute("UPDATE payments SET value_iota = value_iota +"
-                           " (SELECT value_iota FROM payments WHERE id = ?) WHERE id = ?",
+                db.execute("UPDATE payments SET value_units = value_units +"
+                           " (SELECT value_units FROM payments WHERE id = ?) WHERE id = ?",
                            (other, keep))
                 db.execute("UPDATE OR IGNORE payment_rounds SET payment_id = ?"
                            " WHERE payment_id = ?", (keep, other))
@@ -477,17 +513,17 @@ class Ledger:
             LedgerError: the payment is not an unsigned queued one larger than ``value``.
         """
         with self._tx() as db:
-            row = db.execute("SELECT value_iota FROM payments WHERE id = ? AND status = 'queued'"
+            row = db.execute("SELECT value_units FROM payments WHERE id = ? AND status = 'queued'"
                              " AND reference IS NULL", (payment_id,)).fetchone()
             if row is None or not 0 < value < row[0]:
                 raise LedgerError(f"payment {payment_id} cannot be split at {value}")
-            db.execute("UPDATE payments SET value_iota = ? WHERE id = ?", (value, payment_id))
+            db.execute("UPDATE payments SET value_units = ? WHERE id = ?", (value, payment_id))
             return self._requeue(db, payment_id, row[0] - value)
 
     def _requeue(self, db: sqlite3.Connection, payment_id: int, value: int) -> int:
         """A new queued payment of ``value`` for the rounds of ``payment_id``."""
         new_id = int(db.execute(
-            "INSERT INTO payments (value_iota, status, created_at) VALUES (?, 'queued', ?)",
+            "INSERT INTO payments (value_units, status, created_at) VALUES (?, 'queued', ?)",
             (value, self.clock())).lastrowid or 0)
         db.execute("INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, round_id"
                    " FROM payment_rounds WHERE payment_id = ?", (new_id, payment_id))
@@ -502,12 +538,13 @@ class Ledger:
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE payments SET reference = ?, payload = ?, input_index = ?,"
-                " change_index = ?, backend = ? WHERE id = ? AND value_iota = ?"
+                " change_index = ?, backend = ? WHERE id = ? AND value_units = ?"
                 " AND reference IS NULL AND status = 'queued'",
                 (signed.reference, signed.payload, signed.input_index, signed.change_index,
                  backend, payment_id, signed.value)).rowcount
             if changed != 1:
                 raise LedgerError(f"payment {payment_id} changed while it was being signed")
+            _record_unit(db, backend)
 
     def record_attachment(self, payment_id: int, attachment: Attachment) -> None:
         """An attachment was made and is about to be sent: its id is known from now on.
@@ -588,7 +625,7 @@ class Ledger:
         payment queued anew.
         """
         with self._tx() as db:
-            row = db.execute("SELECT value_iota, change_index FROM payments WHERE id = ?",
+            row = db.execute("SELECT value_units, change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
             db.execute("UPDATE payments SET status = 'failed', fee_nanos = ?, last_error = ?"
                        " WHERE id = ?", (fee_nanos, f"{state}: {detail}", payment_id))
@@ -615,7 +652,7 @@ class Ledger:
             LedgerError: no such payment, or it is not in flight (signed, not ended).
         """
         with self._tx() as db:
-            row = db.execute("SELECT value_iota FROM payments WHERE id = ? AND reference IS NOT"
+            row = db.execute("SELECT value_units FROM payments WHERE id = ? AND reference IS NOT"
                              " NULL AND status IN ('queued', 'sent')", (payment_id,)).fetchone()
             if row is None:
                 raise LedgerError(f"{self.path}: payment {payment_id} is not in flight"
@@ -643,7 +680,7 @@ class Ledger:
             LedgerError: a payment is signed and not confirmed yet.
         """
         with self._tx() as db:
-            flying = db.execute("SELECT id, value_iota, input_index FROM payments WHERE"
+            flying = db.execute("SELECT id, value_units, input_index FROM payments WHERE"
                                 " reference IS NOT NULL AND status IN ('queued', 'sent')"
                                 " ORDER BY id LIMIT 1").fetchone()
             if flying is not None:
@@ -658,9 +695,7 @@ class Ledger:
 
     def wallet_events(self) -> list[dict[str, object]]:
         """Key index changes made by the owner, oldest first."""
-        return [{"at": iso(r[0]), "kind": r[1], "old_index": r[2], "new_index": r[3],
-                 "note": r[4]} for r in self.db.execute(
-                     "SELECT at, kind, old_index, new_index, note FROM wallet_events ORDER BY id")]
+        return self._reader().wallet_events()
 
     def is_simulation(self) -> bool:
         """True for a ledger made by ``run --simulate`` (simulated rounds, dry-run payments)."""
@@ -693,7 +728,7 @@ class Ledger:
 
     def payment(self, payment_id: int) -> Payment:
         row = self.db.execute(
-            "SELECT id, value_iota, status, attempts, reference, payload, input_index,"
+            "SELECT id, value_units, status, attempts, reference, payload, input_index,"
             " change_index, backend, fee_nanos FROM payments WHERE id = ?",
             (payment_id,)).fetchone()
         atts = self.db.execute(
@@ -713,49 +748,28 @@ class Ledger:
 
     @staticmethod
     def _owed_and_live(db: sqlite3.Connection) -> tuple[int, int]:
-        owed = db.execute("SELECT value FROM running_totals WHERE key = 'owed_niota'").fetchone()[0]
-        live = db.execute("SELECT COALESCE(SUM(value_iota), 0) FROM payments"
+        owed = db.execute("SELECT value FROM running_totals"
+                          " WHERE key = 'owed_nano_units'").fetchone()[0]
+        live = db.execute("SELECT COALESCE(SUM(value_units), 0) FROM payments"
                           f" WHERE status IN {_LIVE}").fetchone()[0]
         return int(owed), int(live)
 
-    def totals(self) -> dict[str, float | int]:
-        owed, _ = self._owed_and_live(self.db)
-        sums = dict(self.db.execute(
-            "SELECT status, SUM(value_iota) FROM payments GROUP BY status").fetchall())
-        paid = int(sums.get("sent") or 0) + int(sums.get("confirmed") or 0)
-        queued = int(sums.get("queued") or 0)
-        energy = self.db.execute("SELECT COALESCE(SUM(consumer_mws), 0) FROM rounds").fetchone()[0]
-        fees = self.db.execute("SELECT COALESCE(SUM(fee_nanos), 0) FROM payments").fetchone()[0]
-        return {"consumer_mws": energy, "owed_iota": owed / NANO, "paid_iota": paid,
-                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued),
-                "fees_nanos": int(fees)}
+    def _reader(self):  # -> reader.LedgerReader
+        """The reader on this connection: the one place that knows the columns' names.
+        (Imported here: the reader imports this module for the schema's version.)"""
+        from .reader import LedgerReader
+        return LedgerReader.over(self.db, self.path)
 
-    def report(self) -> dict[str, object]:
-        """Everything, in the shape ``p2p-energy ledger --json`` prints."""
-        rounds = [
-            {"id": r[0], "started_at": iso(r[1]), "ended_at": iso(r[2]), "duration_s": r[3],
-             "metered_s": r[4], "samples": r[5], "expected_samples": r[6],
-             "failed_samples": r[7], "consumer_mws": r[8], "producer_avg_mw": r[9],
-             "price": r[10], "price_capped": bool(r[11]), "owed_iota": r[12] / NANO,
-             "consumer_metered_s": r[13], "producer_metered_s": r[14]}
-            for r in self.db.execute(
-                "SELECT id, started_at, ended_at, duration_s, metered_s, samples,"
-                " expected_samples, failed_samples, consumer_mws, producer_avg_mw, price,"
-                " price_capped, owed_niota, consumer_metered_s, producer_metered_s"
-                " FROM rounds ORDER BY id")]
-        links: dict[int, list[int]] = {}
-        for pid, rid in self.db.execute(
-                "SELECT payment_id, round_id FROM payment_rounds ORDER BY round_id"):
-            links.setdefault(pid, []).append(rid)
-        payments = [
-            {"id": p[0], "round_ids": links.get(p[0], []), "value_iota": p[1], "status": p[2],
-             reference_key(p[9]): p[3], "backend": p[9],
-             "fee_nanos": p[10], "attempts": p[4], "created_at": iso(p[5]),
-             "sent_at": iso(p[6]), "confirmed_at": iso(p[7]), "last_error": p[8],
-             "attachments": p[11]}
-            for p in self.db.execute(
-                "SELECT id, value_iota, status, reference, attempts, created_at, sent_at,"
-                " confirmed_at, last_error, backend, fee_nanos, (SELECT COUNT(*) FROM"
-                " attachments a WHERE a.payment_id = payments.id) FROM payments ORDER BY id")]
-        return {"rounds": rounds, "payments": payments, "totals": self.totals(),
-                "wallet_events": self.wallet_events()}
+    def totals(self) -> dict[str, float | int]:
+        """All-time totals (``reader.LedgerReader.totals``)."""
+        return self._reader().totals()
+
+    def unit(self, configured_backend: str | None) -> str:
+        """The unit this ledger speaks (``reader.ledger_unit_of``)."""
+        from .reader import ledger_unit_of
+        return ledger_unit_of(self.db, configured_backend)
+
+    def report(self, unit: str | None = None) -> dict[str, object]:
+        """Everything, in the shape ``p2p-energy ledger --json`` prints
+        (``reader.LedgerReader.report``)."""
+        return self._reader().report(unit)
