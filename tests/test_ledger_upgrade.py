@@ -7,6 +7,7 @@ never change the file. The daemon's upgrade recounts what is owed from the round
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -202,7 +203,7 @@ def test_step_7_names_amounts_by_unit_keeps_every_row_and_records_the_unit(
     db.close()
 
 
-def test_an_upgraded_ledger_speaks_the_unit_of_its_newest_signed_payment(tmp_path):
+def test_a_ledger_speaks_the_unit_recorded_in_it_else_the_configured_one(tmp_path):
     path = tmp_path / "l.db"
     schema_6(path, ("dry-run",)).close()
     with LedgerLock(path):
@@ -212,8 +213,31 @@ def test_an_upgraded_ledger_speaks_the_unit_of_its_newest_signed_payment(tmp_pat
         p = led.claim_queued()
         assert p is not None
         led.store_signed(p.id, Signed("D", "{}", p.value_iota, 0, 0), "iota")
-        assert led.unit("pyota") == "µIOTA"  # recorded when signed
+        assert led.unit("iota") == "IOTA"  # signing records nothing: run does, as it starts
+        led.record_unit("iota")
+        assert led.unit("pyota") == "µIOTA"
         led.close()
     fresh = Ledger(tmp_path / "new.db")
     assert fresh.unit("iota") == "µIOTA" and fresh.unit("dry-run") == "IOTA"  # config's
     fresh.close()
+
+
+def test_every_command_names_the_unit_the_ledger_records_not_the_configs(tmp_path):
+    """One rule: a ledger that a ``run`` under backend iota wrote speaks µIOTA, read under
+    a dry-run config (``--simulate`` makes ``check``'s backend dry-run too)."""
+    cfg, db = write_config(tmp_path)  # backend = "dry-run"
+    led = Ledger(db)
+    led.record_unit("iota")
+    led.record_round(new_round(0), Quote(1.0, False, 10 * NANO))
+    led.close()
+    text = cli("ledger", "-c", str(cfg))
+    assert "owed 10.000 µIOTA" in text.stdout, text.stderr
+    report = json.loads(cli("ledger", "--json", "-c", str(cfg)).stdout)
+    assert report["unit"] == "µIOTA" and report["totals"]["owed_units"] == 10
+    assert report["rounds"][0]["owed_units"] == report["rounds"][0]["owed_iota"] == 10
+    assert report["payments"][0]["value_units"] == report["payments"][0]["value_iota"] == 10
+    assert "owed_microiota" in cli("ledger", "--csv", "-c", str(cfg)).stdout.splitlines()[0]
+    check = cli("check", "--simulate", "-c", str(cfg))
+    assert "owed 10.000 µIOTA" in check.stdout, check.stdout
+    month = cli("statement", "--month", "2023-11", "-c", str(cfg))
+    assert month.returncode == 0 and "µIOTA" in month.stdout, month.stderr

@@ -183,8 +183,9 @@ def _units_by_name(db: sqlite3.Connection) -> None:
     units: IOTA on the legacy network, micro-IOTA on today's (``wallet.base``). They
     become ``owed_nano_units`` and ``value_units``; the running total's key follows,
     counted again from the rounds (exact, as ``_recount_running_totals``).
-    ``ledger_meta`` holds ``unit``: the unit of the backend that signed the newest
-    payment (see ``reader.ledger_unit_of``); none while nothing was ever signed.
+    ``ledger_meta`` holds ``unit`` (see ``reader.ledger_unit_of``): here the unit of
+    the backend that signed the newest payment, none while nothing was ever signed;
+    from then on ``run`` records its backend's (``Ledger.record_unit``).
 
     Renames only what still has its old name, so that it can run again on a ledger
     it already changed (every row is kept either way).
@@ -205,7 +206,7 @@ def _units_by_name(db: sqlite3.Connection) -> None:
 
 
 def _record_unit(db: sqlite3.Connection, backend: str) -> None:
-    """The ledger speaks the unit of ``backend``, which has just signed a payment."""
+    """The ledger speaks the unit of ``backend`` from now on."""
     db.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES ('unit', ?)",
                (ledger_unit(backend),))
 
@@ -544,7 +545,6 @@ class Ledger:
                  backend, payment_id, signed.value)).rowcount
             if changed != 1:
                 raise LedgerError(f"payment {payment_id} changed while it was being signed")
-            _record_unit(db, backend)
 
     def record_attachment(self, payment_id: int, attachment: Attachment) -> None:
         """An attachment was made and is about to be sent: its id is known from now on.
@@ -701,6 +701,12 @@ class Ledger:
         """True for a ledger made by ``run --simulate`` (simulated rounds, dry-run payments)."""
         row = self.db.execute("SELECT value FROM wallet_state WHERE key = 'simulation'").fetchone()
         return bool(row and row[0])
+
+    def record_unit(self, backend: str) -> None:
+        """The amounts written from now on are in the unit of ``backend`` (``run`` says so
+        as it starts, under the ledger's lock; ``reader.ledger_unit_of`` reads it)."""
+        with self._tx() as db:
+            _record_unit(db, backend)
 
     def mark_simulation(self) -> None:
         """Record that this ledger holds a simulation: a real ``run`` never pays from it."""

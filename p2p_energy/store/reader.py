@@ -456,26 +456,32 @@ class LedgerReader:
                           fee_nanos=int(r[8] or 0), last_error=r[9], backend=backend)
 
 
+def ledger_unit_at(path: str | Path, configured_backend: str | None) -> str:
+    """``ledger_unit_of`` the ledger file at ``path``; while there is no ledger to read
+    there yet, the unit of ``configured_backend``."""
+    try:
+        with LedgerReader(path) as reader:
+            return reader.unit(configured_backend)
+    except LedgerError:
+        return ledger_unit(configured_backend)
+
+
 def ledger_unit_of(db: sqlite3.Connection, configured_backend: str | None) -> str:
     """Which unit the ledger on ``db`` speaks: the one rule for ``ledger``, ``check``,
     ``serve``, statements, ``/metrics`` and MQTT.
 
-    The unit of the backend that signed the ledger's newest payment: recorded in
-    ``ledger_meta`` when a payment is signed (and by the upgrade to schema 7); a
-    ledger the daemon has not upgraded yet is asked for that payment's backend.
-    While nothing was ever signed, the unit of ``configured_backend``
-    (``wallet.backend``), the one that will sign the first payment.
+    The unit recorded in the ledger (``ledger_meta``): ``run`` records its
+    backend's as it starts, since the amounts it writes (prices, owed, payments)
+    are in that unit; the upgrade to schema 7 recorded the unit of the backend
+    that signed the newest payment. A ledger that records none (not upgraded
+    yet, or never run since) speaks the unit of ``configured_backend``
+    (``wallet.backend``).
     """
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "ledger_meta" in tables:
         row = db.execute("SELECT value FROM ledger_meta WHERE key = 'unit'").fetchone()
         if row is not None:
             return str(row[0])
-    elif "backend" in {r[1] for r in db.execute("PRAGMA table_info(payments)")}:
-        row = db.execute("SELECT backend FROM payments WHERE backend IS NOT NULL"
-                         " ORDER BY id DESC LIMIT 1").fetchone()
-        if row is not None:
-            return ledger_unit(row[0])
     return ledger_unit(configured_backend)
 
 
