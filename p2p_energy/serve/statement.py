@@ -21,7 +21,7 @@ from ..config import Config
 from ..errors import P2PEnergyError
 from ..store.ledger import iso
 from ..store.reader import LedgerReader, PaymentRow
-from ..wallet.base import LEGACY_UNIT
+from ..wallet.base import LEGACY_UNIT, unit_slug
 from . import periods
 from .figures import MWS_PER_KWH, PeriodTotals, period_totals
 from .page import energy, energy_unit, local
@@ -37,7 +37,7 @@ STATEMENT_FIELDS = ("period", "from", "to", "hours", "rounds", "energy_kwh", "pr
 
 def csv_header(fields: tuple[str, ...], unit: str) -> list[str]:
     """The columns with the ledger unit in their names: ``owed_iota``, ``owed_microiota``."""
-    u = unit.replace("µ", "micro").lower()
+    u = unit_slug(unit)
     return [f.format(u=u) for f in fields]
 
 
