@@ -29,7 +29,8 @@ from ..core.metering import LivePower
 from ..core.pricing import NANO, carry_iota
 from ..errors import LedgerError
 from ..wallet.base import UNIT_MEANING, ledger_unit, reference_key
-from .ledger import SCHEMA_VERSION, iso, open_problem
+from .common import iso, open_problem
+from .schema import SCHEMA_VERSION
 
 
 def _round_columns(owed: str) -> str:
