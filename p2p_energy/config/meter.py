@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.ina3221_chip import AVERAGES, CONVERSION_US
 from .fields import choice, float_in, int_in, setting, string
 
 SENSORS = ("ina3221", "simulated", "replay")
-AVERAGES = (1, 4, 16, 64, 128, 256, 512, 1024)
-CONVERSION_US = (140, 204, 332, 588, 1100, 2116, 4156, 8244)
 
 
 def _i2c_address(v: Any) -> int:
