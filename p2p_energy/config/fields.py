@@ -59,6 +59,7 @@ def float_in(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[Any], 
 
 
 def choice(options: tuple[Any, ...]) -> Callable[[Any], Any]:
+    """A validator: one of ``options`` (never a boolean, though ``True == 1``)."""
     def check(v: Any) -> Any:
         if isinstance(v, bool) or v not in options:
             raise ValueError("must be one of " + ", ".join(toml(o) for o in options))
@@ -67,12 +68,14 @@ def choice(options: tuple[Any, ...]) -> Callable[[Any], Any]:
 
 
 def string(v: Any) -> str:
+    """Any text."""
     if not isinstance(v, str):
         raise ValueError("must be a string")
     return v
 
 
 def boolean(v: Any) -> bool:
+    """``true`` or ``false``."""
     if not isinstance(v, bool):
         raise ValueError("must be true or false")
     return v

@@ -68,5 +68,6 @@ def error(reason: str, *, path: str, key: str = "", value: Any = HIDDEN) -> Conf
 
 
 def did_you_mean(name: str, options: Any) -> str:
+    """" (did you mean ...?)" naming the option closest to a misspelt ``name``, or ""."""
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {toml(close[0])}?)" if close else ""
