@@ -16,9 +16,14 @@ from typing import Any
 from .text import toml
 
 
-def setting(default: Any, check: Callable[[Any], Any], **kwargs: Any) -> Any:
-    """A dataclass field: its default, and the validator of its TOML value."""
-    return dataclasses.field(default=default, metadata={"check": check}, **kwargs)
+def setting(default: Any, check: Callable[[Any], Any], *, secret: bool = False) -> Any:
+    """A dataclass field: its default, and the validator of its TOML value.
+
+    A ``secret`` is kept out of ``repr()`` (printing a Config can never show it)
+    and out of every error.
+    """
+    return dataclasses.field(default=default, repr=not secret,
+                             metadata={"check": check, "secret": secret})
 
 
 def schema_of(kind: type) -> dict[str, Callable[[Any], Any]]:

@@ -55,4 +55,6 @@ class Config:
 TABLE_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)
                                 if f.default_factory is not dataclasses.MISSING}  # type: ignore[misc]
 SCHEMA: dict[str, dict[str, Any]] = {name: schema_of(kind) for name, kind in TABLE_TYPES.items()}
-SECRET_KEYS = frozenset({"wallet.seed"})
+# "section.key" of every value no error may show.
+SECRET_KEYS = frozenset(f"{name}.{f.name}" for name, kind in TABLE_TYPES.items()
+                        for f in dataclasses.fields(kind) if f.metadata.get("secret"))

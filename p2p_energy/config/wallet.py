@@ -74,9 +74,8 @@ class WalletConfig:
     min_payment: int = setting(0, int_in(1, 10**15))
     # The backends' own tables ([wallet.<name>]), by name; read as ``wallet.<name>``.
     tables: Mapping[str, Any] = field(default_factory=dict)
-    # Kept out of repr() so that printing a Config can never show it. Its form
-    # depends on the backend: checked with it.
-    seed: str = setting("", string, repr=False)
+    # Its form depends on the backend: checked with it.
+    seed: str = setting("", string, secret=True)
 
     def __post_init__(self) -> None:
         name = self.backend if self.backend in backends.REGISTRY else backends.DEFAULT
