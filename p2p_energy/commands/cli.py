@@ -239,11 +239,7 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
     from ..runtime.payer import Payer, PayerPolicy
     from ..store.ledger import Ledger
 
-    w = cfg.wallet
-    policy = PayerPolicy(start_index=w.start_index, poll_s=w.poll_s,
-                         promote_after_s=w.promote_after_s,
-                         reattach_after_s=w.reattach_after_s, retry_max_s=w.retry_max_s,
-                         min_payment=w.min_payment)
+    policy = PayerPolicy.from_config(cfg.wallet)
     path = cfg.ledger.path
     payer = Payer(lambda: Ledger(path), wallet_opener(cfg), policy)
     watchdog = watchdog_interval_s()
