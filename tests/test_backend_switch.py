@@ -5,12 +5,6 @@ Through the CLI (subprocesses and ``main``), real SQLite, our IOTA node on 127.0
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +15,7 @@ from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
+from cli_process import p2p_energy_cli
 from iota_fixtures import PAYER_KEY, RECEIVER, funded_iota_node, iota_wallet
 from iota_node import IotaNode
 
@@ -67,27 +62,6 @@ def owing_in_flight(path: Path, signer) -> int:
         ledger.close()
 
 
-def cli(*args: str, until: Callable[[], bool] | None = None) -> subprocess.CompletedProcess:
-    """``p2p-energy ARGS`` until it exits, or, with ``until``, until that holds (then
-    stopped by SIGTERM); 60 s at most either way."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
-    proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if until is not None and until():
-                proc.send_signal(signal.SIGTERM)
-                break
-            time.sleep(0.1)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:  # never left running, whatever failed
-            proc.kill()
-            proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def confirmed(path: Path) -> list[dict]:
     ledger = Ledger(path, readonly=True)
     try:
@@ -100,19 +74,19 @@ def test_switched_backend_refuses_then_abandon_force_then_paid_once(tmp_path) ->
     with funded_iota_node() as node:
         cfg = iota_config(tmp_path, node)
         pid = owing_in_flight(tmp_path / "l.db", DryRunWallet(receiver=RECEIVER))
-        refused = cli("run", "-c", str(cfg))
+        refused = p2p_energy_cli("run", "-c", str(cfg))
         assert refused.returncode == 1
         [line] = refused.stderr.strip().splitlines()
         assert f"payment {pid} ({OWED} units" in line and '"dry-run"' in line
         assert f"p2p-energy wallet abandon {pid}" in line
         assert node.executed == {} and node.requests == []
 
-        asked = cli("wallet", "abandon", str(pid), "-c", str(cfg))
+        asked = p2p_energy_cli("wallet", "abandon", str(pid), "-c", str(cfg))
         assert asked.returncode == 1
         [line] = asked.stderr.strip().splitlines()
         assert "its network cannot be asked" in line and "--force" in line
 
-        forced = cli("wallet", "abandon", str(pid), "--force", "-c", str(cfg))
+        forced = p2p_energy_cli("wallet", "abandon", str(pid), "--force", "-c", str(cfg))
         assert forced.returncode == 0, forced.stderr
         assert "paid twice" in forced.stderr  # the warning line
         assert f"owed again as payment {pid + 1}" in forced.stdout
@@ -126,7 +100,7 @@ def test_switched_backend_refuses_then_abandon_force_then_paid_once(tmp_path) ->
         assert (again["status"], again["value_iota"]) == ("queued", OWED)
         assert [e["kind"] for e in report["wallet_events"]] == ["abandon"]
 
-        ran = cli("run", "-c", str(cfg), until=lambda: confirmed(tmp_path / "l.db"))
+        ran = p2p_energy_cli("run", "-c", str(cfg), until=lambda: confirmed(tmp_path / "l.db"))
         assert ran.returncode == 0, ran.stderr
         paid = confirmed(tmp_path / "l.db")
         assert paid and paid[0]["value_iota"] >= OWED

@@ -6,11 +6,8 @@ Through the CLI in a subprocess, on real SQLite files.
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +17,8 @@ from p2p_energy.core.metering import RoundTotals
 from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
 from p2p_energy.store.ledger import Ledger
+
+from cli_process import p2p_energy_cli
 
 
 def config(tmp: Path, ledger: Path) -> Path:
@@ -52,25 +51,8 @@ def real_ledger_owing(path: Path, units: int) -> None:
 
 def run(*args: str, env: dict[str, str] | None = None,
         until: Callable[[], bool] | None = None) -> subprocess.CompletedProcess:
-    """``p2p-energy run ARGS`` until it exits, or, with ``until``, until that holds
-    (then stopped by SIGTERM); 30 s at most either way."""
-    env = {k: v for k, v in (env or os.environ).items()
-           if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
-    proc = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 30
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if until is not None and until():
-                proc.send_signal(signal.SIGTERM)
-                break
-            time.sleep(0.1)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:  # never left running, whatever failed
-            proc.kill()
-            proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    """``p2p-energy run ARGS`` (``cli_process``), 30 s at most."""
+    return p2p_energy_cli("run", *args, until=until, env=env, limit_s=30)
 
 
 def count_rounds(path: Path) -> int:
@@ -162,3 +144,15 @@ def test_a_ledger_left_before_its_schema_was_written_is_made_a_ledger(tmp_path,
         assert ledger.is_simulation() is simulate and ledger.report()["rounds"]
     finally:
         ledger.close()
+
+
+def test_a_config_error_leaves_no_ledger(tmp_path) -> None:
+    """The key is read before the ledger is looked at: a bad one makes nothing."""
+    path = tmp_path / "never.db"
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f'[wallet]\nbackend = "iota"\nseed = "not a key"\n'
+                   f'receiver = "0x{"e1" * 32}"\n[ledger]\npath = "{path}"\n')
+    cfg.chmod(0o600)
+    out = run("-c", str(cfg))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not path.exists()

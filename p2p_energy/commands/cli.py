@@ -16,17 +16,21 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .. import __version__, backends
 from .. import config as config_mod
 from ..config import Config
 from ..errors import ConfigError, P2PEnergyError
 from ..wallet.base import ledger_unit
+
+if TYPE_CHECKING:
+    from ..sensors.base import Sensor
+    from ..wallet.base import Wallet
 
 log = logging.getLogger("p2p_energy")
 
@@ -171,30 +175,39 @@ def _overrides(args: argparse.Namespace) -> list[tuple[str, str, object]]:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from ..runtime.build import build_sensor, wallet_opener
+    from ..store.ledger import holds_simulation
     from ..store.lock import LedgerLock
 
-    with LedgerLock(cfg.ledger.path):  # before anything is opened or changed
-        _claim_ledger(cfg.ledger.path, simulate=args.simulate,
+    path = cfg.ledger.path
+    with LedgerLock(path):  # before anything is opened or changed
+        # The config's own errors first (the key is read here): they leave no ledger.
+        open_wallet = wallet_opener(cfg)
+        sensor = build_sensor(cfg)
+        simulation = holds_simulation(path)  # None: not a ledger yet
+        _claim_ledger(path, simulation, simulate=args.simulate,
                       own_default=args.simulate and args.config is None)
-        _refuse_a_payment_of_another_backend(cfg.ledger.path, cfg.wallet.backend)
-        _record_the_unit(cfg.ledger.path, cfg.wallet.backend)
-        return _run(cfg, args)
+        if simulation is not None:
+            _refuse_a_payment_of_another_backend(path, cfg.wallet.backend)
+        _record_the_unit(path, cfg.wallet.backend)
+        return _run(cfg, args, sensor, open_wallet)
 
 
-def _claim_ledger(path: str, *, simulate: bool, own_default: bool) -> None:
+def _claim_ledger(path: str, simulation: bool | None, *, simulate: bool,
+                  own_default: bool) -> None:
     """Refuse a ledger made for the other purpose; mark one made for simulation.
 
     ``--simulate`` writes only to a ledger made for simulation (or a new one), so
     it never marks real debts paid by its dry-run wallet nor adds simulated
     rounds to a real bill; a real ``run`` never pays simulated rounds.
-    ``own_default``: the simulation's own default file (always a simulation).
+    ``simulation``: what the ledger says (``holds_simulation``); ``own_default``: the
+    simulation's own default file (always a simulation).
 
     Raises:
         P2PEnergyError: the ledger at ``path`` was made for the other purpose.
     """
-    from ..store.ledger import Ledger, holds_simulation
+    from ..store.ledger import Ledger
 
-    simulation = holds_simulation(path)  # looked at before anything is changed
     if simulate and simulation is False and not own_default:
         raise P2PEnergyError(
             f"{path}: a real ledger (ledger.path); --simulate never writes to one: give it"
@@ -245,22 +258,18 @@ def _record_the_unit(path: str, backend: str) -> None:
         ledger.close()
 
 
-def _run(cfg: Config, args: argparse.Namespace) -> int:
+def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
+         open_wallet: Callable[[], Wallet]) -> int:
     from ..notify import Notifier, watchdog_interval_s
-    from ..runtime.build import build_sensor, wallet_opener
     from ..runtime.daemon import Daemon
     from ..runtime.payer import Payer, PayerPolicy
     from ..store.ledger import Ledger
 
-    w = cfg.wallet
-    policy = PayerPolicy(start_index=w.start_index, poll_s=w.poll_s,
-                         promote_after_s=w.promote_after_s,
-                         reattach_after_s=w.reattach_after_s, retry_max_s=w.retry_max_s,
-                         min_payment=w.min_payment)
+    policy = PayerPolicy.from_config(cfg.wallet)
     path = cfg.ledger.path
-    payer = Payer(lambda: Ledger(path), wallet_opener(cfg), policy)
+    payer = Payer(lambda: Ledger(path), open_wallet, policy)
     watchdog = watchdog_interval_s()
-    daemon = Daemon(cfg, build_sensor(cfg), path, payer, notifier=Notifier.from_env(),
+    daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0)
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)

@@ -19,8 +19,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from ..config import WalletConfig
 from ..errors import InsufficientBalance, LedgerError, NotPromotable, WalletError
 from ..store.ledger import Ledger, Payment
 from ..wallet.base import CONFIRMED, PENDING, Attachment, Wallet
@@ -40,16 +41,27 @@ FATAL_AFTER_S = 600.0
 @dataclass(frozen=True)
 class PayerPolicy:
     """Intervals in seconds; ``start_index`` is the funded key index at first start;
-    ``min_payment``: queued amounts wait until they add up to this many units."""
+    ``min_payment``: queued amounts wait until they add up to this many units.
 
-    start_index: int = 0
-    poll_s: float = 10.0
-    promote_after_s: float = 60.0
-    reattach_after_s: float = 300.0
-    retry_max_s: float = 300.0
+    The keys it shares with ``[wallet]`` (same names) take their defaults from
+    ``WalletConfig``; ``from_config`` copies them from a config.
+    """
+
+    start_index: int = WalletConfig.start_index
+    poll_s: float = WalletConfig.poll_s
+    promote_after_s: float = WalletConfig.promote_after_s
+    reattach_after_s: float = WalletConfig.reattach_after_s
+    retry_max_s: float = WalletConfig.retry_max_s
     retry_min_s: float = 1.0
+    # WalletConfig's 0 means "the backend's default"; without a config, pay any amount.
     min_payment: int = 1
     fatal_after_s: float = FATAL_AFTER_S
+
+    @classmethod
+    def from_config(cls, wallet: WalletConfig) -> PayerPolicy:
+        """The policy ``[wallet]`` sets: every field named as a ``wallet`` key."""
+        shared = {f.name for f in fields(cls)} & {f.name for f in fields(WalletConfig)}
+        return cls(**{name: getattr(wallet, name) for name in shared})
 
 
 class Payer:

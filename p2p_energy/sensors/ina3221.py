@@ -17,18 +17,18 @@ and the bus is opened by ``open()``.
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from ..config import MeterConfig
+from ..core.ina3221_chip import AVERAGES, CONVERSION_US
 from ..errors import ConfigError, ImplausibleReading, SensorError, SensorReadError
 from .base import Sample
-
-if TYPE_CHECKING:
-    from ..config import MeterConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ INA3221_DIE_ID = 0x3220
 
 # Configuration register: bit 15 RST, bits 14..12 enable CH1..CH3, 11..9 AVG,
 # 8..6 VBUSCT, 5..3 VSHCT, 2..0 MODE. Codes from datasheet tables 3 to 6.
-AVERAGES_CODE = {1: 0, 4: 1, 16: 2, 64: 3, 128: 4, 256: 5, 512: 6, 1024: 7}
-CONVERSION_US_CODE = {140: 0, 204: 1, 332: 2, 588: 3, 1100: 4, 2116: 5, 4156: 6, 8244: 7}
+AVERAGES_CODE = {averages: code for code, averages in enumerate(AVERAGES)}
+CONVERSION_US_CODE = {us: code for code, us in enumerate(CONVERSION_US)}
 AVG_SHIFT = 9
 VBUS_CT_SHIFT = 6
 VSH_CT_SHIFT = 3
@@ -94,7 +94,26 @@ BUS_VOLTAGE_MAX_V = 26.0  # absolute maximum rating: a higher reading is no real
 _WARMUP_MARGIN = 1.2
 _NO_ANSWER = frozenset({errno.ENXIO, errno.EREMOTEIO, errno.EIO, errno.ETIMEDOUT})
 
-_HEALTHY, _FAILING, _DISCONNECTED = "healthy", "failing", "disconnected"
+
+
+class _State(enum.Enum):
+    """Where the driver stands with the bus: reading, counting failures, or backing off."""
+
+    HEALTHY = "healthy"  # the last read worked (or failures ended healthy_after_s ago)
+    FAILING = "failing"  # reads fail; the bus is closed after failures_before_reconnect
+    DISCONNECTED = "disconnected"  # the bus is closed; reopened with backoff
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """How the driver recovers from I2C errors (seconds on its clock)."""
+
+    failures_before_reconnect: int = 5  # in a row, then the bus is closed and reopened
+    backoff_initial_s: float = 1.0  # before the first reopen; doubled after each failed one
+    backoff_max_s: float = 60.0
+    healthy_after_s: float = 30.0  # without a failure, the episode is over
+
+
 _ROLES = ("consumer", "producer")
 
 
@@ -281,20 +300,6 @@ def _smbus_factory(bus_number: int) -> Callable[[], I2CBus]:
     return open_bus
 
 
-def _check_channels(consumer: int, producer: int, shunt_ohms: Sequence[float],
-                    source: str) -> None:
-    for key, channel in (("meter.consumer_channel", consumer),
-                         ("meter.producer_channel", producer)):
-        if channel not in SHUNT_VOLTAGE:
-            raise ConfigError("must be 1, 2 or 3", path=source, key=key, value=channel)
-    if consumer == producer:
-        raise ConfigError("must differ from meter.consumer_channel", path=source,
-                          key="meter.producer_channel", value=producer)
-    if len(shunt_ohms) != 3 or not all(r > 0 for r in shunt_ohms):
-        raise ConfigError("must be three resistances above 0 ohm, one per channel",
-                          path=source, key="meter.shunt_ohms", value=list(shunt_ohms))
-
-
 # -- the driver -----------------------------------------------------------------------
 
 class INA3221Sensor:
@@ -306,40 +311,34 @@ class INA3221Sensor:
     re-checking the chip's identity and rewriting its configuration.
     """
 
-    def __init__(self, bus_factory: Callable[[], I2CBus], *, address: int,
-                 consumer_channel: int, producer_channel: int, shunt_ohms: Sequence[float],
-                 sample_interval_s: float, averages: int | str, bus_conversion_us: int,
-                 shunt_conversion_us: int, clock: Callable[[], float] = time.monotonic,
-                 i2c_bus: int | None = None, source: str = "",
-                 failures_before_reconnect: int = 5, backoff_initial_s: float = 1.0,
-                 backoff_max_s: float = 60.0, healthy_after_s: float = 30.0) -> None:
-        """Check the settings and fix the scale factors; touches no hardware.
+    def __init__(self, meter: MeterConfig, bus_factory: Callable[[], I2CBus], *,
+                 clock: Callable[[], float] = time.monotonic, source: str = "",
+                 recovery: Recovery = Recovery()) -> None:
+        """The driver for ``meter`` (validated by ``config``) on the bus ``bus_factory``
+        opens; fixes the scale factors and touches no hardware. ``source`` is the
+        config file's path, for errors.
 
         Raises:
-            ConfigError: bad channel, shunt, conversion time, or an averaging
-                count whose update is not shorter than ``sample_interval_s``.
+            ConfigError: an averaging count whose update is not shorter than
+                ``meter.sample_interval_s``.
         """
-        _check_channels(consumer_channel, producer_channel, shunt_ohms, source)
-        for key, us in (("meter.bus_conversion_us", bus_conversion_us),
-                        ("meter.shunt_conversion_us", shunt_conversion_us)):
-            if us not in CONVERSION_US_CODE:
-                raise ConfigError("must be one of " + ", ".join(map(str, CONVERSION_US_CODE)),
-                                  path=source, key=key, value=us)
-        self.averages = choose_averages(averages, sample_interval_s, 2, bus_conversion_us,
-                                        shunt_conversion_us, source=source)
+        consumer_channel, producer_channel = meter.consumer_channel, meter.producer_channel
+        bus_conversion_us, shunt_conversion_us = meter.bus_conversion_us, meter.shunt_conversion_us
+        self.averages = choose_averages(meter.averages, meter.sample_interval_s, 2,
+                                        bus_conversion_us, shunt_conversion_us, source=source)
         self.update_time_s = update_time_s(2, self.averages, bus_conversion_us,
                                            shunt_conversion_us)
         self.config_word = config_word((consumer_channel, producer_channel), self.averages,
                                        bus_conversion_us, shunt_conversion_us)
         self._bus_factory = bus_factory
-        self._address = address
+        self._address = address = meter.i2c_address
         self._channels = (consumer_channel, producer_channel)
-        self._shunt_ohms = tuple(shunt_ohms[ch - 1] for ch in self._channels)
-        self._sample_interval_s = sample_interval_s
+        self._shunt_ohms = tuple(meter.shunt_ohms[ch - 1] for ch in self._channels)
+        self._sample_interval_s = meter.sample_interval_s
         self._conversion_us = (bus_conversion_us, shunt_conversion_us)
         self._clock = clock
-        self._bus_name = f"/dev/i2c-{i2c_bus}" if i2c_bus is not None else "the I2C bus"
-        self._i2c_bus = i2c_bus
+        self._bus_name = f"/dev/i2c-{meter.i2c_bus}"
+        self._i2c_bus = meter.i2c_bus
         self._where = f"INA3221 0x{address:02x} on {self._bus_name}"
         self._registers = tuple(reg[ch].address for ch in self._channels
                                 for reg in (SHUNT_VOLTAGE, BUS_VOLTAGE))
@@ -347,20 +346,20 @@ class INA3221Sensor:
         self._mw_per_code2 = tuple(SHUNT_VOLTAGE[1].lsb / r * BUS_VOLTAGE[1].lsb
                                    for r in self._shunt_ohms)
         self._bus_code_max = int(BUS_VOLTAGE_MAX_V / BUS_VOLTAGE[1].lsb)
-        self._failures_before_reconnect = failures_before_reconnect
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
-        self._healthy_after_s = healthy_after_s
+        self._failures_before_reconnect = recovery.failures_before_reconnect
+        self._backoff_initial_s = recovery.backoff_initial_s
+        self._backoff_max_s = recovery.backoff_max_s
+        self._healthy_after_s = recovery.healthy_after_s
         self._bus: I2CBus | None = None
         self._opened = False
         self._warming = False
         self._fresh_at = 0.0
-        self._state = _HEALTHY
+        self._state = _State.HEALTHY
         self._failures = 0  # in a row
         self._episode_failures = 0  # since the state left healthy
         self._last_failure_at = 0.0
         self._last_errno: int | None = None
-        self._backoff_s = backoff_initial_s
+        self._backoff_s = recovery.backoff_initial_s
         self._retry_at = 0.0
         self._left_out = [0, 0]  # consumer, producer: samples left out in this episode
         self._any_left_out = False
@@ -379,13 +378,7 @@ class INA3221Sensor:
         Raises:
             ConfigError: as for the constructor.
         """
-        return cls(_smbus_factory(meter.i2c_bus), address=meter.i2c_address,
-                   consumer_channel=meter.consumer_channel,
-                   producer_channel=meter.producer_channel, shunt_ohms=meter.shunt_ohms,
-                   sample_interval_s=meter.sample_interval_s, averages=meter.averages,
-                   bus_conversion_us=meter.bus_conversion_us,
-                   shunt_conversion_us=meter.shunt_conversion_us, clock=clock,
-                   i2c_bus=meter.i2c_bus, source=source)
+        return cls(meter, _smbus_factory(meter.i2c_bus), clock=clock, source=source)
 
     # -- Sensor protocol ------------------------------------------------------------
 
@@ -406,7 +399,7 @@ class INA3221Sensor:
         except OSError as err:
             raise SensorError(self._explain(err)) from None
         self._opened = True
-        self._state = _HEALTHY
+        self._state = _State.HEALTHY
         log.debug("%s", self.describe())
 
     def read(self, t: float) -> Sample:
@@ -521,7 +514,7 @@ class INA3221Sensor:
             pb = _code(read(addr, r_pb, 2))
         except OSError as err:
             raise self._failed(err) from None
-        if self._state is not _HEALTHY:
+        if self._state is not _State.HEALTHY:
             self._succeeded()
         return cs, cb, ps, pb
 
@@ -593,8 +586,8 @@ class INA3221Sensor:
         self._episode_failures += 1
         self._last_errno = err.errno
         self._last_failure_at = self._clock()
-        if self._state is _HEALTHY:
-            self._state = _FAILING
+        if self._state is _State.HEALTHY:
+            self._state = _State.FAILING
             log.warning("%s: read failed (%s); counting failures, reconnecting after %d in a row",
                         self._where, _strerror(err), self._failures_before_reconnect)
         if self._failures >= self._failures_before_reconnect:
@@ -606,14 +599,14 @@ class INA3221Sensor:
         if self._clock() - self._last_failure_at >= self._healthy_after_s:
             log.info("%s: healthy again, no read failure for %g s (%d failed samples before)",
                      self._where, self._healthy_after_s, self._episode_failures)
-            self._state = _HEALTHY
+            self._state = _State.HEALTHY
             self._episode_failures = 0
 
     def _disconnect(self, err: OSError) -> None:
         if self._bus is not None:
             _close_quietly(self._bus)
             self._bus = None
-        self._state = _DISCONNECTED
+        self._state = _State.DISCONNECTED
         self._backoff_s = self._backoff_initial_s
         self._retry_at = self._clock() + self._backoff_s
         log.warning("%s: %d reads failed in a row (last: %s); closed the bus, reopening in "
@@ -640,7 +633,7 @@ class INA3221Sensor:
                                   f"{self._backoff_s:g} s", errno=self._last_errno) from None
         log.info("%s: reconnected after %d failed samples", self._where, self._episode_failures)
         self.reconnects += 1
-        self._state = _HEALTHY
+        self._state = _State.HEALTHY
         self._failures = self._episode_failures = 0
         self._backoff_s = self._backoff_initial_s
         assert self._bus is not None
@@ -686,7 +679,6 @@ class INA3221Sensor:
     def _explain(self, err: OSError) -> str:
         """One actionable line for an ``OSError`` met while opening."""
         what = f"{self._where}: {_strerror(err)}"
-        bus = self._i2c_bus if self._i2c_bus is not None else "N"
         if err.errno == errno.ENOENT:
             return (f"{what}: {self._bus_name} does not exist; enable I2C with "
                     "`sudo raspi-config nonint do_i2c 0` and reboot")
@@ -698,5 +690,5 @@ class INA3221Sensor:
                     "remove it from /boot/firmware/config.txt")
         if err.errno in _NO_ANSWER:
             return (f"{what}: nothing answers; check SDA, SCL, VS and GND wiring and the A0 "
-                    f"pin; `i2cdetect -y {bus}` should show {self._address:02x}")
+                    f"pin; `i2cdetect -y {self._i2c_bus}` should show {self._address:02x}")
         return what
