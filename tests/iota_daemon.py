@@ -68,11 +68,11 @@ def read_payments(db: Path) -> tuple[list[Row], int]:
     con = sqlite3.connect(db, timeout=10.0)
     try:
         rows = [Row(*r) for r in con.execute(
-            "SELECT p.id, p.value_iota, p.status, p.reference, p.payload, p.fee_nanos,"
+            "SELECT p.id, p.value_units, p.status, p.reference, p.payload, p.fee_nanos,"
             " p.backend, (SELECT COUNT(*) FROM attachments a WHERE a.payment_id = p.id),"
             " (SELECT COUNT(*) FROM attachments a WHERE a.payment_id = p.id"
             "  AND a.sent_at IS NOT NULL) FROM payments p ORDER BY p.id")]
-        owed = con.execute("SELECT COALESCE(SUM(owed_niota), 0) FROM rounds").fetchone()[0]
+        owed = con.execute("SELECT COALESCE(SUM(owed_nano_units), 0) FROM rounds").fetchone()[0]
     except sqlite3.OperationalError:  # the daemon has not created the tables yet
         return [], 0
     finally:

@@ -186,11 +186,11 @@ def read_db(db: Path) -> tuple[list[Row], int, int | None]:
     try:
         rows = [Row(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])) if r[4] else None,
                     r[5], r[6], r[7], r[8]) for r in con.execute(
-            "SELECT p.id, p.value_iota, p.status, p.reference, p.payload, p.input_index,"
+            "SELECT p.id, p.value_units, p.status, p.reference, p.payload, p.input_index,"
             " p.change_index, (SELECT COUNT(*) FROM attachments a WHERE a.payment_id = p.id),"
             " (SELECT COUNT(*) FROM attachments a WHERE a.payment_id = p.id"
             " AND a.sent_at IS NOT NULL) FROM payments p ORDER BY p.id")]
-        owed = con.execute("SELECT COALESCE(SUM(owed_niota), 0) FROM rounds").fetchone()[0]
+        owed = con.execute("SELECT COALESCE(SUM(owed_nano_units), 0) FROM rounds").fetchone()[0]
         index = con.execute("SELECT value FROM wallet_state WHERE key = 'input_index'").fetchone()
     except sqlite3.OperationalError:  # the daemon has not created the tables yet
         return [], 0, None

@@ -280,6 +280,6 @@ def test_owed_totals_stay_exact_past_what_sqlite_sum_can_hold(ledger):
     recs = [ledger.record_round(rnd(i), Quote(10.0, True, per_round)) for i in range(3)]
     assert [r.queued_iota for r in recs] == [4 * 10**9, 4 * 10**9, 4 * 10**9]
     with pytest.raises(sqlite3.OperationalError, match="integer overflow"):
-        ledger.db.execute("SELECT SUM(owed_niota) FROM rounds").fetchone()
+        ledger.db.execute("SELECT SUM(owed_nano_units) FROM rounds").fetchone()
     t = ledger.totals()
     assert t["queued_iota"] == 12 * 10**9 and t["carry_iota"] == pytest.approx(3e-9)

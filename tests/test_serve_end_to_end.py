@@ -505,8 +505,9 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
     try:
         url = serve_url(log, 0)
         wait_until("discovery", lambda: rec.last(
-            f"{DISCOVERY}/sensor/{DEVICE}/paid/config") is not None, 20)
-        wait_until("the price per kWh", lambda: rec.last(f"{PREFIX}/price_kwh") is not None, 20)
+            f"{DISCOVERY}/sensor/{DEVICE}/paid_microiota/config") is not None, 20)
+        wait_until("the price per kWh", lambda: rec.last(f"{PREFIX}/price_kwh_microiota")
+                   is not None, 20)
         page = get(url)
         metrics = get(url + "metrics")
     finally:
@@ -516,14 +517,14 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
         broker.stop()
     assert page[0] == 200 and "Owed / paid, µIOTA<b" in page[2] and "<th>µIOTA</th>" in page[2]
     assert page[2].count("IOTA") == page[2].count("µIOTA")
-    configs = {key: json.loads(rec.last(f"{DISCOVERY}/sensor/{DEVICE}/{key}/config") or "{}")
-               for key in ("owed", "paid", "price", "price_kwh")}
+    configs = {key: json.loads(rec.last(f"{DISCOVERY}/sensor/{DEVICE}/{key}_microiota/config")
+                               or "{}") for key in ("owed", "paid", "price", "price_kwh")}
     assert [configs[k]["unit_of_measurement"] for k in ("owed", "paid", "price", "price_kwh")
             ] == ["µIOTA", "µIOTA", "µIOTA/mW·s", "µIOTA/kWh"]
-    assert configs["owed"]["unique_id"] == f"{DEVICE}_owed"  # as on the legacy network
-    assert rec.last(f"{PREFIX}/price_kwh") == "72000000"  # 0.02 µIOTA/mW·s x 3.6e9 mW·s/kWh
-    assert metric(metrics[2], "p2p_energy_owed_iota_total") == 60.0  # the name is kept
-    assert "# HELP p2p_energy_owed_iota_total Owed for the energy of closed rounds, in µIOTA" \
+    assert configs["owed"]["unique_id"] == f"{DEVICE}_owed_microiota"  # new unit, new entity
+    assert rec.last(f"{PREFIX}/price_kwh_microiota") == "72000000"  # 0.02 µIOTA/mW·s x 3.6e9
+    assert metric(metrics[2], "p2p_energy_owed_microiota_total") == 60.0  # names the unit
+    assert "# HELP p2p_energy_owed_microiota_total Owed for the energy of closed rounds, in µIOTA" \
         in metrics[2]
     if PROMTOOL:
         out = subprocess.run([PROMTOOL, "check", "metrics"], input=metrics[2],

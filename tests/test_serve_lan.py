@@ -46,7 +46,7 @@ def make_ledger(path: Path, rounds: int = ROUNDS, end: float | None = None) -> N
     db.executemany(
         "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
         " expected_samples, failed_samples, consumer_mws, producer_mws, producer_avg_mw,"
-        " price, price_capped, owed_niota) VALUES (?,?,60,60,60,60,0,3000,30000,500,0.02,0,"
+        " price, price_capped, owed_nano_units) VALUES (?,?,60,60,60,60,0,3000,30000,500,0.02,0,"
         " 60000000)", ((start + 60 * i, start + 60 * (i + 1)) for i in range(rounds)))
     db.commit()
     db.close()

@@ -205,7 +205,7 @@ def test_the_page_names_the_ledger_unit_of_the_backend(backend):
 
 
 @pytest.mark.parametrize("backend", ["iota", "pyota"])
-def test_mqtt_discovery_names_the_unit_and_keeps_unique_ids(backend):
+def test_mqtt_discovery_names_the_unit_and_a_new_unit_gets_new_unique_ids(backend):
     from p2p_energy.serve import mqtt
     unit, _ = _units(backend)
     t = mqtt.Topics(config.MqttConfig(), "meter")
@@ -215,12 +215,15 @@ def test_mqtt_discovery_names_the_unit_and_keeps_unique_ids(backend):
         assert configs[key]["unit_of_measurement"] == unit
         assert configs[key]["name"] == f"{unit} {key}"
     assert configs["price"]["unit_of_measurement"] == f"{unit}/mW·s"
-    assert [c["unique_id"] for c in configs.values()] == [
-        c["unique_id"] for c in legacy.values()]  # Home Assistant keeps the history
+    # Legacy IOTA keeps its unique_ids (Home Assistant keeps the history); money in another
+    # unit is a new entity, whose long-term statistics start clean.
+    changed = [k for k in configs if configs[k]["unique_id"] != legacy[k]["unique_id"]]
+    assert changed == ([] if unit == "IOTA" else ["price", "price_kwh", "owed", "paid"])
+    assert all(c["unique_id"] == f"meter_{key}" for key, c in legacy.items())
 
 
 @pytest.mark.parametrize("backend", ["iota", "pyota"])
-def test_metrics_keep_their_names_and_say_the_unit_in_help(backend):
+def test_metrics_name_the_unit_and_say_it_in_help(backend):
     from prometheus_client import generate_latest
     from prometheus_client.registry import CollectorRegistry
 
@@ -237,14 +240,15 @@ def test_metrics_keep_their_names_and_say_the_unit_in_help(backend):
     text = generate_latest(reg).decode()
     helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
     meaning = "one micro-IOTA, 1000 nanos" if unit == "µIOTA" else "one legacy IOTA (i)"
-    for name in ("p2p_energy_owed_iota_total", "p2p_energy_paid_iota_total",
-                 "p2p_energy_payment_value_iota"):
+    u = "microiota" if unit == "µIOTA" else "iota"  # the unit in the names
+    for name in (f"p2p_energy_owed_{u}_total", f"p2p_energy_paid_{u}_total",
+                 f"p2p_energy_payment_value_{u}"):
         assert f"in {unit} (one ledger unit: {meaning})" in helps[name], helps[name]
-    assert f"{unit} per joule" in helps["p2p_energy_price_iota_per_joule"]
+    assert f"{unit} per joule" in helps[f"p2p_energy_price_{u}_per_joule"]
     fees = helps["p2p_energy_fees_iota_total"]
     assert "in IOTA" in fees and "µ" not in fees  # real nanos / 1e9 on either network
-    assert re.search(r"^p2p_energy_owed_iota_total 3\.0$", text, re.M)
-    assert re.search(r"^p2p_energy_price_iota_per_joule 20\.0$", text, re.M)
+    assert re.search(rf"^p2p_energy_owed_{u}_total 3\.0$", text, re.M)
+    assert re.search(rf"^p2p_energy_price_{u}_per_joule 20\.0$", text, re.M)
 
 
 # -- config ------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_ledger_csv_has_every_round_exactly(setup):
     _, db, rounds = setup
     import sqlite3
     con = sqlite3.connect(db)
-    n, owed = con.execute("SELECT COUNT(*), SUM(owed_niota) FROM rounds").fetchone()
+    n, owed = con.execute("SELECT COUNT(*), SUM(owed_nano_units) FROM rounds").fetchone()
     con.close()
     assert len(rounds) == n == 2 * 4 * 144
     assert sum(_niota(r["owed_iota"]) for r in rounds) == owed

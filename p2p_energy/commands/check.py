@@ -23,7 +23,7 @@ from ..errors import P2PEnergyError
 from ..sensors.ina3221 import Probe
 from ..store.ledger import SCHEMA_VERSION, Ledger, Payment, iso
 from ..store.lock import ledger_path_problem
-from ..wallet.base import FAIL, INFO, OK, WARN, Position, ledger_unit
+from ..wallet.base import FAIL, INFO, OK, WARN, Position
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace,
@@ -116,10 +116,10 @@ def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
             return
         try:
             t = ledger.totals()
+            unit = ledger.unit(cfg.wallet.backend)
             since, failures, last_error = ledger.health()
         finally:
             ledger.close()
-        unit = ledger_unit(cfg.wallet.backend)
         report(OK, f"ledger {path}: owed {t['owed_iota']:.3f} {unit}, paid {t['paid_iota']},"
                    f" queued {t['queued_iota']}")
         if since is not None:

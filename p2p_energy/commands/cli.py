@@ -189,6 +189,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
                       own_default=args.simulate and args.config is None)
         if simulation is not None:
             _refuse_a_payment_of_another_backend(path, cfg.wallet.backend)
+        _record_the_unit(path, cfg.wallet.backend)
         return _run(cfg, args, sensor, open_wallet)
 
 
@@ -245,6 +246,18 @@ def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
             " switching backends)")
 
 
+def _record_the_unit(path: str, backend: str) -> None:
+    """The ledger speaks ``backend``'s unit from now on: the amounts this run writes are
+    in it (``reader.ledger_unit_of``)."""
+    from ..store.ledger import Ledger
+
+    ledger = Ledger(path)  # under the lock
+    try:
+        ledger.record_unit(backend)
+    finally:
+        ledger.close()
+
+
 def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
          open_wallet: Callable[[], Wallet]) -> int:
     from ..notify import Notifier, watchdog_interval_s
@@ -279,24 +292,26 @@ def cmd_ledger(cfg: Config, args: argparse.Namespace) -> int:
         raise P2PEnergyError(f"{path}: no ledger yet (has the daemon run with this config?)")
     if args.csv:
         from ..serve.statement import write_rounds_csv
-        write_rounds_csv(str(path), sys.stdout, ledger_unit(cfg.wallet.backend))
+        from ..store.reader import ledger_unit_at
+        write_rounds_csv(str(path), sys.stdout, ledger_unit_at(path, cfg.wallet.backend))
         return EXIT_OK
     ledger = Ledger(path, readonly=True)  # never upgraded here: only the daemon does
     try:
         ledger.require_current()
-        report = ledger.report()
+        unit = ledger.unit(cfg.wallet.backend)
+        report = ledger.report(unit)
     finally:
         ledger.close()
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(_ledger_text(report, ledger_unit(cfg.wallet.backend)))
+        print(_ledger_text(report, unit))
     return EXIT_OK
 
 
 def _ledger_text(report: dict, unit: str) -> str:
-    """The ledger for a person; rounds' price and owed in ``unit``, the ledger's."""
-    config_unit = unit
+    """The ledger for a person; rounds' price and owed, and the totals, in ``unit``, the
+    ledger's (``reader.ledger_unit_of``); each payment in the unit it was paid in."""
     lines = ["rounds (last 20):",
              f"  {'id':>5} {'ended (UTC)':24} {'mW·s':>10} {'prod mW':>9}"
              f" {'price ' + unit + '/mW·s':>17} {'owed ' + unit:>10} samples"]
@@ -307,14 +322,11 @@ def _ledger_text(report: dict, unit: str) -> str:
                      f"{r['owed_iota']:>10.3f} {r['samples']}/{r['expected_samples']}")
     lines.append("payments (last 20):")
     for p in report["payments"][-20:]:
-        unit = ledger_unit(p.get("backend") or "")  # the ledger unit paid
-        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} {unit:5} {p['status']:9}"
+        paid_in = ledger_unit(p.get("backend") or "") if p.get("backend") else unit
+        lines.append(f"  {p['id']:>5} {p['value_iota']:>8} {paid_in:5} {p['status']:9}"
                      f" attempts {p['attempts']:<3} rounds {_span(p['round_ids'])}"
                      f" {p.get('bundle_hash') or p.get('digest') or ''}")
     t = report["totals"]
-    # Totals in the unit the payments were made in, if they agree; else the config's.
-    paid_in = {ledger_unit(p["backend"]) for p in report["payments"] if p.get("backend")}
-    unit = paid_in.pop() if len(paid_in) == 1 else config_unit
     lines.append(f"totals: energy {t['consumer_mws']:.1f} mW·s, owed {t['owed_iota']:.3f}"
                  f" {unit},"
                  f" paid {t['paid_iota']}, queued {t['queued_iota']}, carry {t['carry_iota']:.3f}"

@@ -16,7 +16,7 @@ from ..config import Config, load_mqtt_password, require_serve
 from ..errors import P2PEnergyError
 from ..logs import redact
 from ..notify import Notifier
-from ..wallet.base import ledger_unit
+from ..store.reader import ledger_unit_at
 from .figures import LedgerSource
 from .periods import resolve_timezone, zone_name
 from .server import Limits, connection_cap, open_files_limit, own_host_names
@@ -48,7 +48,7 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
     redact(password)  # from here on no log line can carry it
     tz = resolve_timezone(cfg.serve.timezone)
     source = LedgerSource(cfg.ledger.path, tz, stale_after_s=stale_after_s(cfg),
-                          unit=ledger_unit(cfg.wallet.backend))
+                          unit=ledger_unit_at(cfg.ledger.path, cfg.wallet.backend))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

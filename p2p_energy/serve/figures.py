@@ -163,7 +163,7 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
 
 class LedgerSource:
     """What every view reads through: the ledger file, the owner's time zone, the name of
-    the ledger's unit (``ledger_unit``), and one high-water mark for the whole process.
+    the ledger's unit (``reader.ledger_unit_of``), and one high-water mark for the whole process.
     Each caller opens its own reader."""
 
     def __init__(self, path: str, tz: tzinfo, *, stale_after_s: float,

@@ -3,9 +3,11 @@
 Names follow the Prometheus naming guide: base units (joules, watts, seconds),
 ``_total`` on counters. Counters come from the ledger's totals, so they keep
 counting across restarts of the daemon and of ``serve``; energy 1 mW·s = 0.001 J.
-Money is in ledger units; the names say ``iota`` whatever the network (a name that
-changed with ``wallet.backend`` would break dashboards), the HELP texts say what one
-unit is: one legacy IOTA, or one micro-IOTA on today's network. Fees are real IOTA.
+Money is in ledger units, the ledger's (``reader.ledger_unit_of``), and the names
+say which, as the statement's CSV columns do: ``p2p_energy_owed_iota_total`` in
+legacy IOTA, ``p2p_energy_owed_microiota_total`` in micro-IOTA on today's network
+(a series whose unit changed is a new series, never one that jumps a millionfold).
+The HELP texts say what one unit is. Fees are real IOTA on either network.
 A scrape while the ledger cannot be read answers ``p2p_energy_ledger_up 0``.
 """
 
@@ -20,7 +22,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .. import __version__
 from ..errors import LedgerError
-from ..wallet.base import LEGACY_UNIT, UNIT_MEANING
+from ..wallet.base import LEGACY_UNIT, UNIT_MEANING, unit_slug
 from .figures import Figures, LedgerSource
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class LedgerCollector(Collector):
 def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
     """The metric families for one reading of the ledger; money in ``unit`` (``ledger_unit``)."""
     in_units = f"in {unit} (one ledger unit: {UNIT_MEANING[unit]})"
+    u = unit_slug(unit)
 
     def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
         return CounterMetricFamily(name, doc, value=value)
@@ -70,9 +73,9 @@ def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
                   / 1000)
     yield counter("p2p_energy_producer_energy_joules", "Energy the producer's panel delivered",
                   f.producer_mws / 1000)
-    yield counter("p2p_energy_owed_iota", f"Owed for the energy of closed rounds, {in_units}",
+    yield counter(f"p2p_energy_owed_{u}", f"Owed for the energy of closed rounds, {in_units}",
                   f.owed_niota / 1e9)
-    yield counter("p2p_energy_paid_iota", f"Paid in confirmed payments, {in_units}",
+    yield counter(f"p2p_energy_paid_{u}", f"Paid in confirmed payments, {in_units}",
                   f.paid_iota)
     yield counter("p2p_energy_fees_iota",
                   "Network fees spent by payments, in IOTA (not ledger units)",
@@ -85,7 +88,7 @@ def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
     yield counter("p2p_energy_sample_failures", "Sensor reads that failed", f.failed_samples)
     count = GaugeMetricFamily("p2p_energy_payments", "Payments in the ledger, by status",
                               labels=["status"])
-    value = GaugeMetricFamily("p2p_energy_payment_value_iota",
+    value = GaugeMetricFamily(f"p2p_energy_payment_value_{u}",
                               f"Value of the payments in the ledger by status, {in_units}",
                               labels=["status"])
     for status in STATUSES:
@@ -99,7 +102,7 @@ def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
                                 "When the last closed round ended (Unix time)",
                                 value=f.last_round_end)
     if f.price is not None:
-        yield GaugeMetricFamily("p2p_energy_price_iota_per_joule",
+        yield GaugeMetricFamily(f"p2p_energy_price_{u}_per_joule",
                                 f"Price of the last closed round, {unit} per joule"
                                 f" (1 {unit}/mW·s = 1000 {unit}/J; {unit}: {UNIT_MEANING[unit]})",
                                 value=f.price * 1000)

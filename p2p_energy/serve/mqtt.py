@@ -1,11 +1,17 @@
 """The figures on an MQTT broker, announced to Home Assistant by MQTT discovery.
 
 One device with one sensor per figure. Each sensor's config is published
-retained to ``<discovery_prefix>/sensor/<device_id>/<key>/config``, its state
-retained to ``<topic_prefix>/<key>``. ``<topic_prefix>/availability`` says
-``online``, and the broker says ``offline`` for us (the last will) when this
-process goes away. When Home Assistant announces itself (``online`` on
-``<discovery_prefix>/status``) every config and state is published again.
+retained to ``<discovery_prefix>/sensor/<device_id>/<object_id>/config``, its
+state retained to ``<topic_prefix>/<object_id>``; its ``unique_id`` is
+``<device_id>_<object_id>``. A sensor's object id is its key, and for an amount
+of money in a unit other than legacy IOTA the unit follows (``owed_microiota``):
+an entity whose unit changed is a new entity to Home Assistant, whose long-term
+statistics start clean, while the old one keeps its history (and stops
+updating; remove it in Home Assistant when it is no longer wanted).
+``<topic_prefix>/availability`` says ``online``, and the broker says ``offline``
+for us (the last will) when this process goes away. When Home Assistant
+announces itself (``online`` on ``<discovery_prefix>/status``) every config and
+state is published again.
 
 Energy totals come from the ledger, so they never reset or dip across restarts
 (Home Assistant would take a dip for a new meter), in Wh with 6 decimals: a
@@ -29,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import paho.mqtt.client as paho
 
@@ -37,6 +43,7 @@ from .. import __version__
 from ..config import MqttConfig
 from ..errors import LedgerError
 from ..store.ledger import iso
+from ..wallet.base import LEGACY_UNIT, unit_slug
 from .episodes import Episodes
 from .figures import MWS_PER_KWH, MWS_PER_WH, Figures, LedgerSource
 
@@ -49,7 +56,7 @@ UNKNOWN = "None"  # what Home Assistant reads as "unknown" for a sensor's state
 
 @dataclass(frozen=True)
 class Entity:
-    key: str  # object id, and the last part of the state topic
+    key: str  # what the figure is, whatever its unit
     name: str
     state: Callable[[Figures], str]
     unit: str | None = None
@@ -57,6 +64,11 @@ class Entity:
     state_class: str | None = None
     precision: int | None = None  # suggested_display_precision
     icon: str | None = None
+    object_id: str = ""  # in topics and the unique_id; "": the key
+
+    @property
+    def id(self) -> str:
+        return self.object_id or self.key
 
 
 def _power(mw: Callable[[Figures], float | None]) -> Callable[[Figures], str]:
@@ -67,8 +79,16 @@ def _power(mw: Callable[[Figures], float | None]) -> Callable[[Figures], str]:
 
 
 def entities(unit: str) -> tuple[Entity, ...]:
-    """Every sensor; money in ``unit``, the ledger's (``ledger_unit``). The keys, and so the
-    unique_ids, are the same whatever the unit: Home Assistant keeps each entity's history."""
+    """Every sensor; money in ``unit``, the ledger's (``reader.ledger_unit_of``). The
+    object ids of money name a unit other than legacy IOTA (whose ids predate units)."""
+    return tuple(replace(e, object_id=f"{e.key}_{unit_slug(unit)}")
+                 if e.key in _MONEY and unit != LEGACY_UNIT else e for e in _entities(unit))
+
+
+_MONEY = ("price", "price_kwh", "owed", "paid")  # the entities in ledger units
+
+
+def _entities(unit: str) -> tuple[Entity, ...]:
     return (
         Entity("consumer_energy", "Consumer energy",
                lambda f: f"{f.consumer_mws / MWS_PER_WH:.6f}",
@@ -122,16 +142,16 @@ class Topics:
         self.last_payment = f"{self.prefix}/last_payment"
 
     def state(self, s: Entity) -> str:
-        return f"{self.prefix}/{s.key}"
+        return f"{self.prefix}/{s.id}"
 
     def config(self, s: Entity) -> str:
-        return f"{self.discovery}/sensor/{self.device_id}/{s.key}/config"
+        return f"{self.discovery}/sensor/{self.device_id}/{s.id}/config"
 
 
 def discovery_config(s: Entity, t: Topics) -> dict[str, object]:
     """The retained discovery payload of one sensor."""
     cfg: dict[str, object] = {
-        "name": s.name, "unique_id": f"{t.device_id}_{s.key}",
+        "name": s.name, "unique_id": f"{t.device_id}_{s.id}",
         "state_topic": t.state(s), "availability_topic": t.availability,
         "payload_available": "online", "payload_not_available": "offline",
         "device": {"identifiers": [t.device_id], "name": t.device_id,
@@ -153,7 +173,8 @@ def last_payment_attributes(f: Figures) -> str:
     p = f.last_payment
     if p is None:
         return "{}"
-    return json.dumps({"id": p.id, "value_iota": p.value_iota, "status": p.status,
+    return json.dumps({"id": p.id, "value_iota": p.value_iota, "value_units": p.value_iota,
+                       "status": p.status,
                        p.reference_kind: p.reference, "created_at": iso(p.created_at),
                        "confirmed_at": iso(p.confirmed_at)})
 

@@ -40,7 +40,7 @@ class Dashboard:
     paid_before_iota: int  # confirmed before the window
     confirmations: list[tuple[float, int]]
     payments: list[PaymentRow]
-    unit: str = LEGACY_UNIT  # what one ledger unit is called (``ledger_unit``)
+    unit: str = LEGACY_UNIT  # what one ledger unit is called (``reader.ledger_unit_of``)
     choice: str = ""  # the ``RANGES`` key chosen; "" fits the data
 
 

@@ -4,7 +4,7 @@ A statement covers local days in ``[serve] timezone`` (the system's by
 default): a day is midnight to midnight, 23 or 25 hours when daylight saving
 time starts or ends. A round counts on the day it ended; a payment is paid on
 the day it was confirmed. Amounts owed are exact: the ledger keeps billionths of its
-unit. Amounts are in ledger units, named by ``wallet.backend`` (``ledger_unit``): IOTA
+unit. Amounts are in ledger units, the ledger's (``reader.ledger_unit_of``): IOTA
 on the legacy network, µIOTA on today's (the CSV's columns: ``..._microiota``). Fees are
 real IOTA on either.
 """
@@ -21,7 +21,7 @@ from ..config import Config
 from ..errors import P2PEnergyError
 from ..store.ledger import iso
 from ..store.reader import LedgerReader, PaymentRow
-from ..wallet.base import LEGACY_UNIT, ledger_unit
+from ..wallet.base import LEGACY_UNIT, unit_slug
 from . import periods
 from .figures import MWS_PER_KWH, PeriodTotals, period_totals
 from .page import energy, energy_unit, local
@@ -37,7 +37,7 @@ STATEMENT_FIELDS = ("period", "from", "to", "hours", "rounds", "energy_kwh", "pr
 
 def csv_header(fields: tuple[str, ...], unit: str) -> list[str]:
     """The columns with the ledger unit in their names: ``owed_iota``, ``owed_microiota``."""
-    u = unit.replace("µ", "micro").lower()
+    u = unit_slug(unit)
     return [f.format(u=u) for f in fields]
 
 
@@ -136,7 +136,7 @@ def cmd_statement(cfg: Config, args: argparse.Namespace, out: TextIO | None = No
         raise P2PEnergyError(f"--{'day' if args.day else 'month'}: {err}") from None
     with LedgerReader(cfg.ledger.path) as reader:
         st = make_statement(reader, period, tz, by_day=args.month is not None)
-    unit = ledger_unit(cfg.wallet.backend)
+        unit = reader.unit(cfg.wallet.backend)
     if args.csv:
         write_csv(st, tz, out, unit)
     else:

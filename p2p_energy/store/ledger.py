@@ -4,7 +4,8 @@ Rules it keeps:
 - A closed round is committed, together with the payment it makes due, in one
   transaction, before any payment for it is attempted.
 - ``paid + queued == floor(total owed)`` after every round: the fraction is
-  carried (amounts are kept as whole nano-IOTA, see ``pricing``).
+  carried (amounts owed are kept as whole billionths of a ledger unit, see ``pricing``;
+  the unit, IOTA or micro-IOTA, is the one ``reader.ledger_unit_of`` names).
 - A payment is signed at most once: the signed transfer (``reference`` and
   ``payload``) is committed before it is sent, and is only ever sent again from
   here, never signed again. Every attachment's id is committed before it is sent.
@@ -19,175 +20,37 @@ makes each commit survive a power cut. The seed is never stored here.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from ..core.metering import LivePower, RoundTotals
-from ..core.pricing import NANO, Quote, carry_iota, payable_iota
+from ..core.pricing import Quote, carry_iota, payable_iota
 from ..errors import LedgerError
-from ..wallet.base import FAILED, Attachment, Signed, reference_key
+from ..wallet.base import FAILED, Attachment, Signed
 from . import lock
+from .common import iso, open_problem
+from .reader import LedgerReader, ledger_unit_of
+from .schema import _MIGRATIONS, SCHEMA_VERSION, _create_v1, record_unit
 
-_SCHEMA_V1 = """
-CREATE TABLE rounds (
-    id INTEGER PRIMARY KEY,
-    started_at REAL NOT NULL,
-    ended_at REAL NOT NULL,
-    duration_s REAL NOT NULL,
-    metered_s REAL NOT NULL,
-    samples INTEGER NOT NULL,
-    expected_samples INTEGER NOT NULL,
-    failed_samples INTEGER NOT NULL,
-    consumer_mws REAL NOT NULL,
-    producer_mws REAL NOT NULL,
-    producer_avg_mw REAL NOT NULL,
-    price REAL NOT NULL,
-    price_capped INTEGER NOT NULL,
-    owed_niota INTEGER NOT NULL CHECK (owed_niota >= 0)
-);
-CREATE TABLE payments (
-    id INTEGER PRIMARY KEY,
-    value_iota INTEGER NOT NULL CHECK (value_iota > 0),
-    status TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'confirmed', 'failed')),
-    created_at REAL NOT NULL,
-    sent_at REAL,
-    confirmed_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    bundle_hash TEXT UNIQUE,
-    trytes TEXT,
-    input_index INTEGER,
-    change_index INTEGER
-);
-CREATE TABLE payment_rounds (
-    payment_id INTEGER NOT NULL REFERENCES payments(id) ON DELETE CASCADE,
-    round_id INTEGER NOT NULL REFERENCES rounds(id),
-    PRIMARY KEY (payment_id, round_id)
-);
-CREATE TABLE tails (
-    payment_id INTEGER NOT NULL REFERENCES payments(id),
-    tail_hash TEXT NOT NULL,
-    attached_at REAL NOT NULL,
-    PRIMARY KEY (payment_id, tail_hash)
-);
-CREATE TABLE open_round (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    started_at REAL NOT NULL,
-    duration_s REAL NOT NULL,
-    metered_s REAL NOT NULL,
-    consumer_mws REAL NOT NULL,
-    producer_mws REAL NOT NULL,
-    samples INTEGER NOT NULL,
-    expected_samples INTEGER NOT NULL,
-    failed_samples INTEGER NOT NULL,
-    saved_at REAL NOT NULL
-);
-CREATE TABLE wallet_state (
-    key TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
+__all__ = [
+    "SCHEMA_VERSION",
+    "_MIGRATIONS",
+    "Ledger",
+    "Payment",
+    "RoundRecorded",
+    "_create_v1",
+    "holds_simulation",
+    "iso",
+    "open_problem",
+]
 
 # Payments that count as paid or queued (a failed one is owed again).
 _LIVE = "('queued', 'sent', 'confirmed')"
-
-
-def _create_v1(db: sqlite3.Connection) -> None:
-    for statement in _SCHEMA_V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _v2_wallet_protocol(db: sqlite3.Connection) -> None:
-    """Payments in backend-neutral words: a reference, a payload, attachments, a fee."""
-    db.execute("ALTER TABLE payments RENAME COLUMN bundle_hash TO reference")
-    db.execute("ALTER TABLE payments RENAME COLUMN trytes TO payload")
-    db.execute("ALTER TABLE payments ADD COLUMN fee_nanos INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE payments ADD COLUMN backend TEXT")
-    # Before v2 only the legacy API signed; the dry-run wallet's payloads say so.
-    db.execute("UPDATE payments SET backend = CASE WHEN payload LIKE '[\"DRYRUN%'"
-               " THEN 'dry-run' ELSE 'pyota' END WHERE reference IS NOT NULL")
-    db.execute("ALTER TABLE tails RENAME TO attachments")
-    db.execute("ALTER TABLE attachments RENAME COLUMN tail_hash TO attachment_id")
-    db.execute("ALTER TABLE attachments ADD COLUMN data TEXT")
-    db.execute("ALTER TABLE attachments ADD COLUMN sent_at REAL")
-    db.execute("UPDATE attachments SET sent_at = attached_at")  # v1 recorded after sending
-
-
-def _add_live_power(db: sqlite3.Connection) -> None:
-    """The latest consumer and producer power, saved with every checkpoint; indexes
-    for ``p2p-energy serve`` and statements, which ask for rounds and payments by time.
-
-    Its own one-row table, not columns of ``open_round``: closing a round deletes
-    the checkpoint, and the live figures must not vanish with it.
-    """
-    db.execute("CREATE TABLE live_power (id INTEGER PRIMARY KEY CHECK (id = 1),"
-               " consumer_mw REAL NOT NULL, producer_mw REAL NOT NULL,"
-               " sampled_at REAL NOT NULL, saved_at REAL NOT NULL)")
-    db.execute("CREATE INDEX rounds_by_end ON rounds (ended_at)")
-    db.execute("CREATE INDEX payments_by_confirmation ON payments (confirmed_at)")
-
-
-def _add_channel_metered_s(db: sqlite3.Connection) -> None:
-    """How long each channel was metered, in rounds and in the open-round checkpoint.
-
-    A channel out of range (a saturated shunt) is missing for that channel only,
-    so the consumer's and the producer's metered times may differ. Rows written
-    before were metered on both channels together: both take ``metered_s``.
-    """
-    for table in ("rounds", "open_round"):
-        for column in ("consumer_metered_s", "producer_metered_s"):
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL NOT NULL DEFAULT 0")
-        db.execute(f"UPDATE {table} SET consumer_metered_s = metered_s,"
-                   " producer_metered_s = metered_s")
-
-
-def _add_health_index_totals(db: sqlite3.Connection) -> None:
-    """Payer health for ``check``; a history of key index changes; exact running totals."""
-    db.execute("CREATE TABLE payer_health (id INTEGER PRIMARY KEY CHECK (id = 1),"
-               " failing_since REAL, failures INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
-               " updated_at REAL NOT NULL)")
-    db.execute("CREATE TABLE wallet_events (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
-               " kind TEXT NOT NULL, old_index INTEGER, new_index INTEGER NOT NULL,"
-               " note TEXT NOT NULL DEFAULT '')")
-    # Sums SQLite's 64-bit SUM() could overflow, kept exactly as decimal text.
-    db.execute("CREATE TABLE running_totals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    owed = sum(r[0] for r in db.execute("SELECT owed_niota FROM rounds"))
-    db.execute("INSERT INTO running_totals VALUES ('owed_niota', ?)", (str(owed),))
-
-
-def _recount_running_totals(db: sqlite3.Connection) -> None:
-    """The owed total counted again from the rounds, exactly.
-
-    A read command of the release before this one upgraded the ledger without
-    the lock, while the older daemon went on recording rounds without adding
-    them to ``running_totals``: those amounts were never queued. Recounted here,
-    under the lock, the next round queues them.
-    """
-    owed = sum(r[0] for r in db.execute("SELECT owed_niota FROM rounds"))
-    db.execute("INSERT OR REPLACE INTO running_totals VALUES ('owed_niota', ?)", (str(owed),))
-
-
-# Schema changes, in order: step i takes a ledger from version i to i + 1. A new
-# change is a new function appended here; a step, once released, never changes,
-# so a ledger written by any earlier version opens with nothing lost.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _create_v1,
-    _v2_wallet_protocol,
-    _add_live_power,
-    _add_channel_metered_s,
-    _add_health_index_totals,
-    _recount_running_totals,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
 
 
 @dataclass(frozen=True)
@@ -221,34 +84,6 @@ class RoundRecorded:
     queued_payment_id: int | None
     queued_iota: int
     carry_iota: float
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds -> ISO 8601 UTC with milliseconds."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
-_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
-
-
-def open_problem(path: str, err: sqlite3.Error) -> str:
-    """Why SQLite could not open or read the ledger at ``path``, said so a person can act.
-
-    SQLite needs to create the ledger's ``-shm`` (and ``-wal``) file beside it, even to
-    read it while no writer has it open; in a folder this user cannot write to it
-    says only "attempt to write a readonly database".
-    """
-    folder = Path(path).absolute().parent
-    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
-    if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) and folder.is_dir() \
-            and not os.access(folder, os.W_OK | os.X_OK):
-        return (f"the folder {folder} is not writable by this user, and SQLite must create"
-                f" {Path(path).name}-shm beside the ledger to read it: run as the ledger's"
-                " owner, or let this user write to the folder")
-    return str(err)
 
 
 def holds_simulation(path: str | Path) -> bool | None:
@@ -379,7 +214,7 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
                 " expected_samples, failed_samples, consumer_mws, producer_mws,"
-                " producer_avg_mw, price, price_capped, owed_niota, consumer_metered_s,"
+                " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
                 " producer_metered_s)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
@@ -390,14 +225,14 @@ class Ledger:
             db.execute("DELETE FROM open_round")
             owed, live = self._owed_and_live(db)
             owed += q.owed_niota  # a Python int: exact however long the ledger runs
-            db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_niota'",
+            db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_nano_units'",
                        (str(owed),))
             value = payable_iota(owed, live)
             payment_id = None
             if value > 0:
                 payment_id = int(db.execute(
-                    "INSERT INTO payments (value_iota, status, created_at) VALUES (?, 'queued', ?)",
-                    (value, self.clock())).lastrowid or 0)
+                    "INSERT INTO payments (value_units, status, created_at)"
+                    " VALUES (?, 'queued', ?)", (value, self.clock())).lastrowid or 0)
                 db.execute(
                     "INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, r.id FROM rounds r"
                     " WHERE r.id NOT IN (SELECT pr.round_id FROM payment_rounds pr"
@@ -453,14 +288,14 @@ class Ledger:
         """
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id, value_iota FROM payments WHERE status = 'queued'"
+                "SELECT id, value_units FROM payments WHERE status = 'queued'"
                 " AND reference IS NULL ORDER BY id").fetchall()
             if not rows or sum(r[1] for r in rows) < min_value:
                 return None
             keep, rest = rows[0][0], [r[0] for r in rows[1:]]
             for other in rest:
-                db.execute("UPDATE payments SET value_iota = value_iota +"
-                           " (SELECT value_iota FROM payments WHERE id = ?) WHERE id = ?",
+                db.execute("UPDATE payments SET value_units = value_units +"
+                           " (SELECT value_units FROM payments WHERE id = ?) WHERE id = ?",
                            (other, keep))
                 db.execute("UPDATE OR IGNORE payment_rounds SET payment_id = ?"
                            " WHERE payment_id = ?", (keep, other))
@@ -477,17 +312,17 @@ class Ledger:
             LedgerError: the payment is not an unsigned queued one larger than ``value``.
         """
         with self._tx() as db:
-            row = db.execute("SELECT value_iota FROM payments WHERE id = ? AND status = 'queued'"
+            row = db.execute("SELECT value_units FROM payments WHERE id = ? AND status = 'queued'"
                              " AND reference IS NULL", (payment_id,)).fetchone()
             if row is None or not 0 < value < row[0]:
                 raise LedgerError(f"payment {payment_id} cannot be split at {value}")
-            db.execute("UPDATE payments SET value_iota = ? WHERE id = ?", (value, payment_id))
+            db.execute("UPDATE payments SET value_units = ? WHERE id = ?", (value, payment_id))
             return self._requeue(db, payment_id, row[0] - value)
 
     def _requeue(self, db: sqlite3.Connection, payment_id: int, value: int) -> int:
         """A new queued payment of ``value`` for the rounds of ``payment_id``."""
         new_id = int(db.execute(
-            "INSERT INTO payments (value_iota, status, created_at) VALUES (?, 'queued', ?)",
+            "INSERT INTO payments (value_units, status, created_at) VALUES (?, 'queued', ?)",
             (value, self.clock())).lastrowid or 0)
         db.execute("INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, round_id"
                    " FROM payment_rounds WHERE payment_id = ?", (new_id, payment_id))
@@ -502,7 +337,7 @@ class Ledger:
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE payments SET reference = ?, payload = ?, input_index = ?,"
-                " change_index = ?, backend = ? WHERE id = ? AND value_iota = ?"
+                " change_index = ?, backend = ? WHERE id = ? AND value_units = ?"
                 " AND reference IS NULL AND status = 'queued'",
                 (signed.reference, signed.payload, signed.input_index, signed.change_index,
                  backend, payment_id, signed.value)).rowcount
@@ -588,7 +423,7 @@ class Ledger:
         payment queued anew.
         """
         with self._tx() as db:
-            row = db.execute("SELECT value_iota, change_index FROM payments WHERE id = ?",
+            row = db.execute("SELECT value_units, change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
             db.execute("UPDATE payments SET status = 'failed', fee_nanos = ?, last_error = ?"
                        " WHERE id = ?", (fee_nanos, f"{state}: {detail}", payment_id))
@@ -615,7 +450,7 @@ class Ledger:
             LedgerError: no such payment, or it is not in flight (signed, not ended).
         """
         with self._tx() as db:
-            row = db.execute("SELECT value_iota FROM payments WHERE id = ? AND reference IS NOT"
+            row = db.execute("SELECT value_units FROM payments WHERE id = ? AND reference IS NOT"
                              " NULL AND status IN ('queued', 'sent')", (payment_id,)).fetchone()
             if row is None:
                 raise LedgerError(f"{self.path}: payment {payment_id} is not in flight"
@@ -643,7 +478,7 @@ class Ledger:
             LedgerError: a payment is signed and not confirmed yet.
         """
         with self._tx() as db:
-            flying = db.execute("SELECT id, value_iota, input_index FROM payments WHERE"
+            flying = db.execute("SELECT id, value_units, input_index FROM payments WHERE"
                                 " reference IS NOT NULL AND status IN ('queued', 'sent')"
                                 " ORDER BY id LIMIT 1").fetchone()
             if flying is not None:
@@ -658,14 +493,18 @@ class Ledger:
 
     def wallet_events(self) -> list[dict[str, object]]:
         """Key index changes made by the owner, oldest first."""
-        return [{"at": iso(r[0]), "kind": r[1], "old_index": r[2], "new_index": r[3],
-                 "note": r[4]} for r in self.db.execute(
-                     "SELECT at, kind, old_index, new_index, note FROM wallet_events ORDER BY id")]
+        return self._reader().wallet_events()
 
     def is_simulation(self) -> bool:
         """True for a ledger made by ``run --simulate`` (simulated rounds, dry-run payments)."""
         row = self.db.execute("SELECT value FROM wallet_state WHERE key = 'simulation'").fetchone()
         return bool(row and row[0])
+
+    def record_unit(self, backend: str) -> None:
+        """The amounts written from now on are in the unit of ``backend`` (``run`` says so
+        as it starts, under the ledger's lock; ``reader.ledger_unit_of`` reads it)."""
+        with self._tx() as db:
+            record_unit(db, backend)
 
     def mark_simulation(self) -> None:
         """Record that this ledger holds a simulation: a real ``run`` never pays from it."""
@@ -693,7 +532,7 @@ class Ledger:
 
     def payment(self, payment_id: int) -> Payment:
         row = self.db.execute(
-            "SELECT id, value_iota, status, attempts, reference, payload, input_index,"
+            "SELECT id, value_units, status, attempts, reference, payload, input_index,"
             " change_index, backend, fee_nanos FROM payments WHERE id = ?",
             (payment_id,)).fetchone()
         atts = self.db.execute(
@@ -713,49 +552,25 @@ class Ledger:
 
     @staticmethod
     def _owed_and_live(db: sqlite3.Connection) -> tuple[int, int]:
-        owed = db.execute("SELECT value FROM running_totals WHERE key = 'owed_niota'").fetchone()[0]
-        live = db.execute("SELECT COALESCE(SUM(value_iota), 0) FROM payments"
+        owed = db.execute("SELECT value FROM running_totals"
+                          " WHERE key = 'owed_nano_units'").fetchone()[0]
+        live = db.execute("SELECT COALESCE(SUM(value_units), 0) FROM payments"
                           f" WHERE status IN {_LIVE}").fetchone()[0]
         return int(owed), int(live)
 
-    def totals(self) -> dict[str, float | int]:
-        owed, _ = self._owed_and_live(self.db)
-        sums = dict(self.db.execute(
-            "SELECT status, SUM(value_iota) FROM payments GROUP BY status").fetchall())
-        paid = int(sums.get("sent") or 0) + int(sums.get("confirmed") or 0)
-        queued = int(sums.get("queued") or 0)
-        energy = self.db.execute("SELECT COALESCE(SUM(consumer_mws), 0) FROM rounds").fetchone()[0]
-        fees = self.db.execute("SELECT COALESCE(SUM(fee_nanos), 0) FROM payments").fetchone()[0]
-        return {"consumer_mws": energy, "owed_iota": owed / NANO, "paid_iota": paid,
-                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued),
-                "fees_nanos": int(fees)}
+    def _reader(self) -> LedgerReader:
+        """The reader on this connection: the one place that knows the columns' names."""
+        return LedgerReader.over(self.db, self.path)
 
-    def report(self) -> dict[str, object]:
-        """Everything, in the shape ``p2p-energy ledger --json`` prints."""
-        rounds = [
-            {"id": r[0], "started_at": iso(r[1]), "ended_at": iso(r[2]), "duration_s": r[3],
-             "metered_s": r[4], "samples": r[5], "expected_samples": r[6],
-             "failed_samples": r[7], "consumer_mws": r[8], "producer_avg_mw": r[9],
-             "price": r[10], "price_capped": bool(r[11]), "owed_iota": r[12] / NANO,
-             "consumer_metered_s": r[13], "producer_metered_s": r[14]}
-            for r in self.db.execute(
-                "SELECT id, started_at, ended_at, duration_s, metered_s, samples,"
-                " expected_samples, failed_samples, consumer_mws, producer_avg_mw, price,"
-                " price_capped, owed_niota, consumer_metered_s, producer_metered_s"
-                " FROM rounds ORDER BY id")]
-        links: dict[int, list[int]] = {}
-        for pid, rid in self.db.execute(
-                "SELECT payment_id, round_id FROM payment_rounds ORDER BY round_id"):
-            links.setdefault(pid, []).append(rid)
-        payments = [
-            {"id": p[0], "round_ids": links.get(p[0], []), "value_iota": p[1], "status": p[2],
-             reference_key(p[9]): p[3], "backend": p[9],
-             "fee_nanos": p[10], "attempts": p[4], "created_at": iso(p[5]),
-             "sent_at": iso(p[6]), "confirmed_at": iso(p[7]), "last_error": p[8],
-             "attachments": p[11]}
-            for p in self.db.execute(
-                "SELECT id, value_iota, status, reference, attempts, created_at, sent_at,"
-                " confirmed_at, last_error, backend, fee_nanos, (SELECT COUNT(*) FROM"
-                " attachments a WHERE a.payment_id = payments.id) FROM payments ORDER BY id")]
-        return {"rounds": rounds, "payments": payments, "totals": self.totals(),
-                "wallet_events": self.wallet_events()}
+    def totals(self) -> dict[str, float | int]:
+        """All-time totals (``reader.LedgerReader.totals``)."""
+        return self._reader().totals()
+
+    def unit(self, configured_backend: str | None) -> str:
+        """The unit this ledger speaks (``reader.ledger_unit_of``)."""
+        return ledger_unit_of(self.db, configured_backend)
+
+    def report(self, unit: str | None = None) -> dict[str, object]:
+        """Everything, in the shape ``p2p-energy ledger --json`` prints
+        (``reader.LedgerReader.report``)."""
+        return self._reader().report(unit)

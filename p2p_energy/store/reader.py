@@ -8,9 +8,10 @@ upgraded yet is read as it is (a table it lacks reads as empty), a newer one
 is refused.
 
 Times are epoch seconds; a round belongs to the period its ``ended_at`` falls
-in. Energies are mW·s, amounts owed nano-IOTA, payment values whole ledger
-units. A round with net negative consumption (sensor noise at zero load)
-counts as zero energy, as it owes nothing.
+in. Energies are mW·s, amounts owed billionths of a ledger unit, payment values
+whole ledger units; ``ledger_unit_of`` says which unit the ledger speaks. A
+round with net negative consumption (sensor noise at zero load) counts as zero
+energy, as it owes nothing.
 """
 
 from __future__ import annotations
@@ -25,20 +26,25 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.metering import LivePower
+from ..core.pricing import NANO, carry_iota
 from ..errors import LedgerError
-from ..wallet.base import reference_key
-from .ledger import SCHEMA_VERSION, open_problem
-
-_ROUND_COLUMNS = ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
-                  " failed_samples, consumer_mws, producer_mws, producer_avg_mw, price,"
-                  " price_capped, owed_niota")
+from ..wallet.base import UNIT_MEANING, ledger_unit, reference_key
+from .common import iso, open_problem
+from .schema import SCHEMA_VERSION
 
 
-# SUM(owed_niota) overflows SQLite's 64-bit integers at 9.2e9 IOTA owed (half a year
-# of a 60 mW load at the night cap). Whole IOTA and nano-IOTA remainders are summed
-# apart and put together in Python, exactly.
-_OWED_SUMS = ("COALESCE(SUM(owed_niota / 1000000000), 0),"
-              " COALESCE(SUM(owed_niota % 1000000000), 0)")
+def _round_columns(owed: str) -> str:
+    return ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
+            " failed_samples, consumer_mws, producer_mws, producer_avg_mw, price,"
+            f" price_capped, {owed}")
+
+
+# SUM(owed) overflows SQLite's 64-bit integers at 9.2e9 units owed (half a year of a
+# 60 mW load at the night cap). Whole units and billionths are summed apart and put
+# together in Python, exactly.
+def _owed_sums(owed: str) -> str:
+    return (f"COALESCE(SUM({owed} / 1000000000), 0),"
+            f" COALESCE(SUM({owed} % 1000000000), 0)")
 
 
 def _owed(whole_iota: int, rest_niota: int) -> int:
@@ -58,9 +64,9 @@ class RoundRow:
     consumer_mws: float
     producer_mws: float
     producer_avg_mw: float
-    price: float  # IOTA per mW·s
+    price: float  # ledger units per mW·s
     price_capped: bool
-    owed_niota: int
+    owed_niota: int  # billionths of a ledger unit (column ``owed_nano_units``)
 
     @property
     def consumer_avg_mw(self) -> float:
@@ -70,7 +76,7 @@ class RoundRow:
 @dataclass(frozen=True, slots=True)
 class PaymentRow:
     id: int
-    value_iota: int
+    value_iota: int  # ledger units (column ``value_units``)
     status: str
     created_at: float
     sent_at: float | None
@@ -80,6 +86,7 @@ class PaymentRow:
     reference_kind: str  # "bundle_hash" (legacy API) or "digest" (today's network)
     fee_nanos: int
     last_error: str | None
+    backend: str | None = None  # the backend that signed it (None: not signed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,24 +144,48 @@ class LedgerReader:
             raise self._error(f"cannot open ledger: {open_problem(self.path, err)}",
                               "the ledger cannot be opened (see the serve log)") from None
         try:
+            self._inspect()
+        except BaseException:
+            self.db.close()
+            raise
+
+    @classmethod
+    def over(cls, db: sqlite3.Connection, path: str) -> LedgerReader:
+        """A reader on a connection ``Ledger`` holds (never closed by the reader).
+
+        Raises:
+            LedgerError: as the constructor.
+        """
+        reader = cls.__new__(cls)
+        reader.path, reader.db = str(path), db
+        reader._inspect()
+        return reader
+
+    def _inspect(self) -> None:
+        """Learn the schema's names (any version this program can read)."""
+        try:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             self._tables = {r[0] for r in self.db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             payment_columns = {r[1] for r in self.db.execute("PRAGMA table_info(payments)")}
+            round_columns = {r[1] for r in self.db.execute("PRAGMA table_info(rounds)")}
         except sqlite3.Error as err:
-            self.db.close()
             raise self._error(f"cannot read ledger: {open_problem(self.path, err)}",
                               "the ledger cannot be read (see the serve log)") from None
         if version == 0 or "rounds" not in self._tables:
-            self.db.close()
             raise self._error("not a ledger yet (has the daemon started?)")
         if version > SCHEMA_VERSION:
-            self.db.close()
             raise self._error(f"ledger schema {version} is newer than this program"
                               f" understands ({SCHEMA_VERSION}): upgrade p2p-energy")
         self._depth = 0
         self._fee = "fee_nanos" if "fee_nanos" in payment_columns else "0"
+        self._value = "value_units" if "value_units" in payment_columns else "value_iota"
         self._payment_select = _payment_select(payment_columns)
+        self._owed = "owed_nano_units" if "owed_nano_units" in round_columns else "owed_niota"
+        self._rounds = _round_columns(self._owed)
+        self._owed_sums = _owed_sums(self._owed)
+        self._by_channel = ("consumer_metered_s, producer_metered_s"
+                            if "consumer_metered_s" in round_columns else "NULL, NULL")
 
     def _check_file(self) -> None:
         """A regular file, or none yet: SQLite would wait forever on a FIFO."""
@@ -200,7 +231,7 @@ class LedgerReader:
     def rounds(self, start: float, end: float, limit: int = 1_000_000) -> list[RoundRow]:
         """Rounds that ended in [start, end), oldest first, at most ``limit``."""
         return [RoundRow(*r[:12], bool(r[12]), r[13]) for r in self.db.execute(
-            f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
+            f"SELECT {self._rounds} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
             " ORDER BY ended_at, id LIMIT ?", (start, end, limit))]
 
     def rounds_page(self, start: float, end: float, after: tuple[float, int] | None,
@@ -212,28 +243,26 @@ class LedgerReader:
         # The first bound is the cursor's too, so that the index is entered there rather
         # than at ``start``: a page deep in a year costs as little as the first.
         for r in self.db.execute(
-                f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
+                f"SELECT {self._rounds} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
                 " AND (ended_at, id) > (?, ?) ORDER BY ended_at, id LIMIT ?",
                 (max(start, after_end), end, after_end, after_id, limit)):
             yield RoundRow(*r[:12], bool(r[12]), r[13])
 
     def last_round(self) -> RoundRow | None:
-        r = self.db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY id DESC LIMIT 1"
+        r = self.db.execute(f"SELECT {self._rounds} FROM rounds ORDER BY id DESC LIMIT 1"
                             ).fetchone()
         return RoundRow(*r[:12], bool(r[12]), r[13]) if r else None
 
     def iter_rounds(self) -> Iterator[RoundRow]:
         """Every round, oldest first, one at a time (for exports of any size)."""
-        for r in self.db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY id"):
+        for r in self.db.execute(f"SELECT {self._rounds} FROM rounds ORDER BY id"):
             yield RoundRow(*r[:12], bool(r[12]), r[13])
 
     def iter_rounds_by_channel(self) -> Iterator[tuple[RoundRow, float | None, float | None]]:
         """Every round, oldest first, with how long each channel was metered in it
         (consumer, producer; s); None for both in a ledger from before they were kept."""
-        columns = {r[1] for r in self.db.execute("PRAGMA table_info(rounds)")}
-        kept = "consumer_metered_s" in columns
-        extra = ", consumer_metered_s, producer_metered_s" if kept else ", NULL, NULL"
-        for r in self.db.execute(f"SELECT {_ROUND_COLUMNS}{extra} FROM rounds ORDER BY id"):
+        for r in self.db.execute(
+                f"SELECT {self._rounds}, {self._by_channel} FROM rounds ORDER BY id"):
             yield RoundRow(*r[:12], bool(r[12]), r[13]), r[14], r[15]
 
     def sums(self, start: float | None = None, end: float | None = None) -> Sums:
@@ -246,7 +275,7 @@ class LedgerReader:
         hi = float("inf") if end is None else end
         r = self.db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {_OWED_SUMS},"
+            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {self._owed_sums},"
             " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
             " COALESCE(SUM(failed_samples), 0), MAX(ended_at)"
             " FROM rounds WHERE ended_at >= ? AND ended_at < ?", (lo, hi)).fetchone()
@@ -258,7 +287,7 @@ class LedgerReader:
         are only ever appended, so all-time totals can be kept up to date from here)."""
         r = self.db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {_OWED_SUMS},"
+            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {self._owed_sums},"
             " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
             " COALESCE(SUM(failed_samples), 0), MAX(ended_at), MAX(id)"
             " FROM rounds WHERE id > ?", (round_id,)).fetchone()
@@ -305,7 +334,7 @@ class LedgerReader:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         count, value = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(value_iota), 0) FROM payments"
+            f"SELECT COUNT(*), COALESCE(SUM({self._value}), 0) FROM payments"
             " WHERE status = 'confirmed' AND confirmed_at >= ? AND confirmed_at < ?",
             (lo, hi)).fetchone()
         fees = self.db.execute(
@@ -317,15 +346,107 @@ class LedgerReader:
     def confirmations(self, start: float, end: float) -> list[tuple[float, int]]:
         """(confirmed_at, value) of every payment confirmed in [start, end), in time order."""
         return [(r[0], r[1]) for r in self.db.execute(
-            "SELECT confirmed_at, value_iota FROM payments WHERE status = 'confirmed'"
+            f"SELECT confirmed_at, {self._value} FROM payments WHERE status = 'confirmed'"
             " AND confirmed_at >= ? AND confirmed_at < ? ORDER BY confirmed_at",
             (start, end))]
 
     def by_status(self) -> dict[str, tuple[int, int]]:
         """status -> (number of payments, their value)."""
         return {r[0]: (int(r[1]), int(r[2])) for r in self.db.execute(
-            "SELECT status, COUNT(*), COALESCE(SUM(value_iota), 0) FROM payments"
+            f"SELECT status, COUNT(*), COALESCE(SUM({self._value}), 0) FROM payments"
             " GROUP BY status")}
+
+    # -- the ledger's unit ----------------------------------------------------------------
+
+    def unit(self, configured_backend: str | None) -> str:
+        """The unit this ledger speaks (``ledger_unit_of``)."""
+        return ledger_unit_of(self.db, configured_backend)
+
+    # -- everything, for ``ledger --json`` -----------------------------------------------
+
+    def totals(self) -> dict[str, float | int]:
+        """All-time totals: energy (mW·s), owed (ledger units, exact running total),
+        paid (sent or confirmed) and queued (whole units), the carry, fees (nanos)."""
+        with self.snapshot():
+            owed = self._owed_total()
+            sums = {status: value for status, (_n, value) in self.by_status().items()}
+            energy = self.db.execute(
+                "SELECT COALESCE(SUM(consumer_mws), 0) FROM rounds").fetchone()[0]
+            fees = self.db.execute(
+                f"SELECT COALESCE(SUM({self._fee}), 0) FROM payments").fetchone()[0]
+        paid = sums.get("sent", 0) + sums.get("confirmed", 0)
+        queued = sums.get("queued", 0)
+        return {"consumer_mws": energy, "owed_iota": owed / NANO, "paid_iota": paid,
+                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued),
+                "fees_nanos": int(fees)}
+
+    def _owed_total(self) -> int:
+        """Billionths of a unit owed: the running total, else counted from the rounds."""
+        if "running_totals" in self._tables:
+            row = self.db.execute("SELECT value FROM running_totals WHERE key IN"
+                                  " ('owed_nano_units', 'owed_niota')").fetchone()
+            if row is not None:
+                return int(row[0])
+        return self.sums().owed_niota
+
+    def report(self, unit: str | None = None) -> dict[str, object]:
+        """Everything, in the shape ``p2p-energy ledger --json`` prints.
+
+        Each round and payment carries its amount under its old name (``owed_iota``,
+        ``value_iota``) and under a unit-neutral one (``owed_units``, ``value_units``),
+        both in ledger units. With ``unit`` (``ledger_unit_of``) the report names it
+        (``unit``, ``unit_meaning``) and the totals carry unit-neutral names too.
+        """
+        with self.snapshot():
+            rounds = [{
+                "id": r.id, "started_at": iso(r.started_at), "ended_at": iso(r.ended_at),
+                "duration_s": r.duration_s, "metered_s": r.metered_s, "samples": r.samples,
+                "expected_samples": r.expected_samples, "failed_samples": r.failed_samples,
+                "consumer_mws": r.consumer_mws, "producer_avg_mw": r.producer_avg_mw,
+                "price": r.price, "price_capped": r.price_capped,
+                "owed_iota": r.owed_niota / NANO, "owed_units": r.owed_niota / NANO,
+                "consumer_metered_s": consumer_s, "producer_metered_s": producer_s}
+                for r, consumer_s, producer_s in self.iter_rounds_by_channel()]
+            links: dict[int, list[int]] = {}
+            for pid, rid in self.db.execute(
+                    "SELECT payment_id, round_id FROM payment_rounds ORDER BY round_id"):
+                links.setdefault(pid, []).append(rid)
+            attachments = self._attachment_counts()
+            payments = [{
+                "id": p.id, "round_ids": links.get(p.id, []), "value_iota": p.value_iota,
+                "value_units": p.value_iota, "status": p.status, p.reference_kind: p.reference,
+                "backend": p.backend, "fee_nanos": p.fee_nanos, "attempts": p.attempts,
+                "created_at": iso(p.created_at), "sent_at": iso(p.sent_at),
+                "confirmed_at": iso(p.confirmed_at), "last_error": p.last_error,
+                "attachments": attachments.get(p.id, 0)}
+                for p in map(self._payment, self.db.execute(
+                    f"{self._payment_select} ORDER BY id"))]
+            totals = self.totals()
+            events = self.wallet_events()
+        report: dict[str, object] = {}
+        if unit is not None:
+            report |= {"unit": unit, "unit_meaning": UNIT_MEANING[unit]}
+            totals |= {"owed_units": totals["owed_iota"], "paid_units": totals["paid_iota"],
+                       "queued_units": totals["queued_iota"],
+                       "carry_units": totals["carry_iota"]}
+        return report | {"rounds": rounds, "payments": payments, "totals": totals,
+                         "wallet_events": events}
+
+    def _attachment_counts(self) -> dict[int, int]:
+        table = ("attachments" if "attachments" in self._tables else
+                 "tails" if "tails" in self._tables else None)
+        if table is None:
+            return {}
+        return {r[0]: int(r[1]) for r in self.db.execute(
+            f"SELECT payment_id, COUNT(*) FROM {table} GROUP BY payment_id")}
+
+    def wallet_events(self) -> list[dict[str, object]]:
+        """Key index changes made by the owner, oldest first."""
+        if "wallet_events" not in self._tables:
+            return []
+        return [{"at": iso(r[0]), "kind": r[1], "old_index": r[2], "new_index": r[3],
+                 "note": r[4]} for r in self.db.execute(
+                     "SELECT at, kind, old_index, new_index, note FROM wallet_events ORDER BY id")]
 
     @staticmethod
     def _payment(r: tuple) -> PaymentRow:
@@ -333,17 +454,48 @@ class LedgerReader:
         return PaymentRow(id=r[0], value_iota=r[1], status=r[2], created_at=r[3],
                           sent_at=r[4], confirmed_at=r[5], attempts=r[6], reference=r[7],
                           reference_kind=reference_key(backend),
-                          fee_nanos=int(r[8] or 0), last_error=r[9])
+                          fee_nanos=int(r[8] or 0), last_error=r[9], backend=backend)
+
+
+def ledger_unit_at(path: str | Path, configured_backend: str | None) -> str:
+    """``ledger_unit_of`` the ledger file at ``path``; while there is no ledger to read
+    there yet, the unit of ``configured_backend``."""
+    try:
+        with LedgerReader(path) as reader:
+            return reader.unit(configured_backend)
+    except LedgerError:
+        return ledger_unit(configured_backend)
+
+
+def ledger_unit_of(db: sqlite3.Connection, configured_backend: str | None) -> str:
+    """Which unit the ledger on ``db`` speaks: the one rule for ``ledger``, ``check``,
+    ``serve``, statements, ``/metrics`` and MQTT.
+
+    The unit recorded in the ledger (``ledger_meta``): ``run`` records its
+    backend's as it starts, since the amounts it writes (prices, owed, payments)
+    are in that unit; the upgrade to schema 7 recorded the unit of the backend
+    that signed the newest payment. A ledger that records none (not upgraded
+    yet, or never run since) speaks the unit of ``configured_backend``
+    (``wallet.backend``).
+    """
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "ledger_meta" in tables:
+        row = db.execute("SELECT value FROM ledger_meta WHERE key = 'unit'").fetchone()
+        if row is not None:
+            return str(row[0])
+    return ledger_unit(configured_backend)
 
 
 def _payment_select(columns: set[str]) -> str:
     """The one place that knows the payments table's column names, old and new.
 
     The wallet protocol v2 renamed ``bundle_hash`` to ``reference`` and added
-    ``fee_nanos`` and ``backend``; a ledger of either shape reads the same.
+    ``fee_nanos`` and ``backend``; schema 7 renamed ``value_iota`` to
+    ``value_units``. A ledger of any of these shapes reads the same.
     """
     reference = "reference" if "reference" in columns else "bundle_hash"
     fee = "fee_nanos" if "fee_nanos" in columns else "0"
     backend = "backend" if "backend" in columns else "NULL"
-    return ("SELECT id, value_iota, status, created_at, sent_at, confirmed_at, attempts,"
+    value = "value_units" if "value_units" in columns else "value_iota"
+    return (f"SELECT id, {value}, status, created_at, sent_at, confirmed_at, attempts,"
             f" {reference}, {fee}, last_error, {backend} FROM payments")

@@ -40,6 +40,14 @@ STATES = (PENDING, CONFIRMED, FAILED, DEAD)
 # micro-IOTA, 1,000 nanos (iota_wallet.NANOS_PER_UNIT).
 LEGACY_UNIT, MICRO_UNIT = "IOTA", "µIOTA"
 UNIT_MEANING = {LEGACY_UNIT: "one legacy IOTA (i)", MICRO_UNIT: "one micro-IOTA, 1000 nanos"}
+
+
+def unit_slug(unit: str) -> str:
+    """The unit in a name (CSV columns, metric names, MQTT object ids): ``iota``,
+    ``microiota``."""
+    return unit.replace("µ", "micro").lower()
+
+
 LEGACY_REFERENCE_KEY = "bundle_hash"  # how ledgers before backends named a payment
 
 # ``check`` lines: a status and a text.
