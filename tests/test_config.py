@@ -651,3 +651,11 @@ def test_amounts_a_round_could_owe_must_fit_the_ledger(tmp_path):
     cfg.write_text("[round]\nlength_s = 86400\n[price]\nmax_price = 1000.0\n"
                    "[meter]\nmax_power_mw = 50\n")
     assert load(cfg).meter.max_power_mw == 50.0
+
+
+def test_a_nul_in_a_file_name_is_a_one_line_error(tmp_path: Path) -> None:
+    """Found by the property test above: os.stat and os.open raise ValueError for it."""
+    path = write(tmp_path / "c.toml", '[wallet]\nseed_file = "a\\u0000b"\n')
+    cfg = load(path)  # the seed file is only read when a wallet needs it
+    message = _seed_error(cfg)
+    assert "\n" not in message and "no file name holds a NUL character" in message

@@ -62,7 +62,7 @@ def refuse_shared_seed_file(config: Config) -> None:
     path = seed_file_path(config)
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (no file has one)
         return
     if not stat.S_ISREG(mode):
         return
@@ -136,11 +136,12 @@ def _read_secret(path: str, what: str, fail: Callable[[str], ConfigError], *, so
     try:
         # O_NONBLOCK: a FIFO or device named by mistake must not hang start-up.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        hint = missing_hint if err.errno == errno.ENOENT else ""
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+        hint = missing_hint if getattr(err, "errno", None) == errno.ENOENT else ""
         if key and value is HIDDEN:
             hint += _UNSHOWN_HINT
-        raise fail(f"cannot read {what}: {err.strerror or err}{hint}") from None
+        reason = getattr(err, "strerror", None) or "no file name holds a NUL character"
+        raise fail(f"cannot read {what}: {reason}{hint}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
