@@ -28,9 +28,10 @@ from legacy_node import LegacyNode, address_of
 from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
 
 # Tests that run this paying daemon are CPU-heavy (PyOTA signs in the daemon for seconds,
-# the node does proof of work in the test process) and check node timeouts of 2-3 s and
-# the 50 ms sampling rhythm. Under pytest-xdist they run one at a time, on one worker,
-# beside the lighter tests of the other worker (README.md, "Development").
+# the node does proof of work in the test process) and check node timeouts of 2-3 s.
+# Under pytest-xdist they run one at a time, on one worker, beside the other worker's
+# tests; those that check the 50 ms sampling rhythm are marked ``alone`` instead and run
+# with no test beside them at all (tests/conftest.py; README.md, "Development").
 ONE_AT_A_TIME = pytest.mark.xdist_group("legacy_daemon")
 
 FUNDS_IOTA = 1_000_000

@@ -20,7 +20,6 @@ import pytest
 from legacy_node import LegacyNode
 from node_fixtures import PAYER_SEED
 from paying_daemon import (
-    ONE_AT_A_TIME,
     RUN_S,
     SAMPLE_S,
     assert_books_balance,
@@ -36,7 +35,8 @@ from paying_daemon import (
     write_setup,
 )
 
-pytestmark = ONE_AT_A_TIME
+# Both check the sampling rhythm: no other test runs beside them (tests/conftest.py).
+pytestmark = pytest.mark.alone
 
 # -- fixtures --------------------------------------------------------------------------------
 

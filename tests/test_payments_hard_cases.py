@@ -37,8 +37,6 @@ from paying_daemon import (
     write_setup,
 )
 
-pytestmark = ONE_AT_A_TIME
-
 
 @pytest.fixture
 def node() -> Iterator[LegacyNode]:
@@ -57,6 +55,7 @@ def confirmed_count(db: Path) -> int:
 
 
 
+@ONE_AT_A_TIME
 def test_store_failing_after_a_broadcast_pays_everything_once(node, tmp_path, ledger_dir):
     """broadcastTransactions works, storeTransactions fails: the broadcast got through."""
     setup = write_setup(tmp_path, node, ledger_dir)
@@ -79,6 +78,7 @@ def test_store_failing_after_a_broadcast_pays_everything_once(node, tmp_path, le
     assert_books_balance(node, setup)
 
 
+@ONE_AT_A_TIME
 def test_a_bundle_the_node_forgot_is_attached_again_from_the_ledger(node, tmp_path, ledger_dir):
     setup = write_setup(tmp_path, node, ledger_dir)
     log = setup.log("run")
@@ -104,6 +104,7 @@ def test_a_bundle_the_node_forgot_is_attached_again_from_the_ledger(node, tmp_pa
     assert len(broadcast_contents(node)[flying.bundle_hash]) == 1  # the same signature
 
 
+@ONE_AT_A_TIME
 def test_an_underfunded_wallet_pays_what_it_has_and_the_rest_after_a_deposit(tmp_path,
                                                                               ledger_dir):
     with LegacyNode(mwm=TEST_MWM, confirm_delay_s=0.5, hang_s=10.0) as node:
@@ -134,6 +135,7 @@ def test_an_underfunded_wallet_pays_what_it_has_and_the_rest_after_a_deposit(tmp
         assert node.balance(address_of(PAYER_SEED, index)) == 1025 - paid
 
 
+@pytest.mark.alone  # it checks the sampling rhythm: no other test runs beside it
 def test_answers_of_the_wrong_shape_are_retried_never_crash_the_payer_and_sampling_goes_on(
         node, tmp_path, ledger_dir):
     setup = write_setup(tmp_path, node, ledger_dir)
