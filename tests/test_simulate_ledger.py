@@ -148,11 +148,11 @@ def test_a_ledger_left_before_its_schema_was_written_is_made_a_ledger(tmp_path,
 
 def test_a_config_error_leaves_no_ledger(tmp_path) -> None:
     """The key is read before the ledger is looked at: a bad one makes nothing."""
-    path = tmp_path / "never.db"
+    path = tmp_path / "new" / "dir" / "never.db"
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f'[wallet]\nbackend = "iota"\nseed = "not a key"\n'
                    f'receiver = "0x{"e1" * 32}"\n[ledger]\npath = "{path}"\n')
     cfg.chmod(0o600)
     out = run("-c", str(cfg))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert not path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]  # no folder, no lock

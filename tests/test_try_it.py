@@ -104,6 +104,13 @@ def test_a_bad_option_value_is_one_line(tmp_path: Path, args: list[str], line: s
     assert (out.returncode, out.stderr) == (2, line + "\n")
 
 
+def test_a_broker_password_given_to_mqtt_is_never_repeated(tmp_path: Path) -> None:
+    out = _cli(tmp_path, "serve", "--simulate", "--mqtt", "mqtt://bob:S3cretPw@broker.lan:1883")
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("p2p-energy: --mqtt: mqtt.broker: ")
+    assert "S3cretPw" not in out.stderr + out.stdout and "bob" not in out.stderr
+
+
 def _simulated_ledger(state: Path, rounds: int) -> float:
     """A ``--simulate`` ledger of ``rounds`` 10 s rounds ending now; returns the last end."""
     from p2p_energy.core.metering import RoundTotals

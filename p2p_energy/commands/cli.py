@@ -180,10 +180,11 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from ..store.lock import LedgerLock
 
     path = cfg.ledger.path
-    with LedgerLock(path):  # before anything is opened or changed
-        # The config's own errors first (the key is read here): they leave no ledger.
-        open_wallet = wallet_opener(cfg)
-        sensor = build_sensor(cfg)
+    # The config's own errors first (the key is read here): they leave nothing behind,
+    # no ledger, no lock file, no folder.
+    open_wallet = wallet_opener(cfg)
+    sensor = build_sensor(cfg)
+    with LedgerLock(path):  # before the ledger is opened or changed
         simulation = holds_simulation(path)  # None: not a ledger yet
         _claim_ledger(path, simulation, simulate=args.simulate,
                       own_default=args.simulate and args.config is None)

@@ -126,8 +126,10 @@ def override(c: Config, key: str, raw: Any, *, option: str) -> Config:
     section, name = key.split(".")
     try:
         value = SCHEMA[section][name](raw)
-    except ValueError as err:
-        raise error(str(err), path=option, key=key, value=raw) from None
+    except ValueError as err:  # a value that may hold a secret is not repeated
+        hidden = isinstance(err, UnshownValueError)
+        raise error(str(err), path=option, key=key,
+                    value=HIDDEN if hidden else _shown(key, raw)) from None
     changed = dataclasses.replace(c, **{section: dataclasses.replace(getattr(c, section),
                                                                      **{name: value})})
     # The file was valid before: a rule broken now is broken by the option.
