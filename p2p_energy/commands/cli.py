@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import re
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -264,6 +263,7 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
     from ..notify import Notifier, watchdog_interval_s
     from ..runtime.daemon import Daemon
     from ..runtime.payer import Payer, PayerPolicy
+    from ..signals import stop_on_signals
     from ..store.ledger import Ledger
 
     policy = PayerPolicy.from_config(cfg.wallet)
@@ -272,8 +272,7 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0)
-    signal.signal(signal.SIGTERM, daemon.request_stop)
-    signal.signal(signal.SIGINT, daemon.request_stop)
+    stop_on_signals(daemon.stop)  # the handler itself takes no lock (signals.py)
     log.info("p2p-energy %s starting (%s)", __version__,
              "simulated sensor, dry-run wallet" if args.simulate else cfg.source)
     if args.simulate:

@@ -80,7 +80,8 @@ class Daemon:
         self.stop.set()
 
     def request_stop(self, *_args: object) -> None:
-        """Signal handler: only sets a flag; the loop does the rest."""
+        """Ask the loop to stop; it does the rest. From any thread, but not from a signal
+        handler (it takes the event's lock): SIGTERM goes through ``signals``."""
         self.stop.set()
 
     def run(self) -> None:

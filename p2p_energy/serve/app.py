@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 
 from ..config import Config, load_mqtt_password, require_serve
 from ..errors import P2PEnergyError
 from ..logs import redact
 from ..notify import Notifier
+from ..signals import stop_on_signals
 from ..store.reader import ledger_unit_at
 from .figures import LedgerSource
 from .periods import resolve_timezone, zone_name
@@ -50,8 +50,7 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
     source = LedgerSource(cfg.ledger.path, tz, stale_after_s=stale_after_s(cfg),
                           unit=ledger_unit_at(cfg.ledger.path, cfg.wallet.backend))
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_on_signals(stop)  # the handler itself takes no lock (signals.py)
     server = publisher = None
     try:
         if cfg.serve.enabled:
