@@ -47,13 +47,13 @@ def cmd_abandon(cfg: Config, args: argparse.Namespace, print_line=print) -> int:
                 log.warning("payment %d (%d units, %s, reference %s) %s: if it confirms"
                             " after all, it was paid twice", p.id, p.value_iota, p.backend,
                             p.reference, FORCED)
-                why = FORCED
-                again = ledger.abandon(p.id, why, default_index=cfg.wallet.start_index)
+                state, detail, fee, why = "abandoned", FORCED, 0, FORCED
             else:
                 status = _ask_its_network(cfg, p)
-                why = f"its network says {status.state}: {status.detail or 'no detail'}"
-                again = ledger.mark_ended(p.id, status.state, status.detail, status.fee_nanos,
-                                          abandoned_by_owner=True)
+                state, detail, fee = status.state, status.detail, status.fee_nanos
+                why = f"its network says {state}: {detail or 'no detail'}"
+            again = ledger.mark_ended(p.id, state, detail, fee, owner_note=why,
+                                      default_index=cfg.wallet.start_index)
         finally:
             ledger.close()
     print_line(f"payment {p.id} ended ({why}); its {p.value_iota} units are owed again as"

@@ -414,53 +414,29 @@ class Ledger:
             self._set_input_index(db, row[0])
 
     def mark_ended(self, payment_id: int, state: str, detail: str, fee_nanos: int = 0, *,
-                   abandoned_by_owner: bool = False) -> int:
-        """A signed transfer that will never pay (``failed`` or ``dead``): owed again now.
+                   owner_note: str = "", default_index: int = 0) -> int:
+        """A signed transfer that will never pay (``failed``, ``dead``, or ``abandoned``
+        by the owner): owed again now.
 
         ``failed`` executed and spent its inputs (and ``fee_nanos``): the change
-        index becomes the next input. ``abandoned_by_owner`` (``wallet abandon``,
-        its network asked): recorded in ``wallet_events`` too. Returns the id of the
-        payment queued anew.
+        index becomes the next input. ``owner_note`` (``wallet abandon``): the owner
+        ended it; recorded in ``wallet_events`` (kind ``abandon``) with the key index
+        before and after (``default_index`` when none is recorded yet). Returns the id
+        of the payment queued anew.
         """
         with self._tx() as db:
             row = db.execute("SELECT value_units, change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
             db.execute("UPDATE payments SET status = 'failed', fee_nanos = ?, last_error = ?"
                        " WHERE id = ?", (fee_nanos, f"{state}: {detail}", payment_id))
-            old = self.input_index(-1)
+            old = self.input_index(default_index)
             if state == FAILED:
                 self._set_input_index(db, row[1])
-            if abandoned_by_owner:
-                new = self.input_index(-1)
+            if owner_note:
                 db.execute("INSERT INTO wallet_events (at, kind, old_index, new_index, note)"
                            " VALUES (?, 'abandon', ?, ?, ?)",
-                           (self.clock(), None if old < 0 else old, max(new, 0),
-                            f"payment {payment_id}: its network says {state}: {detail}"))
-            return self._requeue(db, payment_id, row[0])
-
-    def abandon(self, payment_id: int, note: str, *, default_index: int) -> int:
-        """The owner gives up a signed payment: it ends, its value is owed again now.
-
-        For a payment whose network can no longer be asked (a retired legacy network,
-        a backend switched away from). Recorded in ``wallet_events`` (kind
-        ``abandon``) with ``note``; the key index is unchanged. Returns the id of
-        the payment queued anew.
-
-        Raises:
-            LedgerError: no such payment, or it is not in flight (signed, not ended).
-        """
-        with self._tx() as db:
-            row = db.execute("SELECT value_units FROM payments WHERE id = ? AND reference IS NOT"
-                             " NULL AND status IN ('queued', 'sent')", (payment_id,)).fetchone()
-            if row is None:
-                raise LedgerError(f"{self.path}: payment {payment_id} is not in flight"
-                                  " (signed and not ended); nothing to abandon")
-            db.execute("UPDATE payments SET status = 'failed', last_error = ? WHERE id = ?",
-                       (f"abandoned: {note}", payment_id))
-            index = self.input_index(default_index)
-            db.execute("INSERT INTO wallet_events (at, kind, old_index, new_index, note)"
-                       " VALUES (?, 'abandon', ?, ?, ?)",
-                       (self.clock(), index, index, f"payment {payment_id}: {note}"))
+                           (self.clock(), old, self.input_index(default_index),
+                            f"payment {payment_id}: {owner_note}"))
             return self._requeue(db, payment_id, row[0])
 
     @staticmethod
