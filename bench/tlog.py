@@ -46,11 +46,11 @@ def rounds(n: int) -> Iterator[RoundEntry]:
         sun = max(math.sin(((start / 3_600_000) % 24 - 6) / 12 * math.pi), 0.0)
         consumer_uws = 3_600_000 + (i * 7919) % 1_000_000
         producer_uws = int(800_000 * 60 * sun)
-        _, _, owed = entries.price_round(consumer_uws, producer_uws, ROUND_MS, 10 * NANO,
+        _, _, owed = entries.price_round(consumer_uws, producer_uws, ROUND_MS * 1000, 10 * NANO,
                                          10 * NANO)
         queued, carry_out = divmod(carry + owed, NANO)
         yield RoundEntry(i + 1, start, start + ROUND_MS, "µIOTA", consumer_uws, producer_uws,
-                         ROUND_MS, 10 * NANO, 10 * NANO, carry, owed, queued, carry_out)
+                         ROUND_MS * 1000, 10 * NANO, 10 * NANO, carry, owed, queued, carry_out)
         carry = carry_out
 
 

@@ -169,7 +169,7 @@ def stop_daemon(proc: subprocess.Popen, timeout_s: float = 30.0) -> int:
 @dataclass(frozen=True)
 class Row:
     id: int
-    value_iota: int
+    value_units: int
     status: str
     bundle_hash: str | None
     trytes: tuple[str, ...] | None
@@ -203,7 +203,7 @@ def read_db(db: Path) -> tuple[list[Row], int, int | None]:
 def drained(db: Path) -> bool:
     """Every whole IOTA owed is in a confirmed payment."""
     rows, owed, _ = read_db(db)
-    confirmed = sum(r.value_iota for r in rows if r.status == "confirmed")
+    confirmed = sum(r.value_units for r in rows if r.status == "confirmed")
     return bool(rows) and all(r.status == "confirmed" for r in rows) \
         and confirmed == owed // 1_000_000_000
 
@@ -308,7 +308,7 @@ def assert_books_balance(node: LegacyNode, setup: Setup) -> dict:
     assert node.balance(RECEIVER) == totals["paid_iota"]
     # Every ledger payment is one distinct confirmed bundle on the node, paying its value.
     on_node = paid_to_receiver(node)
-    assert {r.bundle_hash: r.value_iota for r in rows} == on_node
+    assert {r.bundle_hash: r.value_units for r in rows} == on_node
     assert sum(on_node.values()) == totals["paid_iota"]
     # What the node holds is exactly what the ledger signed (no re-signing after a restart).
     contents = broadcast_contents(node)

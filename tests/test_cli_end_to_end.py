@@ -91,7 +91,11 @@ def test_energy_matches_power_times_covered_time(runs):
     energy = report["totals"]["consumer_mws"]
     assert energy == pytest.approx(50.0 * covered, rel=1e-3)
     assert sum(r["consumer_mws"] for r in rounds) == pytest.approx(energy)
-    assert all(r["price"] == pytest.approx(10.0 / 500.0) for r in rounds)
+    # Priced from whole µW·s and ms (the log's integers): a round of a few ms (the
+    # last, cut short by the stop) is off by up to 0.5 ms over its length.
+    assert all(r["price"] == pytest.approx(10.0 / 500.0, rel=0.05) for r in rounds)
+    assert sum(r["price"] == pytest.approx(10.0 / 500.0, rel=1e-3) for r in rounds) \
+        >= len(rounds) - 1
 
 
 def test_paid_plus_queued_is_floor_of_owed(runs):

@@ -26,12 +26,18 @@ from pathlib import Path
 import pytest
 
 from p2p_energy.core.metering import LivePower, RoundTotals
-from p2p_energy.core.pricing import quote
+from p2p_energy.core.pricing import PriceRule, quote_round
 from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.base import Attachment, Signed
 
 from chromium_cdp import CHROMIUM, Browser
 from mosquitto_broker import wait_until
+
+RULE10 = PriceRule.from_units(10.0, 10.0)
+
+
+def priced(r):
+    return quote_round(r.consumer_mws, r.producer_mws, r.producer_metered_s, RULE10)
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"
@@ -60,16 +66,16 @@ def sunny_ledger(path: Path, now: float) -> None:
                         consumer_mws=consumer_mw * ROUND_S, producer_mws=producer_mw * ROUND_S,
                         samples=30, expected_samples=30, ended_at=t + ROUND_S)
         clock[0] = t + ROUND_S
-        led.record_round(r, quote(r.consumer_mws, r.producer_avg_mw, 10.0, 10.0))
+        led.record_round(r, priced(r))
         if i % 240 == 239:  # every two hours a payment goes out and confirms
             p = led.claim_queued()
             if p is not None:
                 led.store_signed(p.id, Signed(f"B{p.id}".ljust(81, "9"), "[]",
-                                                    p.value_iota, p.id, p.id + 1), "pyota")
+                                                    p.value_units, p.id, p.id + 1), "pyota")
                 led.record_attachment(p.id, Attachment("TAIL", ""))
                 led.mark_sent(p.id, "TAIL")
                 led.mark_confirmed(p.id)
-    led.record_round(r, quote(r.consumer_mws, r.producer_avg_mw, 10.0, 10.0))  # one queued
+    led.record_round(r, priced(r))  # one queued
     led.checkpoint(r, LivePower(73.0, 640.0, time.time()))
     led.close()
 
@@ -82,7 +88,7 @@ def one_minute_ledger(path: Path, now: float) -> None:
         r = RoundTotals(started_at=t, duration_s=10.0, metered_s=10.0,
                         consumer_mws=(60 + 5 * i) * 10.0, producer_mws=(400 + 40 * i) * 10.0,
                         samples=10, expected_samples=10, ended_at=t + 10)
-        led.record_round(r, quote(r.consumer_mws, r.producer_avg_mw, 10.0, 10.0))
+        led.record_round(r, priced(r))
     led.checkpoint(r, LivePower(73.0, 640.0, now - 1))
     led.close()
 

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from p2p_energy.core import entries
 from p2p_energy.core.entries import NANO, PaymentEntry, RoundEntry
-from p2p_energy.core.pricing import quote
+from p2p_energy.core.pricing import PriceRule, quote_round
 from p2p_energy.errors import EntryError
 
 ROUND = RoundEntry(
     round_id=17, start_utc_ms=1_767_225_600_000, end_utc_ms=1_767_225_660_000, unit="µIOTA",
-    consumer_energy_uws=6_000_000, producer_energy_uws=3_000_000, producer_metered_ms=60_000,
+    consumer_energy_uws=6_000_000, producer_energy_uws=3_000_000, producer_metered_us=60_000_000,
     numerator_nano_units_per_s=10 * NANO, cap_nano_units_per_mws=10 * NANO,
     carry_in_nano_units=999_999_999, owed_nano_units=1_200 * NANO, queued_units=1_200,
     carry_out_nano_units=999_999_999)
@@ -30,18 +30,21 @@ PAYMENT = PaymentEntry(
     status=entries.EXECUTED)
 
 MAX_NUMBER = 2**53 - 1
+RULE = PriceRule(10 * NANO, 10 * NANO)
 units = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp",
                                                                    "Cf", "Co", "Cn", "Mn", "Mc",
                                                                    "Me")),
                 min_size=1, max_size=16)
 u64 = st.integers(0, 2**64 - 1)
+i64 = st.integers(-(2**63), 2**63 - 1)
 rounds = st.builds(
     RoundEntry, round_id=st.integers(1, MAX_NUMBER), start_utc_ms=st.integers(0, 2**41),
     end_utc_ms=st.integers(2**41, MAX_NUMBER), unit=units,
     consumer_energy_uws=st.integers(-MAX_NUMBER, MAX_NUMBER),
-    producer_energy_uws=st.integers(0, MAX_NUMBER), producer_metered_ms=st.integers(0, MAX_NUMBER),
-    numerator_nano_units_per_s=u64, cap_nano_units_per_mws=u64, carry_in_nano_units=u64,
-    owed_nano_units=u64, queued_units=u64, carry_out_nano_units=u64)
+    producer_energy_uws=st.integers(-MAX_NUMBER, MAX_NUMBER),
+    producer_metered_us=st.integers(0, MAX_NUMBER),
+    numerator_nano_units_per_s=u64, cap_nano_units_per_mws=u64, carry_in_nano_units=i64,
+    owed_nano_units=u64, queued_units=u64, carry_out_nano_units=i64)
 payments = st.builds(
     PaymentEntry, payment_id=st.integers(1, MAX_NUMBER), backend=st.from_regex(
         r"[a-z0-9][a-z0-9._-]{0,31}", fullmatch=True),
@@ -138,7 +141,8 @@ def test_integer_bounds() -> None:
     assert entries.parse_entry(entries.encode_round(top)) == top
     for field, value in (("round_id", MAX_NUMBER + 1), ("producer_energy_uws", 2**53),
                          ("consumer_energy_uws", -(2**53)), ("owed_nano_units", 2**64),
-                         ("carry_in_nano_units", -1), ("round_id", 0), ("round_id", True)):
+                         ("carry_in_nano_units", -(2**63) - 1), ("carry_out_nano_units", 2**63),
+                         ("producer_energy_uws", -(2**53)), ("round_id", 0), ("round_id", True)):
         with pytest.raises(EntryError, match=field):
             entries.encode_round(dataclasses.replace(ROUND, **{field: value}))
     with pytest.raises(rfc8785.IntegerDomainError):  # rfc8785 itself draws the same line
@@ -238,22 +242,22 @@ def test_recompute_uncapped_round() -> None:
     bill = entries.recompute(ROUND)
     assert bill == entries.Bill(False, Fraction(2 * NANO, 10), 1_200 * NANO, 1_200, 999_999_999)
     assert entries.round_problems(ROUND) == []
-    assert quote(6000.0, 50.0, 10.0, 10.0).owed_niota == bill.owed_nano_units  # the daemon
+    assert quote_round(6000.0, 3000.0, 60.0, RULE).owed_nano_units == bill.owed_nano_units
 
 
 def test_recompute_capped_rounds() -> None:
     night = dataclasses.replace(ROUND, producer_energy_uws=0)
     assert entries.recompute(night).capped and entries.recompute(night).owed_nano_units == \
         6_000 * 10 * NANO
-    no_time = dataclasses.replace(ROUND, producer_metered_ms=0)
+    no_time = dataclasses.replace(ROUND, producer_metered_us=0)
     assert entries.recompute(no_time).capped
     # Exactly at the cap (N x T = C x E) is capped, as the daemon's ">=".
     edge = dataclasses.replace(ROUND, producer_energy_uws=60_000, numerator_nano_units_per_s=10,
                                cap_nano_units_per_mws=10)
     assert entries.recompute(edge).capped
     assert not entries.recompute(dataclasses.replace(edge, producer_energy_uws=60_001)).capped
-    assert quote(6000.0, 1.0, 10.0, 10.0).capped and quote(6000.0, 1.0001, 10.0, 10.0).capped \
-        is False
+    assert quote_round(6000.0, 60.0, 60.0, RULE).capped  # 1 mW: 10 / 1 = the cap
+    assert quote_round(6000.0, 60.001, 60.0, RULE).capped is False
 
 
 def test_negative_consumer_energy_owes_nothing() -> None:
@@ -283,18 +287,22 @@ def test_a_changed_owed_amount_is_named() -> None:
                         f" {1_200 * NANO}"]
 
 
-def test_next_carry_in_adds_back_failed_payments() -> None:
-    failed = dataclasses.replace(PAYMENT, status=entries.FAILED, amount_units=7)
-    assert entries.next_carry_in(ROUND, [PAYMENT, failed]) == 999_999_999 + 7 * NANO
+def test_next_carry_in_is_the_carry_out() -> None:
+    """A failed payment is queued again as a new payment: the carry does not move."""
+    assert entries.next_carry_in(ROUND) == 999_999_999
 
 
-def test_the_daemons_float_quote_is_not_always_the_rule() -> None:
-    """Why pricing.py must price from the integers it logs (see core.entries' docstring).
+def test_a_carry_below_zero_queues_nothing_until_caught_up() -> None:
+    ahead = dataclasses.replace(ROUND, carry_in_nano_units=-1_500 * NANO)
+    bill = entries.recompute(ahead)
+    assert (bill.queued_units, bill.carry_out_nano_units) == (0, -300 * NANO)
 
-    Even from whole uW·s and ms, the float quote is off by a few nano-units in
-    about 3 rounds in 10,000 (here: 1 nano-unit).
-    """
-    ec_uws, ep_uws, tp_ms = 4_957_012_259, 1_006_910, 58_589
-    daemon = quote(ec_uws / 1000, (ep_uws / 1000) / (tp_ms / 1000), 10.0, 10.0).owed_niota
-    _, _, rule = entries.price_round(ec_uws, ep_uws, tp_ms, 10 * NANO, 10 * NANO)
-    assert (daemon, rule) == (2_884_333_170_219_294, 2_884_333_170_219_295)
+
+def test_the_daemon_prices_the_integers_it_logs() -> None:
+    """A round whose float price was off by one nano-unit before: now the rule's figure."""
+    ec_uws, ep_uws, tp_us = 4_957_012_259, 1_006_910, 58_589_000
+    q = quote_round(ec_uws / 1000, ep_uws / 1000, tp_us / 1_000_000, RULE)
+    assert (q.consumer_energy_uws, q.producer_energy_uws, q.producer_metered_us) == (
+        ec_uws, ep_uws, tp_us)
+    _, _, rule = entries.price_round(ec_uws, ep_uws, tp_us, 10 * NANO, 10 * NANO)
+    assert q.owed_nano_units == rule == 2_884_333_170_219_295

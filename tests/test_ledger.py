@@ -19,7 +19,7 @@ def rnd(i, mws=100.0):
 
 
 def q(iota):
-    return Quote(price=0.02, capped=False, owed_niota=round(iota * NANO))
+    return Quote(price=0.02, capped=False, owed_nano_units=round(iota * NANO))
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def ledger(tmp_path):
 
 def test_fractions_carry_and_queue_only_whole_iota(ledger):
     recs = [ledger.record_round(rnd(i), q(0.4)) for i in range(5)]
-    assert [r.queued_iota for r in recs] == [0, 0, 1, 0, 1]
+    assert [r.queued_units for r in recs] == [0, 0, 1, 0, 1]
     t = ledger.totals()
     assert t["queued_iota"] == 2 == math.floor(t["owed_iota"])
     assert t["carry_iota"] == pytest.approx(0.0)
@@ -61,7 +61,7 @@ def test_claim_merges_unsigned_payments_and_sign_is_guarded(ledger):
     for i in range(3):
         ledger.record_round(rnd(i), q(2.0))
     p = ledger.claim_queued()
-    assert p.value_iota == 6 and ledger.report()["payments"][0]["round_ids"] == [1, 2, 3]
+    assert p.value_units == 6 and ledger.report()["payments"][0]["round_ids"] == [1, 2, 3]
     with pytest.raises(LedgerError):
         ledger.store_signed(p.id, bundle(5), "pyota")  # value does not match: refuse
     ledger.store_signed(p.id, bundle(6), "pyota")
@@ -95,7 +95,7 @@ def test_failed_payment_is_owed_again_at_the_next_round(ledger):
     ledger.record_failure(p.id, "rejected", final=True)
     assert ledger.totals()["queued_iota"] == 0
     rec = ledger.record_round(rnd(1), q(0.5))
-    assert rec.queued_iota == 4
+    assert rec.queued_units == 4
     report = ledger.report()
     assert report["payments"][1]["round_ids"] == [1, 2]
     assert report["totals"]["carry_iota"] == pytest.approx(0.5)
@@ -210,7 +210,7 @@ def test_split_pays_part_now_and_keeps_the_rest_queued(ledger):
     ledger.record_round(rnd(0), q(9.0))
     p = ledger.claim_queued()
     rest = ledger.split_queued(p.id, 4)
-    assert ledger.payment(p.id).value_iota == 4 and ledger.payment(rest).value_iota == 5
+    assert ledger.payment(p.id).value_units == 4 and ledger.payment(rest).value_units == 5
     ledger.store_signed(p.id, bundle(4), "pyota")
     assert ledger.claim_queued().id == rest
     assert ledger.totals()["queued_iota"] == 9
@@ -278,7 +278,7 @@ def test_a_v1_ledger_opens_with_every_row_kept(tmp_path):
 def test_owed_totals_stay_exact_past_what_sqlite_sum_can_hold(ledger):
     per_round = 4 * 10**18 + 1  # nano-IOTA: fits an INTEGER; three of them do not
     recs = [ledger.record_round(rnd(i), Quote(10.0, True, per_round)) for i in range(3)]
-    assert [r.queued_iota for r in recs] == [4 * 10**9, 4 * 10**9, 4 * 10**9]
+    assert [r.queued_units for r in recs] == [4 * 10**9, 4 * 10**9, 4 * 10**9]
     with pytest.raises(sqlite3.OperationalError, match="integer overflow"):
         ledger.db.execute("SELECT SUM(owed_nano_units) FROM rounds").fetchone()
     t = ledger.totals()

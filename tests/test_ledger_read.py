@@ -24,7 +24,7 @@ def rnd(i, mws=100.0, length=60.0):
 
 
 def q(iota):
-    return Quote(price=0.02, capped=False, owed_niota=round(iota * NANO))
+    return Quote(price=0.02, capped=False, owed_nano_units=round(iota * NANO))
 
 
 def make_v1(path):
@@ -118,7 +118,7 @@ def test_rounds_sums_and_payments(tmp_path):
     for i, mws in enumerate([100.0, -5.0, 300.0]):
         led.record_round(rnd(i, mws), q(1.5))  # 4 whole IOTA queued over three rounds
     p = led.claim_queued()
-    led.store_signed(p.id, Signed("H" * 81, "[]", p.value_iota, 0, 1), "pyota")
+    led.store_signed(p.id, Signed("H" * 81, "[]", p.value_units, 0, 1), "pyota")
     led.record_attachment(p.id, Attachment("TAIL", ""))
     led.mark_sent(p.id, "TAIL")
     now[0] = T0 + 300
@@ -128,12 +128,12 @@ def test_rounds_sums_and_payments(tmp_path):
         assert [x.id for x in r.rounds(T0 + 60, T0 + 180)] == [1, 2]  # [start, end)
         s = r.sums()
         assert s.rounds == 3 and s.consumer_mws == 400.0  # the negative round counts as 0
-        assert s.owed_niota == round(4.5 * NANO) and s.samples == 180
+        assert s.owed_nano_units == round(4.5 * NANO) and s.samples == 180
         assert s.expected_samples == 183 and s.last_end == T0 + 180
         assert r.sums(T0 + 120, T0 + 200).consumer_mws == 300.0
-        assert r.sums(None, T0 + 121).owed_niota == 3 * NANO
+        assert r.sums(None, T0 + 121).owed_nano_units == 3 * NANO
         assert r.paid() == r.paid(T0 + 300, T0 + 301)
-        assert r.paid().value_iota == 4 and r.paid(0, T0 + 300).count == 0
+        assert r.paid().value_units == 4 and r.paid(0, T0 + 300).count == 0
         (pay,) = r.payments()
         assert (pay.reference, pay.reference_kind, pay.status) == ("H" * 81, "bundle_hash",
                                                                    "confirmed")
@@ -147,17 +147,17 @@ def test_a_payment_on_todays_network_shows_its_digest_and_fee(tmp_path):
     led = Ledger(path, clock=lambda: T0)
     led.record_round(rnd(0), q(3.0))
     p = led.claim_queued()
-    led.store_signed(p.id, Signed("DIGEST", "{}", p.value_iota, 0, 0), "iota")
+    led.store_signed(p.id, Signed("DIGEST", "{}", p.value_units, 0, 0), "iota")
     led.mark_confirmed(p.id, fee_nanos=1500)
     led.record_round(rnd(1), q(3.0))
     p = led.claim_queued()
-    led.store_signed(p.id, Signed("DIGEST2", "{}", p.value_iota, 0, 0), "iota")
+    led.store_signed(p.id, Signed("DIGEST2", "{}", p.value_units, 0, 0), "iota")
     led.mark_ended(p.id, "failed", "abort", fee_nanos=700)  # executed, paid nothing
     led.close()
     with LedgerReader(path) as r:
         pay = r.payments()[-1]
         assert (pay.reference, pay.reference_kind, pay.fee_nanos) == ("DIGEST", "digest", 1500)
-        assert r.paid() == PaidSums(count=1, value_iota=3, fee_nanos=2200)
+        assert r.paid() == PaidSums(count=1, value_units=3, fee_nanos=2200)
 
 
 def test_the_meter_reports_its_latest_reading_in_wall_time():

@@ -212,7 +212,7 @@ def test_a_ledger_speaks_the_unit_recorded_in_it_else_the_configured_one(tmp_pat
         led.record_round(new_round(0), Quote(1.0, False, 10 * NANO))
         p = led.claim_queued()
         assert p is not None
-        led.store_signed(p.id, Signed("D", "{}", p.value_iota, 0, 0), "iota")
+        led.store_signed(p.id, Signed("D", "{}", p.value_units, 0, 0), "iota")
         assert led.unit("iota") == "IOTA"  # signing records nothing: run does, as it starts
         led.record_unit("iota")
         assert led.unit("pyota") == "µIOTA"

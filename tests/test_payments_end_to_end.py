@@ -98,7 +98,7 @@ def test_node_outage_keeps_metering_and_pays_afterwards(node, tmp_path, ledger_d
 
         def caught_up() -> bool:
             rows = read_db(setup.db)[0]
-            return sum(r.value_iota for r in rows if r.status == "confirmed") >= owed_at_return
+            return sum(r.value_units for r in rows if r.status == "confirmed") >= owed_at_return
         wait_for("the backlog to be paid after the node returned", caught_up, 30,
                  every_s=0.1, proc=proc)
     finally:

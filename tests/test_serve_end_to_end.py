@@ -261,7 +261,9 @@ def test_every_state_is_published_retained_and_parses(scenario):
     assert float(msgs[f"{PREFIX}/consumer_power"][-1]) == pytest.approx(0.050)
     assert float(msgs[f"{PREFIX}/producer_power"][-1]) == pytest.approx(0.500)
     assert float(msgs[f"{PREFIX}/price"][-1]) == pytest.approx(10 / 500)
-    assert msgs[f"{PREFIX}/price_kwh"][-1] == "72000000"  # 0.02 IOTA/mW·s x 3.6e9 mW·s/kWh
+    # 0.02 IOTA/mW·s x 3.6e9 mW·s/kWh, priced from whole µW·s (1 s rounds: within 1e-5)
+    assert re.fullmatch(r"\d+", msgs[f"{PREFIX}/price_kwh"][-1])
+    assert int(msgs[f"{PREFIX}/price_kwh"][-1]) == pytest.approx(72_000_000, rel=1e-5)
     # Each owed state is the ledger's total owed after some round (the ledger read
     # later, which holds those rounds and maybe more), in exact nano-IOTA.
     owed = [round(float(v) * 1e9) for v in msgs[f"{PREFIX}/owed"]]
@@ -490,7 +492,7 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
     led.record_round(RoundTotals(started_at=time.time() - 60, duration_s=60, metered_s=60,
                                  consumer_mws=3000.0, producer_mws=30000.0, samples=60,
                                  expected_samples=60, ended_at=time.time()),
-                     Quote(price=0.02, capped=False, owed_niota=60_000_000_000))
+                     Quote(price=0.02, capped=False, owed_nano_units=60_000_000_000))
     led.close()
     broker = Broker(tmp_path)
     broker.start()

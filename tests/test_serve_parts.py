@@ -143,7 +143,7 @@ def _figures(**kw) -> Figures:
     period = periods.today(1.8e9, BERLIN)
     totals = PeriodTotals(period, Sums(), PaidSums())
     base = dict(at=1.8e9, consumer_mws=0.0, producer_mws=0.0, samples=0, missed_samples=0,
-                failed_samples=0, rounds=0, owed_niota=0, paid_iota=0, fees_nanos=0,
+                failed_samples=0, rounds=0, owed_nano_units=0, paid_units=0, fees_nanos=0,
                 last_round_end=None, price=None, price_capped=False, live=None,
                 live_seen=None, payments_by_status={}, last_payment=None, today=totals,
                 month=totals)
@@ -186,7 +186,7 @@ def _money_page(unit: str) -> str:
                        3000.0, 30000.0, 500.0, 0.02, False, 600_000_000) for i in range(5)]
     pay = PaymentRow(1, 7, "confirmed", 1.8e9 - 100, 1.8e9 - 50, None, 1, "D", "digest", 0, "")
     return page.render(page.Dashboard(
-        _figures(price=0.02, owed_niota=3_000_000_000, paid_iota=3), BERLIN,
+        _figures(price=0.02, owed_nano_units=3_000_000_000, paid_units=3), BERLIN,
         periods.Period("last 24 hours", 1.8e9 - 86400, 1.8e9), True, rounds, 0, 0,
         [(1.8e9 - 50, 3)], [pay], unit=unit))
 
@@ -229,7 +229,7 @@ def test_metrics_name_the_unit_and_say_it_in_help(backend):
 
     from p2p_energy.serve.metrics import figures_metrics
     unit, _ = _units(backend)
-    f = _figures(price=0.02, owed_niota=3_000_000_000, paid_iota=3, fees_nanos=2_000_000,
+    f = _figures(price=0.02, owed_nano_units=3_000_000_000, paid_units=3, fees_nanos=2_000_000,
                  payments_by_status={"confirmed": (1, 3)})
 
     class Once:
@@ -346,7 +346,7 @@ def test_figures_count_the_open_round_and_let_an_old_reading_go_stale(tmp_path):
     assert fresh.live == LivePower(10.0, 100.0, t0) and stale.live is None
     assert stale.live_seen == fresh.live
     assert fresh.consumer_mws == 650.0 and fresh.samples == 65 and fresh.missed_samples == 1
-    assert fresh.owed_niota == 12_000_000_000 and fresh.price == 0.02
+    assert fresh.owed_nano_units == 12_000_000_000 and fresh.price == 0.02
     assert fresh.today.sums.rounds == 1
     # Today and this month count the open round's energy, as all time does.
     for period in (fresh.today, fresh.month):

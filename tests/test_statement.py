@@ -42,14 +42,14 @@ def build_ledger(path: Path, start: datetime, days: int) -> None:
                         producer_mws=50_000.0, samples=600, expected_samples=600,
                         ended_at=t + ROUND_S)
         now[0] = t + ROUND_S
-        led.record_round(r, Quote(price=0.02, capped=False, owed_niota=123_456_789 + i * 1001))
+        led.record_round(r, Quote(price=0.02, capped=False, owed_nano_units=123_456_789 + i * 1001))
         t += ROUND_S
         i += 1
         if datetime.fromtimestamp(t, UTC).strftime("%H:%M") == "12:00":
             p = led.claim_queued()
             if p is not None:
                 led.store_signed(p.id, Signed(f"REF{p.id}".ljust(81, "9"), "[]",
-                                                    p.value_iota, p.id, p.id + 1), "pyota")
+                                                    p.value_units, p.id, p.id + 1), "pyota")
                 led.record_attachment(p.id, Attachment(f"TAIL{p.id}", ""))
                 led.mark_sent(p.id, f"TAIL{p.id}")
                 led.mark_confirmed(p.id)

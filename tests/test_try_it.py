@@ -124,7 +124,7 @@ def _simulated_ledger(state: Path, rounds: int) -> float:
         led.record_round(RoundTotals(started_at=t, duration_s=10.0, metered_s=10.0,
                                      consumer_mws=500.0, producer_mws=5000.0, samples=10,
                                      expected_samples=10, ended_at=t + 10.0),
-                         Quote(price=0.02, capped=False, owed_niota=10_000_000_000))
+                         Quote(price=0.02, capped=False, owed_nano_units=10_000_000_000))
     led.close()
     return end
 

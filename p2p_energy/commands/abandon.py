@@ -45,7 +45,7 @@ def cmd_abandon(cfg: Config, args: argparse.Namespace, print_line=print) -> int:
             p = _in_flight(ledger, args.payment)
             if args.force:
                 log.warning("payment %d (%d units, %s, reference %s) %s: if it confirms"
-                            " after all, it was paid twice", p.id, p.value_iota, p.backend,
+                            " after all, it was paid twice", p.id, p.value_units, p.backend,
                             p.reference, FORCED)
                 state, detail, fee, why = "abandoned", FORCED, 0, FORCED
             else:
@@ -56,7 +56,7 @@ def cmd_abandon(cfg: Config, args: argparse.Namespace, print_line=print) -> int:
                                       default_index=cfg.wallet.start_index)
         finally:
             ledger.close()
-    print_line(f"payment {p.id} ended ({why}); its {p.value_iota} units are owed again as"
+    print_line(f"payment {p.id} ended ({why}); its {p.value_units} units are owed again as"
                f" payment {again}, paid when the daemon runs")
     return 0
 

@@ -135,7 +135,7 @@ def _check_wallet(cfg: Config, report: Callable[[str, str], None]) -> None:
     """The backend's own lines (its descriptor), told where the ledger says the funds are."""
     index, flying = _wallet_position(cfg)
     position = Position(index) if flying is None else Position(
-        index, flying.id, flying.value_iota, flying.change_index)
+        index, flying.id, flying.value_units, flying.change_index)
     backends.backend(cfg.wallet.backend).check(cfg, report, position)
 
 

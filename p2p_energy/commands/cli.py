@@ -239,7 +239,7 @@ def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
         ledger.close()
     if flying is not None and flying.backend and flying.backend != backend:
         raise P2PEnergyError(
-            f"{path}: payment {flying.id} ({flying.value_iota} units, reference"
+            f"{path}: payment {flying.id} ({flying.value_units} units, reference"
             f" {flying.reference}) was signed by wallet.backend = \"{flying.backend}\" and is"
             " in flight; only that backend can follow it: set it back until the payment"
             f" confirms, or give it up with 'p2p-energy wallet abandon {flying.id}' (README:"

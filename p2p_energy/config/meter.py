@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.ina3221_chip import AVERAGES, CONVERSION_US
+from ..core.pricing import MAX_U64, NANO, PriceRule, whole_nanos
 from .fields import choice, float_in, int_in, setting, string
 
 SENSORS = ("ina3221", "simulated", "replay")
@@ -19,6 +20,13 @@ def _i2c_address(v: Any) -> int:
     if not 0x40 <= v <= 0x43:
         raise ValueError(rule + (f"; this is 0x{v:02x}" if v >= 0 else ""))
     return v
+
+
+def nano_units(v: Any) -> float:
+    """A price figure: above 0, a whole number of nano-units (9 decimal places at most)."""
+    value = float_in(0.0, MAX_U64 / NANO, lo_open=True)(v)
+    whole_nanos(value)  # raises ValueError saying why
+    return value
 
 
 def _shunts(v: Any) -> tuple[float, float, float]:
@@ -61,7 +69,12 @@ class RoundConfig:
 
 @dataclass(frozen=True)
 class PriceConfig:
-    numerator: float = setting(10.0, float_in(0.0, 1e12, lo_open=True))
+    numerator: float = setting(10.0, nano_units)
     # numerator / 1 mW: below ~1 mW a 0.1-ohm INA3221 channel reads noise
     # (one shunt LSB is 40 uV / 0.1 ohm = 0.4 mA, ~1.2 mW at 3 V).
-    max_price: float = setting(10.0, float_in(0.0, 1e12, lo_open=True))
+    max_price: float = setting(10.0, nano_units)
+
+    @property
+    def rule(self) -> PriceRule:
+        """The rule in whole nano-units, as each round prices and logs it."""
+        return PriceRule.from_units(self.numerator, self.max_price)

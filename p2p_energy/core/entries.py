@@ -26,38 +26,22 @@ Money is counted in the ledger's unit, named in each entry's ``unit`` ("IOTA":
 one legacy IOTA; "µIOTA": one micro-IOTA, 1,000 nanos, today's network);
 "nano_units" are 1e-9 of it, which the daemon calls nano-IOTA.
 
-The price rule, exactly (``price_round``): with E_c, E_p the consumer and
-producer energies (uW·s), T_p the producer's metered time (ms), N the
-numerator (nano-units per s) and C the cap (nano-units per mW·s),
+The price rule is ``core.pricing``'s (``price_round``), exactly: the daemon
+prices each round from the same integers its entry holds. Then
+``queued_units, carry_out = pricing.settle(carry_in, owed)``: divmod by 1e9, or
+nothing queued while the carry is below zero (a ledger that paid ahead).
 
-    capped  iff  E_p = 0  or  T_p = 0  or  N x T_p >= C x E_p
-    price   =    C if capped, else N x T_p / E_p        (nano-units per mW·s)
-    owed    =    round_half_even(max(E_c, 0) x price / 1000)   (nano-units)
-
-which is the daemon's ``price = numerator / (producer mW·s / producer metered
-s)``, capped at ``max_price``, ``owed = round(consumer mW·s x price x 1e9)``,
-in exact rational arithmetic on the integers the entry holds. Then
-``queued_units, carry_out = divmod(carry_in + owed, 1e9)``.
-
-What pricing.py would need, for the daemon to owe exactly what a verifier
-recomputes (today it prices in floats, from unrounded figures):
-1. ``[price]`` numerator and max_price become integers at start-up: nano-units
-   per second and nano-units per mW·s, refused unless whole (or given in
-   those units); at most 2**64 - 1.
-2. A closed round's consumer and producer mW·s become whole uW·s
-   (``round(mws * 1000)``) and the producer's metered seconds whole ms, once,
-   when the round closes; the quote is then ``price_round`` of those integers
-   (float ``price`` stays for display only), and the same integers go into the
-   round's entry.
-3. The ledger keeps the carry as now (nano-units, exact); each round's entry
-   records the carry before it, and the carry and whole units after it.
+The carry of round k+1 starts where round k's ended: a payment that fails is
+queued again at once, as a new payment for the same rounds, so it never
+touches the carry (its failed entry says it did not pay; the new payment's
+entry, once executed, says it did).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -65,9 +49,11 @@ from typing import Any
 import rfc8785
 
 from ..errors import EntryError
+from .pricing import NANO, price_round, settle
+
+__all__ = ["NANO", "price_round"]  # with the names below: the rule a verifier uses
 
 SCHEMA_VERSION = 1
-NANO = 1_000_000_000  # nano-units per ledger unit
 MAX_JSON_INT = 2**53 - 1  # I-JSON: the largest integer every JSON reader holds exactly
 MAX_U64 = 2**64 - 1
 MIN_I64, MAX_I64 = -(2**63), 2**63 - 1
@@ -163,7 +149,7 @@ def _write_ranges(name: str, value: Any) -> list[list[int]]:
 
 _ID = _integer(1, MAX_JSON_INT)
 _TIME_MS = _integer(0, MAX_JSON_INT)
-_ENERGY_UWS = _integer(0, MAX_JSON_INT)
+_TIME_US = _integer(0, MAX_JSON_INT)  # 2**53 µs: 285 years
 _SIGNED_ENERGY_UWS = _integer(-MAX_JSON_INT, MAX_JSON_INT)
 _U64 = _decimal(0, MAX_U64)
 _I64 = _decimal(MIN_I64, MAX_I64)
@@ -183,11 +169,11 @@ class RoundEntry:
     end_utc_ms: int
     unit: str
     consumer_energy_uws: int  # may be below zero (noise at no load): owes nothing then
-    producer_energy_uws: int
-    producer_metered_ms: int  # the time the producer's energy covers
+    producer_energy_uws: int  # may be below zero too (noise at night): capped then
+    producer_metered_us: int  # the time the producer's energy covers
     numerator_nano_units_per_s: int
     cap_nano_units_per_mws: int
-    carry_in_nano_units: int  # owed and not yet queued before this round
+    carry_in_nano_units: int  # owed and not yet queued before this round (< 0: paid ahead)
     owed_nano_units: int
     queued_units: int  # whole units this round made payable
     carry_out_nano_units: int
@@ -219,10 +205,10 @@ class PaymentEntry:
 
 _ROUND_FIELDS: dict[str, _Kind] = {
     "round_id": _ID, "start_utc_ms": _TIME_MS, "end_utc_ms": _TIME_MS, "unit": _UNIT,
-    "consumer_energy_uws": _SIGNED_ENERGY_UWS, "producer_energy_uws": _ENERGY_UWS,
-    "producer_metered_ms": _TIME_MS, "numerator_nano_units_per_s": _U64,
-    "cap_nano_units_per_mws": _U64, "carry_in_nano_units": _U64, "owed_nano_units": _U64,
-    "queued_units": _U64, "carry_out_nano_units": _U64,
+    "consumer_energy_uws": _SIGNED_ENERGY_UWS, "producer_energy_uws": _SIGNED_ENERGY_UWS,
+    "producer_metered_us": _TIME_US, "numerator_nano_units_per_s": _U64,
+    "cap_nano_units_per_mws": _U64, "carry_in_nano_units": _I64, "owed_nano_units": _U64,
+    "queued_units": _U64, "carry_out_nano_units": _I64,
 }
 _PAYMENT_FIELDS: dict[str, _Kind] = {
     "payment_id": _ID, "backend": _text(_BACKEND, "a backend name"),
@@ -358,35 +344,12 @@ class Bill:
     carry_out_nano_units: int
 
 
-def _round_half_even(value: Fraction) -> int:
-    """The nearest integer, ties to even: Python's ``round``, as the daemon rounds."""
-    return round(value)
-
-
-def price_round(consumer_energy_uws: int, producer_energy_uws: int, producer_metered_ms: int,
-                numerator_nano_units_per_s: int,
-                cap_nano_units_per_mws: int) -> tuple[bool, Fraction, int]:
-    """``(capped, price in nano-units per mW·s, owed nano-units)`` by the integer rule.
-
-    Exact (rational arithmetic); see the module docstring for the rule.
-    """
-    capped = (producer_energy_uws <= 0 or producer_metered_ms <= 0
-              or numerator_nano_units_per_s * producer_metered_ms
-              >= cap_nano_units_per_mws * producer_energy_uws)
-    if capped:
-        price = Fraction(cap_nano_units_per_mws)
-    else:
-        price = Fraction(numerator_nano_units_per_s * producer_metered_ms, producer_energy_uws)
-    owed = _round_half_even(max(consumer_energy_uws, 0) * price / 1000)
-    return capped, price, owed
-
-
 def recompute(entry: RoundEntry) -> Bill:
     """Price a round entry again from its own figures, as a verifier does."""
     capped, price, owed = price_round(
-        entry.consumer_energy_uws, entry.producer_energy_uws, entry.producer_metered_ms,
+        entry.consumer_energy_uws, entry.producer_energy_uws, entry.producer_metered_us,
         entry.numerator_nano_units_per_s, entry.cap_nano_units_per_mws)
-    queued, carry_out = divmod(entry.carry_in_nano_units + owed, NANO)
+    queued, carry_out = settle(entry.carry_in_nano_units, owed)
     return Bill(capped, price, owed, queued, carry_out)
 
 
@@ -402,14 +365,13 @@ def round_problems(entry: RoundEntry) -> list[str]:
     return problems
 
 
-def next_carry_in(previous: RoundEntry, failed_since: Sequence[PaymentEntry]) -> int:
-    """The carry the round after ``previous`` must start with (nano-units).
+def next_carry_in(previous: RoundEntry) -> int:
+    """The carry the round after ``previous`` must start with (nano-units): its carry out.
 
-    The previous carry out, plus the amount of every payment that failed
-    between the two rounds: a failed payment's amount is owed again.
+    A failed payment is queued again at once for the same rounds (see the module
+    docstring), so failures in between do not change it.
     """
-    return previous.carry_out_nano_units + NANO * sum(
-        p.amount_units for p in failed_since if p.status == FAILED)
+    return previous.carry_out_nano_units
 
 
 def round_ids_to_ranges(ids: Iterable[int]) -> tuple[tuple[int, int], ...]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..core.metering import RoundMeter, RoundTotals, Schedule
-from ..core.pricing import Quote, quote
+from ..core.pricing import Quote, quote_round
 from ..errors import ImplausibleReading, SensorReadError
 from ..notify import Notifier
 from ..sensors.base import Sample, Sensor
@@ -66,6 +66,7 @@ class Daemon:
         self.watchdog_s = watchdog_s
         self.stop = threading.Event()
         self.stats = LoopStats()
+        self._rule = config.price.rule  # whole nano-units: what each round prices and logs
         self.fatal_reason = ""  # set when a part gave up: the daemon exits non-zero
         self._sensor_failing = 0
         self._over_limit = False  # a channel above meter.max_power_mw, logged once
@@ -236,9 +237,8 @@ class Daemon:
 
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:
         """Price a closed round and hand it to the recorder (the loop never waits for disk)."""
-        p = self.config.price
-        recorder.round(done, quote(done.consumer_mws, done.producer_avg_mw, p.numerator,
-                                   p.max_price))
+        recorder.round(done, quote_round(done.consumer_mws, done.producer_mws,
+                                         done.producer_metered_s or 0.0, self._rule))
 
     def _recorded(self, rec: RoundRecorded, done: RoundTotals, q: Quote) -> None:
         """After a round is committed (recorder thread): wake the payer, log, tell systemd."""
@@ -249,9 +249,9 @@ class Daemon:
                  " samples %d/%d",
                  rec.round_id, done.consumer_mws, done.duration_s, done.producer_avg_mw, q.price,
                  " (capped: too little production)" if q.capped else "", q.owed_iota,
-                 rec.queued_iota, rec.carry_iota, done.samples, done.expected_samples)
+                 rec.queued_units, rec.carry_units, done.samples, done.expected_samples)
         self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s, "
-                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_iota:.2f} IOTA"
+                             f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_units:.2f} IOTA"
                              + self._payments_status())
 
     def _payments_status(self) -> str:

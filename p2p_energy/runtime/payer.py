@@ -237,7 +237,7 @@ class Payer:
             return self.policy.poll_s
         index = ledger.input_index(self.policy.start_index)
         try:
-            signed = wallet.prepare(queued.value_iota, index)
+            signed = wallet.prepare(queued.value_units, index)
         except InsufficientBalance as err:
             ledger.record_failure(queued.id, str(err))
             if not self._short(queued, err, wallet.unit):
@@ -251,7 +251,7 @@ class Payer:
             ledger.record_failure(queued.id, str(err), final=not err.retryable)
             raise
         ledger.store_signed(queued.id, signed, wallet.backend)
-        if self._short_since is not None and signed.value == queued.value_iota:
+        if self._short_since is not None and signed.value == queued.value_units:
             log.info("balance sufficient again: paying all that is owed")
             self._short_since = None
         log.info("payment %d signed: %d %s from key index %d, change to %d, reference %s",
@@ -261,7 +261,7 @@ class Payer:
 
     def _short(self, queued: Payment, err: InsufficientBalance, unit: str) -> bool:
         """Log a short balance once per episode; True if part of ``queued`` can be paid."""
-        can_pay = self.policy.min_payment <= err.available < queued.value_iota
+        can_pay = self.policy.min_payment <= err.available < queued.value_units
         if self._short_since is None:
             self._short_since = self.wall()
             log.warning("insufficient balance: %s; %s", err,
@@ -287,12 +287,12 @@ class Payer:
         if status.state == CONFIRMED:
             ledger.mark_confirmed(p.id, status.fee_nanos)
             self._promoted_at.pop(p.id, None)
-            log.info("payment %d confirmed: %d %s", p.id, p.value_iota, wallet.unit)
+            log.info("payment %d confirmed: %d %s", p.id, p.value_units, wallet.unit)
             return 0.0
         if status.state != PENDING:  # failed or dead: it never pays
             again = ledger.mark_ended(p.id, status.state, status.detail, status.fee_nanos)
             log.warning("payment %d %s (%s): its %d %s are owed again (payment %d)",
-                        p.id, status.state, status.detail or "no detail", p.value_iota,
+                        p.id, status.state, status.detail or "no detail", p.value_units,
                         wallet.unit, again)
             return 0.0
         p = ledger.payment(p.id)
@@ -358,7 +358,7 @@ class Payer:
         ledger.mark_sent(p.id, attachment.id)
         number = ledger.payment(p.id).attachments.index(attachment.id) + 1
         log.info("payment %d sent: %d %s, reference %s (attachment %d)",
-                 p.id, p.value_iota, wallet.unit, p.reference, number)
+                 p.id, p.value_units, wallet.unit, p.reference, number)
         return self.policy.poll_s
 
     @staticmethod

@@ -165,7 +165,7 @@ class Recorder:
             log.error("round not recorded (%s): %.6g s from %.3f, %.6g mW·s used, producer avg"
                       " %.6g mW, price %.6g IOTA/mW·s, owed %d nano-IOTA, samples %d/%d",
                       why, t.duration_s, t.started_at, t.consumer_mws, t.producer_avg_mw,
-                      q.price, q.owed_niota, t.samples, t.expected_samples)
+                      q.price, q.owed_nano_units, t.samples, t.expected_samples)
             self._unwritten += 1
             self._on_fatal(f"a round could not be recorded: {why}")
         else:

@@ -37,7 +37,7 @@ class PeriodTotals:
         """Ledger units per mW·s, weighted by energy (owed / energy); None without energy."""
         if self.sums.consumer_mws <= 0:
             return None
-        return self.sums.owed_niota / 1e9 / self.sums.consumer_mws
+        return self.sums.owed_nano_units / 1e9 / self.sums.consumer_mws
 
 
 def period_totals(reader: LedgerReader, period: Period) -> PeriodTotals:
@@ -56,8 +56,8 @@ class Figures:
     missed_samples: int  # expected but not taken (late ticks and failed reads)
     failed_samples: int
     rounds: int
-    owed_niota: int  # closed rounds
-    paid_iota: int  # confirmed payments
+    owed_nano_units: int  # closed rounds
+    paid_units: int  # confirmed payments
     fees_nanos: int
     last_round_end: float | None
     price: float | None  # the last closed round's, ledger units per mW·s
@@ -112,7 +112,7 @@ class AllTime:
 def add(a: Sums, b: Sums) -> Sums:
     ends = [t for t in (a.last_end, b.last_end) if t is not None]
     return Sums(a.rounds + b.rounds, a.consumer_mws + b.consumer_mws,
-                a.producer_mws + b.producer_mws, a.owed_niota + b.owed_niota,
+                a.producer_mws + b.producer_mws, a.owed_nano_units + b.owed_nano_units,
                 a.samples + b.samples, a.expected_samples + b.expected_samples,
                 a.failed_samples + b.failed_samples, max(ends) if ends else None)
 
@@ -153,7 +153,7 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
         missed_samples=int(high_water("missed", total.expected_samples + o_expected
                                       - total.samples - o_samples)),
         failed_samples=int(high_water("failed", total.failed_samples + o_failed)),
-        rounds=total.rounds, owed_niota=total.owed_niota, paid_iota=paid.value_iota,
+        rounds=total.rounds, owed_nano_units=total.owed_nano_units, paid_units=paid.value_units,
         fees_nanos=paid.fee_nanos, last_round_end=total.last_end,
         price=last.price if last else None, price_capped=bool(last and last.price_capped),
         live=live[0] if live and fresh else None, live_seen=live[0] if live else None,

@@ -74,9 +74,9 @@ def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
     yield counter("p2p_energy_producer_energy_joules", "Energy the producer's panel delivered",
                   f.producer_mws / 1000)
     yield counter(f"p2p_energy_owed_{u}", f"Owed for the energy of closed rounds, {in_units}",
-                  f.owed_niota / 1e9)
+                  f.owed_nano_units / 1e9)
     yield counter(f"p2p_energy_paid_{u}", f"Paid in confirmed payments, {in_units}",
-                  f.paid_iota)
+                  f.paid_units)
     yield counter("p2p_energy_fees_iota",
                   "Network fees spent by payments, in IOTA (not ledger units)",
                   f.fees_nanos / 1e9)

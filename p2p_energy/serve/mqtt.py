@@ -108,9 +108,9 @@ def _entities(unit: str) -> tuple[Entity, ...]:
         Entity("price_kwh", "Price per kWh", lambda f: UNKNOWN if f.price is None else
                plain(f.price * MWS_PER_KWH), f"{unit}/kWh", None, "measurement", 0,
                "mdi:cash"),
-        Entity("owed", f"{unit} owed", lambda f: f"{f.owed_niota / 1e9:.9f}",
+        Entity("owed", f"{unit} owed", lambda f: f"{f.owed_nano_units / 1e9:.9f}",
                unit, None, "total_increasing", 3, "mdi:cash-minus"),
-        Entity("paid", f"{unit} paid", lambda f: str(f.paid_iota),
+        Entity("paid", f"{unit} paid", lambda f: str(f.paid_units),
                unit, None, "total_increasing", 0, "mdi:cash-check"),
         Entity("last_payment_status", "Last payment",
                lambda f: f.last_payment.status if f.last_payment else "none",
@@ -173,7 +173,7 @@ def last_payment_attributes(f: Figures) -> str:
     p = f.last_payment
     if p is None:
         return "{}"
-    return json.dumps({"id": p.id, "value_iota": p.value_iota, "value_units": p.value_iota,
+    return json.dumps({"id": p.id, "value_iota": p.value_units, "value_units": p.value_units,
                        "status": p.status,
                        p.reference_kind: p.reference, "created_at": iso(p.created_at),
                        "confirmed_at": iso(p.confirmed_at)})

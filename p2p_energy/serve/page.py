@@ -74,12 +74,12 @@ def collect(reader: LedgerReader, figures: Figures, tz: tzinfo, window: Period,
     """What the page shows. Call inside the ``reader.snapshot()`` that read ``figures``."""
     with reader.snapshot():
         # All-time owed minus what came since: only the recent rounds are read.
-        since = reader.sums(window.start).owed_niota
+        since = reader.sums(window.start).owed_nano_units
         return Dashboard(
             figures=figures, tz=tz, window=window, live_view=live_view,
             rounds=reader.rounds(window.start, window.end),
-            owed_before_niota=figures.owed_niota - since,
-            paid_before_iota=reader.paid(None, window.start).value_iota,
+            owed_before_niota=figures.owed_nano_units - since,
+            paid_before_iota=reader.paid(None, window.start).value_units,
             confirmations=reader.confirmations(window.start, window.end),
             payments=reader.payments(RECENT_PAYMENTS), unit=unit, choice=choice)
 
@@ -183,8 +183,8 @@ def _live(f: Figures, tz: tzinfo, unit: str) -> str:
             f'<div>Consumer<b data-live="consumer">{cons}</b></div>'
             f'<div>Producer<b data-live="producer">{prod}</b></div>'
             f'<div>Price, {unit}/mW·s<b data-live="price">{price}</b></div>'
-            f'<div>Owed / paid, {unit}<b data-live="owed_paid">{iota(f.owed_niota)} /'
-            f" {f.paid_iota:,}</b></div></section>"
+            f'<div>Owed / paid, {unit}<b data-live="owed_paid">{iota(f.owed_nano_units)} /'
+            f" {f.paid_units:,}</b></div></section>"
             f'<p class="muted" data-live="note">{escape(note)}</p>')
 
 
@@ -212,7 +212,7 @@ def _charts(d: Dashboard) -> str:
                              x_range=span, tz=d.tz, unit=f"{d.unit}/mW·s", log_y=True)
     owed, cum = [], d.owed_before_niota
     for r in d.rounds:
-        cum += r.owed_niota
+        cum += r.owed_nano_units
         owed.append((r.ended_at, cum / 1e9))
     money_chart = line_chart("Owed and paid", [Series("owed", "owed", owed),
                                                Series("paid", "paid", _paid_points(d), step=True)],
@@ -244,11 +244,11 @@ def _paid_points(d: Dashboard) -> list[tuple[float, float]]:
 
 def _totals(f: Figures, unit: str) -> str:
     """Today, this month and all time side by side: three columns fit a phone."""
-    cols = [(f.today.sums.consumer_mws, f.today.sums.producer_mws, f.today.sums.owed_niota,
-             f.today.paid.value_iota, f.today.sums.rounds),
-            (f.month.sums.consumer_mws, f.month.sums.producer_mws, f.month.sums.owed_niota,
-             f.month.paid.value_iota, f.month.sums.rounds),
-            (f.consumer_mws, f.producer_mws, f.owed_niota, f.paid_iota, f.rounds)]
+    cols = [(f.today.sums.consumer_mws, f.today.sums.producer_mws, f.today.sums.owed_nano_units,
+             f.today.paid.value_units, f.today.sums.rounds),
+            (f.month.sums.consumer_mws, f.month.sums.producer_mws, f.month.sums.owed_nano_units,
+             f.month.paid.value_units, f.month.sums.rounds),
+            (f.consumer_mws, f.producer_mws, f.owed_nano_units, f.paid_units, f.rounds)]
     rows = [("used", [energy(c[0]) for c in cols]), ("produced", [energy(c[1]) for c in cols]),
             (f"owed, {unit}", [iota(c[2]) for c in cols]),
             (f"paid, {unit}", [f"{c[3]:,}" for c in cols]), ("rounds", [f"{c[4]:,}" for c in cols])]
@@ -267,7 +267,7 @@ def _payments(payments: list[PaymentRow], tz: tzinfo, unit: str) -> str:
         error = f'<br><span class="muted">{escape(p.last_error)}</span>' if p.last_error else ""
         rows.append(f'<tr class="pay"><td>{p.id}</td>'
                     f'<td class="nowrap">{local(p.created_at, tz)}</td>'
-                    f"<td>{p.value_iota:,}</td><td>{escape(p.status)}{error}</td></tr>"
+                    f"<td>{p.value_units:,}</td><td>{escape(p.status)}{error}</td></tr>"
                     f'<tr><td class="ref" colspan="4">{ref}</td></tr>')
     if not rows:
         rows.append('<tr><td colspan="4">no payments yet</td></tr>')

@@ -77,8 +77,8 @@ def csv_row(t: PeriodTotals, payments: list[PaymentRow], tz: tzinfo) -> list[str
     return [p.label, local(p.start, tz, "%Y-%m-%dT%H:%M:%S%z"),
             local(p.end, tz, "%Y-%m-%dT%H:%M:%S%z"), f"{p.hours:g}", str(s.rounds),
             f"{s.consumer_mws / MWS_PER_KWH:.9f}", f"{s.producer_mws / MWS_PER_KWH:.9f}",
-            "" if price is None else f"{price:.9g}", exact_iota(s.owed_niota),
-            str(t.paid.value_iota), exact_iota(t.paid.fee_nanos), str(t.paid.count),
+            "" if price is None else f"{price:.9g}", exact_iota(s.owed_nano_units),
+            str(t.paid.value_units), exact_iota(t.paid.fee_nanos), str(t.paid.count),
             " ".join(x.reference or "" for x in paid)]
 
 
@@ -103,8 +103,8 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         "  average price    " + ("-" if price is None else
                                  f"{price:.6g} {unit}/mW·s"
                                  f" ({price * MWS_PER_KWH:,.0f} {unit}/kWh)"),
-        f"  owed             {exact_iota(s.owed_niota)} {unit}",
-        f"  paid             {t.paid.value_iota} {unit} ({t.paid.count} payment(s) confirmed)",
+        f"  owed             {exact_iota(s.owed_nano_units)} {unit}",
+        f"  paid             {t.paid.value_units} {unit} ({t.paid.count} payment(s) confirmed)",
         f"  fees             {exact_iota(t.paid.fee_nanos)} IOTA",
     ]
     if st.days:
@@ -112,7 +112,7 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         lines.append(f"  by day:       {name + ' used':>12}  {'owed ' + unit:>10}"
                      f"  {'paid ' + unit:>10}")
         lines += [f"    {d.period.label}  {d.sums.consumer_mws / mws_per:12.3f}"
-                  f"  {d.sums.owed_niota / 1e9:10.3f}  {d.paid.value_iota:10d}"
+                  f"  {d.sums.owed_nano_units / 1e9:10.3f}  {d.paid.value_units:10d}"
                   for d in st.days if d.sums.rounds or d.paid.count]
     lines.append("  payments:" if st.payments else "  payments: none")
     for p in st.payments:
@@ -120,7 +120,7 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         if p.confirmed_at is not None:
             when += f", confirmed {local(p.confirmed_at, tz)}"
         ref = f"{p.reference_kind} {p.reference}" if p.reference else "not signed yet"
-        lines.append(f"    #{p.id} {p.value_iota} {unit} {p.status}, {when}: {ref}")
+        lines.append(f"    #{p.id} {p.value_units} {unit} {p.status}, {when}: {ref}")
     return "\n".join(lines)
 
 
@@ -154,6 +154,6 @@ def write_rounds_csv(path: str, out: TextIO, unit: str = LEGACY_UNIT) -> None:
             w.writerow([r.id, iso(r.started_at), iso(r.ended_at), repr(r.duration_s),
                         repr(r.metered_s), r.samples, r.expected_samples, r.failed_samples,
                         repr(r.consumer_mws), repr(r.producer_mws), repr(r.producer_avg_mw),
-                        repr(r.price), int(r.price_capped), exact_iota(r.owed_niota),
+                        repr(r.price), int(r.price_capped), exact_iota(r.owed_nano_units),
                         "" if consumer_s is None else repr(consumer_s),
                         "" if producer_s is None else repr(producer_s)])

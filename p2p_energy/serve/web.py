@@ -227,12 +227,12 @@ def round_json(r: RoundRow) -> dict[str, object]:
             "expected_samples": r.expected_samples, "failed_samples": r.failed_samples,
             "consumer_mws": r.consumer_mws, "producer_mws": r.producer_mws,
             "consumer_avg_mw": r.consumer_avg_mw, "producer_avg_mw": r.producer_avg_mw,
-            "price": r.price, "price_capped": r.price_capped, "owed_iota": r.owed_niota / 1e9}
+            "price": r.price, "price_capped": r.price_capped, "owed_iota": r.owed_nano_units / 1e9}
 
 
 def payment_json(p: PaymentRow) -> dict[str, object]:
     out: dict[str, object] = {
-        "id": p.id, "value_iota": p.value_iota, "status": p.status,
+        "id": p.id, "value_iota": p.value_units, "status": p.status,
         "created_at": iso(p.created_at), "sent_at": iso(p.sent_at),
         "confirmed_at": iso(p.confirmed_at), "attempts": p.attempts,
         "reference": p.reference, "reference_kind": p.reference_kind,
@@ -245,7 +245,7 @@ def period_json(p: PeriodTotals) -> dict[str, object]:
     s = p.sums
     return {"period": p.period.label, "from": iso(p.period.start), "to": iso(p.period.end),
             "rounds": s.rounds, "consumer_mws": s.consumer_mws, "producer_mws": s.producer_mws,
-            "owed_iota": s.owed_niota / 1e9, "paid_iota": p.paid.value_iota,
+            "owed_iota": s.owed_nano_units / 1e9, "paid_iota": p.paid.value_units,
             "fees_nanos": p.paid.fee_nanos, "average_price": p.average_price}
 
 
@@ -259,7 +259,7 @@ def totals_json(f: Figures, zone: str) -> dict[str, object]:
         "price": f.price, "price_capped": f.price_capped,
         "last_round_end": iso(f.last_round_end),
         "all_time": {"consumer_mws": f.consumer_mws, "producer_mws": f.producer_mws,
-                     "owed_iota": f.owed_niota / 1e9, "paid_iota": f.paid_iota,
+                     "owed_iota": f.owed_nano_units / 1e9, "paid_iota": f.paid_units,
                      "fees_nanos": f.fees_nanos, "rounds": f.rounds, "samples": f.samples,
                      "missed_samples": f.missed_samples},
         "today": period_json(f.today), "month": period_json(f.month),

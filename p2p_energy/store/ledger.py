@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.metering import LivePower, RoundTotals
-from ..core.pricing import Quote, carry_iota, payable_iota
+from ..core.pricing import Quote, carry_units, payable_units
 from ..errors import LedgerError
 from ..wallet.base import FAILED, Attachment, Signed
 from . import lock
@@ -56,7 +56,7 @@ _LIVE = "('queued', 'sent', 'confirmed')"
 @dataclass(frozen=True)
 class Payment:
     id: int
-    value_iota: int  # ledger units
+    value_units: int  # ledger units
     status: str
     attempts: int
     reference: str | None
@@ -74,7 +74,7 @@ class Payment:
         """The stored signed transfer, or None if not signed yet."""
         if self.reference is None or self.payload is None:
             return None
-        return Signed(self.reference, self.payload, self.value_iota,
+        return Signed(self.reference, self.payload, self.value_units,
                       int(self.input_index or 0), int(self.change_index or 0))
 
 
@@ -82,8 +82,8 @@ class Payment:
 class RoundRecorded:
     round_id: int
     queued_payment_id: int | None
-    queued_iota: int
-    carry_iota: float
+    queued_units: int
+    carry_units: float
 
 
 def holds_simulation(path: str | Path) -> bool | None:
@@ -219,15 +219,15 @@ class Ledger:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
                  r.expected_samples, r.failed_samples, r.consumer_mws, r.producer_mws,
-                 r.producer_avg_mw, q.price, int(q.capped), q.owed_niota,
+                 r.producer_avg_mw, q.price, int(q.capped), q.owed_nano_units,
                  r.consumer_metered_s, r.producer_metered_s))
             round_id = int(cur.lastrowid or 0)
             db.execute("DELETE FROM open_round")
             owed, live = self._owed_and_live(db)
-            owed += q.owed_niota  # a Python int: exact however long the ledger runs
+            owed += q.owed_nano_units  # a Python int: exact however long the ledger runs
             db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_nano_units'",
                        (str(owed),))
-            value = payable_iota(owed, live)
+            value = payable_units(owed, live)
             payment_id = None
             if value > 0:
                 payment_id = int(db.execute(
@@ -238,7 +238,7 @@ class Ledger:
                     " WHERE r.id NOT IN (SELECT pr.round_id FROM payment_rounds pr"
                     f" JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE})",
                     (payment_id,))
-            return RoundRecorded(round_id, payment_id, value, carry_iota(owed, live + value))
+            return RoundRecorded(round_id, payment_id, value, carry_units(owed, live + value))
 
     def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
         """Save the open round's running totals (replacing the previous checkpoint),
@@ -518,7 +518,7 @@ class Ledger:
         unsent = None
         if newest is not None and newest[3] is None and newest[2] is not None:
             unsent = Attachment(newest[0], newest[2])
-        return Payment(id=row[0], value_iota=row[1], status=row[2], attempts=row[3],
+        return Payment(id=row[0], value_units=row[1], status=row[2], attempts=row[3],
                        reference=row[4], payload=row[5], input_index=row[6],
                        change_index=row[7], backend=row[8], fee_nanos=row[9],
                        attachments=tuple(a[0] for a in atts),

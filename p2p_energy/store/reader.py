@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.metering import LivePower
-from ..core.pricing import NANO, carry_iota
+from ..core.pricing import NANO, carry_units
 from ..errors import LedgerError
 from ..wallet.base import UNIT_MEANING, ledger_unit, reference_key
 from .common import iso, open_problem
@@ -66,7 +66,7 @@ class RoundRow:
     producer_avg_mw: float
     price: float  # ledger units per mW·s
     price_capped: bool
-    owed_niota: int  # billionths of a ledger unit (column ``owed_nano_units``)
+    owed_nano_units: int  # billionths of a ledger unit (column ``owed_nano_units``)
 
     @property
     def consumer_avg_mw(self) -> float:
@@ -76,7 +76,7 @@ class RoundRow:
 @dataclass(frozen=True, slots=True)
 class PaymentRow:
     id: int
-    value_iota: int  # ledger units (column ``value_units``)
+    value_units: int  # ledger units (column ``value_units``)
     status: str
     created_at: float
     sent_at: float | None
@@ -96,7 +96,7 @@ class Sums:
     rounds: int = 0
     consumer_mws: float = 0.0
     producer_mws: float = 0.0
-    owed_niota: int = 0
+    owed_nano_units: int = 0
     samples: int = 0
     expected_samples: int = 0
     failed_samples: int = 0
@@ -109,7 +109,7 @@ class PaidSums:
     period's payments, confirmed or failed (a failed transfer's fee is spent too)."""
 
     count: int = 0
-    value_iota: int = 0
+    value_units: int = 0
     fee_nanos: int = 0
 
 
@@ -377,7 +377,7 @@ class LedgerReader:
         paid = sums.get("sent", 0) + sums.get("confirmed", 0)
         queued = sums.get("queued", 0)
         return {"consumer_mws": energy, "owed_iota": owed / NANO, "paid_iota": paid,
-                "queued_iota": queued, "carry_iota": carry_iota(owed, paid + queued),
+                "queued_iota": queued, "carry_iota": carry_units(owed, paid + queued),
                 "fees_nanos": int(fees)}
 
     def _owed_total(self) -> int:
@@ -387,7 +387,7 @@ class LedgerReader:
                                   " ('owed_nano_units', 'owed_niota')").fetchone()
             if row is not None:
                 return int(row[0])
-        return self.sums().owed_niota
+        return self.sums().owed_nano_units
 
     def report(self, unit: str | None = None) -> dict[str, object]:
         """Everything, in the shape ``p2p-energy ledger --json`` prints.
@@ -404,7 +404,7 @@ class LedgerReader:
                 "expected_samples": r.expected_samples, "failed_samples": r.failed_samples,
                 "consumer_mws": r.consumer_mws, "producer_avg_mw": r.producer_avg_mw,
                 "price": r.price, "price_capped": r.price_capped,
-                "owed_iota": r.owed_niota / NANO, "owed_units": r.owed_niota / NANO,
+                "owed_iota": r.owed_nano_units / NANO, "owed_units": r.owed_nano_units / NANO,
                 "consumer_metered_s": consumer_s, "producer_metered_s": producer_s}
                 for r, consumer_s, producer_s in self.iter_rounds_by_channel()]
             links: dict[int, list[int]] = {}
@@ -413,8 +413,8 @@ class LedgerReader:
                 links.setdefault(pid, []).append(rid)
             attachments = self._attachment_counts()
             payments = [{
-                "id": p.id, "round_ids": links.get(p.id, []), "value_iota": p.value_iota,
-                "value_units": p.value_iota, "status": p.status, p.reference_kind: p.reference,
+                "id": p.id, "round_ids": links.get(p.id, []), "value_iota": p.value_units,
+                "value_units": p.value_units, "status": p.status, p.reference_kind: p.reference,
                 "backend": p.backend, "fee_nanos": p.fee_nanos, "attempts": p.attempts,
                 "created_at": iso(p.created_at), "sent_at": iso(p.sent_at),
                 "confirmed_at": iso(p.confirmed_at), "last_error": p.last_error,
@@ -451,7 +451,7 @@ class LedgerReader:
     @staticmethod
     def _payment(r: tuple) -> PaymentRow:
         backend = r[10]
-        return PaymentRow(id=r[0], value_iota=r[1], status=r[2], created_at=r[3],
+        return PaymentRow(id=r[0], value_units=r[1], status=r[2], created_at=r[3],
                           sent_at=r[4], confirmed_at=r[5], attempts=r[6], reference=r[7],
                           reference_kind=reference_key(backend),
                           fee_nanos=int(r[8] or 0), last_error=r[9], backend=backend)
