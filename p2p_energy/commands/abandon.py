@@ -20,16 +20,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from ..config import Config
+from ..core.note import Signer
 from ..errors import P2PEnergyError, WalletError
 from ..store.ledger import Ledger, Payment
 from ..store.lock import LedgerLock
+from ..store.signed_log import LogWriter
 from ..wallet.base import CONFIRMED, PENDING, Status
 
 log = logging.getLogger(__name__)
 
 FORCED = "given up by the owner without asking its network (wallet abandon --force)"
+
+
+def _log_signer(cfg: Config) -> Signer | None:
+    """The log's key, when there is one: ending a payment is an entry of the signed log."""
+    from ..config.log_key import key_file_path, load_log_signer
+    if not os.path.lexists(key_file_path(cfg)):
+        return None  # a ledger whose log has started refuses then, naming the key
+    return load_log_signer(cfg)[0]
 
 
 def cmd_abandon(cfg: Config, args: argparse.Namespace, print_line=print) -> int:
@@ -39,8 +50,9 @@ def cmd_abandon(cfg: Config, args: argparse.Namespace, print_line=print) -> int:
         P2PEnergyError: refused (not in flight, paid, still pending, its network
             cannot be asked without ``--force``, or the daemon runs).
     """
+    signer = _log_signer(cfg)
     with LedgerLock(cfg.ledger.path).acquire("abandon a payment"):
-        ledger = Ledger(cfg.ledger.path)
+        ledger = Ledger(cfg.ledger.path, log=signer and LogWriter(signer, cfg.wallet.receiver))
         try:
             p = _in_flight(ledger, args.payment)
             if args.force:

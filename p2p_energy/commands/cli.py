@@ -28,6 +28,7 @@ from ..errors import ConfigError, P2PEnergyError
 from ..wallet.base import ledger_unit
 
 if TYPE_CHECKING:
+    from ..core.note import Signer
     from ..sensors.base import Sensor
     from ..wallet.base import Wallet
 
@@ -174,6 +175,9 @@ def _overrides(args: argparse.Namespace) -> list[tuple[str, str, object]]:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    import os
+
+    from ..config.log_key import key_file_path, load_log_signer
     from ..runtime.build import build_sensor, wallet_opener
     from ..store.ledger import holds_simulation
     from ..store.lock import LedgerLock
@@ -183,14 +187,21 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     # no ledger, no lock file, no folder.
     open_wallet = wallet_opener(cfg)
     sensor = build_sensor(cfg)
+    key_path = key_file_path(cfg)
+    signer = load_log_signer(cfg)[0] if os.path.lexists(key_path) else None
     with LedgerLock(path):  # before the ledger is opened or changed
+        if signer is None:  # the first run: made under the lock, so made once
+            signer, made = load_log_signer(cfg, make=True)
+            if made:
+                log.info("made the signed log's key %s (mode 0600): keep it, and back it up",
+                         key_path)
         simulation = holds_simulation(path)  # None: not a ledger yet
         _claim_ledger(path, simulation, simulate=args.simulate,
                       own_default=args.simulate and args.config is None)
         if simulation is not None:
             _refuse_a_payment_of_another_backend(path, cfg.wallet.backend)
         _record_the_unit(path, cfg.wallet.backend)
-        return _run(cfg, args, sensor, open_wallet)
+        return _run(cfg, args, sensor, open_wallet, signer)
 
 
 def _claim_ledger(path: str, simulation: bool | None, *, simulate: bool,
@@ -259,22 +270,30 @@ def _record_the_unit(path: str, backend: str) -> None:
 
 
 def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
-         open_wallet: Callable[[], Wallet]) -> int:
+         open_wallet: Callable[[], Wallet], signer: Signer) -> int:
     from ..notify import Notifier, watchdog_interval_s
     from ..runtime.daemon import Daemon
     from ..runtime.payer import Payer, PayerPolicy
     from ..signals import stop_on_signals
     from ..store.ledger import Ledger
+    from ..store.signed_log import LogWriter
 
     policy = PayerPolicy.from_config(cfg.wallet)
     path = cfg.ledger.path
-    payer = Payer(lambda: Ledger(path), open_wallet, policy)
+    writer = LogWriter(signer, recipient=cfg.wallet.receiver)
+
+    def open_ledger() -> Ledger:
+        return Ledger(path, log=writer)
+
+    payer = Payer(open_ledger, open_wallet, policy)
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
-                    watchdog_s=watchdog / 2 if watchdog else 0.0)
+                    watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger)
     stop_on_signals(daemon.stop)  # the handler itself takes no lock (signals.py)
     log.info("p2p-energy %s starting (%s)", __version__,
              "simulated sensor, dry-run wallet" if args.simulate else cfg.source)
+    log.info("signed log %s; its verifier key (for your neighbour): %s", writer.origin,
+             writer.verifier_key)
     if args.simulate:
         log.info("simulated day: morning sun, noon, a cloud, dusk and night every 10 minutes; "
                  "one line per %g s round (add -v to see every sample)", cfg.round.length_s)

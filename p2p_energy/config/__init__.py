@@ -37,7 +37,7 @@ from typing import Any
 from ..errors import ConfigError
 from .fields import UnshownValueError, float_in, int_in
 from .meter import AVERAGES, CONVERSION_US, SENSORS, MeterConfig, PriceConfig, RoundConfig
-from .model import SCHEMA, SECRET_KEYS, TABLE_TYPES, Config, LedgerConfig
+from .model import SCHEMA, SECRET_KEYS, TABLE_TYPES, Config, LedgerConfig, LogConfig
 from .rules import check_together, seed_rule, with_backend_forms
 from .secrets import load_mqtt_password, load_seed, refuse_if_shared, refuse_shared_seed_file
 from .serving import MqttConfig, ServeConfig
@@ -46,7 +46,8 @@ from .wallet import TRYTE_ALPHABET, WalletConfig, backend_tables
 
 __all__ = [
     "AVERAGES", "CONVERSION_US", "SCHEMA", "SECRET_KEYS", "SENSORS", "TRYTE_ALPHABET",
-    "Config", "ConfigError", "LedgerConfig", "MeterConfig", "MqttConfig", "PriceConfig",
+    "Config", "ConfigError", "LedgerConfig", "LogConfig", "MeterConfig", "MqttConfig",
+    "PriceConfig",
     "RoundConfig", "ServeConfig", "WalletConfig", "build", "default_state_dir", "float_in",
     "full_schema", "int_in", "load", "load_mqtt_password", "load_seed", "override",
     "require_serve", "seed_rule",

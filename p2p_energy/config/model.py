@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..core.note import check_key_name
+from ..errors import KeyFormatError
 from .fields import schema_of, setting, string
 from .meter import MeterConfig, PriceConfig, RoundConfig
 from .serving import MqttConfig, ServeConfig
@@ -38,6 +41,37 @@ class LedgerConfig:
     path: str = setting(_LEDGER_PATH, _ledger_path)
 
 
+def _key_file(v: Any) -> str:
+    v = string(v)
+    if v and not v.strip():
+        raise ValueError("is blank: leave it out (the key goes beside the ledger) or give a path")
+    return v
+
+
+def _log_name(v: Any) -> str:
+    v = string(v)
+    if v:
+        try:
+            check_key_name(v)
+        except KeyFormatError as err:
+            raise ValueError(f"is not a key name: {err} (no spaces, no '+')") from None
+    return v
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``[log]``: the signed log of every round and payment, and the key that signs it."""
+
+    # "" : "log.key" in the ledger's folder. Made (mode 0600) on the first run.
+    key_file: str = setting("", _key_file)
+    # The log's origin and key name, used when the key is made; "" : "<host>/p2p-energy/<random>".
+    name: str = setting("", _log_name)
+
+    def key_path(self, ledger_path: str) -> str:
+        """Where the key is: ``key_file``, or ``log.key`` beside the ledger."""
+        return self.key_file or str(Path(ledger_path).parent / "log.key")
+
+
 @dataclass(frozen=True)
 class Config:
     meter: MeterConfig = field(default_factory=MeterConfig)
@@ -47,6 +81,7 @@ class Config:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     source: str = ""
 
 

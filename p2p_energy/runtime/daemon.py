@@ -55,8 +55,12 @@ class Daemon:
 
     def __init__(self, config: Config, sensor: Sensor, ledger_path: str, payer: Payer, *,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, watchdog_s: float = 0.0) -> None:
+                 wall: Callable[[], float] = time.time, watchdog_s: float = 0.0,
+                 open_ledger: Callable[[], Ledger] | None = None) -> None:
+        """``open_ledger``: opens the ledger with the signed log's writer (by default
+        ``Ledger(ledger_path)``, without one)."""
         self.config = config
+        self.open_ledger = open_ledger or (lambda: Ledger(ledger_path))
         self.sensor = sensor
         self.ledger_path = ledger_path
         self.payer = payer
@@ -90,10 +94,10 @@ class Daemon:
         m, r = self.config.meter, self.config.round
         self.sensor.open()
         self.stop.wait(getattr(self.sensor, "warmup_s", 0.0))  # first conversion under way
-        ledger = Ledger(self.ledger_path)  # opened here: a bad ledger stops start-up
+        ledger = self.open_ledger()  # opened here: a bad ledger (or log key) stops start-up
         resume = ledger.load_checkpoint()
         ledger.close()
-        recorder = Recorder(lambda: Ledger(self.ledger_path), self._recorded,
+        recorder = Recorder(self.open_ledger, self._recorded,
                             on_fatal=self.fatal)
         # The payer signs in pure Python (PyOTA) for seconds at a time. A tick gives up
         # the GIL dozens of times (each SQLite step, each log write) and waits up to

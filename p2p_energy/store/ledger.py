@@ -29,13 +29,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.metering import LivePower, RoundTotals
-from ..core.pricing import Quote, carry_units, payable_units
+from ..core.pricing import NANO, Quote, carry_units, payable_units
 from ..errors import LedgerError
 from ..wallet.base import FAILED, Attachment, Signed
 from . import lock
 from .common import iso, open_problem
 from .reader import LedgerReader, ledger_unit_of
 from .schema import _MIGRATIONS, SCHEMA_VERSION, _create_v1, record_unit
+from .signed_log import LogWriter, has_log, payment_entry, round_entry
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -117,15 +118,22 @@ def holds_simulation(path: str | Path) -> bool | None:
 class Ledger:
     """One connection to the ledger file. Not shared between threads."""
 
-    def __init__(self, path: str | Path, *, clock=time.time, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, clock=time.time, readonly: bool = False,
+                 log: LogWriter | None = None) -> None:
         """Open (and create) the ledger; ``readonly``: SQLite ``mode=ro``, never changed.
+
+        ``log``: the signed log's writer (the meter's key). A ledger whose log has
+        started refuses to record a round or end a payment without it: no round
+        or payment may lack its entry.
 
         Raises:
             LedgerError: cannot open; schema newer than this program; an older schema
                 and this process does not hold the ledger's lock (only the daemon
-                upgrades it); ``readonly`` and the file is not a ledger yet.
+                upgrades it); ``readonly`` and the file is not a ledger yet; ``log``
+                holds another key than the one the ledger's log was started with.
         """
         self.path = str(path)
+        self._log = log
         self.clock = clock
         self.readonly = readonly
         self.version = SCHEMA_VERSION
@@ -148,6 +156,9 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            if log is not None:
+                with self._tx() as db:
+                    log.bind(db, self.path)
         except sqlite3.DatabaseError as err:
             raise LedgerError(f"{self.path}: cannot open ledger: {open_problem(self.path, err)}"
                               ) from None
@@ -203,6 +214,18 @@ class Ledger:
             raise
         self.db.execute("COMMIT")
 
+    def _writer(self, db: sqlite3.Connection) -> LogWriter | None:
+        """The log's writer, None while this ledger keeps no log.
+
+        Raises:
+            LedgerError: the log has started and this connection has no key for it.
+        """
+        if self._log is None and has_log(db):
+            raise LedgerError(f"{self.path}: this ledger keeps a signed log; what is recorded"
+                              " goes into it, signed with the meter's key ([log] key_file),"
+                              " which this command did not load")
+        return self._log
+
     def close(self) -> None:
         self.db.close()
 
@@ -211,6 +234,7 @@ class Ledger:
     def record_round(self, r: RoundTotals, q: Quote) -> RoundRecorded:
         """Commit a closed round and queue the whole IOTA it makes payable, atomically."""
         with self._tx() as db:
+            writer = self._writer(db)
             cur = db.execute(
                 "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
                 " expected_samples, failed_samples, consumer_mws, producer_mws,"
@@ -238,6 +262,11 @@ class Ledger:
                     " WHERE r.id NOT IN (SELECT pr.round_id FROM payment_rounds pr"
                     f" JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE})",
                     (payment_id,))
+            if writer is not None:
+                carry_in = owed - q.owed_nano_units - live * NANO
+                entry = round_entry(round_id, r, q, ledger_unit_of(db, None), carry_in, value,
+                                    owed - (live + value) * NANO)
+                writer.append(db, entry, round_id=round_id)
             return RoundRecorded(round_id, payment_id, value, carry_units(owed, live + value))
 
     def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
@@ -337,10 +366,10 @@ class Ledger:
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE payments SET reference = ?, payload = ?, input_index = ?,"
-                " change_index = ?, backend = ? WHERE id = ? AND value_units = ?"
+                " change_index = ?, backend = ?, recipient = ? WHERE id = ? AND value_units = ?"
                 " AND reference IS NULL AND status = 'queued'",
                 (signed.reference, signed.payload, signed.input_index, signed.change_index,
-                 backend, payment_id, signed.value)).rowcount
+                 backend, signed.recipient or None, payment_id, signed.value)).rowcount
             if changed != 1:
                 raise LedgerError(f"payment {payment_id} changed while it was being signed")
 
@@ -407,11 +436,15 @@ class Ledger:
     def mark_confirmed(self, payment_id: int, fee_nanos: int = 0) -> None:
         """The transfer is confirmed: its change key index becomes the next input."""
         with self._tx() as db:
+            writer = self._writer(db)
             row = db.execute("SELECT change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
             db.execute("UPDATE payments SET status = 'confirmed', confirmed_at = ?,"
                        " fee_nanos = ? WHERE id = ?", (self.clock(), fee_nanos, payment_id))
             self._set_input_index(db, row[0])
+            if writer is not None:
+                writer.append(db, payment_entry(db, payment_id, ledger_unit_of(db, None),
+                                                writer.recipient), payment_id=payment_id)
 
     def mark_ended(self, payment_id: int, state: str, detail: str, fee_nanos: int = 0, *,
                    owner_note: str = "", default_index: int = 0) -> int:
@@ -425,10 +458,14 @@ class Ledger:
         of the payment queued anew.
         """
         with self._tx() as db:
+            writer = self._writer(db)
             row = db.execute("SELECT value_units, change_index FROM payments WHERE id = ?",
                              (payment_id,)).fetchone()
             db.execute("UPDATE payments SET status = 'failed', fee_nanos = ?, last_error = ?"
                        " WHERE id = ?", (fee_nanos, f"{state}: {detail}", payment_id))
+            if writer is not None:
+                writer.append(db, payment_entry(db, payment_id, ledger_unit_of(db, None),
+                                                writer.recipient), payment_id=payment_id)
             old = self.input_index(default_index)
             if state == FAILED:
                 self._set_input_index(db, row[1])

@@ -179,6 +179,34 @@ def _units_by_name(db: sqlite3.Connection) -> None:
         record_unit(db, newest[0])
 
 
+_SIGNED_LOG_TABLES = (
+    """CREATE TABLE IF NOT EXISTS log_entries (
+        idx INTEGER PRIMARY KEY CHECK (idx >= 0),
+        data BLOB NOT NULL,
+        round_id INTEGER UNIQUE REFERENCES rounds(id),
+        payment_id INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS log_hashes (
+        id INTEGER PRIMARY KEY CHECK (id >= 0),
+        hash BLOB NOT NULL CHECK (length(hash) = 32))""",
+    """CREATE TABLE IF NOT EXISTS log_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        size INTEGER NOT NULL,
+        note BLOB NOT NULL)""",
+)
+
+
+def _add_signed_log(db: sqlite3.Connection) -> None:
+    """The signed log's tables (``signed_log``), and each payment's recipient as signed.
+
+    The log itself starts when ``run`` first opens the ledger with the meter's key
+    (``LogWriter.bind``): rounds recorded before that are not in it.
+    """
+    for statement in _SIGNED_LOG_TABLES:
+        db.execute(statement)  # not executescript: it would commit the step half done
+    if "recipient" not in {r[1] for r in db.execute("PRAGMA table_info(payments)")}:
+        db.execute("ALTER TABLE payments ADD COLUMN recipient TEXT")
+
+
 def record_unit(db: sqlite3.Connection, backend: str) -> None:
     """The ledger speaks the unit of ``backend`` from now on."""
     db.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES ('unit', ?)",
@@ -196,5 +224,6 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _add_health_index_totals,
     _recount_running_totals,
     _units_by_name,
+    _add_signed_log,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -132,6 +132,7 @@ class Signed:
     value: int  # ledger units (whole legacy IOTA; 1 unit = 1,000 nanos today)
     input_index: int  # key index spent from (wallets without one: 0)
     change_index: int  # key index holding the rest once confirmed (== input_index if none)
+    recipient: str = ""  # the address paid, as the network writes it (for the signed log)
 
 
 @dataclass(frozen=True)

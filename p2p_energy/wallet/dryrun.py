@@ -69,7 +69,7 @@ class DryRunWallet:
         self._counter += 1
         reference = _fake_hash(f"{value}:{input_index}:{self._counter}:{id(self)}")
         payload = json.dumps([f"DRYRUN{reference}", value])
-        return Signed(reference, payload, value, input_index, input_index + 1)
+        return Signed(reference, payload, value, input_index, input_index + 1, self.receiver)
 
     def attach(self, signed: Signed) -> Attachment:
         self._wait()

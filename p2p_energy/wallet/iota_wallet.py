@@ -155,7 +155,7 @@ class IotaWallet:
             "gas_nanos": sum(c.balance for c in chosen), "rebate_nanos": rebate})
         log.debug("signed %s: %d nanos to %s, %d gas coin(s), budget %d", digest, amount,
                   self.receiver, len(chosen), budget)
-        return Signed(digest, payload, value, input_index, input_index)
+        return Signed(digest, payload, value, input_index, input_index, self.receiver)
 
     def attach(self, signed: Signed) -> Attachment:
         """The signed transaction itself: its digest names the one attachment there is."""

@@ -120,7 +120,8 @@ class PyotaWallet:
         trytes = [str(t) for t in bundle.as_tryte_strings()]  # head first
         log.debug("signed bundle %s: %d i from #%d, change to #%d, %d transactions",
                   bundle.hash, value, input_index, change_index, len(trytes))
-        return Signed(str(bundle.hash), json.dumps(trytes), value, input_index, change_index)
+        return Signed(str(bundle.hash), json.dumps(trytes), value, input_index, change_index,
+                      self.receiver[:81])  # the address without its checksum
 
     def attach(self, signed: Signed) -> Attachment:
         """Tips and proof of work for the signed bundle; nothing is broadcast.
