@@ -106,6 +106,25 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"TOML config file (default {DEFAULT_CONFIG})")
     address.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     address.set_defaults(simulate=False)
+    log_group = sub.add_parser(
+        "log", help="the signed log your neighbour checks: its verifier key, an export",
+        description="the signed log of every round and payment, which your neighbour checks"
+                    " with p2p-energy verify")
+    log_sub = log_group.add_subparsers(dest="log_command", required=True, metavar="COMMAND")
+    for name, help_text in (
+            ("key", "print the log's verifier key: the line to give your neighbour (public;"
+                    " the signing key is never printed)"),
+            ("export", "write the latest checkpoint and every entry to one file, for a"
+                       " neighbour who cannot reach serve")):
+        p = log_sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", metavar="FILE",
+                       help=f"TOML config file (default {DEFAULT_CONFIG})")
+        p.add_argument("--simulate", action="store_true",
+                       help="the log of run --simulate (no config file needed)")
+        p.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+        if name == "export":
+            p.add_argument("-o", "--output", metavar="OUT", required=True,
+                           help="file to write (replaced whole, never half-written)")
     serve = add("serve", "show the ledger: dashboard, JSON and /metrics over HTTP, MQTT for "
                          "Home Assistant ([serve], [mqtt]); only reads the ledger")
     serve.add_argument("--listen", metavar="HOST:PORT",
@@ -384,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "wallet":
             from .keyindex import cmd_set_index
             return cmd_set_index(cfg, args)
+        if args.command == "log":
+            from .log_cmd import cmd_log
+            return cmd_log(cfg, args)
         if args.command == "serve":
             from ..serve.app import cmd_serve
             return cmd_serve(cfg, args)

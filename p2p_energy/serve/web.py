@@ -10,6 +10,7 @@ millisecond). Routes:
     /api/payments?limit=    newest payments first (default 50, at most 1000)
     /api/totals             live power, price, totals today / this month / all time
     /metrics                Prometheus text format
+    /log/...                the signed log and its proofs (``log_routes``)
 
 The dashboard and /api/rounds read many rounds: at most ``HEAVY_AT_ONCE`` of
 them are worked on at once, the others wait a little, then get 503.
@@ -34,6 +35,7 @@ from ..store.reader import PaymentRow, RoundRow
 from . import page, periods
 from .episodes import Episodes
 from .figures import Figures, LedgerSource, PeriodTotals
+from .log_routes import LogRoutes
 from .server import TEXT, Limits, Reply, Server
 
 log = logging.getLogger(__name__)
@@ -65,12 +67,14 @@ class App:
         self._lock = threading.Lock()
         self._heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
         self.episodes = Episodes(log)
+        self._log = LogRoutes(source)
 
     def routes(self) -> dict[str, Route]:
         return {"/": self._one_at_a_time(self.dashboard),
                 "/api/rounds": self._one_at_a_time(self.api_rounds),
                 "/api/payments": self.api_payments, "/api/totals": self.api_totals,
-                "/metrics": self.metrics, "/static/live.js": self.live_js}
+                "/metrics": self.metrics, "/static/live.js": self.live_js,
+                **self._log.routes()}
 
     def answer(self, path: str, query: str) -> Reply:
         """The reply to ``GET path?query``: routes match exactly; errors are one line."""
