@@ -8,6 +8,7 @@ implementations we did not write: Go's ``sumdb/note`` opens the checkpoint, Go's
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_each_round_and_ended_payment_is_one_entry_the_rule_recomputes(tmp_path,
                                           "RoundEntry"]
     rounds = [e for e in parsed if isinstance(e, entries.RoundEntry)]
     assert [r.round_id for r in rounds] == [1, 2, 3, 4, 5]
-    for before, after in zip(rounds, rounds[1:], strict=False):
+    for before, after in itertools.pairwise(rounds):
         assert after.carry_in_nano_units == entries.next_carry_in(before)
     assert all(entries.round_problems(r) == [] for r in rounds)
     stored = db.execute("SELECT owed_nano_units FROM rounds ORDER BY id").fetchall()
