@@ -209,16 +209,16 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     key_path = key_file_path(cfg)
     signer = load_log_signer(cfg)[0] if os.path.lexists(key_path) else None
     with LedgerLock(path):  # before the ledger is opened or changed
-        if signer is None:  # the first run: made under the lock, so made once
-            signer, made = load_log_signer(cfg, make=True)
-            if made:
-                log.info("made the signed log's key %s (mode 0600): keep it, and back it up",
-                         key_path)
         simulation = holds_simulation(path)  # None: not a ledger yet
         _claim_ledger(path, simulation, simulate=args.simulate,
                       own_default=args.simulate and args.config is None)
         if simulation is not None:
             _refuse_a_payment_of_another_backend(path, cfg.wallet.backend)
+        if signer is None:  # the first run: made under the lock, so made once
+            signer, made = load_log_signer(cfg, make=True)
+            if made:
+                log.info("made the signed log's key %s (mode 0600): keep it, and back it up",
+                         key_path)
         _record_the_unit(path, cfg.wallet.backend)
         return _run(cfg, args, sensor, open_wallet, signer)
 
