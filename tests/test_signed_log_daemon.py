@@ -120,6 +120,12 @@ def test_the_first_run_makes_the_key_and_log_key_prints_only_its_public_half(tmp
     assert signer.verifier.key() in run_log and secret.split("+")[-1] not in run_log
     run_until(cfg, tmp_path, log_size(tmp_path / "ledger.db") + 2)  # the same key again
     assert key_file.read_text().strip() == secret
+    check = cli("check", "-c", str(cfg))
+    assert f"ok   log key {key_file}: verifier key (for your neighbour) {signer.verifier.key()}" \
+        in check.stdout
+    assert re.search(rf"ok   signed log {re.escape(signer.name)}: \d+ entries", check.stdout)
+    assert "PRIVATE" not in check.stdout + check.stderr and secret.split("+")[-1] not in \
+        check.stdout
 
 
 def test_a_key_others_can_read_or_another_name_is_refused_in_one_line(tmp_path):
@@ -130,6 +136,8 @@ def test_a_key_others_can_read_or_another_name_is_refused_in_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "log.key_file" in out.stderr and "readable by group" in out.stderr
     assert "PRIVATE" not in out.stderr
+    check = cli("check", "-c", str(cfg))
+    assert check.returncode == 1 and "FAIL log key:" in check.stdout
     (tmp_path / "log.key").chmod(0o600)
     renamed = write_config(tmp_path, extra='[log]\nname = "another.name"\n')
     out = cli("log", "key", "-c", str(renamed))

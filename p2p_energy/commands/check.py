@@ -39,6 +39,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
     report(OK, f"config {cfg.source or '(defaults, --simulate)'}")
     _check_sensor(cfg, report)
     _check_ledger(cfg, report)
+    _check_log(cfg, report)
     _check_wallet(cfg, report)
     _check_mqtt(cfg, report)
     print_line("all checks passed" if not failures else f"{failures} check(s) failed")
@@ -95,6 +96,43 @@ def _report_probe(description: str, probe: Probe, report: Callable[[str, str], N
             report(FAIL, f"{line}: {r.problem.removeprefix(f'{role} CH{r.channel} ')}")
         else:
             report(OK, line)
+
+
+def _check_log(cfg: Config, report: Callable[[str, str], None]) -> None:
+    """The signed log's key (its public half only) and whether the ledger's log is its."""
+    from ..config.log_key import key_file_path, load_log_signer
+    from ..store.reader import LedgerReader
+    from ..store.signed_log import LogView
+
+    key_path = key_file_path(cfg)
+    if not os.path.lexists(key_path):
+        report(INFO, f"log key {key_path}: not made yet (the daemon makes it when it starts)")
+        return
+    try:
+        signer, _ = load_log_signer(cfg)
+    except P2PEnergyError as err:
+        report(FAIL, f"log key: {err}")
+        return
+    verifier = signer.verifier.key()
+    report(OK, f"log key {key_path}: verifier key (for your neighbour) {verifier}")
+    if not Path(cfg.ledger.path).exists():
+        return
+    try:
+        with LedgerReader(cfg.ledger.path) as reader, reader.snapshot():
+            view = LogView(reader.db)
+            meta, size = view.meta(), view.size()
+    except P2PEnergyError as err:
+        report(FAIL, f"signed log: {err}")
+        return
+    if not meta:
+        report(INFO, "signed log: not started yet (the daemon starts it)")
+    elif meta.get("log_verifier") != verifier:
+        report(FAIL, f"signed log: signed by {meta.get('log_verifier')}, not by the key in"
+                     f" {key_path}: the daemon refuses to start with this key")
+    else:
+        after = int(meta.get("log_started_after_round", "0"))
+        since = f" (rounds 1-{after} were recorded before it began)" if after else ""
+        report(OK, f"signed log {meta.get('log_origin')}: {size} entries{since}")
 
 
 def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:
