@@ -4,6 +4,8 @@ import math
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2p_energy.core.metering import RoundTotals
 from p2p_energy.core.pricing import NANO, Quote
@@ -283,3 +285,41 @@ def test_owed_totals_stay_exact_past_what_sqlite_sum_can_hold(ledger):
         ledger.db.execute("SELECT SUM(owed_nano_units) FROM rounds").fetchone()
     t = ledger.totals()
     assert t["queued_iota"] == 12 * 10**9 and t["carry_iota"] == pytest.approx(3e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["round", "pay", "fail", "split", "give-up"]),
+                          st.integers(0, 3 * NANO)), min_size=1, max_size=40))
+def test_what_a_round_reads_is_kept_exactly_as_a_full_count_would_give(tmp_path_factory, steps):
+    """``live_units`` and the rounds each payment covers, kept without reading every payment
+    and round, are what counting them all gives, whatever happens to payments."""
+    led = Ledger(tmp_path_factory.mktemp("live") / "l.db")
+    for i, (step, owed) in enumerate(steps):
+        if step == "round":
+            rec = led.record_round(rnd(i), Quote(price=0.02, capped=False, owed_nano_units=owed))
+            uncovered = led.db.execute(
+                "SELECT COUNT(*) FROM rounds r WHERE r.id NOT IN (SELECT pr.round_id FROM"
+                " payment_rounds pr JOIN payments p ON p.id = pr.payment_id"
+                " WHERE p.status IN ('queued', 'sent', 'confirmed'))").fetchone()[0]
+            if rec.queued_payment_id is not None:  # queued: every round is covered now
+                assert uncovered == 0
+        p = led.claim_queued()
+        if p is None:
+            continue
+        if step == "split" and p.value_units > 1:
+            led.split_queued(p.id, 1)
+        elif step == "give-up":
+            led.record_failure(p.id, "refused", final=True)
+        elif step in ("pay", "fail"):
+            led.store_signed(p.id, Signed(f"R{p.id}".ljust(81, "9"), "[]", p.value_units, 0, 0),
+                             "pyota")
+            if step == "pay":
+                led.mark_confirmed(p.id)
+            else:
+                led.mark_ended(p.id, "failed", "test")
+        kept = led.db.execute("SELECT value FROM running_totals WHERE key = 'live_units'"
+                              ).fetchone()[0]
+        counted = led.db.execute("SELECT COALESCE(SUM(value_units), 0) FROM payments WHERE"
+                                 " status IN ('queued', 'sent', 'confirmed')").fetchone()[0]
+        assert int(kept) == counted
+    led.close()

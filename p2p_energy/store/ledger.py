@@ -257,11 +257,15 @@ class Ledger:
                 payment_id = int(db.execute(
                     "INSERT INTO payments (value_units, status, created_at)"
                     " VALUES (?, 'queued', ?)", (value, self.clock())).lastrowid or 0)
+                self._add_live(db, value)
+                # The rounds no live payment covers yet: those after the newest one covered
+                # (a payment that fails is queued again for the same rounds, so they stay
+                # covered). Read through the index from the top: a few rows, not all.
                 db.execute(
                     "INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, r.id FROM rounds r"
-                    " WHERE r.id NOT IN (SELECT pr.round_id FROM payment_rounds pr"
-                    f" JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE})",
-                    (payment_id,))
+                    " WHERE r.id > COALESCE((SELECT pr.round_id FROM payment_rounds pr"
+                    f" JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE}"
+                    " ORDER BY pr.round_id DESC LIMIT 1), 0)", (payment_id,))
             if writer is not None:
                 carry_in = owed - q.owed_nano_units - live * NANO
                 entry = round_entry(round_id, r, q, ledger_unit_of(db, None), carry_in, value,
@@ -429,9 +433,12 @@ class Ledger:
         with self._tx() as db:
             db.execute("UPDATE payments SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                        (message, payment_id))
-            if final:
-                db.execute("UPDATE payments SET status = 'failed' WHERE id = ?"
-                           " AND reference IS NULL", (payment_id,))
+            if final and db.execute("UPDATE payments SET status = 'failed' WHERE id = ?"
+                                    " AND reference IS NULL AND status = 'queued'",
+                                    (payment_id,)).rowcount:
+                value = db.execute("SELECT value_units FROM payments WHERE id = ?",
+                                   (payment_id,)).fetchone()[0]
+                self._add_live(db, -value)
 
     def mark_confirmed(self, payment_id: int, fee_nanos: int = 0) -> None:
         """The transfer is confirmed: its change key index becomes the next input."""
@@ -565,11 +572,17 @@ class Ledger:
 
     @staticmethod
     def _owed_and_live(db: sqlite3.Connection) -> tuple[int, int]:
-        owed = db.execute("SELECT value FROM running_totals"
-                          " WHERE key = 'owed_nano_units'").fetchone()[0]
-        live = db.execute("SELECT COALESCE(SUM(value_units), 0) FROM payments"
-                          f" WHERE status IN {_LIVE}").fetchone()[0]
-        return int(owed), int(live)
+        """(nano-units ever owed, whole units paid or queued): two rows, however old the
+        ledger. ``live_units`` changes only when a round queues units and when a payment
+        is given up without being queued again (ending one queues it again: no change)."""
+        totals = dict(db.execute("SELECT key, value FROM running_totals WHERE key IN"
+                                 " ('owed_nano_units', 'live_units')").fetchall())
+        return int(totals["owed_nano_units"]), int(totals["live_units"])
+
+    @staticmethod
+    def _add_live(db: sqlite3.Connection, units: int) -> None:
+        db.execute("UPDATE running_totals SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT)"
+                   " WHERE key = 'live_units'", (units,))
 
     def _reader(self) -> LedgerReader:
         """The reader on this connection: the one place that knows the columns' names."""
