@@ -66,12 +66,15 @@ class SignedLog:
         self.store.append(tlog.leaf_hash(data))
         return len(self.entries) - 1
 
-    def next_round(self, consumer_uws: int = 3_600_000, producer_uws: int = 2_400_000,
+    def next_round(self, consumer_uws: int | None = None, producer_uws: int = 2_400_000,
                    **changes: Any) -> RoundEntry:
         """The next round, billed by the rule and carried on from the last (not appended).
-        ``changes`` replace fields after billing (to make a wrong one)."""
+        The consumer's energy varies from round to round (so the carry does), unless
+        given. ``changes`` replace fields after billing (to make a wrong one)."""
         prev = self.last_round
         round_id = prev.round_id + 1 if prev else 1
+        if consumer_uws is None:
+            consumer_uws = 3_600_000 + (round_id * 7919) % 100_000
         start = START_MS + (round_id - 1) * ROUND_MS
         draft = RoundEntry(round_id, start, start + ROUND_MS, self.unit, consumer_uws,
                            producer_uws, ROUND_MS, 10 * NANO, 10 * NANO,

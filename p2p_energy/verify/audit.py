@@ -29,7 +29,7 @@ from ..core.entries import EXECUTED, NANO, PaymentEntry, RoundEntry, parse_entry
 from ..errors import EntryError
 
 if TYPE_CHECKING:
-    from ..wallet.receipts import Receipt
+    from ..wallet.receipt import Receipt
 
 MAX_PROBLEMS_KEPT = 1000  # shown; the rest are counted
 

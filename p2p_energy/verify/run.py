@@ -24,7 +24,7 @@ from pathlib import Path
 from ..core.note import Checkpoint, Verifier, open_checkpoint
 from ..core.tlog import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
 from ..errors import NoteError, NoteSignatureError, ProofError, SourceError, VerifyError
-from ..wallet.receipts import Receipts
+from ..wallet.receipt import Receipts
 from . import state as state_mod
 from .audit import Audit, Chain, Problems, Totals
 from .locate import Snapshots, first_differing_entry

@@ -25,7 +25,7 @@ from .base import MICRO_UNIT
 from .iota_rpc import RpcClient, one_line
 from .iota_tx import digest_bytes
 from .iota_units import IOTA_COIN, NANOS_PER_UNIT, NOT_FOUND
-from .receipts import Receipt, recipient_problem
+from .receipt import Receipt, recipient_problem
 
 if TYPE_CHECKING:
     from ..core.entries import PaymentEntry

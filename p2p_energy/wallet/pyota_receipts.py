@@ -30,7 +30,7 @@ from ..errors import WalletError
 from .base import LEGACY_UNIT
 from .iota_rpc import one_line
 from .pyota_api import import_iota, node_error
-from .receipts import Receipt, recipient_problem
+from .receipt import Receipt, recipient_problem
 
 if TYPE_CHECKING:
     from ..core.entries import PaymentEntry
