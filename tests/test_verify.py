@@ -195,6 +195,27 @@ def test_an_entry_left_out_breaks_the_carry_chain_at_its_place(tmp_path: Path) -
     assert snapshot(state) == before
 
 
+def test_an_export_with_an_entry_left_out(tmp_path: Path) -> None:
+    """Its count line mended to match: the signed checkpoint still says how many."""
+    log = grown_log(10)
+    data = export(log, tmp_path / "e").read_bytes()
+    line = base64.b64encode(log.entries[4]) + b"\n"
+    (tmp_path / "e").write_bytes(data.replace(b"entries 11\n", b"entries 10\n")
+                                 .replace(line, b""))
+    code, lines, _ = verify(str(tmp_path / "e"), "--key", log.verifier_key, "--state",
+                            str(tmp_path / "s"))
+    assert code == 1
+    assert problems(lines) == ["checkpoint: the export holds 10 entries, its signed checkpoint"
+                               " 11"]
+    # Not mended, the file is no log export at all.
+    (tmp_path / "e").write_bytes(data.replace(line, b""))
+    code, lines, err = verify(str(tmp_path / "e"), "--key", log.verifier_key, "--state",
+                              str(tmp_path / "s"))
+    assert code == 2 and lines == []
+    assert err == (f"p2p-energy: verify: {tmp_path / 'e'}: not a log: entry 10: the file ends"
+                   " (the export says 11 entries)\n")
+
+
 def test_an_owed_amount_changed_and_signed_again_with_the_stolen_key(tmp_path: Path) -> None:
     honest = grown_log(12)
     forged = SignedLog()  # the same key
@@ -337,13 +358,15 @@ def test_a_source_that_is_not_a_log(tmp_path: Path, iota_node) -> None:
         iota_node.url: f"p2p-energy: verify: {iota_node.url}/log/checkpoint: HTTP 501",
         "http://127.0.0.1:9/": "p2p-energy: verify: http://127.0.0.1:9/log/checkpoint: cannot"
                                " be reached",
-        "http://user:pw@127.0.0.1:9": "p2p-energy: verify: 'http://user:pw@127.0.0.1:9' is not"
-                                      " a log's address",
+        "http://user:s3cret@127.0.0.1:9": "p2p-energy: verify: SOURCE must not hold a user"
+                                          " name or password (user:password@)",
+        "http://127.0.0.1:9/?token=s3cret": "p2p-energy: verify: SOURCE must not hold a query",
     }
     for source, message in cases.items():
         code, lines, err = verify(source, "--key", key, "--state", str(tmp_path / "s"))
         assert code == 2 and lines == [], source
         assert err.startswith(message) and err.count("\n") == 1, (source, err)
+        assert "s3cret" not in err
 
 
 def test_a_server_whose_checkpoint_is_no_note(tmp_path: Path) -> None:
@@ -363,6 +386,8 @@ def test_a_server_whose_checkpoint_is_no_note(tmp_path: Path) -> None:
     (["--address", "HELLO"], "--address 'HELLO': must be an IOTA address: 81 trytes"),
     (["--address", "A" * 81 + "B" * 9], "has a wrong checksum"),
     (["--node", "ftp://x", "--address", RECEIVER], "node URL 'ftp://x' is not an http://"),
+    (["--node", "http://me:s3cret@node.example", "--address", RECEIVER],
+     "--node must not hold a user name or password (user:password@)"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                              message: str) -> None:
@@ -370,7 +395,7 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
     code, lines, err = verify(str(export(log, tmp_path / "e")), "--key", log.verifier_key,
                               "--state", str(tmp_path / "s"), *args)
     assert code == 2 and lines == [] and err.count("\n") == 1
-    assert message in err
+    assert message in err and "s3cret" not in err
 
 
 def test_a_state_of_another_log_is_refused(tmp_path: Path) -> None:

@@ -185,8 +185,12 @@ def test_legacy_payments_good_and_bad(tmp_path: Path, legacy_node) -> None:
     log.add_payment(good, LEGACY_RECEIVER, 100, backend="pyota")
     args = ("--key", log.verifier_key, "--state", str(tmp_path / "s"), "--node",
             legacy_node.url, "--address", LEGACY_RECEIVER)
+    before = len(legacy_node.requests)
     code, lines, err = verify(export(log, tmp_path / "good"), *args)
     assert (code, err) == (0, "")
+    assert legacy_node.command_names()[before:] == ["findTransactions", "getTrytes",
+                                                    "getInclusionStates"]
+    assert legacy_node.requests[before][1] == {"bundles": [good]}
     assert (f"paid as seen on the network: 100 IOTA (1 payment to {LEGACY_RECEIVER}, checked on"
             f" the legacy IOTA network (node {legacy_node.url}))") in lines
 

@@ -82,6 +82,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(f"--key: {err}")
     if args.node and not args.address:
         return _fail("--node needs --address: the producer's address the payments go to")
+    from ..verify.sources import plain_url_problem
+
+    if args.node and plain_url_problem(args.node):
+        return _fail(f"--node {plain_url_problem(args.node)}")
     try:
         receipts = _receipts(args)
     except (ValueError, WalletError) as err:

@@ -57,6 +57,20 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def plain_url_problem(url: str) -> str:
+    """Why ``url`` may not be used, "" when it may: a user name or password
+    (``user:password@``), a query or a fragment may carry a secret, and the URL shows in
+    every message and statement. The reason never repeats the URL."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return ("must not hold a user name or password (user:password@), which would show"
+                " in messages")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return ("must not hold a query (?...) or fragment (#...), which may carry a token"
+                " and would show in messages")
+    return ""
+
+
 def open_source(text: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Source:
     """The source ``text`` names (nothing is read yet but a file's header).
 
@@ -87,9 +101,11 @@ class HttpSource:
     has_proofs = True
 
     def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        problem = plain_url_problem(url)
+        if problem:
+            raise SourceError(f"SOURCE {problem}")
         parts = urlsplit(url)
-        if not parts.hostname or parts.username or parts.password or parts.query \
-                or parts.fragment:
+        if not parts.hostname:
             raise SourceError(f"{url!r} is not a log's address: give http(s)://host:port")
         try:
             port = parts.port
