@@ -48,7 +48,7 @@ def log_entries(first_round: int, rounds: int, carry: int) -> Iterator[bytes]:
         sun = max(math.sin(((start / 3_600_000) % 24 - 6) / 12 * math.pi), 0.0)
         draft = RoundEntry(i, start, start + ROUND_MS, "µIOTA",
                            3_600_000 + (i * 7919) % 1_000_000, int(800_000 * 60 * sun),
-                           ROUND_MS, 10 * NANO, 10 * NANO, carry, 0, 0, 0)
+                           ROUND_MS * 1000, 10 * NANO, 10 * NANO, carry, 0, 0, 0)
         bill = entries.recompute(draft)
         yield entries.encode_round(replace(draft, owed_nano_units=bill.owed_nano_units,
                                            queued_units=bill.queued_units,

@@ -7,7 +7,8 @@ leaf hashes (``MemoryHashStore``) and a checkpoint signed with a note key.
 
 - ``GET /log/checkpoint``: the signed note, ``text/plain``, bytes as signed;
 - ``GET /log/entries?start=N&end=M``: ``{"entries": [base64, ...]}`` for N to
-  M-1, at most ``page`` (1000) an answer, fewer at the end of the log;
+  M-1, at most ``page`` (1000) an answer, fewer at the end of the log; 404 for a
+  start at or past its end, 400 for an end not above the start (as ``serve``);
 - ``GET /log/proof/consistency?from=M&to=N`` and
   ``GET /log/proof/inclusion?index=I&size=S``: ``{"proof": [base64, ...]}``.
 
@@ -77,7 +78,7 @@ class SignedLog:
             consumer_uws = 3_600_000 + (round_id * 7919) % 100_000
         start = START_MS + (round_id - 1) * ROUND_MS
         draft = RoundEntry(round_id, start, start + ROUND_MS, self.unit, consumer_uws,
-                           producer_uws, ROUND_MS, 10 * NANO, 10 * NANO,
+                           producer_uws, ROUND_MS * 1000, 10 * NANO, 10 * NANO,
                            prev.carry_out_nano_units if prev else 0, 0, 0, 0)
         bill = entries.recompute(draft)
         billed = replace(draft, owed_nano_units=bill.owed_nano_units,
@@ -123,9 +124,14 @@ class LogServer(HttpNode):
 
     NAME = "log-server"
 
-    def __init__(self, log: SignedLog, *, page: int = 1000) -> None:
+    def __init__(self, log: SignedLog, *, page: int = 1000,
+                 keep_alive_s: float | None = None) -> None:
         self._init_http(port=0, hang_s=5.0)
         self.page = page
+        if keep_alive_s is not None:  # HTTP/1.1, a connection idle this long is closed
+            self.handler = type("KeepAlive", (_Handler,), {"protocol_version": "HTTP/1.1",
+                                                           "timeout": keep_alive_s})
+        self.connections = 0
         self.requests: list[str] = []
         self.publish(log)
 
@@ -147,8 +153,10 @@ class LogServer(HttpNode):
                 return 200, self.note, "text/plain; charset=utf-8"
             if path == "/log/entries":
                 start, end = _params(query, "start", "end")
-                if not start <= end:
-                    raise BadRequest(f"start {start} after end {end}")
+                if end <= start:
+                    raise BadRequest("end must be above start")
+                if start >= len(self.served):  # as serve answers it
+                    return 404, b"no entry from there\n", "text/plain"
                 end = min(end, start + self.page, len(self.served))
                 page = [base64.b64encode(e).decode() for e in self.served[start:end]]
                 return 200, json.dumps({"entries": page}).encode(), "application/json"
@@ -189,6 +197,11 @@ def _proof(hashes: list[bytes]) -> tuple[int, bytes, str]:
 
 class _Handler(JsonHandler):
     node: LogServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.node._lock:
+            self.node.connections += 1
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)

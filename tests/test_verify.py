@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from p2p_energy.core import entries
 from p2p_energy.core.export import write_export
+from p2p_energy.verify.sources import HttpSource
 
 from cli_process import p2p_energy_cli
 from log_server import LogServer, SignedLog
@@ -127,6 +129,23 @@ def test_an_address_without_a_node_checks_each_recipient(tmp_path: Path) -> None
     assert problems(lines) == [f"entry 4: payment 2 was paid to 0x{'ab' * 32}, not to {RECEIVER}"]
     assert ("payments were not checked on the network (give --node URL and --address ADDRESS)"
             in lines)
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_again() -> None:
+    """serve closes a connection idle for its timeout_s: a verifier that spent that long
+    asking a node goes on with a new one."""
+    log = grown_log(30)
+    with LogServer(log, keep_alive_s=0.2) as server:
+        source = HttpSource(server.url)
+        try:
+            assert source.checkpoint() == log.checkpoint()
+            assert list(source.entries(0, 3)) == log.entries[:3]
+            assert server.connections == 1  # kept alive
+            time.sleep(0.6)  # the server has closed it meanwhile
+            assert list(source.entries(3, 33)) == log.entries[3:]
+        finally:
+            source.close()
+    assert server.connections == 2
 
 
 # -- tampering: each caught at its entry, exit 1, the state untouched ----------------------

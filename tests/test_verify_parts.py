@@ -67,6 +67,17 @@ def test_the_chain_carries_over_from_a_run_before() -> None:
     ]
 
 
+def test_a_payment_before_the_first_round_settles_rounds_from_before_the_log() -> None:
+    """A ledger that began its log with a payment in flight: it ends before any round."""
+    log = SignedLog()
+    log.add_payment("9" * 44, "0x" + "e1" * 32, 3, settles=((90, 94),))
+    log.add_rounds(2)
+    log.add_payment("8" * 44, "0x" + "e1" * 32, 1, settles=((1, 3),))
+    assert audited(log).problems.lines == [
+        "entry 3: payment 2 settles round 3, which the log has not recorded before it (last"
+        " round 2)"]
+
+
 def test_bytes_that_are_no_entry_are_a_problem_not_an_error() -> None:
     audit = Audit(Chain(), Problems())
     audit.entry(4, b'{"kind":"round"}')

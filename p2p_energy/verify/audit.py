@@ -7,7 +7,9 @@ and checks, in the order of the log:
   round ids strictly increasing; the carry chain (a round's ``carry_in`` is
   the ``carry_out`` of the round before it, across runs); one unit for every
   entry;
-- payments: ``settles_rounds`` names only rounds the log recorded before it;
+- payments: ``settles_rounds`` names only rounds the log recorded before it
+  (a payment before the log's first round settles rounds from before the log
+  began, which it cannot judge);
   no two executed payments with the same reference; with ``check_payment``
   (``wallet.receipts``), what the network shows of each executed payment.
 
@@ -143,10 +145,12 @@ class Audit:
     def _payment(self, index: int, where: str, p: PaymentEntry) -> None:
         self.run.payments += 1
         last = p.settles_rounds[-1][1] if p.settles_rounds else 0
-        if last > self.chain.last_round_id:
+        # Before the log's first round, a payment can only settle rounds of the ledger
+        # from before the log began (README: "Ledgers from before the log"): not judged.
+        if self.chain.last_round_id and last > self.chain.last_round_id:
             self.problems.add(where, f"payment {p.payment_id} settles round {last}, which the"
                                      " log has not recorded before it (last round"
-                                     f" {self.chain.last_round_id or 'none'})")
+                                     f" {self.chain.last_round_id})")
         if p.status != EXECUTED:
             return
         self.run.executed_payments += 1

@@ -28,7 +28,7 @@ from ..wallet.receipt import Receipts
 from . import state as state_mod
 from .audit import Audit, Chain, Problems, Totals
 from .locate import Snapshots, first_differing_entry
-from .sources import FileSource, Source
+from .sources import Source
 
 
 @dataclass
@@ -77,7 +77,7 @@ def verify_log(source: Source, verifier: Verifier, state_dir: Path | None,
     if old is not None and old.origin != checkpoint.origin:
         raise VerifyError(f"{out.state_dir}: the state of log {old.origin!r}, not of"
                           f" {checkpoint.origin!r}: give another --state")
-    if isinstance(source, FileSource) and source.count != checkpoint.size:
+    if source.count is not None and source.count != checkpoint.size:
         out.problems.add("checkpoint", f"the export holds {source.count} entries, its signed"
                                        f" checkpoint {checkpoint.size}")
         return out

@@ -10,8 +10,9 @@ The HTTP endpoints (the consumer's ``serve`` publishes them):
 - ``GET /log/checkpoint``: the signed checkpoint note, bytes exactly as signed;
 - ``GET /log/entries?start=N&end=M``: ``{"entries": [base64, ...]}`` for
   indexes N to M-1, at most 1000 an answer; a server may give fewer (asked
-  again from where it stopped); none at all for a range the checkpoint covers
-  ends the entries there (the verifier counts the rest as missing);
+  again from where it stopped); none at all, or HTTP 404 (``serve``'s answer
+  for a start at or past its log's end), for a range the checkpoint covers ends
+  the entries there (the verifier counts the rest as missing);
 - ``GET /log/proof/consistency?from=M&to=N``: ``{"proof": [base64 hash, ...]}``
   (RFC 6962 2.1.2).
 
@@ -45,6 +46,7 @@ DEFAULT_TIMEOUT_S = 30.0
 class Source(Protocol):
     where: str  # the URL or the file's path, for messages
     has_proofs: bool  # consistency proofs (HTTP); without, old roots are rebuilt
+    count: int | None  # how many entries it says it holds (an export), None: not said
 
     def checkpoint(self) -> bytes: ...
 
@@ -95,10 +97,15 @@ def _b64(value: Any, what: str) -> bytes:
     raise ValueError(f"{what} is not base64")
 
 
+class _NotFound(SourceError):
+    """HTTP 404: no log here (the checkpoint), or no entry from there on (entries)."""
+
+
 class HttpSource:
     """The log as the consumer's ``serve`` publishes it at ``url``."""
 
     has_proofs = True
+    count = None
 
     def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         problem = plain_url_problem(url)
@@ -133,7 +140,10 @@ class HttpSource:
         while start < end:
             ask = min(page, end - start)
             path = f"/log/entries?start={start}&end={start + ask}"
-            body = self._get(path, MAX_PAGE_BYTES)
+            try:
+                body = self._get(path, MAX_PAGE_BYTES)
+            except _NotFound:
+                return  # the server holds no entry from ``start`` on
             if body is None:
                 if ask == 1:
                     raise SourceError(f"{self.where}{path}: one entry over"
@@ -194,38 +204,57 @@ class HttpSource:
     def _get(self, path: str, limit: int) -> bytes | None:
         """The body of a 200 answer to GET ``path``; None when it is over ``limit`` bytes.
 
-        Raises SourceError: unreachable, timed out, or another status.
+        A kept-alive connection the server has closed meanwhile (``serve`` closes one
+        idle for its ``timeout_s``, while the verifier asks a node) is opened afresh,
+        once. Raises SourceError: unreachable, timed out, or another status
+        (``_NotFound`` for 404).
         """
         import http.client
 
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            try:
+                return self._get_once(path, limit)
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                stale = reused and isinstance(err, (http.client.RemoteDisconnected,
+                                                    ConnectionResetError, BrokenPipeError))
+                if not (stale and attempt == 1):
+                    raise SourceError(f"{self.where}{path}: cannot be reached:"
+                                      f" {_one_line(str(err) or type(err).__name__)}") from None
+        raise AssertionError("unreachable")
+
+    def _get_once(self, path: str, limit: int) -> bytes | None:
+        """One GET; errors of the connection itself are left to the caller."""
         url = f"{self.where}{path}"
         conn = self._connection()
         try:
             conn.request("GET", self._prefix + path, headers={"Accept": "*/*"})
             response = conn.getresponse()
+        except TimeoutError:
+            self.close()
+            raise SourceError(f"{url}: no answer within {self.timeout_s:g} s") from None
+        try:
             length = response.getheader("Content-Length")
             if response.status != 200:
                 said = _one_line(response.read(200).decode("utf-8", "replace"), 80)
                 self.close()
-                raise SourceError(f"{url}: HTTP {response.status} {said}".rstrip()
-                                  + (": not a log" if response.status == 404 else ""))
+                kind = _NotFound if response.status == 404 else SourceError
+                raise kind(f"{url}: HTTP {response.status} {said}".rstrip()
+                           + (": not a log" if response.status == 404 else ""))
             if length is not None and length.isdigit() and int(length) > limit:
                 self.close()  # unread: the connection cannot be used again
                 return None
             body = response.read(limit + 1)
-            if len(body) > limit:
-                self.close()
-                return None
-            if response.will_close:
-                self.close()
-            return body
         except TimeoutError:
             self.close()
             raise SourceError(f"{url}: no answer within {self.timeout_s:g} s") from None
-        except (OSError, http.client.HTTPException) as err:
+        if len(body) > limit:
             self.close()
-            raise SourceError(f"{url}: cannot be reached:"
-                              f" {_one_line(str(err) or type(err).__name__)}") from None
+            return None
+        if response.will_close:
+            self.close()
+        return body
 
     def close(self) -> None:
         if self._conn is not None:
