@@ -405,6 +405,7 @@ def test_a_server_whose_checkpoint_is_no_note(tmp_path: Path) -> None:
     (["--address", "HELLO"], "--address 'HELLO': must be an IOTA address: 81 trytes"),
     (["--address", "A" * 81 + "B" * 9], "has a wrong checksum"),
     (["--node", "ftp://x", "--address", RECEIVER], "node URL 'ftp://x' is not an http://"),
+    (["--node", "ftp://x", "--address", "A" * 81], "node URL 'ftp://x' is not an http://"),
     (["--node", "http://me:s3cret@node.example", "--address", RECEIVER],
      "--node must not hold a user name or password (user:password@)"),
 ])

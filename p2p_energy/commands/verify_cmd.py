@@ -9,7 +9,7 @@ does not: a problem in an entry, a rewritten history, or a checkpoint the key
 did not sign (a wrong key looks exactly like a forged log); 2 the run could not
 be made: a malformed key, a SOURCE that cannot be reached or is not a log, an
 address of neither form, ``--node`` without ``--address``, a node that cannot
-be asked, an unusable state folder. Errors are one line on stderr.
+be asked, an unusable state folder, Ctrl-C. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def _fail(message: str) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Run ``verify``; returns the exit code (see the module docstring)."""
     from ..core.note import parse_verifier  # here: the parser is built for every command
+    from ..verify.sources import plain_url_problem
 
     try:
         verifier = parse_verifier(args.key)
@@ -82,8 +83,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(f"--key: {err}")
     if args.node and not args.address:
         return _fail("--node needs --address: the producer's address the payments go to")
-    from ..verify.sources import plain_url_problem
-
     if args.node and plain_url_problem(args.node):
         return _fail(f"--node {plain_url_problem(args.node)}")
     try:
@@ -92,6 +91,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(err))
     try:
         return _verify(args, verifier, receipts)
+    except KeyboardInterrupt:  # not 0, as for run and serve: nothing was verified
+        return _fail("interrupted; the state is unchanged")
     finally:
         if receipts is not None:
             receipts.close()

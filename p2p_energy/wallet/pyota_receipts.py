@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from ..core.trytes import is_trytes
 from ..errors import WalletError
@@ -46,6 +47,12 @@ class PyotaReceipts:
     """Checks payments to ``address`` (81 trytes) through the legacy node at ``node_url``."""
 
     def __init__(self, node_url: str, address: str, timeout_s: float) -> None:
+        """Nothing is contacted here. Raises WalletError for a node URL other than
+        http(s)://host."""
+        parts = urlsplit(node_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise WalletError(f"node URL {node_url!r} is not an http:// or https:// URL",
+                              retryable=False)
         self.node_url = node_url
         self.address = address
         self.timeout_s = timeout_s
