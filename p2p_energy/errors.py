@@ -138,3 +138,23 @@ class NoteError(LogError):
 
 class ProofError(LogError):
     """An inclusion or consistency proof does not check (RFC 9162 sections 2.1.3, 2.1.4)."""
+
+
+class NoteSignatureError(NoteError):
+    """A well-formed note the key did not sign, signed badly, or another log's checkpoint.
+
+    What a forged or substituted log looks like (``verify`` exits 1), where a plain
+    ``NoteError`` is text that is no signed checkpoint at all (``verify`` exits 2).
+    """
+
+
+class ExportError(LogError):
+    """A log export file (``core.export``) is malformed: names the line or entry."""
+
+
+class SourceError(P2PEnergyError):
+    """``verify`` cannot read its SOURCE as a log: unreachable, or not a log (exit 2)."""
+
+
+class VerifyError(P2PEnergyError):
+    """``verify`` cannot start: a bad option, address or state folder (exit 2)."""

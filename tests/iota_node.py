@@ -5,7 +5,8 @@ methods our wallet and ``check`` use, as a real fullnode does:
 ``iotax_getCoins`` (paged), ``iotax_getBalance``, ``iotax_getReferenceGasPrice``,
 ``iota_getChainIdentifier``, ``iota_getLatestCheckpointSequenceNumber``,
 ``iota_dryRunTransactionBlock``, ``iota_executeTransactionBlock``,
-``iota_getTransactionBlock``, ``iota_getObject``, ``iota_multiGetObjects``,
+``iota_getTransactionBlock`` (with ``showEffects``, ``showRawInput`` and
+``showBalanceChanges``), ``iota_getObject``, ``iota_multiGetObjects``,
 ``iota_tryGetPastObject``.
 
 It is strict where the network is: it decodes the BCS ``TransactionData``
@@ -478,12 +479,15 @@ class IotaNode(HttpNode):
         return self._response(e, options)
 
     def _response(self, e: Executed, options: Any) -> dict[str, Any]:
+        show = _response_options(options)
         out: dict[str, Any] = {"digest": e.digest, "checkpoint": str(e.checkpoint),
                                "timestampMs": str(int(time.time() * 1000))}
-        if isinstance(options, dict) and options.get("showEffects"):
+        if show.get("showEffects"):
             out["effects"] = e.effects
-        if isinstance(options, dict) and options.get("showRawInput"):
+        if show.get("showRawInput"):
             out["rawTransaction"] = e.tx_bytes
+        if show.get("showBalanceChanges"):
+            out["balanceChanges"] = balance_changes(e)
         return out
 
     def _rpc_iota_dryRunTransactionBlock(self, tx_bytes: str) -> dict[str, Any]:
@@ -679,6 +683,38 @@ class IotaNode(HttpNode):
             "gasObject": {"owner": owner, "reference": gas_ref},
         }
         return effects, fee, not error, transfers
+
+
+RESPONSE_OPTIONS = ("showInput", "showRawInput", "showEffects", "showEvents",
+                    "showObjectChanges", "showBalanceChanges", "showRawEffects")
+
+
+def _response_options(options: Any) -> dict[str, bool]:
+    """``IotaTransactionBlockResponseOptions`` as a fullnode reads it: null or an object
+    whose known fields are booleans (serde: a wrong type is invalid params; unknown
+    fields are ignored)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise NodeError("Invalid params: options must be an object")
+    for name in RESPONSE_OPTIONS:
+        if name in options and not isinstance(options[name], bool):
+            raise NodeError(f"Invalid params: invalid type: {options[name]!r}, expected a"
+                            f" boolean for {name}")
+    return {name: options.get(name, False) for name in RESPONSE_OPTIONS}
+
+
+def balance_changes(e: Executed) -> list[dict[str, Any]]:
+    """The ``balanceChanges`` of a transaction, as a fullnode derives them from its effects:
+    the net change of each owner's IOTA coins (``BalanceChange``: owner, coinType, amount as
+    a decimal i128), zeros left out, sorted by owner. The sender pays the transfers and
+    the fee (a failure only the fee); each receiver gets what was transferred to it."""
+    net: dict[str, int] = {e.tx.sender: -e.fee_nanos}
+    for receiver, value in e.transfers.items():
+        net[e.tx.sender] -= value
+        net[receiver] = net.get(receiver, 0) + value
+    return [{"owner": {"AddressOwner": owner}, "coinType": IOTA_COIN, "amount": str(amount)}
+            for owner, amount in sorted(net.items()) if amount]
 
 
 def _object_data(coin: Coin, options: Any) -> dict[str, Any]:

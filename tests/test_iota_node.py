@@ -115,3 +115,32 @@ def test_answers_by_digest_and_pages_coins() -> None:
         with pytest.raises(WalletError, match="not JSON-RPC"):
             node.set_fault("garbage", times=1)
             rpc.call("iota_getChainIdentifier")
+
+
+def test_balance_changes_are_shown_as_a_fullnode_derives_them(iota_node, rpc) -> None:
+    """``showBalanceChanges``: each owner's net change of IOTA (BalanceChange: owner,
+    coinType, amount as decimal text), zeros left out: the receiver gets the amount, the
+    sender pays it and the fee; a failure moves only the fee."""
+    tx = transfer(iota_node, amount=4321)
+    digest = execute(rpc, tx)["digest"]
+    options = {"showEffects": True, "showBalanceChanges": True}
+    answer = rpc.call("iota_getTransactionBlock", digest, options)
+    fee = iota_node.executed[digest].fee_nanos
+    assert answer["balanceChanges"] == sorted([
+        {"owner": {"AddressOwner": PAYER_KEY.address}, "coinType": "0x2::iota::IOTA",
+         "amount": str(-4321 - fee)},
+        {"owner": {"AddressOwner": RECEIVER}, "coinType": "0x2::iota::IOTA", "amount": "4321"},
+    ], key=lambda c: c["owner"]["AddressOwner"])
+    assert "balanceChanges" not in rpc.call("iota_getTransactionBlock", digest,
+                                            {"showEffects": True})
+    failing = transfer(iota_node, amount=4321, budget=1_000_000)  # below the cost: fails
+    digest = execute(rpc, failing)["digest"]
+    answer = rpc.call("iota_getTransactionBlock", digest, options)
+    assert answer["effects"]["status"]["status"] == "failure"
+    assert answer["balanceChanges"] == [
+        {"owner": {"AddressOwner": PAYER_KEY.address}, "coinType": "0x2::iota::IOTA",
+         "amount": str(-iota_node.executed[digest].fee_nanos)}]
+    with pytest.raises(RpcError, match="expected a boolean for showBalanceChanges"):
+        rpc.call("iota_getTransactionBlock", digest, {"showBalanceChanges": "yes"})
+    with pytest.raises(RpcError, match="Could not find the referenced transaction"):
+        rpc.call("iota_getTransactionBlock", iota_tx.b58encode(bytes(32)), options)

@@ -1,11 +1,12 @@
-"""Command line: ``p2p-energy run | ledger | check | serve | statement | wallet``.
+"""Command line: ``p2p-energy run | ledger | check | serve | statement | wallet | verify``.
 
 Builds the concrete objects; ``serve`` and ``statement`` live in ``serve/``,
-``wallet set-index`` in ``keyindex.py``, ``wallet new | address`` in ``wallet_cmd.py``.
+``wallet set-index`` in ``keyindex.py``, ``wallet new | address`` in ``wallet_cmd.py``,
+``verify`` (the neighbour's side, no config) in ``verify_cmd.py``.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
-1 anything else. Every error is one line on stderr, never a traceback and
-never the seed.
+1 anything else (``verify``: a problem found). Every error is one line on stderr,
+never a traceback and never the seed.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--month", metavar="YYYY-MM", type=_month,
                       help="one local month, day by day")
     statement.add_argument("--csv", action="store_true", help="CSV on stdout")
+    from .verify_cmd import add_parser as add_verify
+    add_verify(sub)
     return parser
 
 
@@ -389,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "wallet" and args.wallet_command == "new":
             from .wallet_cmd import cmd_wallet_new
             return cmd_wallet_new(args)
+        if args.command == "verify":  # the neighbour's side: no config
+            from .verify_cmd import cmd_verify
+            return cmd_verify(args)
         cfg = load_config(args)
         if args.command == "wallet" and args.wallet_command == "address":
             from .wallet_cmd import cmd_wallet_address

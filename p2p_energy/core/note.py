@@ -36,7 +36,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from ..errors import KeyFormatError, NoteError
+from ..errors import KeyFormatError, NoteError, NoteSignatureError
 
 ALG_ED25519 = 0x01  # C2SP signed-note signature type of Ed25519
 SEED_SIZE = 32
@@ -321,7 +321,8 @@ def open_note(message: bytes, verifier: Verifier) -> Note:
 
     Every line claiming the verifier's name and key ID must verify; lines by
     other keys are returned in ``others``, unchecked. Raises NoteError when the
-    note is malformed, has no signature by the verifier, or a bad one.
+    note is malformed; NoteSignatureError (a NoteError) when it has no signature
+    by the verifier, or a bad one.
     """
     text, lines = _split_note(message)
     mine, others = 0, []
@@ -331,10 +332,12 @@ def open_note(message: bytes, verifier: Verifier) -> Note:
                 others.append(sig)
             continue
         if not verifier.verify(text.encode(), sig.signature):
-            raise NoteError(f"invalid signature by {verifier.name}+{verifier.key_id:08x}")
+            raise NoteSignatureError(f"invalid signature by"
+                                     f" {verifier.name}+{verifier.key_id:08x}")
         mine += 1
     if not mine:
-        raise NoteError(f"note is not signed by {verifier.name}+{verifier.key_id:08x}")
+        raise NoteSignatureError(f"note is not signed by"
+                                 f" {verifier.name}+{verifier.key_id:08x}")
     return Note(text, tuple(others))
 
 
@@ -390,11 +393,25 @@ def open_checkpoint(message: bytes, verifier: Verifier, origin: str | None = Non
     """Check a signed checkpoint by ``verifier`` and parse it.
 
     ``origin``: the log expected, by default the verifier's key name. Raises
-    NoteError when the note does not check, is no checkpoint, or is another log's.
+    NoteError when the note is malformed or no checkpoint; NoteSignatureError (a
+    NoteError) when the key did not sign it, or signed another log's.
     """
     note = open_note(message, verifier)
     checkpoint = parse_checkpoint(note.text)
     expected = verifier.name if origin is None else origin
     if checkpoint.origin != expected:
-        raise NoteError(f"checkpoint is of log {checkpoint.origin!r}, not {expected!r}")
+        raise NoteSignatureError(f"checkpoint is of log {checkpoint.origin!r}, not"
+                                 f" {expected!r}")
     return checkpoint
+
+
+def peek_checkpoint(message: bytes) -> Checkpoint:
+    """The checkpoint a signed note holds, its signatures NOT checked: for writing an
+    export of a note checked elsewhere, never for trusting what it says.
+
+    Raises NoteError when the note is malformed or holds no checkpoint.
+    """
+    text, lines = _split_note(message)
+    for line in lines:
+        _parse_signature_line(line)
+    return parse_checkpoint(text)

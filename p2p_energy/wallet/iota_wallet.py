@@ -51,15 +51,12 @@ from .iota_fate import (
 )
 from .iota_keys import Keypair, address_bytes
 from .iota_rpc import RpcClient
+from .iota_units import IOTA_COIN, NANOS_PER_IOTA, NANOS_PER_UNIT, NOT_FOUND
 
 log = logging.getLogger(__name__)
 
-NANOS_PER_UNIT = 1_000  # one ledger unit = one micro-IOTA (legacy Mi -> IOTA, 6 -> 9 decimals)
-NANOS_PER_IOTA = 1_000_000_000
-IOTA_COIN = "0x2::iota::IOTA"
 MIN_BUDGET_UNITS = 1_000  # the network's smallest budget, in gas units (x gas price)
 TX_REJECTED = -32002  # JSON-RPC code of a transaction the node refused for its inputs
-_NOT_FOUND = "Could not find the referenced transaction"
 EXPIRES_AFTER_EPOCHS = 1  # a transaction may run in the epoch it was signed in and the next
 _PAGE = 50
 MAX_OBJECTS_PER_CALL = 50  # a fullnode's QUERY_MAX_RESULT_LIMIT for iota_multiGetObjects
@@ -358,7 +355,7 @@ class IotaWallet:
         try:
             answer = self.rpc.call("iota_getTransactionBlock", digest, {"showEffects": True})
         except RpcError as err:
-            if _NOT_FOUND in err.node_message:
+            if NOT_FOUND in err.node_message:
                 return None
             raise
         try:

@@ -1,7 +1,7 @@
 """The Wallet protocol on PyOTA 3.1 and the legacy IOTA node API.
 
-Only this module imports ``iota``, and only when a wallet first talks to the
-node: importing PyOTA costs ~0.4 s and prints pkg_resources warnings.
+PyOTA is imported (``pyota_api``) only when a wallet first talks to the node:
+importing it costs ~0.4 s and prints pkg_resources warnings.
 
 PyOTA 3.x runs every API call as a coroutine. Its synchronous ``Iota`` calls
 ``asyncio.get_event_loop()``, which fails in a worker thread; this wallet uses
@@ -20,15 +20,14 @@ import asyncio
 import gc
 import json
 import logging
-import re
 import threading
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..config import WalletConfig
 from ..errors import InsufficientBalance, NotPromotable, WalletError
 from .base import CONFIRMED, LEGACY_UNIT, PENDING, Attachment, Signed, Status
+from .pyota_api import import_iota, node_error
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +35,6 @@ T = TypeVar("T")
 _MAX_MESSAGE = 300
 _SIGNED = slice(0, 2430)  # signature, essence, bundle hash: what attaching keeps
 _SPENT_SCAN = 100  # change indexes looked at past a spent one before giving up
-_STATUS = re.compile(r"^(?:Non-JSON |Empty |Malformed )?(\d{3}) response from node:?\s*(.*)$",
-                     re.DOTALL)
-
-
-def import_iota() -> Any:
-    """Import PyOTA without its pkg_resources DeprecationWarning/UserWarning noise."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import iota
-    return iota
 
 
 class PyotaWallet:
@@ -287,33 +276,7 @@ class PyotaWallet:
                 raise self._wallet_error(step, err) from err
 
     def _wallet_error(self, step: str, err: Exception) -> WalletError:
-        import httpx
-        from iota.adapter import BadApiResponse, InvalidUri
-
-        node = self.node_url
-        if isinstance(err, InvalidUri):
-            return WalletError(self._one_line(f"wallet.node_url {node!r} is not usable: {err}"),
-                               retryable=False)
-        if isinstance(err, httpx.TimeoutException):
-            return WalletError(self._one_line(
-                f"{step}: node {node} did not answer within {self.timeout_s:g} s"),
-                kind="timeout")
-        if isinstance(err, httpx.TransportError):
-            return WalletError(self._one_line(
-                f"{step}: cannot reach node {node}: {type(err).__name__}: {err}"),
-                kind="unreachable")
-        if isinstance(err, BadApiResponse):
-            text = self._one_line(str(err))
-            match = _STATUS.match(text)
-            status, said = (int(match[1]), match[2]) if match else (None, text)
-            # 4xx: the node refused this request; waiting will not change its mind.
-            retryable = status is None or not 400 <= status < 500 or status in (408, 429)
-            where = f"HTTP {status}" if status else "error"
-            return WalletError(self._one_line(f"{step}: node {node} answered {where}: {said}"),
-                               retryable=retryable, node_message=said, kind=where)
-        return WalletError(self._one_line(
-            f"{step}: unexpected answer from node {node}: {type(err).__name__}: {err}"),
-            kind="unexpected answer")
+        return node_error(step, err, self.node_url, self.timeout_s, self._one_line)
 
     def _one_line(self, text: str) -> str:
         """Whitespace collapsed, the seed redacted, at most ``_MAX_MESSAGE`` characters."""

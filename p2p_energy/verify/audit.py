@@ -1,0 +1,176 @@
+"""The checks ``verify`` makes of each entry, and the running totals: pure, no I/O.
+
+``Audit.entry(index, data)`` reads one entry (``core.entries.parse_entry``)
+and checks, in the order of the log:
+
+- rounds: every figure recomputed by the price rule (``round_problems``);
+  round ids strictly increasing; the carry chain (a round's ``carry_in`` is
+  the ``carry_out`` of the round before it, across runs); one unit for every
+  entry;
+- payments: ``settles_rounds`` names only rounds the log recorded before it
+  (a payment before the log's first round settles rounds from before the log
+  began, which it cannot judge);
+  no two executed payments with the same reference; with ``check_payment``
+  (``wallet.receipts``), what the network shows of each executed payment.
+
+``Chain`` (what the next entry is checked against) and ``Totals`` (what was
+verified) are what ``state`` keeps between runs. Problems are one line each,
+``entry N: ...`` with N the entry's index in the log (0-based, its leaf index).
+Units: energy in uW·s, money in nano-units (1e-9 of the ledger unit the
+entries name), payments' amounts in whole units.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+from ..core.entries import EXECUTED, NANO, PaymentEntry, RoundEntry, parse_entry, round_problems
+from ..errors import EntryError
+
+if TYPE_CHECKING:
+    from ..wallet.receipt import Receipt
+
+MAX_PROBLEMS_KEPT = 1000  # shown; the rest are counted
+
+
+def reference_key(reference: str) -> int:
+    """A 128-bit digest of a payment reference: what the duplicate check keeps of it."""
+    return int.from_bytes(hashlib.blake2b(reference.encode(), digest_size=16).digest(), "big")
+
+
+@dataclass
+class Chain:
+    """What the next entry is checked against: the last round, the unit, and every
+    executed payment's reference (``reference_key`` -> index of its entry)."""
+
+    last_round_id: int = 0
+    carry_out_nano_units: int | None = None  # None: no round yet
+    unit: str | None = None
+    references: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Totals:
+    """Counts and sums of the entries verified."""
+
+    entries: int = 0
+    rounds: int = 0
+    payments: int = 0  # payment entries, executed or failed
+    executed_payments: int = 0
+    consumer_energy_uws: int = 0
+    owed_nano_units: int = 0
+    paid_logged_units: int = 0  # executed payments' amounts, as the log says
+    payments_checked: int = 0  # executed payments looked up on a network
+    paid_seen_nano_units: int = 0  # what those moved to the producer, as the network shows
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                         for f in fields(self)})
+
+
+@dataclass
+class Problems:
+    """Problem lines, the first ``MAX_PROBLEMS_KEPT`` kept, all counted."""
+
+    lines: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, where: str, text: str) -> None:
+        """``where``: "entry N", "checkpoint", ..."""
+        self.count += 1
+        if len(self.lines) < MAX_PROBLEMS_KEPT:
+            self.lines.append(f"{where}: {text}")
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+class Audit:
+    """Checks entries in log order, continuing from ``chain``; counts into ``run``.
+
+    ``check_payment``: asked about each executed payment (raises what it raises:
+    ``WalletError`` when its network cannot be asked).
+    """
+
+    def __init__(self, chain: Chain, problems: Problems,
+                 check_payment: Callable[[PaymentEntry], Receipt] | None = None) -> None:
+        self.chain = chain
+        self.run = Totals()
+        self.problems = problems
+        self._check_payment = check_payment
+
+    def entry(self, index: int, data: bytes) -> None:
+        """Check the entry at ``index`` (its bytes as the log holds them)."""
+        self.run.entries += 1
+        where = f"entry {index}"
+        try:
+            entry = parse_entry(data)
+        except EntryError as err:
+            self.problems.add(where, f"not an entry of this log: {err}")
+            return
+        self._unit(where, entry.unit)
+        if isinstance(entry, RoundEntry):
+            self._round(where, entry)
+        else:
+            self._payment(index, where, entry)
+
+    def _unit(self, where: str, unit: str) -> None:
+        if self.chain.unit is None:
+            self.chain.unit = unit
+        elif unit != self.chain.unit:
+            self.problems.add(where, f"in {unit}, where the entries before it are in"
+                                     f" {self.chain.unit}")
+
+    def _round(self, where: str, r: RoundEntry) -> None:
+        chain = self.chain
+        for problem in round_problems(r):
+            self.problems.add(where, problem)
+        if r.round_id <= chain.last_round_id:
+            self.problems.add(where, f"round {r.round_id} comes after round"
+                                     f" {chain.last_round_id}: round ids must increase")
+        if chain.carry_out_nano_units is not None \
+                and r.carry_in_nano_units != chain.carry_out_nano_units:
+            self.problems.add(where, f"round {r.round_id}: carry_in_nano_units is"
+                                     f" {r.carry_in_nano_units}, the round before it ended"
+                                     f" with carry_out_nano_units {chain.carry_out_nano_units}")
+        chain.last_round_id = max(chain.last_round_id, r.round_id)
+        chain.carry_out_nano_units = r.carry_out_nano_units
+        self.run.rounds += 1
+        self.run.consumer_energy_uws += r.consumer_energy_uws
+        self.run.owed_nano_units += r.owed_nano_units
+
+    def _payment(self, index: int, where: str, p: PaymentEntry) -> None:
+        self.run.payments += 1
+        last = p.settles_rounds[-1][1] if p.settles_rounds else 0
+        # Before the log's first round, a payment can only settle rounds of the ledger
+        # from before the log began (README: "Ledgers from before the log"): not judged.
+        if self.chain.last_round_id and last > self.chain.last_round_id:
+            self.problems.add(where, f"payment {p.payment_id} settles round {last}, which the"
+                                     " log has not recorded before it (last round"
+                                     f" {self.chain.last_round_id})")
+        if p.status != EXECUTED:
+            return
+        self.run.executed_payments += 1
+        self.run.paid_logged_units += p.amount_units
+        key = reference_key(p.reference)
+        first = self.chain.references.setdefault(key, index)
+        if first != index:
+            self.problems.add(where, f"payment {p.payment_id}: reference {p.reference} was"
+                                     f" paid already, in entry {first}")
+        if self._check_payment is None:
+            return
+        receipt = self._check_payment(p)
+        for problem in receipt.problems:
+            self.problems.add(where, problem)
+        if receipt.arrived_nano_units is not None:
+            self.run.payments_checked += 1
+            if first == index:  # the same transaction counts once
+                self.run.paid_seen_nano_units += receipt.arrived_nano_units
+
+
+def logged_paid_nano_units(totals: Totals) -> int:
+    """What the executed payments paid, as the log says, in nano-units."""
+    return totals.paid_logged_units * NANO

@@ -1,0 +1,121 @@
+"""``verify`` against the real thing: ``p2p-energy run`` signs the log, ``serve`` publishes
+it, ``log export`` writes it, and the neighbour's ``verify`` reads both, twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2p_energy.store.signed_log import LogView
+
+from mosquitto_broker import wait_until
+
+pytestmark = pytest.mark.xdist_group("signed_log_daemon")
+
+
+def write_config(tmp: Path) -> Path:
+    """A replay sensor, the dry-run wallet, 0.3 s rounds; serve on an ephemeral port."""
+    trace = tmp / "trace.csv"
+    trace.write_text("t_s,consumer_mw,producer_mw\n0,60,400\n3,75,20\n6,60,400\n")
+    cfg = tmp / "c.toml"
+    cfg.write_text(f"""
+[meter]
+sensor = "replay"
+replay_file = "{trace}"
+sample_interval_s = 0.05
+[round]
+length_s = 0.3
+checkpoint_s = 0.5
+[wallet]
+backend = "dry-run"
+receiver = "{'A' * 81}"
+poll_s = 0.05
+[ledger]
+path = "{tmp / 'ledger.db'}"
+[serve]
+enabled = true
+listen = "127.0.0.1:0"
+""")
+    cfg.chmod(0o600)
+    return cfg
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "p2p_energy", *args], capture_output=True,
+                          text=True, timeout=120, env=_env())
+
+
+def start(command: str, cfg: Path, log: Path) -> subprocess.Popen:
+    with log.open("a") as err:
+        return subprocess.Popen([sys.executable, "-m", "p2p_energy", command, "-c", str(cfg)],
+                                stdout=subprocess.DEVNULL, stderr=err, env=_env())
+
+
+def log_size(db: Path) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return LogView(conn).size()
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def run_until(cfg: Path, tmp: Path, entries_at_least: int) -> None:
+    proc = start("run", cfg, tmp / "run.log")
+    try:
+        wait_until("log entries", lambda: log_size(tmp / "ledger.db") >= entries_at_least, 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (tmp / "run.log").read_text()
+
+
+def test_verify_reads_what_serve_and_log_export_publish(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    run_until(cfg, tmp_path, 10)
+    key = cli("log", "key", "-c", str(cfg)).stdout.strip()
+    serve = start("serve", cfg, tmp_path / "serve.log")
+    try:
+        found: list[str] = []
+
+        def listening() -> bool:
+            found[:] = re.findall(r"on (http://127\.0\.0\.1:\d+)/",
+                                  (tmp_path / "serve.log").read_text())
+            return bool(found)
+        wait_until("serve to listen", listening, 20)
+        url = found[0]
+        state = tmp_path / "state"
+        first = cli("verify", url, "--key", key, "--state", str(state))
+        assert (first.returncode, first.stderr) == (0, ""), first.stdout
+        size = int(re.search(r": (\d+) entries in its signed checkpoint", first.stdout)[1])
+        assert size >= 10
+        assert "payment" in first.stdout and "NOT VERIFIED" not in first.stdout
+
+        run_until(cfg, tmp_path, size + 5)  # the daemon again, serve still up
+        again = cli("verify", url, "--key", key, "--state", str(state))
+        assert (again.returncode, again.stderr) == (0, ""), again.stdout
+        assert f"this run (from entry {size})" in again.stdout
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(30)
+    out = tmp_path / "bill-log.txt"
+    assert cli("log", "export", "-c", str(cfg), "-o", str(out)).returncode == 0
+    fresh = cli("verify", str(out), "--key", key, "--state", str(tmp_path / "fresh"))
+    assert (fresh.returncode, fresh.stderr) == (0, ""), fresh.stdout
+    assert "this run (from entry 0)" in fresh.stdout
+    # The export continues the state the HTTP runs left: nothing rewritten.
+    cont = cli("verify", str(out), "--key", key, "--state", str(state))
+    assert (cont.returncode, cont.stderr) == (0, ""), cont.stdout
