@@ -1,10 +1,12 @@
 """What the signed log costs the daemon and serve, through the real ledger and HTTP.
 
-1. Per round: ``Ledger.record_round`` with the log (entry, tree hashes,
+1. Per round, while building a big ledger: ``record_round`` at a quarter, half
+   and all of it, without fsync (what a round reads must not grow with age).
+2. Per round: ``Ledger.record_round`` with the log (entry, tree hashes,
    signed checkpoint, in the round's transaction) against without, on the disk
    of ``--dir`` (WAL, synchronous=FULL as the daemon runs). The difference is
    what the log adds to each round; the entry's size in bytes.
-2. ``serve``: a ledger of ``--rounds`` logged rounds (made on /dev/shm, quick),
+3. ``serve``: a ledger of ``--rounds`` logged rounds (made on /dev/shm, quick),
    served by ``p2p-energy serve`` on 127.0.0.1; the time of ``/log/entries``
    pages of 1000 at the start, middle and end, of ``/log/checkpoint`` and of
    the proofs, over real HTTP (median of 20 each).
@@ -69,9 +71,16 @@ def per_round(folder: Path, n: int, signer: note.Signer) -> None:
 
 def build(path: Path, n: int, signer: note.Signer) -> None:
     led = Ledger(path, log=LogWriter(signer))
-    led.db.execute("PRAGMA synchronous=OFF")  # building only: the figures below are reads
+    led.db.execute("PRAGMA synchronous=OFF")  # no fsync: what a round reads, not the disk
+    marks = {n // 4, n // 2, n - 1}
     for i in range(n):
-        record(led, i)
+        if i in marks:
+            t = time.perf_counter()
+            record(led, i)
+            print(f"record_round at round {i + 1:>7}: {(time.perf_counter() - t) * 1e3:.3f} ms"
+                  " (the cost must not grow with the ledger's age)")
+        else:
+            record(led, i)
     led.close()
 
 
