@@ -91,15 +91,16 @@ def test_confirmation_moves_the_input_to_the_change_index(ledger):
     assert t["paid_iota"] == 5 and t["queued_iota"] == 0
 
 
-def test_failed_payment_is_owed_again_at_the_next_round(ledger):
+def test_a_failed_attempt_to_sign_leaves_the_payment_queued(ledger):
     ledger.record_round(rnd(0), q(4.0))
     p = ledger.claim_queued()
-    ledger.record_failure(p.id, "rejected", final=True)
-    assert ledger.totals()["queued_iota"] == 0
+    ledger.record_failure(p.id, "rejected")
+    assert ledger.totals()["queued_iota"] == 4
     rec = ledger.record_round(rnd(1), q(0.5))
-    assert rec.queued_units == 4
+    assert rec.queued_units == 0
     report = ledger.report()
-    assert report["payments"][1]["round_ids"] == [1, 2]
+    assert report["payments"][0]["round_ids"] == [1] and report["payments"][0]["attempts"] == 1
+    assert report["payments"][0]["last_error"] == "rejected"
     assert report["totals"]["carry_iota"] == pytest.approx(0.5)
 
 
@@ -288,7 +289,7 @@ def test_owed_totals_stay_exact_past_what_sqlite_sum_can_hold(ledger):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["round", "pay", "fail", "split", "give-up"]),
+@given(st.lists(st.tuples(st.sampled_from(["round", "pay", "fail", "split", "refused"]),
                           st.integers(0, 3 * NANO)), min_size=1, max_size=40))
 def test_what_a_round_reads_is_kept_exactly_as_a_full_count_would_give(tmp_path_factory, steps):
     """``live_units`` and the rounds each payment covers, kept without reading every payment
@@ -308,8 +309,8 @@ def test_what_a_round_reads_is_kept_exactly_as_a_full_count_would_give(tmp_path_
             continue
         if step == "split" and p.value_units > 1:
             led.split_queued(p.id, 1)
-        elif step == "give-up":
-            led.record_failure(p.id, "refused", final=True)
+        elif step == "refused":
+            led.record_failure(p.id, "refused")
         elif step in ("pay", "fail"):
             led.store_signed(p.id, Signed(f"R{p.id}".ljust(81, "9"), "[]", p.value_units, 0, 0),
                              "pyota")

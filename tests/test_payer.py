@@ -184,12 +184,13 @@ def test_a_bundle_that_cannot_be_promoted_is_reattached_at_once(setup):
     assert len(ledger.payment(1).attachments) == 2
 
 
-def test_non_retryable_prepare_failure_marks_failed_and_is_owed_again(setup):
+def test_non_retryable_prepare_failure_leaves_it_queued_and_it_is_paid_later(setup):
     ledger, wallet, payer, _ = setup
     owe(ledger, 3)
     wallet.fail_next = [WalletError("receiver rejected", retryable=False)]
     payer.tick(ledger, wallet)
-    assert ledger.report()["payments"][0]["status"] == "failed"
+    first = ledger.report()["payments"][0]
+    assert (first["status"], first["last_error"]) == ("queued", "receiver rejected")
     owe(ledger, 0.5, 1)
     run_steps(payer, ledger, wallet, 3)
     assert ledger.totals()["paid_iota"] == 3

@@ -247,8 +247,8 @@ class Payer:
             # Pay what is there now; the rest stays queued for after a deposit.
             ledger.split_queued(queued.id, err.available)
             signed = wallet.prepare(err.available, index)
-        except WalletError as err:
-            ledger.record_failure(queued.id, str(err), final=not err.retryable)
+        except WalletError as err:  # nothing signed: it stays queued, tried again after a backoff
+            ledger.record_failure(queued.id, str(err))
             raise
         ledger.store_signed(queued.id, signed, wallet.backend)
         if self._short_since is not None and signed.value == queued.value_units:

@@ -428,17 +428,13 @@ class Ledger:
                                (now, payment_id, a))
         return added
 
-    def record_failure(self, payment_id: int, message: str, *, final: bool = False) -> None:
-        """Count a failed attempt; ``final`` gives up on an unsigned payment (owed again)."""
+    def record_failure(self, payment_id: int, message: str) -> None:
+        """Count a failed attempt; the payment stays as it is (an unsigned one stays queued:
+        nothing reached the network, so nothing ended, and the signed log has nothing
+        to say; the payer tries again after its backoff)."""
         with self._tx() as db:
             db.execute("UPDATE payments SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                        (message, payment_id))
-            if final and db.execute("UPDATE payments SET status = 'failed' WHERE id = ?"
-                                    " AND reference IS NULL AND status = 'queued'",
-                                    (payment_id,)).rowcount:
-                value = db.execute("SELECT value_units FROM payments WHERE id = ?",
-                                   (payment_id,)).fetchone()[0]
-                self._add_live(db, -value)
 
     def mark_confirmed(self, payment_id: int, fee_nanos: int = 0) -> None:
         """The transfer is confirmed: its change key index becomes the next input."""
@@ -573,8 +569,8 @@ class Ledger:
     @staticmethod
     def _owed_and_live(db: sqlite3.Connection) -> tuple[int, int]:
         """(nano-units ever owed, whole units paid or queued): two rows, however old the
-        ledger. ``live_units`` changes only when a round queues units and when a payment
-        is given up without being queued again (ending one queues it again: no change)."""
+        ledger. ``live_units`` changes only when a round queues units: a payment that
+        ends without paying is queued again at once (no change)."""
         totals = dict(db.execute("SELECT key, value FROM running_totals WHERE key IN"
                                  " ('owed_nano_units', 'live_units')").fetchall())
         return int(totals["owed_nano_units"]), int(totals["live_units"])
