@@ -306,3 +306,15 @@ def test_the_daemon_prices_the_integers_it_logs() -> None:
         ec_uws, ep_uws, tp_us)
     _, _, rule = entries.price_round(ec_uws, ep_uws, tp_us, 10 * NANO, 10 * NANO)
     assert q.owed_nano_units == rule == 2_884_333_170_219_295
+
+
+def test_the_opening_entry_round_trips_and_is_judged_by_rfc8785() -> None:
+    opening = entries.OpeningEntry(after_round_id=41, unit="µIOTA", owed_nano_units=2**64 - 1,
+                                   paid_units=17, pending_units=3, carry_nano_units=-(2**63))
+    data = entries.encode_opening(opening)
+    assert entries.parse_entry(data) == opening
+    assert data == rfc8785.dumps(json.loads(data))
+    assert json.loads(data)["kind"] == "opening" and json.loads(data)["owed_nano_units"] == \
+        str(2**64 - 1)
+    with pytest.raises(EntryError, match="after_round_id"):
+        entries.encode_opening(dataclasses.replace(opening, after_round_id=-1))

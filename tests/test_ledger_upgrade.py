@@ -216,7 +216,17 @@ def test_a_ledger_speaks_the_unit_recorded_in_it_else_the_configured_one(tmp_pat
         assert p is not None
         led.store_signed(p.id, Signed("D", "{}", p.value_units, 0, 0), "iota")
         assert led.unit("iota") == "IOTA"  # signing records nothing: run does, as it starts
-        led.record_unit("iota")
+        with pytest.raises(LedgerError, match=r"its amounts are in IOTA, and wallet.backend ="
+                           r" \"iota\" pays in µIOTA; one ledger keeps one unit"):
+            led.record_unit("iota")  # IOTA and µIOTA in one running total: refused
+        led.record_unit("pyota")  # the same unit: fine
+        assert led.unit("iota") == "IOTA"
+        led.close()
+    empty = tmp_path / "empty.db"
+    schema_6(empty, ()).close()
+    with LedgerLock(empty):
+        led = Ledger(empty)
+        led.record_unit("iota")  # nothing in it yet: it takes the backend's unit
         assert led.unit("pyota") == "µIOTA"
         led.close()
     fresh = Ledger(tmp_path / "new.db")

@@ -1,4 +1,4 @@
-"""Metering: deadline schedule, trapezoid energy, rounds by elapsed time."""
+"""Metering: deadline schedule, trapezoid energy, rounds aligned to the wall clock."""
 
 import itertools
 
@@ -84,24 +84,56 @@ def test_close_now_is_pro_rata():
     assert r.duration_s == pytest.approx(20.5) and r.consumer_mws == pytest.approx(615.0)
 
 
-def test_resume_continues_the_checkpointed_round():
-    saved = RoundTotals(started_at=5000.0, duration_s=40.0, metered_s=40.0,
+def test_resume_continues_the_checkpointed_round_to_its_slots_end():
+    # Slot [8940, 9000): 40 s checkpointed, the daemon back at 8990, the round ends at 9000.
+    saved = RoundTotals(started_at=8940.0, duration_s=40.0, metered_s=40.0,
                         consumer_mws=400.0, producer_mws=4000.0, samples=40, expected_samples=40)
-    m = RoundMeter(60.0, 10.0, 9000.0, max_gap_s=10, resume=saved)
+    m = RoundMeter(60.0, 10.0, 8980.0, max_gap_s=10, resume=saved)
     closed = feed(m, [(10.0 + t, 10.0, 100.0) for t in range(0, 25)])
     assert len(closed) == 1
     r = closed[0]
-    assert r.started_at == 5000.0 and r.duration_s == pytest.approx(60.0)
-    assert r.consumer_mws == pytest.approx(600.0) and r.samples == 60
+    assert r.started_at == 8940.0 and r.ended_at == pytest.approx(9000.0)
+    assert r.duration_s == pytest.approx(50.0)
+    assert r.consumer_mws == pytest.approx(500.0) and r.samples == 50
+
+
+def test_a_resumed_round_whose_slot_is_over_closes_at_once_as_it_was():
+    saved = RoundTotals(started_at=5000.0, duration_s=40.0, metered_s=40.0,
+                        consumer_mws=400.0, producer_mws=4000.0, samples=40, expected_samples=40)
+    m = RoundMeter(60.0, 10.0, 9000.0, max_gap_s=10, resume=saved)
+    first, second = feed(m, [(10.0 + t, 10.0, 100.0) for t in range(0, 62)])
+    assert (first.started_at, first.duration_s, first.consumer_mws) == (5000.0, 40.0, 400.0)
+    assert first.ended_at == 9010.0  # recorded when it was closed; its figures as saved
+    assert second.started_at == 9010.0 and second.ended_at == pytest.approx(9060.0)
 
 
 def test_a_checkpoint_holding_negative_production_resumes_as_none():
     # Saved by a version that integrated the panel channel's noise below zero.
-    saved = RoundTotals(started_at=5000.0, duration_s=40.0, metered_s=40.0,
+    saved = RoundTotals(started_at=8940.0, duration_s=40.0, metered_s=40.0,
                         consumer_mws=400.0, producer_mws=-16.0, samples=40, expected_samples=40)
-    m = RoundMeter(60.0, 10.0, 9000.0, max_gap_s=10, resume=saved)
+    m = RoundMeter(60.0, 10.0, 8980.0, max_gap_s=10, resume=saved)
     (r,) = feed(m, [(10.0 + t, 10.0, 0.0) for t in range(0, 25)])
-    assert r.producer_mws == 0.0 and r.consumer_mws == pytest.approx(600.0)
+    assert r.producer_mws == 0.0 and r.consumer_mws == pytest.approx(500.0)
+
+
+def test_rounds_are_aligned_to_the_wall_clock_the_first_is_the_rest_of_its_slot():
+    m = RoundMeter(60.0, 0.0, 1_796_515_237.5, max_gap_s=10)  # started at hh:mm:37.5
+    closed = feed(m, [(t * 0.5, 10.0, 100.0) for t in range(0, 300)])
+    assert closed[0].started_at == 1_796_515_237.5
+    assert closed[0].ended_at == pytest.approx(1_796_515_260.0)
+    assert closed[0].duration_s == pytest.approx(22.5)
+    for r in closed[1:]:
+        assert r.started_at % 60 == pytest.approx(0.0) and r.duration_s == pytest.approx(60.0)
+        assert r.consumer_mws == pytest.approx(600.0)
+
+
+def test_a_wall_clock_step_moves_the_slots_with_it():
+    m = RoundMeter(10.0, 0.0, 1000.0, max_gap_s=10)  # slots end at 1010, 1020, ... wall
+    feed(m, [(t, 1.0, 1.0) for t in range(0, 4)])
+    assert m.follow_wall(4.0, 4.0 + 1000.0 + 3.5) == pytest.approx(3.5)  # now 1007.5
+    closed = feed(m, [(t * 0.5, 1.0, 1.0) for t in range(8, 40)])
+    assert [round(r.ended_at, 6) for r in closed] == [1010.0, 1020.0]
+    assert closed[0].duration_s == pytest.approx(6.5)  # 0 .. 6.5 s monotonic: 1003.5 .. 1010
 
 
 def test_snapshot_covers_time_up_to_last_sample():
@@ -159,7 +191,7 @@ def test_checkpoint_and_resume_keep_each_channels_metered_time():
     feed(m, [(t, 10.0, None if t >= 5 else 100.0) for t in range(0, 11)])
     snap = m.snapshot()
     assert (snap.consumer_metered_s, snap.producer_metered_s) == (10.0, 4.0)
-    resumed = RoundMeter(60.0, 100.0, 0.0, max_gap_s=10, resume=snap)
+    resumed = RoundMeter(60.0, 100.0, -80.0, max_gap_s=10, resume=snap)  # wall 20: same slot
     feed(resumed, [(100.0 + t, 10.0, 100.0) for t in range(0, 3)])
     (r,) = resumed.close_now(102.0)
     assert r.consumer_metered_s == pytest.approx(12.0) and r.producer_metered_s == 6.0
@@ -186,11 +218,11 @@ def test_round_timestamps_follow_a_wall_clock_step_but_not_slewing():
 
 
 def test_a_resumed_round_keeps_its_start_across_a_step():
-    saved = RoundTotals(started_at=5000.0, duration_s=4.0, metered_s=4.0)
-    m = RoundMeter(10.0, 0.0, 100.0, max_gap_s=10, resume=saved)
-    m.follow_wall(1.0, 1.0 + 100.0 + 50.0)
-    (r,) = feed(m, [(t, 1.0, 1.0) for t in range(0, 7)])
-    assert r.started_at == 5000.0 and r.ended_at == 6.0 + 150.0
+    saved = RoundTotals(started_at=100.0, duration_s=4.0, metered_s=4.0)  # slot [100, 110)
+    m = RoundMeter(10.0, 0.0, 104.0, max_gap_s=10, resume=saved)
+    m.follow_wall(1.0, 1.0 + 104.0 + 2.0)  # a 2 s step: now 107 on the wall
+    (r,) = feed(m, [(t * 0.5, 1.0, 1.0) for t in range(0, 12)])
+    assert r.started_at == 100.0 and r.ended_at == pytest.approx(110.0)
 
 
 def test_no_live_power_while_a_channel_is_out_of_range():

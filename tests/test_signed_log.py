@@ -79,8 +79,10 @@ def log_of(path: Path) -> tuple[bytes, list[bytes], LogView, sqlite3.Connection]
 
 
 def test_each_round_and_ended_payment_is_one_entry_the_rule_recomputes(tmp_path, signer):
+    first = Ledger(tmp_path / "l.db")
+    first.record_unit("iota")  # as run does before it opens the ledger with the log's key
+    first.close()
     led = Ledger(tmp_path / "l.db", log=LogWriter(signer))
-    led.record_unit("iota")
     for i in range(3):
         record(led, i)
     paid = pay(led, confirm=True)
@@ -92,8 +94,9 @@ def test_each_round_and_ended_payment_is_one_entry_the_rule_recomputes(tmp_path,
     note_bytes, data, _view, db = log_of(tmp_path / "l.db")
     parsed = [entries.parse_entry(d) for d in data]
     kinds = [type(e).__name__ for e in parsed]
-    assert kinds == ["RoundEntry"] * 3 + ["PaymentEntry", "RoundEntry", "PaymentEntry",
-                                          "RoundEntry"]
+    assert kinds == ["OpeningEntry"] + ["RoundEntry"] * 3 + [
+        "PaymentEntry", "RoundEntry", "PaymentEntry", "RoundEntry"]
+    assert parsed[0] == entries.OpeningEntry(0, "µIOTA", 0, 0, 0, 0)  # a new ledger
     rounds = [e for e in parsed if isinstance(e, entries.RoundEntry)]
     assert [r.round_id for r in rounds] == [1, 2, 3, 4, 5]
     for before, after in itertools.pairwise(rounds):
@@ -110,7 +113,7 @@ def test_each_round_and_ended_payment_is_one_entry_the_rule_recomputes(tmp_path,
         (paid, entries.EXECUTED, RECEIVER, "iota"), (failed, entries.FAILED, RECEIVER, "iota")]
     assert payments[0].settles_rounds == ((1, 3),) and payments[0].fee_nanos == 1_976_000
     checkpoint = note.open_checkpoint(note_bytes, signer.verifier)
-    assert checkpoint.size == 7
+    assert checkpoint.size == 8
     assert checkpoint.root_hash == tlog.root_from_leaves(tlog.leaf_hash(d) for d in data)
     db.close()
 
@@ -145,7 +148,7 @@ def test_a_checkpoint_covers_every_entry_after_each_commit(tmp_path, signer):
     for i in range(5):
         record(led, i)
         note_bytes, data, _view, db = log_of(tmp_path / "l.db")
-        assert note.open_checkpoint(note_bytes, signer.verifier).size == len(data) == i + 1
+        assert note.open_checkpoint(note_bytes, signer.verifier).size == len(data) == i + 2
         db.close()
     led.close()
 
@@ -179,23 +182,57 @@ def test_a_started_log_refuses_writes_without_its_key_and_keeps_nothing_of_them(
     keyless.close()
 
 
-def test_rounds_before_the_log_began_are_not_in_it(tmp_path, signer):
+def test_rounds_before_the_log_began_are_summed_up_in_its_opening(tmp_path, signer):
     led = Ledger(tmp_path / "l.db")  # as before the upgrade: no log
     for i in range(3):
         record(led, i)
+    paid_before = pay(led, confirm=True)
+    record(led, 3)
     led.close()
     led = Ledger(tmp_path / "l.db", log=LogWriter(signer))
-    record(led, 3)
+    record(led, 4)
     meta = LogView(led.db).meta()
-    assert meta["log_started_after_round"] == "3" and meta["log_origin"] == signer.name
-    [only] = [entries.parse_entry(d) for d in LogView(led.db).iter_entries(1)]
-    assert isinstance(only, entries.RoundEntry) and only.round_id == 4
-    # The carry it starts from is the ledger's: the three rounds before it left it.
-    owed = sum(o for (o,) in led.db.execute("SELECT owed_nano_units FROM rounds WHERE id < 4"))
-    paid_or_queued = led.db.execute("SELECT SUM(value_units) FROM payments").fetchone()[0] \
-        - only.queued_units
-    assert only.carry_in_nano_units == owed - paid_or_queued * NANO
+    assert meta["log_started_after_round"] == "4" and meta["log_origin"] == signer.name
+    opening, first = [entries.parse_entry(d) for d in LogView(led.db).iter_entries(2)]
+    owed = sum(o for (o,) in led.db.execute("SELECT owed_nano_units FROM rounds WHERE id <= 4"))
+    paid = led.payment(paid_before).value_units
+    pending = led.db.execute("SELECT value_units FROM payments WHERE status = 'queued'"
+                             " ORDER BY id LIMIT 1").fetchone()[0]
+    assert opening == entries.OpeningEntry(4, "IOTA", owed, paid, pending,
+                                           owed - (paid + pending) * NANO)
+    assert opening.problems() == []
+    assert isinstance(first, entries.RoundEntry) and first.round_id == 5
+    assert first.carry_in_nano_units == opening.carry_nano_units
     led.close()
+
+
+def test_verify_counts_what_was_owed_and_paid_before_the_log(tmp_path, signer, capsys):
+    """Outstanding = owed - paid, the rounds and payments from before the log included."""
+    from p2p_energy.commands.cli import main
+    from p2p_energy.commands.log_cmd import export
+
+    led = Ledger(tmp_path / "l.db")
+    for i in range(5):
+        record(led, i)
+    pay(led, confirm=True)  # 540 IOTA paid before the log
+    led.close()
+    led = Ledger(tmp_path / "l.db", log=LogWriter(signer))
+    for i in range(5, 8):
+        record(led, i)
+    pay(led, confirm=True)
+    record(led, 8)
+    owed = sum(o for (o,) in led.db.execute("SELECT owed_nano_units FROM rounds"))
+    paid = led.db.execute("SELECT SUM(value_units) FROM payments WHERE status = 'confirmed'"
+                          ).fetchone()[0]
+    led.close()
+    export(str(tmp_path / "l.db"), str(tmp_path / "log.txt"))
+    code = main(["verify", str(tmp_path / "log.txt"), "--key", signer.verifier.key(),
+                 "--state", str(tmp_path / "state")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"owed: {owed / NANO:.9f}".rstrip("0") in out
+    assert f"outstanding: {(owed - paid * NANO) / NANO:.9f}".rstrip("0") in out
+    assert "of which before the log began" in out
 
 
 def test_a_quote_made_by_hand_cannot_enter_the_log(tmp_path, signer):

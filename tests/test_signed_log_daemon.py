@@ -144,6 +144,29 @@ def test_a_key_others_can_read_or_another_name_is_refused_in_one_line(tmp_path):
     assert out.returncode == 2 and "log.name = 'another.name'" in out.stderr
 
 
+def test_a_lost_key_is_not_replaced_by_a_new_one(tmp_path):
+    cfg = write_config(tmp_path)
+    run_until(cfg, tmp_path, 2)
+    verifier = cli("log", "key", "-c", str(cfg)).stdout.strip()
+    (tmp_path / "log.key").unlink()
+    out = cli("run", "-c", str(cfg))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert f"its signed log was begun with key {verifier}" in out.stderr
+    assert "restore it from your backup" in out.stderr
+    assert not (tmp_path / "log.key").exists()  # no stray key to hand over by mistake
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".log-key-")] == []
+
+
+def test_a_key_file_holding_no_key_is_named_without_its_content(tmp_path):
+    cfg = write_config(tmp_path)
+    (tmp_path / "log.key").write_text("PRIVATE+KEY+not a key\n")
+    (tmp_path / "log.key").chmod(0o600)
+    out = cli("log", "key", "-c", str(cfg))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "log.key_file: " in out.stderr and "holds no log key" in out.stderr
+    assert "object at" not in out.stderr and "not a key" not in out.stderr
+
+
 def test_serve_publishes_what_go_verifies(tmp_path):
     judge = go_sumdb.judge()
     cfg = write_config(tmp_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from p2p_energy.core import entries
+from p2p_energy.core.entries import NANO
 from p2p_energy.core.tlog import Frontier, leaf_hash
 from p2p_energy.errors import VerifyError
 from p2p_energy.verify import state
@@ -167,3 +168,30 @@ def test_the_default_folder_follows_xdg(tmp_path: Path) -> None:
         tmp_path / "p2p-energy" / "verify"
     assert state.default_root({"XDG_STATE_HOME": "relative"}) == \
         Path.home() / ".local" / "state" / "p2p-energy" / "verify"
+
+
+def test_the_opening_starts_the_chain_and_opens_only_once() -> None:
+    opening = entries.OpeningEntry(after_round_id=0, unit="µIOTA", owed_nano_units=5 * NANO + 7,
+                                   paid_units=3, pending_units=2, carry_nano_units=7)
+    log = SignedLog()
+    log.append(entries.encode_opening(opening))
+    log.add_round(log.next_round())  # carry_in 0, where the opening says 7
+    log.append(entries.encode_opening(opening))
+    audit = audited(log)
+    assert audit.problems.lines == [
+        "entry 1: round 1: carry_in_nano_units is 0, the round before it ended with"
+        " carry_out_nano_units 7",
+        "entry 2: an opening entry: a log opens once, at entry 0"]
+    assert (audit.run.opening_owed_nano_units, audit.run.opening_paid_units) == (5 * NANO + 7, 3)
+
+
+def test_an_opening_whose_figures_disagree_is_named() -> None:
+    wrong = entries.OpeningEntry(4, "µIOTA", 10 * NANO, 3, 2, 6 * NANO)
+    log = SignedLog()
+    log.append(entries.encode_opening(wrong))
+    log.add_payment("9" * 44, "0x" + "e1" * 32, 2, settles=((3, 4),))  # before the log: fine
+    log.add_payment("8" * 44, "0x" + "e1" * 32, 1, settles=((5, 5),))  # not recorded yet
+    assert audited(log).problems.lines == [
+        f"entry 0: opening: carry_nano_units is {6 * NANO}, its other figures give {5 * NANO}",
+        "entry 2: payment 2 settles round 5, which the log has not recorded before it (last"
+        " round 4)"]

@@ -203,6 +203,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from ..runtime.build import build_sensor, wallet_opener
     from ..store.ledger import holds_simulation
     from ..store.lock import LedgerLock
+    from ..store.signed_log import started_with
 
     path = cfg.ledger.path
     # The config's own errors first (the key is read here): they leave nothing behind,
@@ -218,6 +219,12 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         if simulation is not None:
             _refuse_a_payment_of_another_backend(path, cfg.wallet.backend)
         if signer is None:  # the first run: made under the lock, so made once
+            begun = started_with(path)
+            if begun is not None:
+                raise P2PEnergyError(
+                    f"{path}: its signed log was begun with key {begun}, and {key_path}"
+                    " (log.key_file) is missing: restore it from your backup; a new key"
+                    " cannot continue the log")
             signer, made = load_log_signer(cfg, make=True)
             if made:
                 log.info("made the signed log's key %s (mode 0600): keep it, and back it up",

@@ -2,10 +2,10 @@
 
 The file holds one line, the Go ``note`` signer form
 ``PRIVATE+KEY+<name>+<8 hex key ID>+<base64(0x01 || 32-byte seed)>``, so Go's
-``note.NewSigner`` reads it as it is. It is made with mode 0600 and O_EXCL (a
-key is never overwritten), and refused when group or others may read it. Its
-text never reaches a message: errors name the file and the key
-``log.key_file``, never what the file holds.
+``note.NewSigner`` reads it as it is. It is made with mode 0600, whole, and
+never over another (written to a temporary file, then linked to its name), and
+refused when group or others may read it. Its text never reaches a message:
+errors name the file and the key ``log.key_file``, never what the file holds.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import tempfile
 from pathlib import Path
 
 from ..core.note import Signer, parse_signer, signer_key
 from ..errors import ConfigError, KeyFormatError
 from .secrets import _read_secret, beside_config
-from .text import HIDDEN
 
 KEY = "log.key_file"
 
@@ -60,7 +60,7 @@ def load_log_signer(config, *, make: bool = False) -> tuple[Signer, bool]:
     except (UnicodeDecodeError, KeyFormatError):
         raise ConfigError(f"{path} holds no log key in the Go note signer form"
                           " (PRIVATE+KEY+<name>+<id>+<key>)", path=source, key=KEY,
-                          value=HIDDEN) from None
+                          show_value=False) from None
     if config.log.name and config.log.name != signer.name:
         raise ConfigError(f"the key in {path} is named {signer.name!r}: the name is part of"
                           " the key and of every checkpoint signed with it; set [log] name to"
@@ -70,26 +70,35 @@ def load_log_signer(config, *, make: bool = False) -> tuple[Signer, bool]:
 
 
 def _make(path: str, name: str, source: str) -> bool:
-    """Write a new key to ``path`` (0600, O_EXCL, synced); False if another made it first."""
+    """Write a new key to ``path`` (0600, synced); False if another made it first.
+
+    Written whole to a temporary file in the same folder, then linked to ``path``
+    (which fails if it exists: a key is never overwritten), so a crash leaves
+    either no key or a whole one, never an empty file every later start refuses.
+    """
     text = (signer_key(name, os.urandom(32)) + "\n").encode("ascii")
+    folder = Path(path).parent
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return False
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".log-key-", dir=folder)  # mode 0600
     except OSError as err:
         raise ConfigError(f"cannot make the log key: {err.strerror}", path=source, key=KEY,
                           value=path) from None
     try:
-        os.write(fd, text)
-        os.fsync(fd)
+        try:
+            os.write(fd, text)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
     except OSError as err:
-        os.close(fd)
-        os.unlink(path)  # never leave half a key to be read as a bad one
         raise ConfigError(f"cannot write the log key: {err.strerror}", path=source, key=KEY,
                           value=path) from None
-    os.close(fd)
-    dir_fd = os.open(Path(path).parent, os.O_RDONLY)
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # the new name survives a power cut too
     finally:

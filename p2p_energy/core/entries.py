@@ -1,7 +1,8 @@
 """The signed log's entries: exact bytes, one canonical form per kind; the price rule.
 
 An entry is a JSON object in RFC 8785 (JCS) canonical form, made by
-``encode_round`` or ``encode_payment`` and nowhere else, parsed back only by
+``encode_opening`` (entry 0 only), ``encode_round`` or ``encode_payment`` and
+nowhere else, parsed back only by
 ``parse_entry``, which refuses any other spelling of the same data (so one
 entry has one byte string, and one leaf hash). The ledger stores those bytes
 once and never encodes them again.
@@ -180,6 +181,34 @@ class RoundEntry:
 
 
 @dataclass(frozen=True)
+class OpeningEntry:
+    """Entry 0: where the log begins, and what the ledger held before it.
+
+    A ledger that recorded rounds before it kept a log (an upgrade) says here
+    what those rounds owed in all, how much of it was paid and how much was
+    queued or on its way, as its own totals said. A verifier cannot check these
+    figures (they are the consumer's word), but every later entry is checked
+    from them: the first round's carry is ``carry_nano_units``, and the bill's
+    totals start here. A new ledger's opening is all zeros.
+    """
+
+    after_round_id: int  # rounds 1 .. this were recorded before the log began (0: none)
+    unit: str
+    owed_nano_units: int  # what those rounds owed, in all
+    paid_units: int  # of it, paid (confirmed) before the log began
+    pending_units: int  # queued or sent then: those payments end in the log
+    carry_nano_units: int  # owed, not yet queued: owed - (paid + pending) x 1e9
+
+    def problems(self) -> list[str]:
+        """The one rule its figures keep."""
+        expected = self.owed_nano_units - (self.paid_units + self.pending_units) * NANO
+        if self.carry_nano_units != expected:
+            return [f"opening: carry_nano_units is {self.carry_nano_units}, its other"
+                    f" figures give {expected}"]
+        return []
+
+
+@dataclass(frozen=True)
 class PaymentEntry:
     """A payment the network executed, or one that failed (its amount is owed again).
 
@@ -217,7 +246,12 @@ _PAYMENT_FIELDS: dict[str, _Kind] = {
     "unit": _UNIT, "amount_units": _decimal(1, MAX_U64), "fee_nanos": _I64,
     "settles_rounds": _RANGES, "status": _one_of(EXECUTED, FAILED),
 }
+_OPENING_FIELDS: dict[str, _Kind] = {
+    "after_round_id": _integer(0, MAX_JSON_INT), "unit": _UNIT, "owed_nano_units": _U64,
+    "paid_units": _U64, "pending_units": _U64, "carry_nano_units": _I64,
+}
 _SCHEMAS: dict[tuple[str, int], tuple[type, dict[str, _Kind]]] = {
+    ("opening", SCHEMA_VERSION): (OpeningEntry, _OPENING_FIELDS),
     ("round", SCHEMA_VERSION): (RoundEntry, _ROUND_FIELDS),
     ("payment", SCHEMA_VERSION): (PaymentEntry, _PAYMENT_FIELDS),
 }
@@ -270,6 +304,11 @@ def _check_times(entry: RoundEntry) -> None:
         raise EntryError(f"round {entry.round_id} ends before it starts")
 
 
+def encode_opening(entry: OpeningEntry) -> bytes:
+    """The bytes of the opening entry. Raises EntryError for a value out of its range."""
+    return _encode("opening", entry, _OPENING_FIELDS)
+
+
 def encode_payment(entry: PaymentEntry) -> bytes:
     """The bytes of a payment entry (``round_ids_to_ranges`` makes ``settles_rounds``).
 
@@ -304,7 +343,7 @@ def _load(data: bytes) -> dict[str, Any]:
     return obj
 
 
-def parse_entry(data: bytes) -> RoundEntry | PaymentEntry:
+def parse_entry(data: bytes) -> RoundEntry | PaymentEntry | OpeningEntry:
     """Read an entry, refusing anything but the canonical bytes of a known kind and version.
 
     Raises EntryError naming the first problem: not JSON, unknown kind or

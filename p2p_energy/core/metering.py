@@ -147,7 +147,11 @@ class _Running:
 
 
 class RoundMeter:
-    """Integrates samples into rounds of ``length_s`` elapsed seconds.
+    """Integrates samples into rounds aligned to the wall clock: round k covers the slot
+    ``[k L, (k + 1) L)`` of UTC seconds (L = ``length_s``), so that two meters (the
+    consumer's and the producer's) agree which round is which. The first round after
+    a start is the rest of its slot; a round resumed from a checkpoint closes at its
+    slot's end, or at once if that has passed while the daemon was stopped.
 
     ``wall_offset`` converts monotonic to wall time (``wall = t + wall_offset``).
     It is fixed, so that NTP slewing never moves a round's timestamps; a real
@@ -188,7 +192,9 @@ class RoundMeter:
             self._sampled.restart(0.0, resume.metered_s)
         # The open round spans [_span_t0, _end_t) on this process's monotonic clock.
         self._span_t0 = start_t
-        self._end_t = start_t + max(length_s - self._open.carried_s, 0.0)
+        self._end_t = self._next_end(start_t)
+        if resume is not None and self._slot_end(resume.started_at) <= start_t + wall_offset:
+            self._end_t = start_t  # its wall-clock slot is over: it closes at once, as it was
 
     def expect(self, count: int = 1) -> None:
         """Count sample deadlines that fell in the open round (taken or not)."""
@@ -208,7 +214,21 @@ class RoundMeter:
         self.wall_offset += step
         if self._open.local:
             self._open.started_at = self._span_t0 + self.wall_offset
+        self._end_t = max(self._next_end(t), t)  # the slot boundaries moved with the clock
         return step
+
+    def _slot_end(self, wall: float) -> float:
+        """The wall-clock end of the slot ``[k L, (k + 1) L)`` that holds ``wall``.
+
+        A time within a millionth of a slot below a boundary counts as on it, so
+        float rounding never makes a round of a few microseconds.
+        """
+        k = math.floor(wall / self.length_s + 1e-6)
+        return (k + 1) * self.length_s
+
+    def _next_end(self, t: float) -> float:
+        """Monotonic time of the first slot boundary after monotonic ``t``."""
+        return self._slot_end(t + self.wall_offset) - self.wall_offset
 
     def add(self, s: Sample) -> list[RoundTotals]:
         """Add a sample; return the rounds it closed (usually none).
@@ -301,5 +321,5 @@ class RoundMeter:
         for track in (self._consumer, self._producer, self._sampled):
             track.restart()
         self._span_t0 = end
-        self._end_t = end + self.length_s
+        self._end_t = self._next_end(end)
         return done

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from ..core.metering import LivePower, RoundTotals
 from ..core.pricing import NANO, Quote, carry_units, payable_units
 from ..errors import LedgerError
-from ..wallet.base import FAILED, Attachment, Signed
+from ..wallet.base import FAILED, Attachment, Signed, ledger_unit
 from . import lock
 from .common import iso, open_problem
 from .reader import LedgerReader, ledger_unit_of
@@ -158,7 +158,7 @@ class Ledger:
             self._migrate()
             if log is not None:
                 with self._tx() as db:
-                    log.bind(db, self.path)
+                    log.bind(db, self.path, ledger_unit_of(db, None))
         except sqlite3.DatabaseError as err:
             raise LedgerError(f"{self.path}: cannot open ledger: {open_problem(self.path, err)}"
                               ) from None
@@ -518,8 +518,23 @@ class Ledger:
 
     def record_unit(self, backend: str) -> None:
         """The amounts written from now on are in the unit of ``backend`` (``run`` says so
-        as it starts, under the ledger's lock; ``reader.ledger_unit_of`` reads it)."""
+        as it starts, under the ledger's lock; ``reader.ledger_unit_of`` reads it).
+
+        Raises:
+            LedgerError: the ledger holds amounts in another unit (IOTA and micro-IOTA
+                cannot share one running total, one carry, one signed log).
+        """
         with self._tx() as db:
+            recorded = db.execute("SELECT value FROM ledger_meta WHERE key = 'unit'").fetchone()
+            wanted = ledger_unit(backend)
+            holds = db.execute("SELECT EXISTS (SELECT 1 FROM rounds)"
+                               " OR EXISTS (SELECT 1 FROM payments)").fetchone()[0]
+            if recorded is not None and recorded[0] != wanted and holds:
+                raise LedgerError(
+                    f"{self.path}: its amounts are in {recorded[0]}, and wallet.backend ="
+                    f" \"{backend}\" pays in {wanted}; one ledger keeps one unit: give this"
+                    " backend a new ledger.path (this ledger, its log and what it owes stay"
+                    " as they are)")
             record_unit(db, backend)
 
     def mark_simulation(self) -> None:

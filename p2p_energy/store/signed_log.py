@@ -11,7 +11,7 @@ Tables (schema step ``schema._add_signed_log``):
   tlog-checkpoint as a signed note), covering every entry;
 - ``ledger_meta`` keys ``log_origin``, ``log_verifier`` (the verifier key, public),
   ``log_started_after_round`` (rounds up to this id were recorded before the log
-  began: they are not in it).
+  began: they are not in it; entry 0, the opening, sums them up).
 
 ``LogWriter.append`` runs inside the caller's write transaction, so an entry,
 its hashes and the checkpoint that covers it commit together with the round or
@@ -28,15 +28,17 @@ from ..core import tlog
 from ..core.entries import (
     EXECUTED,
     FAILED,
+    OpeningEntry,
     PaymentEntry,
     RoundEntry,
+    encode_opening,
     encode_payment,
     encode_round,
     round_ids_to_ranges,
 )
 from ..core.metering import RoundTotals
 from ..core.note import Checkpoint, Signer, sign_checkpoint
-from ..core.pricing import Quote
+from ..core.pricing import NANO, Quote
 from ..errors import LedgerError
 
 MAX_PAGE = 1000  # entries per read, as /log/entries answers at most
@@ -56,11 +58,12 @@ class LogWriter:
         self.verifier_key = signer.verifier.key()
         self.recipient = recipient
 
-    def bind(self, db: sqlite3.Connection, path: str) -> None:
+    def bind(self, db: sqlite3.Connection, path: str, unit: str) -> None:
         """Check that this key signs this ledger's log, or start the log with it.
 
         In the caller's write transaction. Starting records the origin, the
-        verifier key and the last round recorded before the log (not in it).
+        verifier key and the last round recorded before the log (not in it), and
+        appends the opening entry (what the ledger held then, in ``unit``).
 
         Raises:
             LedgerError: the log is signed by another key (names both verifier keys).
@@ -78,6 +81,7 @@ class LogWriter:
         db.executemany("INSERT INTO ledger_meta (key, value) VALUES (?, ?)",
                        [("log_origin", self.origin), ("log_verifier", self.verifier_key),
                         ("log_started_after_round", str(last))])
+        self.append(db, opening_entry(db, last, unit))
 
     def append(self, db: sqlite3.Connection, data: bytes, *, round_id: int | None = None,
                payment_id: int | None = None) -> int:
@@ -99,6 +103,19 @@ class LogWriter:
         db.execute("INSERT OR REPLACE INTO log_checkpoint (id, size, note) VALUES (1, ?, ?)",
                    (size + 1, note))
         return size
+
+
+def opening_entry(db: sqlite3.Connection, after_round_id: int, unit: str) -> bytes:
+    """Entry 0: the ledger's totals when the log begins (all zero for a new ledger)."""
+    owed = int(db.execute("SELECT value FROM running_totals WHERE key = 'owed_nano_units'"
+                          ).fetchone()[0])
+    paid, pending = db.execute(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'confirmed' THEN value_units END), 0),"
+        " COALESCE(SUM(CASE WHEN status IN ('queued', 'sent') THEN value_units END), 0)"
+        " FROM payments").fetchone()
+    return encode_opening(OpeningEntry(
+        after_round_id=after_round_id, unit=unit, owed_nano_units=owed, paid_units=paid,
+        pending_units=pending, carry_nano_units=owed - (paid + pending) * NANO))
 
 
 def round_entry(round_id: int, r: RoundTotals, q: Quote, unit: str, carry_in: int,
@@ -149,6 +166,30 @@ def _stored(db: sqlite3.Connection) -> tlog.HashAt:
             raise LedgerError(f"the log's stored hash {i} is missing")
         return bytes(row[0])
     return tlog.stored_reader(read)
+
+
+def started_with(path: str) -> str | None:
+    """The verifier key the log of the ledger at ``path`` was begun with; None when the
+    file is no ledger, or its log has not begun. Reads only."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    if not Path(path).is_file():
+        return None
+    uri = "file:" + quote(str(Path(path).absolute())) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=10.0)
+        try:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_meta'"
+                              ).fetchone():
+                return None
+            row = db.execute("SELECT value FROM ledger_meta WHERE key = 'log_verifier'"
+                             ).fetchone()
+            return str(row[0]) if row else None
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None  # not a ledger: opening it says so
 
 
 def has_log(db: sqlite3.Connection) -> bool:

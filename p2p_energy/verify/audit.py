@@ -3,13 +3,17 @@
 ``Audit.entry(index, data)`` reads one entry (``core.entries.parse_entry``)
 and checks, in the order of the log:
 
+- the opening (entry 0, and only there; p2p-energy always writes one): its
+  figures agree with each other; they are where the carry chain and the totals
+  start (the rounds a ledger recorded before it kept a log are summed up in
+  it, on the consumer's word);
+
 - rounds: every figure recomputed by the price rule (``round_problems``);
   round ids strictly increasing; the carry chain (a round's ``carry_in`` is
   the ``carry_out`` of the round before it, across runs); one unit for every
   entry;
-- payments: ``settles_rounds`` names only rounds the log recorded before it
-  (a payment before the log's first round settles rounds from before the log
-  began, which it cannot judge);
+- payments: ``settles_rounds`` names only rounds recorded before it (in the
+  log, or before it began: up to the opening's ``after_round_id``);
   no two executed payments with the same reference; with ``check_payment``
   (``wallet.receipts``), what the network shows of each executed payment.
 
@@ -27,7 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
-from ..core.entries import EXECUTED, NANO, PaymentEntry, RoundEntry, parse_entry, round_problems
+from ..core.entries import (
+    EXECUTED,
+    NANO,
+    OpeningEntry,
+    PaymentEntry,
+    RoundEntry,
+    parse_entry,
+    round_problems,
+)
 from ..errors import EntryError
 
 if TYPE_CHECKING:
@@ -50,6 +62,7 @@ class Chain:
     carry_out_nano_units: int | None = None  # None: no round yet
     unit: str | None = None
     references: dict[int, int] = field(default_factory=dict)
+    opened: bool = False  # the opening entry was seen (entry 0)
 
 
 @dataclass
@@ -65,6 +78,8 @@ class Totals:
     paid_logged_units: int = 0  # executed payments' amounts, as the log says
     payments_checked: int = 0  # executed payments looked up on a network
     paid_seen_nano_units: int = 0  # what those moved to the producer, as the network shows
+    opening_owed_nano_units: int = 0  # owed by rounds from before the log (the opening says)
+    opening_paid_units: int = 0  # paid before the log began (the opening says)
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name)
@@ -112,10 +127,26 @@ class Audit:
             self.problems.add(where, f"not an entry of this log: {err}")
             return
         self._unit(where, entry.unit)
+        if isinstance(entry, OpeningEntry):
+            self._opening(index, where, entry)
+            return
         if isinstance(entry, RoundEntry):
             self._round(where, entry)
         else:
             self._payment(index, where, entry)
+
+    def _opening(self, index: int, where: str, o: OpeningEntry) -> None:
+        chain = self.chain
+        if index != 0 or chain.opened:
+            self.problems.add(where, "an opening entry: a log opens once, at entry 0")
+            return
+        for problem in o.problems():
+            self.problems.add(where, problem)
+        chain.opened = True
+        chain.last_round_id = o.after_round_id
+        chain.carry_out_nano_units = o.carry_nano_units
+        self.run.opening_owed_nano_units += o.owed_nano_units
+        self.run.opening_paid_units += o.paid_units
 
     def _unit(self, where: str, unit: str) -> None:
         if self.chain.unit is None:
@@ -145,9 +176,9 @@ class Audit:
     def _payment(self, index: int, where: str, p: PaymentEntry) -> None:
         self.run.payments += 1
         last = p.settles_rounds[-1][1] if p.settles_rounds else 0
-        # Before the log's first round, a payment can only settle rounds of the ledger
-        # from before the log began (README: "Ledgers from before the log"): not judged.
-        if self.chain.last_round_id and last > self.chain.last_round_id:
+        # Without an opening (a log p2p-energy did not write), a payment before the log's
+        # first round can only settle rounds from before the log began: not judged.
+        if (self.chain.opened or self.chain.last_round_id) and last > self.chain.last_round_id:
             self.problems.add(where, f"payment {p.payment_id} settles round {last}, which the"
                                      " log has not recorded before it (last round"
                                      f" {self.chain.last_round_id})")
@@ -172,5 +203,6 @@ class Audit:
 
 
 def logged_paid_nano_units(totals: Totals) -> int:
-    """What the executed payments paid, as the log says, in nano-units."""
-    return totals.paid_logged_units * NANO
+    """What the executed payments paid, as the log says, in nano-units (with what the
+    opening says was paid before the log began)."""
+    return (totals.paid_logged_units + totals.opening_paid_units) * NANO

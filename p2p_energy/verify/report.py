@@ -56,14 +56,20 @@ def statement(out: Outcome, unit: str | None, network: str, address: str) -> lis
              f" {_counts(total)} in all"]
     unit = unit or "units"
     lines.append(f"consumer energy: {watt_hours(total.consumer_energy_uws)} Wh")
-    lines.append(f"owed: {units(total.owed_nano_units)} {unit}")
+    owed = total.owed_nano_units + total.opening_owed_nano_units
+    lines.append(f"owed: {units(owed)} {unit}")
+    before = total.opening_paid_units * NANO
+    if total.opening_owed_nano_units or before:
+        lines.append(f"  of which before the log began (the consumer's ledger says, not"
+                     f" checked): owed {units(total.opening_owed_nano_units)} {unit},"
+                     f" paid {units(before)} {unit}")
     logged = logged_paid_nano_units(total)
     all_checked = total.payments_checked == total.executed_payments
     if network and all_checked:
         lines.append(f"paid as seen on the network: {units(total.paid_seen_nano_units)} {unit}"
                      f" ({_n(total.executed_payments, 'payment')} to {address}, checked on"
                      f" {network})")
-        paid = total.paid_seen_nano_units
+        paid = total.paid_seen_nano_units + before
     else:
         lines.append(f"paid as the log says: {units(logged)} {unit}"
                      f" ({_n(total.executed_payments, 'executed payment')})")
@@ -75,5 +81,5 @@ def statement(out: Outcome, unit: str | None, network: str, address: str) -> lis
             lines.append("payments were not checked on the network (give --node URL and"
                          " --address ADDRESS)")
         paid = logged
-    lines.append(f"outstanding: {units(total.owed_nano_units - paid)} {unit} (owed less paid)")
+    lines.append(f"outstanding: {units(owed - paid)} {unit} (owed less paid)")
     return lines

@@ -114,7 +114,8 @@ def _decode(obj: dict[str, Any]) -> State:
     c = obj["chain"]
     carry = c["carry_out_nano_units"]
     chain = Chain(_int(c["last_round_id"]), None if carry is None else _int(carry),
-                  c["unit"] if isinstance(c["unit"], str) else None, references)
+                  c["unit"] if isinstance(c["unit"], str) else None, references,
+                  opened=c.get("opened") is True)  # entry 0, the opening, was verified
     totals = Totals(**{f.name: _int(obj["totals"][f.name]) for f in fields(Totals)})
     if not isinstance(obj["origin"], str):
         raise TypeError("origin is not text")
@@ -142,7 +143,7 @@ def save(folder: Path, state: State) -> None:
         "frontier": [base64.b64encode(h).decode() for h in state.frontier.hashes],
         "chain": {"last_round_id": state.chain.last_round_id,
                   "carry_out_nano_units": state.chain.carry_out_nano_units,
-                  "unit": state.chain.unit},
+                  "unit": state.chain.unit, "opened": state.chain.opened},
         "totals": asdict(state.totals),
         "references": base64.b64encode(records).decode(),
     }
