@@ -56,7 +56,7 @@ def test_no_backend_name_is_compared_outside_wallet() -> None:
 
 @pytest.fixture
 def fourth(monkeypatch):
-    monkeypatch.setitem(backends.REGISTRY, "test-coin", "fourth_backend")  # the one line
+    monkeypatch.setitem(backends.REGISTRY, "test-coin", "support.fourth_backend")  # the one line
 
 
 def test_a_fourth_backend_is_one_module_and_one_registry_line(fourth, tmp_path, capsys
@@ -101,7 +101,7 @@ def test_a_wallet_subcommand_without_config_is_one_backends(fourth, monkeypatch)
     from p2p_energy.commands.wallet_cmd import offered
     from p2p_energy.wallet.iota_backend import NEW_KEY
 
-    import fourth_backend
+    from support import fourth_backend
 
     assert [(c.name, c.needs_config) for c in offered().values()] == [
         ("new", False), ("address", True), ("mint", False)]

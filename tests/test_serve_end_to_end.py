@@ -25,8 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from mosquitto_broker import MOSQUITTO, Broker, Recorder, needs_mosquitto, password_file, wait_until
-from paying_daemon import assert_sampling_kept_up
+from support.mosquitto_broker import (
+    MOSQUITTO,
+    Broker,
+    Recorder,
+    needs_mosquitto,
+    password_file,
+    wait_until,
+)
+from support.paying_daemon import assert_sampling_kept_up
 
 DEVICE = "test-meter"
 PREFIX = "p2p-energy-test"
