@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from p2p_energy.wallet.pyota_wallet import PyotaWallet, import_iota
 
-from legacy_node import LegacyNode, address_of, history_transaction
-from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM, wallet_config
+from support.legacy_node import LegacyNode, address_of, history_transaction
+from support.node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM, wallet_config
 
 FUNDS_IOTA = 1_000_000
 REPEAT = 5  # ours is cheap: median of 5 (signing and PoW work vary from bundle to bundle)
@@ -163,8 +163,8 @@ def bench_iota() -> None:
     from p2p_energy.wallet import iota_tx
     from p2p_energy.wallet.iota_wallet import NANOS_PER_UNIT
 
-    from iota_fixtures import FUNDS_NANOS, PAYER_KEY, iota_wallet
-    from iota_node import IotaNode
+    from support.iota_fixtures import FUNDS_NANOS, PAYER_KEY, iota_wallet
+    from support.iota_node import IotaNode
 
     first = subprocess.run([sys.executable, "-c", _FIRST_SIGN], capture_output=True, text=True,
                            cwd=Path(__file__).resolve().parent.parent, check=True)

@@ -4,7 +4,7 @@ Runs the real daemon (``p2p-energy run``) paying with PyOTA, inside a cgroup
 (v1 ``cpu`` controller) that allows it 1 ms of CPU per 10 ms period: 10 % of
 one core, the least a 10 ms CFS period allows, about what one core of a Pi
 Zero 2 gives compared with this machine. The daemon reads an INA3221 through
-the real smbus2 over the test suite's emulated i2c-dev (``tests/i2c_emulator.py``);
+the real smbus2 over the test suite's emulated i2c-dev (``tests/support/i2c_emulator.py``);
 each emulated transfer sleeps for the time the bus would take at 100 kHz, with
 the GIL released as a real ioctl releases it. Rounds of 10 s each owe ~10 IOTA,
 so the payer is signing (pure-Python PyOTA) nearly all the time. The legacy
@@ -49,7 +49,7 @@ def child(cfg: str, cgroup: str) -> None:
     sys.path.insert(0, str(TESTS))
     from smbus2 import smbus2 as smbus2_impl
 
-    import i2c_emulator
+    from support import i2c_emulator
 
     chip = i2c_emulator.INA3221Chip(shunt_ohms=(0.1, 0.1, 0.1))
     chip.set_input(1, current_ma=50.0 / 3.0, load_v=3.0)  # 50 mW consumer
@@ -86,7 +86,7 @@ def cpu_stat(group: Path) -> dict[str, int]:
 
 def write_config(tmp: Path, node_url: str, rate: float, backend: str = "pyota") -> Path:
     seed = tmp / "seed"
-    from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
+    from support.node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
     seed.write_text(PAYER_SEED + "\n")
     seed.chmod(0o600)
     cfg = tmp / f"bench-{rate:g}.toml"
@@ -116,8 +116,8 @@ path = "{tmp / f'bench-{rate:g}.db'}"
 
 
 def run_one(rate: float, seconds: float, quota_us: int, backend: str) -> dict[str, object]:
-    from legacy_node import LegacyNode
-    from node_fixtures import PAYER_SEED, TEST_MWM
+    from support.legacy_node import LegacyNode
+    from support.node_fixtures import PAYER_SEED, TEST_MWM
 
     with tempfile.TemporaryDirectory(prefix="p2p-energy-bench-") as name, \
             LegacyNode(mwm=TEST_MWM, confirm_delay_s=1.0) as node:

@@ -1,7 +1,7 @@
 """Sampling cost and schedule accuracy of the INA3221 driver, on the emulated chip.
 
 Runs the real driver and the real smbus2 against the fake i2c-dev from
-``tests/i2c_emulator.py`` (the same fake ioctl the tests use), and prints:
+``tests/support/i2c_emulator.py`` (the same fake ioctl the tests use), and prints:
 
 * CPU time per sample (``time.process_time``): the whole ``read()``, the four
   bare ``smbus2`` 2-byte I2C block reads alone (registers 0x01 to 0x04, as the
@@ -34,9 +34,9 @@ from p2p_energy.sensors.ina3221 import INA3221Sensor
 
 
 def load_emulator() -> ModuleType:
-    """The test suite's emulator module (tests/ is not a package)."""
+    """The test suite's emulator module (``support`` is a package in tests/, not on the path)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    return importlib.import_module("i2c_emulator")
+    return importlib.import_module("support.i2c_emulator")
 
 
 def opened_sensor(interval_s: float) -> INA3221Sensor:

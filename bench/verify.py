@@ -8,7 +8,7 @@
 3. A day later (1,440 more rounds and 24 payments, a new export of the whole log):
    the second run reads the year again to rebuild the old root, audits the day.
 4. With ``--http``: the same year served over HTTP on 127.0.0.1 by the tests' log
-   server (``tests/log_server.py``, in this process), verified from scratch.
+   server (``tests/support/log_server.py``, in this process), verified from scratch.
 
 Prints figures, asserts nothing. Targets: at most 60 s and 200 MB for step 2.
 
@@ -127,7 +127,7 @@ def main() -> None:
 
 def http(data: list[bytes], signer: note.Signer, key: str, folder: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from log_server import LogServer, SignedLog
+    from support.log_server import LogServer, SignedLog
 
     log = SignedLog(origin=ORIGIN, seed=bytes(range(32)))
     log.entries = data

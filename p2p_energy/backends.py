@@ -2,7 +2,8 @@
 
 Each line names the module in ``wallet/`` whose ``BACKEND`` (``wallet.base.Backend``)
 says everything that differs between them: its config table and defaults, its
-ledger unit, how a payment is referenced, how it opens, its ``check`` lines.
+ledger unit, how a payment is referenced, how it opens, its ``check`` lines, its
+``p2p-energy wallet`` subcommands.
 This module depends on nothing, so ``config`` can name and check backends
 without importing ``wallet`` (a backend's module is imported when it is asked
 for, as Python's ``codecs`` registry does). Code outside ``wallet/`` asks a

@@ -56,7 +56,7 @@ def test_no_backend_name_is_compared_outside_wallet() -> None:
 
 @pytest.fixture
 def fourth(monkeypatch):
-    monkeypatch.setitem(backends.REGISTRY, "test-coin", "fourth_backend")  # the one line
+    monkeypatch.setitem(backends.REGISTRY, "test-coin", "support.fourth_backend")  # the one line
 
 
 def test_a_fourth_backend_is_one_module_and_one_registry_line(fourth, tmp_path, capsys
@@ -84,9 +84,39 @@ def test_a_fourth_backend_is_one_module_and_one_registry_line(fourth, tmp_path, 
     assert lines == [("ok", "test coin: 3 confirmation(s), key index 0")]
     assert main(["wallet", "address", "-c", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "tc:me"
+    assert main(["wallet", "mint", "5"]) == 0  # a subcommand of its own, no config
+    assert capsys.readouterr().out == "minted 5 mTEST\n"
     path.write_text('[wallet]\nbackend = "test-coin"\nreceiver = "0x' + "e1" * 32 + '"\n')
     with pytest.raises(config.ConfigError, match=r"wallet\.receiver = .*: must start with tc:"):
         config.load(path)
     path.write_text('[wallet]\nbackend = "test-coin"\n[wallet.testcoin]\nconfirmations = 0\n')
     with pytest.raises(config.ConfigError, match=r"wallet\.testcoin\.confirmations = 0"):
         config.load(path)
+
+
+def test_a_wallet_subcommand_without_config_is_one_backends(fourth, monkeypatch) -> None:
+    """No config says which backend would run it: two offering one is refused."""
+    import dataclasses
+
+    from p2p_energy.commands.wallet_cmd import offered
+    from p2p_energy.wallet.iota_backend import NEW_KEY
+
+    from support import fourth_backend
+
+    assert [(c.name, c.needs_config) for c in offered().values()] == [
+        ("new", False), ("address", True), ("mint", False)]
+    monkeypatch.setattr(fourth_backend, "BACKEND", dataclasses.replace(
+        fourth_backend.BACKEND, commands=(NEW_KEY,)))
+    with pytest.raises(ValueError, match="wallet new: offered by two backends"):
+        offered()
+
+
+def test_a_wallet_subcommand_of_another_backend_is_refused_by_name(fourth, tmp_path,
+                                                                   capsys) -> None:
+    from p2p_energy.commands.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text('[wallet]\nbackend = "dry-run"\n')
+    assert main(["wallet", "address", "-c", str(path)]) == 2
+    assert 'wallet address needs backend = "iota" or "test-coin", not "dry-run"' \
+        in capsys.readouterr().err

@@ -15,9 +15,9 @@ from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
-from cli_process import p2p_energy_cli
-from iota_fixtures import PAYER_KEY, RECEIVER, funded_iota_node, iota_wallet
-from iota_node import IotaNode
+from support.cli_process import p2p_energy_cli
+from support.iota_fixtures import PAYER_KEY, RECEIVER, funded_iota_node, iota_wallet
+from support.iota_node import IotaNode
 
 OWED = 300_000  # units: above backend iota's min_payment
 

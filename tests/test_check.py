@@ -124,7 +124,7 @@ def test_legacy_check_names_the_change_address_to_fund_while_a_payment_is_in_fli
     from p2p_energy.store.ledger import Ledger
     from p2p_energy.wallet.pyota_wallet import PyotaWallet
 
-    from node_fixtures import PAYER_SEED, address_of, wallet_config
+    from support.node_fixtures import PAYER_SEED, address_of, wallet_config
 
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
     w = dc_replace(wallet_config(legacy_node), backend="pyota")

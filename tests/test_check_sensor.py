@@ -12,7 +12,7 @@ from p2p_energy import config
 from p2p_energy.commands.check import cmd_check
 from p2p_energy.sensors.ina3221 import INA3221Sensor, decode_configuration
 
-from i2c_emulator import POWER_ON_CONFIG, FakeI2CAdapter, INA3221Chip
+from support.i2c_emulator import POWER_ON_CONFIG, FakeI2CAdapter, INA3221Chip
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from paying_daemon import assert_sampling_kept_up
+from support.paying_daemon import assert_sampling_kept_up
 
 RUN_S = 10.0
 # The module-scoped rig is built once: under pytest-xdist its tests share one worker.

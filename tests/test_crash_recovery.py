@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from legacy_node import LegacyNode
-from paying_daemon import (
+from support.legacy_node import LegacyNode
+from support.paying_daemon import (
     ONE_AT_A_TIME,
     SAMPLE_S,
     Row,

@@ -13,7 +13,7 @@ from p2p_energy.sensors.ina3221 import INA3221Sensor
 from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.dryrun import DryRunWallet
 
-from i2c_emulator import FakeI2CAdapter, INA3221Chip
+from support.i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 ROUNDS, LENGTH_S, INTERVAL_S = 60, 0.1, 0.01
 # The module-scoped rig is built once: under pytest-xdist its tests share one worker.

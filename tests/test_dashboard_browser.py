@@ -30,8 +30,8 @@ from p2p_energy.core.pricing import PriceRule, quote_round
 from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.base import Attachment, Signed
 
-from chromium_cdp import CHROMIUM, Browser
-from mosquitto_broker import wait_until
+from support.chromium_cdp import CHROMIUM, Browser
+from support.mosquitto_broker import wait_until
 
 RULE10 = PriceRule.from_units(10.0, 10.0)
 

@@ -23,7 +23,7 @@ from p2p_energy.errors import ConfigError, ImplausibleReading, SensorError, Sens
 from p2p_energy.sensors.base import Sample
 from p2p_energy.sensors.ina3221 import INA3221Sensor
 
-from i2c_emulator import FakeI2CAdapter, INA3221Chip
+from support.i2c_emulator import FakeI2CAdapter, INA3221Chip
 
 SHUNT_LSB_MV = 0.040
 BUS_LSB_V = 0.008

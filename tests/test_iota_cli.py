@@ -16,7 +16,7 @@ from p2p_energy.config import ConfigError, build, load, load_seed
 from p2p_energy.wallet.iota_backend import IotaWalletConfig
 from p2p_energy.wallet.iota_keys import parse_secret
 
-from iota_fixtures import PAYER_KEY, RECEIVER
+from support.iota_fixtures import PAYER_KEY, RECEIVER
 
 MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
 
@@ -216,7 +216,7 @@ def test_nothing_heavy_is_imported_before_the_payer_opens_the_wallet(tmp_path: P
 
 def test_the_key_never_appears_in_output_or_ledger(tmp_path: Path, iota_node) -> None:
     """Pay with a mnemonic, verbose; then every command and error path: no trace of it."""
-    from iota_daemon import read_payments
+    from support.iota_daemon import read_payments
 
     mnemonic_key = parse_secret(MNEMONIC)
     iota_node.fund(mnemonic_key.address, 10**10)

@@ -27,15 +27,15 @@ from collections.abc import Callable
 
 import pytest
 
-from iota_daemon import (
+from support.iota_daemon import (
     Row,
     assert_iota_books_balance,
     drain,
     read_payments,
     write_iota_setup,
 )
-from iota_node import IotaNode
-from paying_daemon import metering_started, start_daemon, wait_for
+from support.iota_node import IotaNode
+from support.paying_daemon import metering_started, start_daemon, wait_for
 
 KILLS = 20
 SEED = 20_261_125

@@ -15,15 +15,15 @@ import time
 
 import pytest
 
-from iota_daemon import (
+from support.iota_daemon import (
     MIN_PAYMENT,
     assert_iota_books_balance,
     drain,
     read_payments,
     write_iota_setup,
 )
-from iota_fixtures import PAYER_KEY
-from paying_daemon import metering_started, start_daemon, stop_daemon, wait_for
+from support.iota_fixtures import PAYER_KEY
+from support.paying_daemon import metering_started, start_daemon, stop_daemon, wait_for
 
 
 def _confirmed(db) -> int:

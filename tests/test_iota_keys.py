@@ -10,7 +10,7 @@ from p2p_energy.wallet import iota_keys
 from p2p_energy.wallet.bip39_english import WORDS
 from p2p_energy.wallet.iota_keys import Keypair, parse_secret
 
-from sdk_judge import judge
+from support.sdk_judge import judge
 
 MNEMONIC_12 = "legal winner thank year wave sausage worth useful legal winner thank yellow"
 MNEMONIC_24 = " ".join(["abandon"] * 23 + ["art"])

@@ -10,8 +10,8 @@ from p2p_energy.errors import RpcError, WalletError
 from p2p_energy.wallet import iota_keys, iota_tx
 from p2p_energy.wallet.iota_rpc import RpcClient
 
-from iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER
-from iota_node import COMPUTATION_UNITS, STORAGE_PER_OBJECT, IotaNode
+from support.iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER
+from support.iota_node import COMPUTATION_UNITS, STORAGE_PER_OBJECT, IotaNode
 
 OTHER_KEY = iota_keys.Keypair(bytes.fromhex("07" * 32))
 

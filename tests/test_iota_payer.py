@@ -12,8 +12,8 @@ from p2p_energy.runtime.payer import Payer, PayerPolicy
 from p2p_energy.store.ledger import Ledger
 from p2p_energy.wallet.iota_wallet import DEAD_AFTER_S
 
-from iota_fixtures import PAYER_KEY, RECEIVER, iota_wallet
-from iota_node import IotaNode
+from support.iota_fixtures import PAYER_KEY, RECEIVER, iota_wallet
+from support.iota_node import IotaNode
 
 UNIT_NANOS = 1_000
 

@@ -11,8 +11,8 @@ import pytest
 from p2p_energy.wallet import iota_keys, iota_tx
 from p2p_energy.wallet.iota_tx import BcsWriter, ObjectRef
 
-from iota_node import decode_transaction
-from sdk_judge import judge
+from support.iota_node import decode_transaction
+from support.sdk_judge import judge
 
 
 def _coin(rng: random.Random) -> ObjectRef:

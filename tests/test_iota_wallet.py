@@ -11,8 +11,8 @@ from p2p_energy.errors import InsufficientBalance, WalletError
 from p2p_energy.wallet.base import CONFIRMED, DEAD, FAILED, PENDING
 from p2p_energy.wallet.iota_wallet import DEAD_AFTER_S, NANOS_PER_UNIT, IotaWallet
 
-from iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER, iota_wallet, judged
-from iota_node import IotaNode
+from support.iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER, iota_wallet, judged
+from support.iota_node import IotaNode
 
 
 def _pay(wallet: IotaWallet, value: int):
@@ -244,7 +244,7 @@ def test_ours_running_between_the_reads_of_its_coins_is_not_dead() -> None:
 
 def test_a_node_that_leaves_out_the_previous_transaction_proves_nothing(
         iota_node: IotaNode, monkeypatch) -> None:
-    import iota_node as node_module
+    from support import iota_node as node_module
     wallet = iota_wallet(iota_node)
     signed = _lose_answer(iota_node, wallet, 5000)
     iota_node.forget(signed.reference)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from p2p_energy.core.metering import RoundTotals
 from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.store.ledger import Ledger
@@ -39,9 +41,13 @@ def test_set_index_is_recorded_and_used(tmp_path):
         "key index is 7 already")
 
 
-def test_set_index_is_refused_while_a_payment_is_in_flight(tmp_path):
+@pytest.mark.parametrize("recorded, unit", [(None, "IOTA"), ("pyota", "IOTA"),
+                                            ("iota", "µIOTA")])
+def test_set_index_is_refused_while_a_payment_is_in_flight(tmp_path, recorded, unit):
     cfg = config(tmp_path)
     ledger = Ledger(tmp_path / "l.db")
+    if recorded:
+        ledger.record_unit(recorded)  # the value is in the unit the ledger records
     r = RoundTotals(started_at=0, duration_s=1, metered_s=1, consumer_mws=1, producer_mws=1,
                     samples=1, expected_samples=1, ended_at=1)
     ledger.record_round(r, Quote(1.0, False, 5 * NANO))
@@ -50,7 +56,7 @@ def test_set_index_is_refused_while_a_payment_is_in_flight(tmp_path):
     out = cli("wallet", "set-index", "9", "-c", str(cfg))
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
-        f"p2p-energy: {tmp_path / 'l.db'}: payment 1 of 5 IOTA from key index 2 is in flight;"
+        f"p2p-energy: {tmp_path / 'l.db'}: payment 1 of 5 {unit} from key index 2 is in flight;"
         " set the key index once it is confirmed"]
     assert ledger.input_index(2) == 2 and ledger.wallet_events() == []
     ledger.close()

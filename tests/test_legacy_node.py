@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from legacy_node import (
+from support.legacy_node import (
     NULL_HASH,
     LegacyNode,
     address_of,
@@ -31,7 +31,7 @@ from legacy_node import (
     do_pow,
     weight_of,
 )
-from node_fixtures import OTHER_SEED, PAYER_SEED, RECEIVER, TEST_MWM
+from support.node_fixtures import OTHER_SEED, PAYER_SEED, RECEIVER, TEST_MWM
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -405,10 +405,10 @@ def test_never_confirm_holds_confirmation(legacy_node):
 
 
 def test_runs_from_the_command_line():
-    script = Path(__file__).with_name("legacy_node.py")
-    proc = subprocess.Popen([sys.executable, "-W", "ignore", str(script), "--port", "0",
-                             "--fund", f"{RECEIVER}=7"],
-                            stdout=subprocess.PIPE, text=True)
+    tests = Path(__file__).resolve().parent  # where the package ``support`` is
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "support.legacy_node",
+                             "--port", "0", "--fund", f"{RECEIVER}=7"],
+                            stdout=subprocess.PIPE, text=True, cwd=tests)
     try:
         line = proc.stdout.readline()
         url = line.split(" on ")[1].split()[0]

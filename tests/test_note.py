@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from p2p_energy.core import note
 from p2p_energy.errors import KeyFormatError, NoteError
 
-import go_sumdb
+from support import go_sumdb
 
 # The example of Go's note package documentation (sumdb/note/note.go).
 GO_SIGNER = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

@@ -406,7 +406,7 @@ def test_an_unsent_attachment_the_node_refuses_or_too_old_is_replaced_and_paid_o
     of it fails for longer than ``reattach_after_s``. A fresh attachment pays, once."""
     from p2p_energy.wallet.pyota_wallet import PyotaWallet
 
-    from node_fixtures import PAYER_SEED, RECEIVER, wallet_config
+    from support.node_fixtures import PAYER_SEED, RECEIVER, wallet_config
 
     legacy_node.fund_seed(PAYER_SEED, 0, 1000)
     clock = Clock()

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from legacy_node import LegacyNode
-from node_fixtures import PAYER_SEED
-from paying_daemon import (
+from support.legacy_node import LegacyNode
+from support.node_fixtures import PAYER_SEED
+from support.paying_daemon import (
     RUN_S,
     SAMPLE_S,
     assert_books_balance,

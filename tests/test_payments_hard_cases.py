@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from legacy_node import LegacyNode, address_of
-from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
-from paying_daemon import (
+from support.legacy_node import LegacyNode, address_of
+from support.node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
+from support.paying_daemon import (
     ONE_AT_A_TIME,
     assert_books_balance,
     assert_sampling_kept_up,

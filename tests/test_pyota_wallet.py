@@ -18,8 +18,8 @@ from p2p_energy.errors import InsufficientBalance, NotPromotable, WalletError
 from p2p_energy.wallet.base import CONFIRMED, PENDING, Signed, Status
 from p2p_energy.wallet.pyota_wallet import PyotaWallet
 
-from legacy_node import address_of
-from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM, wallet_config
+from support.legacy_node import address_of
+from support.node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM, wallet_config
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -25,8 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from mosquitto_broker import MOSQUITTO, Broker, Recorder, needs_mosquitto, password_file, wait_until
-from paying_daemon import assert_sampling_kept_up
+from support.mosquitto_broker import (
+    MOSQUITTO,
+    Broker,
+    Recorder,
+    needs_mosquitto,
+    password_file,
+    wait_until,
+)
+from support.paying_daemon import assert_sampling_kept_up
 
 DEVICE = "test-meter"
 PREFIX = "p2p-energy-test"
@@ -532,3 +539,65 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
         out = subprocess.run([PROMTOOL, "check", "metrics"], input=metrics[2],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout
+
+
+@needs_mosquitto
+def test_a_unit_recorded_after_serve_started_is_the_one_every_view_names(tmp_path):
+    """serve started before the ledger existed; run recorded the configured backend's unit,
+    later another backend's: the dashboard's JSON, /metrics and Home Assistant follow the
+    ledger each time, without a restart (money in another unit: new unique_ids)."""
+    from p2p_energy.core.metering import RoundTotals
+    from p2p_energy.core.pricing import Quote
+    from p2p_energy.store.ledger import Ledger
+    db = tmp_path / "ledger.db"
+    broker = Broker(tmp_path)
+    broker.start()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[wallet]\nbackend = "iota"\n[ledger]\npath = "{db}"\n'
+                   '[serve]\nenabled = true\nlisten = "127.0.0.1:0"\n'
+                   f'[mqtt]\nenabled = true\nbroker = "{broker.url}"\ntopic_prefix = "{PREFIX}"\n'
+                   f'device_id = "{DEVICE}"\npublish_s = 0.2\n')
+    rec = Recorder(broker, f"{DISCOVERY}/#", f"{PREFIX}/#")
+    log = tmp_path / "serve.log"
+    proc = start("serve", cfg, log)
+
+    def unit_of_totals() -> str | None:
+        status, _, body = get(url + "api/totals")
+        return json.loads(body)["unit"] if status == 200 else None
+    try:
+        url = serve_url(log, 0)
+        assert get(url + "api/totals")[0] == 503  # no ledger yet
+        led = Ledger(db)
+        led.record_unit("iota")  # what run does as it starts
+        led.record_round(RoundTotals(started_at=time.time() - 60, duration_s=60, metered_s=60,
+                                     consumer_mws=3000.0, producer_mws=30000.0, samples=60,
+                                     expected_samples=60, ended_at=time.time()),
+                         Quote(price=0.02, capped=False, owed_nano_units=60_000_000_000))
+        wait_until("µIOTA in /api/totals", lambda: unit_of_totals() == "µIOTA", 20)
+        wait_until("the µIOTA entities", lambda: rec.last(
+            f"{DISCOVERY}/sensor/{DEVICE}/owed_microiota/config") is not None, 20)
+        micro_metrics = get(url + "metrics")[2]
+        led.record_unit("pyota")  # the owner switched backend; run started again
+        led.close()
+        wait_until("IOTA in /api/totals", lambda: unit_of_totals() == "IOTA", 20)
+        wait_until("the IOTA entities", lambda: rec.last(
+            f"{DISCOVERY}/sensor/{DEVICE}/owed/config") is not None, 20)
+        wait_until("the IOTA owed", lambda: rec.last(f"{PREFIX}/owed") is not None, 20)
+        page = get(url)
+        metrics = get(url + "metrics")[2]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+        rec.close()
+        broker.stop()
+    assert metric(micro_metrics, "p2p_energy_owed_microiota_total") == 60.0
+    assert metric(metrics, "p2p_energy_owed_iota_total") == 60.0  # a new series, not a jump
+    assert "p2p_energy_owed_microiota_total" not in metrics
+    assert page[0] == 200 and "Owed / paid, IOTA<b" in page[2] and "µIOTA" not in page[2]
+    micro = json.loads(rec.last(f"{DISCOVERY}/sensor/{DEVICE}/owed_microiota/config"))
+    legacy = json.loads(rec.last(f"{DISCOVERY}/sensor/{DEVICE}/owed/config"))
+    assert (micro["unique_id"], micro["unit_of_measurement"]) == (f"{DEVICE}_owed_microiota",
+                                                                  "µIOTA")
+    assert (legacy["unique_id"], legacy["unit_of_measurement"]) == (f"{DEVICE}_owed", "IOTA")
+    assert rec.last(f"{PREFIX}/owed") == "60.000000000"
+    assert "the ledger speaks IOTA now, not µIOTA" in log.read_text()

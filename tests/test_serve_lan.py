@@ -30,7 +30,7 @@ import pytest
 
 from p2p_energy.store.ledger import Ledger
 
-from mosquitto_broker import Broker, Recorder, needs_mosquitto, wait_until
+from support.mosquitto_broker import Broker, Recorder, needs_mosquitto, wait_until
 
 ROUNDS = 4_500  # more than two pages of /api/rounds
 SEED = "QWERTYUIOPASDFGHJKLZXCVBNMQWERTYUIOPASDFGHJKLZXCVBNMQWERTYUIOPASDFGHJKLZXCVBNMQWE"

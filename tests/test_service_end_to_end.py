@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from legacy_node import LegacyNode
-from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
+from support.legacy_node import LegacyNode
+from support.node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
 
 
 def clean_env(**extra: str) -> dict[str, str]:

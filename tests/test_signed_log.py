@@ -24,8 +24,8 @@ from p2p_energy.store.schema import _MIGRATIONS
 from p2p_energy.store.signed_log import LogView, LogWriter
 from p2p_energy.wallet.base import Attachment, Signed
 
-import go_sumdb
-from go_sumdb import b64, unb64
+from support import go_sumdb
+from support.go_sumdb import b64, unb64
 
 RULE = PriceRule(10 * NANO, 10 * NANO)
 RECEIVER = "0x" + "ab" * 32

@@ -27,9 +27,9 @@ import pytest
 from p2p_energy.core import entries, note, tlog
 from p2p_energy.store.signed_log import LogView
 
-import go_sumdb
-from go_sumdb import b64
-from mosquitto_broker import wait_until
+from support import go_sumdb
+from support.go_sumdb import b64
+from support.mosquitto_broker import wait_until
 
 pytestmark = pytest.mark.xdist_group("signed_log_daemon")
 

@@ -18,7 +18,7 @@ from p2p_energy.core.pricing import NANO, Quote
 from p2p_energy.errors import LedgerError
 from p2p_energy.store.ledger import Ledger
 
-from cli_process import p2p_energy_cli
+from support.cli_process import p2p_energy_cli
 
 
 def config(tmp: Path, ledger: Path) -> Path:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from p2p_energy.core import tlog
 from p2p_energy.errors import ProofError
 
-import go_sumdb
-from go_sumdb import unb64
+from support import go_sumdb
+from support.go_sumdb import unb64
 
 # RFC 6962 test data as published with transparency-dev/merkle (testonly/constants.go
 # and proof/verify_test.go), taken over from Certificate Transparency's tests.

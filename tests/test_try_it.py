@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mosquitto_broker import Broker, Recorder, needs_mosquitto, wait_until
+from support.mosquitto_broker import Broker, Recorder, needs_mosquitto, wait_until
 
 
 def _env(state: Path) -> dict[str, str]:

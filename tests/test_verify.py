@@ -17,8 +17,8 @@ from p2p_energy.core import entries
 from p2p_energy.core.export import write_export
 from p2p_energy.verify.sources import HttpSource
 
-from cli_process import p2p_energy_cli
-from log_server import LogServer, SignedLog
+from support.cli_process import p2p_energy_cli
+from support.log_server import LogServer, SignedLog
 
 RECEIVER = "0x" + "e1" * 32
 DIGEST = "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi"  # any 32 bytes in base58

@@ -14,7 +14,7 @@ from p2p_energy.errors import ExportError
 from p2p_energy.verify.run import verify_log
 from p2p_energy.verify.sources import FileSource
 
-from log_server import SignedLog
+from support.log_server import SignedLog
 
 
 def exported(log: SignedLog) -> bytes:

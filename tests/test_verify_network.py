@@ -18,11 +18,11 @@ from p2p_energy.wallet.base import CONFIRMED
 from p2p_energy.wallet.iota_tx import b58encode
 from p2p_energy.wallet.pyota_wallet import PyotaWallet
 
-from cli_process import p2p_energy_cli
-from iota_fixtures import RECEIVER, iota_wallet
-from log_server import LogServer, SignedLog
-from node_fixtures import PAYER_SEED, wallet_config
-from node_fixtures import RECEIVER as LEGACY_RECEIVER
+from support.cli_process import p2p_energy_cli
+from support.iota_fixtures import RECEIVER, iota_wallet
+from support.log_server import LogServer, SignedLog
+from support.node_fixtures import PAYER_SEED, wallet_config
+from support.node_fixtures import RECEIVER as LEGACY_RECEIVER
 
 OTHER = "0x" + "0a" * 32
 LEGACY_OTHER = "OTHER9PRODUCER9ADDRESS9FOR9TESTS" + "9" * 49

@@ -17,7 +17,7 @@ from p2p_energy.verify import state
 from p2p_energy.verify.audit import MAX_PROBLEMS_KEPT, Audit, Chain, Problems, Totals
 from p2p_energy.verify.report import units, watt_hours
 
-from log_server import SignedLog
+from support.log_server import SignedLog
 
 
 def audited(log: SignedLog, chain: Chain | None = None) -> Audit:

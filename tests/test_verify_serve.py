@@ -15,7 +15,7 @@ import pytest
 
 from p2p_energy.store.signed_log import LogView
 
-from mosquitto_broker import wait_until
+from support.mosquitto_broker import wait_until
 
 pytestmark = pytest.mark.xdist_group("signed_log_daemon")
 

@@ -1,7 +1,8 @@
 """Command line: ``p2p-energy run | ledger | check | serve | statement | wallet | verify``.
 
 Builds the concrete objects; ``serve`` and ``statement`` live in ``serve/``,
-``wallet set-index`` in ``keyindex.py``, ``wallet new | address`` in ``wallet_cmd.py``,
+``wallet set-index`` in ``keyindex.py``, the subcommands the wallet backends offer
+(``wallet new | address``: their parsers built from the descriptors) in ``wallet_cmd.py``,
 ``verify`` (the neighbour's side, no config) in ``verify_cmd.py``.
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 2 usage or config error,
@@ -27,6 +28,7 @@ from .. import config as config_mod
 from ..config import Config
 from ..errors import ConfigError, P2PEnergyError
 from ..wallet.base import ledger_unit
+from .wallet_cmd import cmd_wallet, offered
 
 if TYPE_CHECKING:
     from ..core.note import Signer
@@ -96,17 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     abandon.add_argument("-c", "--config", metavar="FILE",
                          help=f"TOML config file (default {DEFAULT_CONFIG})")
     abandon.set_defaults(simulate=False, verbose=False)
-    new = wallet_sub.add_parser("new", help="write a new key to FILE (mode 0600), print its"
-                                " address", description="write a new key to FILE (mode 0600),"
-                                " print its address; the key is never printed")
-    new.add_argument("-o", "--output", metavar="FILE", required=True)
-    new.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
-    address = wallet_sub.add_parser("address", help="print the address of the configured key",
-                                    description="print the address of the configured key")
-    address.add_argument("-c", "--config", metavar="FILE",
-                         help=f"TOML config file (default {DEFAULT_CONFIG})")
-    address.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
-    address.set_defaults(simulate=False)
+    _add_backend_commands(wallet_sub)
     log_group = sub.add_parser(
         "log", help="the signed log your neighbour checks: its verifier key, an export",
         description="the signed log of every round and payment, which your neighbour checks"
@@ -144,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     from .verify_cmd import add_parser as add_verify
     add_verify(sub)
     return parser
+
+
+def _add_backend_commands(wallet_sub: argparse._SubParsersAction) -> None:
+    """A parser for each ``wallet`` subcommand the backends offer (``Backend.commands``)."""
+    for command in offered().values():
+        p = wallet_sub.add_parser(command.name, help=command.help,
+                                  description=command.description)
+        command.arguments(p)
+        if command.needs_config:
+            p.add_argument("-c", "--config", metavar="FILE",
+                           help=f"TOML config file (default {DEFAULT_CONFIG})")
+            p.set_defaults(simulate=False)
+        p.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+        p.set_defaults(backend_command=command.needs_config)
 
 
 def _day(text: str) -> str:
@@ -396,16 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..logs import setup_logging
     setup_logging(verbose=args.verbose)
     try:
-        if args.command == "wallet" and args.wallet_command == "new":
-            from .wallet_cmd import cmd_wallet_new
-            return cmd_wallet_new(args)
+        needs_config = getattr(args, "backend_command", None)  # None: not a backend's
+        if needs_config is False:
+            return cmd_wallet(None, args)
         if args.command == "verify":  # the neighbour's side: no config
             from .verify_cmd import cmd_verify
             return cmd_verify(args)
         cfg = load_config(args)
-        if args.command == "wallet" and args.wallet_command == "address":
-            from .wallet_cmd import cmd_wallet_address
-            return cmd_wallet_address(cfg)
+        if needs_config:
+            return cmd_wallet(cfg, args)
         if args.command == "run":
             return cmd_run(cfg, args)
         if args.command == "ledger":

@@ -16,7 +16,6 @@ from ..errors import P2PEnergyError
 from ..logs import redact
 from ..notify import Notifier
 from ..signals import stop_on_signals
-from ..store.reader import ledger_unit_at
 from .figures import LedgerSource
 from .periods import resolve_timezone, zone_name
 from .server import Limits, connection_cap, open_files_limit, own_host_names
@@ -48,7 +47,7 @@ def cmd_serve(cfg: Config, _args: argparse.Namespace) -> int:
     redact(password)  # from here on no log line can carry it
     tz = resolve_timezone(cfg.serve.timezone)
     source = LedgerSource(cfg.ledger.path, tz, stale_after_s=stale_after_s(cfg),
-                          unit=ledger_unit_at(cfg.ledger.path, cfg.wallet.backend))
+                          backend=cfg.wallet.backend)
     stop = threading.Event()
     stop_on_signals(stop)  # the handler itself takes no lock (signals.py)
     server = publisher = None

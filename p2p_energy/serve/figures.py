@@ -68,6 +68,7 @@ class Figures:
     last_payment: PaymentRow | None
     today: PeriodTotals
     month: PeriodTotals
+    unit: str = LEGACY_UNIT  # the ledger's, as it records it now (``reader.ledger_unit_of``)
 
 
 def with_open_round(p: PeriodTotals, consumer_mws: float, producer_mws: float) -> PeriodTotals:
@@ -119,10 +120,16 @@ def add(a: Sums, b: Sums) -> Sums:
 
 def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
                  high_water: HighWater, all_time: AllTime | None = None,
-                 now: float | None = None) -> Figures:
-    """Everything the dashboard, /metrics and MQTT show, from one read transaction."""
+                 now: float | None = None, backend: str | None = None) -> Figures:
+    """Everything the dashboard, /metrics and MQTT show, from one read transaction.
+
+    ``backend`` is the configured ``wallet.backend``: its unit is the ledger's while the
+    ledger records none (``reader.ledger_unit_of``)."""
     now = time.time() if now is None else now
     with reader.snapshot():
+        # Read each time (one row): run records its backend's unit as it starts, so it
+        # changes under a running serve when the ledger was new or the owner switched.
+        unit = reader.unit(backend)
         total = all_time(reader) if all_time is not None else reader.sums()
         paid = reader.paid()
         open_round = reader.open_round()
@@ -158,19 +165,20 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
         price=last.price if last else None, price_capped=bool(last and last.price_capped),
         live=live[0] if live and fresh else None, live_seen=live[0] if live else None,
         payments_by_status=status, last_payment=recent[0] if recent else None,
-        today=today, month=month)
+        today=today, month=month, unit=unit)
 
 
 class LedgerSource:
-    """What every view reads through: the ledger file, the owner's time zone, the name of
-    the ledger's unit (``reader.ledger_unit_of``), and one high-water mark for the whole process.
-    Each caller opens its own reader."""
+    """What every view reads through: the ledger file, the owner's time zone, the
+    configured ``wallet.backend`` (whose unit a ledger that records none speaks), and one
+    high-water mark for the whole process. Each caller opens its own reader; the
+    ledger's unit comes with each reading (``Figures.unit``), never from start-up."""
 
     def __init__(self, path: str, tz: tzinfo, *, stale_after_s: float,
-                 unit: str = LEGACY_UNIT) -> None:
+                 backend: str | None = None) -> None:
         self.path = path
         self.tz = tz
-        self.unit = unit
+        self.backend = backend
         self.stale_after_s = stale_after_s
         self.high_water = HighWater()
         self.all_time = AllTime()
@@ -181,4 +189,5 @@ class LedgerSource:
 
     def figures(self, reader: LedgerReader, now: float | None = None) -> Figures:
         return read_figures(reader, self.tz, stale_after_s=self.stale_after_s,
-                            high_water=self.high_water, all_time=self.all_time, now=now)
+                            high_water=self.high_water, all_time=self.all_time, now=now,
+                            backend=self.backend)

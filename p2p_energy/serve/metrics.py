@@ -35,7 +35,6 @@ class LedgerCollector(Collector):
 
     def __init__(self, source: LedgerSource) -> None:
         self.source = source
-        self.unit = source.unit
         self._failing = False
 
     def collect(self) -> Iterator[Metric]:
@@ -58,7 +57,7 @@ class LedgerCollector(Collector):
             self._failing = False
         yield GaugeMetricFamily("p2p_energy_ledger_up", "1 if the ledger could be read",
                                 value=1.0)
-        yield from figures_metrics(f, self.unit)
+        yield from figures_metrics(f, f.unit)
 
 
 def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:

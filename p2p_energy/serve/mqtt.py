@@ -7,7 +7,10 @@ state retained to ``<topic_prefix>/<object_id>``; its ``unique_id`` is
 of money in a unit other than legacy IOTA the unit follows (``owed_microiota``):
 an entity whose unit changed is a new entity to Home Assistant, whose long-term
 statistics start clean, while the old one keeps its history (and stops
-updating; remove it in Home Assistant when it is no longer wanted).
+updating; remove it in Home Assistant when it is no longer wanted). The unit is
+the ledger's at each publishing pass: when ``run`` records another (a switched
+backend, a ledger made after ``serve`` started), the new entities are announced
+at once.
 ``<topic_prefix>/availability`` says ``online``, and the broker says ``offline``
 for us (the last will) when this process goes away. When Home Assistant
 announces itself (``online`` on ``<discovery_prefix>/status``) every config and
@@ -185,7 +188,8 @@ class Publisher:
     def __init__(self, cfg: MqttConfig, source: LedgerSource, *, password: str = "") -> None:
         self.cfg = cfg
         self.source = source
-        self.entities = entities(source.unit)
+        self.unit: str | None = None  # the ledger's, as last read; None: not read yet
+        self.entities: tuple[Entity, ...] = ()  # in that unit
         self.topics = Topics(cfg, cfg.device_id or default_device_id())
         self.broker = cfg.broker
         self._stop = threading.Event()
@@ -206,7 +210,7 @@ class Publisher:
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         # Only our own configs, states and the availability are ever queued, and we do not
         # publish while disconnected: this bound is never reached in normal operation.
-        c.max_queued_messages_set(4 * len(self.entities) + 8)
+        c.max_queued_messages_set(4 * len(_entities(LEGACY_UNIT)) + 8)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
@@ -300,6 +304,12 @@ class Publisher:
         if self._ledger_failing:
             log.info("MQTT: the ledger is readable again")
             self._ledger_failing = False
+        if f.unit != self.unit:
+            if self.unit is not None:
+                log.info("MQTT: the ledger speaks %s now, not %s: announcing its sensors",
+                         f.unit, self.unit)
+            self.unit, self.entities = f.unit, entities(f.unit)
+            self._announce.set()
         if self._announce.is_set():
             self._announce.clear()
             for s in self.entities:

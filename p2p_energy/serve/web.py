@@ -124,7 +124,7 @@ class App:
                 except ValueError as err:
                     raise BadRequest(str(err)) from None
                 live_view = True
-            data = page.collect(reader, figures, tz, window, live_view, self.source.unit,
+            data = page.collect(reader, figures, tz, window, live_view, figures.unit,
                                 _one(q, "range"))
         return _html(page.render(data))
 
@@ -258,7 +258,7 @@ def totals_json(f: Figures, zone: str) -> dict[str, object]:
         "consumer_mw": f.live.consumer_mw, "producer_mw": f.live.producer_mw,
         "sampled_at": iso(f.live.sampled_at)}
     return {
-        "at": iso(f.at), "timezone": zone, "live": live,
+        "at": iso(f.at), "timezone": zone, "unit": f.unit, "live": live,
         "last_sample_at": iso(f.live_seen.sampled_at) if f.live_seen else None,
         "price": f.price, "price_capped": f.price_capped,
         "last_round_end": iso(f.last_round_end),

@@ -498,8 +498,9 @@ class Ledger:
                                 " reference IS NOT NULL AND status IN ('queued', 'sent')"
                                 " ORDER BY id LIMIT 1").fetchone()
             if flying is not None:
+                unit = ledger_unit_of(db, None)  # the ledger's: its payments' values are in it
                 raise LedgerError(
-                    f"{self.path}: payment {flying[0]} of {flying[1]} IOTA from key index"
+                    f"{self.path}: payment {flying[0]} of {flying[1]} {unit} from key index"
                     f" {flying[2]} is in flight; set the key index once it is confirmed")
             old = self.input_index(default)
             self._set_input_index(db, index)

@@ -1,1 +1,2 @@
-"""Wallets behind one interface (``base.Wallet``): dry-run and PyOTA."""
+"""Wallets behind one interface (``base.Wallet``), one descriptor per backend
+(``base.Backend``, registered in ``backends``): iota, pyota, dry-run."""

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import backends
+
+if TYPE_CHECKING:
+    import argparse
 
 PENDING, CONFIRMED, FAILED, DEAD = "pending", "confirmed", "failed", "dead"
 STATES = (PENDING, CONFIRMED, FAILED, DEAD)
@@ -91,6 +94,37 @@ class Table:
     schema: Mapping[str, Callable[[Any], Any]]
 
 
+def no_arguments(_parser: argparse.ArgumentParser) -> None:
+    """A wallet subcommand with no options of its own."""
+
+
+@dataclass(frozen=True)
+class WalletCommand:
+    """A ``p2p-energy wallet <name>`` subcommand a backend offers (``Backend.commands``).
+
+    ``run(config, args)`` does it and returns the line to print on stdout. With
+    ``needs_config`` the command takes ``-c FILE`` and runs only under a config whose
+    ``wallet.backend`` offers it (``config`` is that config); without, ``config`` is
+    None. ``arguments(parser)`` adds its own options (argparse). Errors are raised as
+    ``P2PEnergyError`` or ``ConfigError``, one line, never carrying a secret.
+    """
+
+    name: str
+    help: str  # a line in ``wallet --help``
+    description: str  # the first line of ``wallet <name> --help``
+    run: Callable[[Any, argparse.Namespace], str]
+    needs_config: bool = True
+    arguments: Callable[[argparse.ArgumentParser], None] = no_arguments
+
+
+def address_command(address: Callable[[Any], str]) -> WalletCommand:
+    """``wallet address``: the configured key's address, ``address(config)``, for a
+    backend with keys of its own."""
+    what = "print the address of the configured key"
+    return WalletCommand("address", help=what, description=what,
+                         run=lambda config, _args: address(config))
+
+
 @dataclass(frozen=True)
 class Backend:
     """Everything that differs between wallet backends (registered in ``backends``).
@@ -101,8 +135,8 @@ class Backend:
     normal form (raises ``ValueError`` naming the rule for a form this backend
     does not take); ``seed_rule(text)`` is "" for a ``wallet.seed`` of its form,
     else the rule it breaks.
-    ``address(config)``, if set, is the configured key's address (``wallet
-    address``).
+    ``commands`` are the ``p2p-energy wallet`` subcommands it offers (the command
+    line is built from them).
     """
 
     name: str
@@ -115,8 +149,12 @@ class Backend:
     seed_rule: Callable[[str], str]
     opener: Callable[[Any], Callable[[], Wallet]]
     check: Callable[[Any, Report, Position], None]
-    address: Callable[[Any], str] | None = None
+    commands: tuple[WalletCommand, ...] = ()
     table: Table | None = None
+
+    def command(self, name: str) -> WalletCommand | None:
+        """Its ``wallet <name>`` subcommand, None if it offers none of that name."""
+        return next((c for c in self.commands if c.name == name), None)
 
 
 def no_rule(_value: str) -> str:

@@ -5,6 +5,12 @@ named by its transaction digest; a 0x address receives; its own table
 ``[wallet.iota]`` (gas margin and cap); the key is read at start-up, the wallet
 (``iota_wallet``) made in the payer thread.
 
+Its ``wallet`` subcommands: ``new -o FILE`` writes a new Ed25519 private key
+(``iotaprivkey1...``, the form ``iota keytool import`` takes) to a new file of
+mode 0600 and prints the address to fund, never the key; ``address`` prints the
+address of the key the config names (``wallet.seed``, ``seed_file`` or the
+systemd credential).
+
 Its ``check`` lines: the node's chain identifier and latest checkpoint; the
 address and its balance in IOTA; the reference gas price and what one transfer
 costs (a dry run, nothing signed or sent); a warning when ``wallet.min_payment``
@@ -20,9 +26,25 @@ from typing import TYPE_CHECKING, Any
 from ..config import float_in, int_in, load_seed
 from ..errors import InsufficientBalance, P2PEnergyError
 from .addresses import HEX_RULE, iota_address, is_hex
-from .base import FAIL, MICRO_UNIT, OK, WARN, Backend, Position, Report, Table, Wallet, no_rule
+from .base import (
+    FAIL,
+    MICRO_UNIT,
+    OK,
+    WARN,
+    Backend,
+    Position,
+    Report,
+    Table,
+    Wallet,
+    WalletCommand,
+    address_command,
+    no_rule,
+)
+from .key_file import write_new_key_file
 
 if TYPE_CHECKING:
+    import argparse
+
     from ..config import Config
 
 # Fees on today's IOTA network are ~0.002 IOTA a transfer (computation 1,000 units
@@ -147,6 +169,29 @@ def _address(cfg: Config) -> str:
     return parse_secret(load_seed(cfg, check=parse_secret)).address
 
 
+def _new_key(_cfg: None, args: argparse.Namespace) -> str:
+    """``wallet new``: a new key in the file ``args.output``; its address, to print.
+
+    Raises:
+        P2PEnergyError: the file exists or cannot be written (nothing is left behind).
+    """
+    from .iota_keys import generate
+
+    keypair = generate()
+    write_new_key_file(args.output, keypair.export() + "\n")
+    return keypair.address
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", metavar="FILE", required=True)
+
+
+NEW_KEY = WalletCommand(
+    "new", help="write a new key to FILE (mode 0600), print its address",
+    description="write a new key to FILE (mode 0600), print its address; the key is never"
+                " printed",
+    run=_new_key, needs_config=False, arguments=_output_option)
+
 _TABLE_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "gas_margin": float_in(1.0, 10.0),
     "max_budget_nanos": int_in(1_000_000, 50_000_000_000),
@@ -157,5 +202,5 @@ BACKEND = Backend(
     node_url="http://127.0.0.1:9000",
     min_payment=100 * IOTA_TYPICAL_FEE_NANOS // 1000,  # micro-IOTA: fees at most 1 %
     needs_receiver=True, receiver=_receiver, seed_rule=no_rule,
-    opener=_opener, check=check_iota_wallet, address=_address,
+    opener=_opener, check=check_iota_wallet, commands=(NEW_KEY, address_command(_address)),
     table=Table("iota", IotaWalletConfig, _TABLE_SCHEMA))

@@ -25,7 +25,7 @@ than two hours ahead of its clock): "Invalid transaction timestamp".
 
 Manual use::
 
-    python tests/legacy_node.py --port 14265 --mwm 3 --confirm-delay 5 \
+    cd tests && uv run python -m support.legacy_node --port 14265 --mwm 3 --confirm-delay 5 \
         --fund-seed SEED9...:0=1000
 """
 
@@ -51,7 +51,7 @@ with warnings.catch_warnings():  # iota imports pkg_resources, which warns
     from iota.transaction.validator import BundleValidator
     from iota.trits import trits_from_int
 
-from http_node import HttpNode, JsonHandler
+from .http_node import HttpNode, JsonHandler
 
 FAULTS = ("refuse", "hang", "http500", "garbage", "drop", "never_confirm", "answer")
 TX_TRYTES = 2673

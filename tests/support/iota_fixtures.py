@@ -17,7 +17,7 @@ import pytest
 
 from p2p_energy.wallet.iota_keys import Keypair
 
-from iota_node import IotaNode
+from .iota_node import IotaNode
 
 # Fixed keys: tests must be reproducible. Never a real key.
 PAYER_KEY = Keypair(bytes.fromhex("5eed" * 16))
@@ -38,7 +38,7 @@ def iota_wallet(node: IotaNode, **overrides: Any) -> Any:
 
 def judged(payloads: list[str]) -> list[dict[str, Any]]:
     """The SDK's verdicts on signed payloads (with the SDK's own signature to compare)."""
-    from sdk_judge import judge
+    from .sdk_judge import judge
     items = [json.loads(p) for p in payloads]
     return judge(transactions=[{"tx_bytes": i["tx_bytes"], "signature": i["signature"],
                                 "secret": PAYER_KEY.export()} for i in items])["transactions"]

@@ -1,4 +1,4 @@
-"""Run the IOTA Foundation's TypeScript SDK (``tests/iota_sdk_judge``) on what we made.
+"""Run the IOTA Foundation's TypeScript SDK (``tests/support/iota_sdk_judge``) on what we made.
 
 ``judge(transactions=[{"tx_bytes": b64, "signature": b64, "secret"?: str}],
 secrets=[...])`` returns the SDK's verdicts (see ``judge.mjs``).

@@ -14,9 +14,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER, judged
-from iota_node import IotaNode
-from paying_daemon import (
+from .iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER, judged
+from .iota_node import IotaNode
+from .paying_daemon import (
     Setup,
     ledger_json,
     metering_started,

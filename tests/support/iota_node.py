@@ -37,7 +37,7 @@ request is carried out, then the connection is dropped without an answer),
 
 Manual use::
 
-    python tests/iota_node.py --port 9000 --fund 0xADDRESS=5000000000
+    cd tests && uv run python -m support.iota_node --port 9000 --fund 0xADDRESS=5000000000
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from http_node import HttpNode, JsonHandler
+from .http_node import HttpNode, JsonHandler
 
 FAULTS = ("refuse", "hang", "http500", "rpc_error", "garbage", "lost", "hang_answer")
 IOTA_COIN = "0x2::iota::IOTA"

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from p2p_energy.core import entries, note, tlog
 from p2p_energy.core.entries import EXECUTED, PaymentEntry, RoundEntry
 
-from http_node import HttpNode, JsonHandler
+from .http_node import HttpNode, JsonHandler
 
 ORIGIN = "consumer.example/p2p-energy"
 SEED = bytes(range(32))  # a fixed test key: never a real one

@@ -24,7 +24,7 @@ import pytest
 
 from p2p_energy.config import WalletConfig
 
-from legacy_node import LegacyNode, address_of
+from .legacy_node import LegacyNode, address_of
 
 TEST_MWM = 2
 # Fixed seeds: tests must be reproducible. Never a real seed.

@@ -3,6 +3,7 @@ wallet that records transfers, registered with one line (``backends.REGISTRY``).
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from p2p_energy.wallet.base import (
     Signed,
     Status,
     Table,
+    WalletCommand,
+    address_command,
 )
 
 UNIT = "mTEST"
@@ -66,10 +69,18 @@ def _check(cfg: Any, report: Report, position: Position) -> None:
                f" {position.index}")
 
 
+def _mint(_cfg: None, args: argparse.Namespace) -> str:
+    return f"minted {args.amount} {UNIT}"
+
+
+MINT = WalletCommand("mint", help="mint test coins", description="mint test coins",
+                     run=_mint, needs_config=False,
+                     arguments=lambda parser: parser.add_argument("amount", type=int))
+
 BACKEND = Backend(
     name="test-coin", unit=UNIT, reference_key="tc_reference", node_url="http://127.0.0.1:1",
     min_payment=7, needs_receiver=True,
     receiver=_receiver,
     seed_rule=lambda s: "", opener=lambda cfg: lambda: TestCoinWallet(cfg.wallet.receiver),
-    check=_check, address=lambda cfg: "tc:me",
+    check=_check, commands=(address_command(lambda cfg: "tc:me"), MINT),
     table=Table("testcoin", TestCoinConfig, {"confirmations": int_in(1, 10)}))

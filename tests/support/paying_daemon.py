@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from legacy_node import LegacyNode, address_of
-from node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
+from .legacy_node import LegacyNode, address_of
+from .node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
 
 # Tests that run this paying daemon are CPU-heavy (PyOTA signs in the daemon for seconds,
 # the node does proof of work in the test process) and check node timeouts of 2-3 s.
