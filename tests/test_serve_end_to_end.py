@@ -544,8 +544,8 @@ def test_on_todays_network_serve_names_the_ledger_unit_micro_iota(tmp_path):
 @needs_mosquitto
 def test_a_unit_recorded_after_serve_started_is_the_one_every_view_names(tmp_path):
     """serve started before the ledger existed; run recorded the configured backend's unit,
-    later another backend's: the dashboard's JSON, /metrics and Home Assistant follow the
-    ledger each time, without a restart (money in another unit: new unique_ids)."""
+    later (nothing owed yet) another backend's: the dashboard's JSON, /metrics and Home
+    Assistant follow the ledger each time, without a restart (another unit: new unique_ids)."""
     from p2p_energy.core.metering import RoundTotals
     from p2p_energy.core.pricing import Quote
     from p2p_energy.store.ledger import Ledger
@@ -569,15 +569,17 @@ def test_a_unit_recorded_after_serve_started_is_the_one_every_view_names(tmp_pat
         assert get(url + "api/totals")[0] == 503  # no ledger yet
         led = Ledger(db)
         led.record_unit("iota")  # what run does as it starts
-        led.record_round(RoundTotals(started_at=time.time() - 60, duration_s=60, metered_s=60,
-                                     consumer_mws=3000.0, producer_mws=30000.0, samples=60,
-                                     expected_samples=60, ended_at=time.time()),
-                         Quote(price=0.02, capped=False, owed_nano_units=60_000_000_000))
         wait_until("µIOTA in /api/totals", lambda: unit_of_totals() == "µIOTA", 20)
         wait_until("the µIOTA entities", lambda: rec.last(
             f"{DISCOVERY}/sensor/{DEVICE}/owed_microiota/config") is not None, 20)
         micro_metrics = get(url + "metrics")[2]
-        led.record_unit("pyota")  # the owner switched backend; run started again
+        # The owner switched backend before anything was owed (a ledger holding amounts
+        # keeps its unit: run refuses the switch), and run started again.
+        led.record_unit("pyota")
+        led.record_round(RoundTotals(started_at=time.time() - 60, duration_s=60, metered_s=60,
+                                     consumer_mws=3000.0, producer_mws=30000.0, samples=60,
+                                     expected_samples=60, ended_at=time.time()),
+                         Quote(price=0.02, capped=False, owed_nano_units=60_000_000_000))
         led.close()
         wait_until("IOTA in /api/totals", lambda: unit_of_totals() == "IOTA", 20)
         wait_until("the IOTA entities", lambda: rec.last(
@@ -590,7 +592,7 @@ def test_a_unit_recorded_after_serve_started_is_the_one_every_view_names(tmp_pat
         assert proc.wait(30) == 0, log.read_text()
         rec.close()
         broker.stop()
-    assert metric(micro_metrics, "p2p_energy_owed_microiota_total") == 60.0
+    assert metric(micro_metrics, "p2p_energy_owed_microiota_total") == 0.0
     assert metric(metrics, "p2p_energy_owed_iota_total") == 60.0  # a new series, not a jump
     assert "p2p_energy_owed_microiota_total" not in metrics
     assert page[0] == 200 and "Owed / paid, IOTA<b" in page[2] and "µIOTA" not in page[2]
