@@ -162,13 +162,13 @@ def _mqtt_broker(tmp_path: Path, broker: str) -> config.Config:
 def test_check_warns_when_mqtt_would_send_the_password_unencrypted(tmp_path):
     code, lines = _check(_mqtt_broker(tmp_path, "mqtt://homeassistant.local:1883"))
     assert code == 0  # a warning, not a failure
-    warn = [line for line in lines if line.startswith("warn")]
+    warn = [line for line in lines if line.startswith("warn") and "mqtt" in line]
     assert len(warn) == 1 and "mqtt://homeassistant.local:1883 is not encrypted" in warn[0]
     assert "mqtts://" in warn[0] and not any("hunter2secret" in line for line in lines)
     for quiet in ("mqtts://homeassistant.local", "mqtt://127.0.0.1:1883", "mqtt://[::1]",
                   "mqtt://localhost"):
-        assert not any(line.startswith("warn") for line in _check(_mqtt_broker(
-            tmp_path, quiet))[1]), quiet
+        assert not any(line.startswith("warn") and "mqtt" in line for line in _check(
+            _mqtt_broker(tmp_path, quiet))[1]), quiet  # (the clock may warn: not MQTT's)
 
 
 def test_a_fifo_as_ledger_fails_check_and_run_without_waiting(tmp_path, capsys):

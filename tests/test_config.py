@@ -445,6 +445,8 @@ def test_example_loads_and_holds_every_key_with_its_default(tmp_path: Path) -> N
     for section, key in BACKEND_DEPENDENT:
         assert re.search(rf"^# {key} = ", _example_text(), re.M), key
         data[section][key] = getattr(getattr(Config(), section), key)
+    top = {k: data.pop(k) for k in list(data) if k in config.TOP_LEVEL}
+    assert top == {k: getattr(Config(), k) for k in config.TOP_LEVEL}  # role = "consumer"
     assert {s: set(keys) for s, keys in data.items()} == {
         s: set(keys) for s, keys in config.full_schema().items()}
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import backends
-from ..config import Config, load_mqtt_password
+from ..config import PRODUCER, Config, load_mqtt_password
 from ..errors import P2PEnergyError
 from ..sensors.ina3221 import Probe
 from ..store.ledger import SCHEMA_VERSION, Ledger, Payment, iso
@@ -37,10 +37,16 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
         print_line(f"{status:4} {what}")
 
     report(OK, f"config {cfg.source or '(defaults, --simulate)'}")
+    producer = cfg.role == PRODUCER
+    if producer:
+        report(OK, f"role producer: meters its own panel (channel {cfg.meter.producer_channel})"
+                   " and signs its figures; no wallet, nothing paid")
     _check_sensor(cfg, report)
+    _check_clock(report)
     _check_ledger(cfg, report)
     _check_log(cfg, report)
-    _check_wallet(cfg, report)
+    if not producer:
+        _check_wallet(cfg, report)
     _check_mqtt(cfg, report)
     print_line("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1
@@ -96,6 +102,22 @@ def _report_probe(description: str, probe: Probe, report: Callable[[str, str], N
             report(FAIL, f"{line}: {r.problem.removeprefix(f'{role} CH{r.channel} ')}")
         else:
             report(OK, line)
+
+
+def _check_clock(report: Callable[[str, str], None]) -> None:
+    """Rounds are slots of the wall clock: only a synchronised clock puts them where
+    another meter's are."""
+    from ..runtime.clock import SYNCHRONIZED, UNKNOWN, clock_state
+
+    state = clock_state()
+    if state == SYNCHRONIZED:
+        report(OK, "clock: synchronised (NTP)")
+    elif state == UNKNOWN:
+        report(WARN, "clock: the kernel cannot say whether it is synchronised")
+    else:
+        report(WARN, "clock: not synchronised (rounds are slots of the wall clock; the"
+                     " producer's and the consumer's must agree): enable NTP, e.g."
+                     " sudo timedatectl set-ntp true")
 
 
 def _check_log(cfg: Config, report: Callable[[str, str], None]) -> None:

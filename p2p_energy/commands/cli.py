@@ -214,7 +214,8 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     path = cfg.ledger.path
     # The config's own errors first (the key is read here): they leave nothing behind,
     # no ledger, no lock file, no folder.
-    open_wallet = wallet_opener(cfg)
+    producer = cfg.role == config_mod.PRODUCER  # meters its own panel, pays nothing
+    open_wallet = None if producer else wallet_opener(cfg)
     sensor = build_sensor(cfg)
     key_path = key_file_path(cfg)
     signer = load_log_signer(cfg)[0] if os.path.lexists(key_path) else None
@@ -222,7 +223,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         simulation = holds_simulation(path)  # None: not a ledger yet
         _claim_ledger(path, simulation, simulate=args.simulate,
                       own_default=args.simulate and args.config is None)
-        if simulation is not None:
+        if simulation is not None and not producer:
             _refuse_a_payment_of_another_backend(path, cfg.wallet.backend)
         if signer is None:  # the first run: made under the lock, so made once
             begun = started_with(path)
@@ -235,7 +236,8 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
             if made:
                 log.info("made the signed log's key %s (mode 0600): keep it, and back it up",
                          key_path)
-        _record_the_unit(path, cfg.wallet.backend)
+        if not producer:
+            _record_the_unit(path, cfg.wallet.backend)
         return _run(cfg, args, sensor, open_wallet, signer)
 
 
@@ -305,7 +307,7 @@ def _record_the_unit(path: str, backend: str) -> None:
 
 
 def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
-         open_wallet: Callable[[], Wallet], signer: Signer) -> int:
+         open_wallet: Callable[[], Wallet] | None, signer: Signer) -> int:
     from ..notify import Notifier, watchdog_interval_s
     from ..runtime.daemon import Daemon
     from ..runtime.payer import Payer, PayerPolicy
@@ -320,13 +322,15 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
     def open_ledger() -> Ledger:
         return Ledger(path, log=writer)
 
-    payer = Payer(open_ledger, open_wallet, policy)
+    payer = None if open_wallet is None else Payer(open_ledger, open_wallet, policy)
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger)
     stop_on_signals(daemon.stop)  # the handler itself takes no lock (signals.py)
-    log.info("p2p-energy %s starting (%s)", __version__,
-             "simulated sensor, dry-run wallet" if args.simulate else cfg.source)
+    log.info("p2p-energy %s starting (%s)%s", __version__,
+             "simulated sensor, dry-run wallet" if args.simulate else cfg.source,
+             "; role producer: meters its own panel on channel"
+             f" {cfg.meter.producer_channel}, pays nothing" if payer is None else "")
     log.info("signed log %s; its verifier key (for your neighbour): %s", writer.origin,
              writer.verifier_key)
     if args.simulate:

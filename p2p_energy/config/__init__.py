@@ -37,7 +37,17 @@ from typing import Any
 from ..errors import ConfigError
 from .fields import UnshownValueError, float_in, int_in
 from .meter import AVERAGES, CONVERSION_US, SENSORS, MeterConfig, PriceConfig, RoundConfig
-from .model import SCHEMA, SECRET_KEYS, TABLE_TYPES, Config, LedgerConfig, LogConfig
+from .model import (
+    CONSUMER,
+    PRODUCER,
+    SCHEMA,
+    SECRET_KEYS,
+    TABLE_TYPES,
+    TOP_LEVEL,
+    Config,
+    LedgerConfig,
+    LogConfig,
+)
 from .rules import check_together, seed_rule, with_backend_forms
 from .secrets import load_mqtt_password, load_seed, refuse_if_shared, refuse_shared_seed_file
 from .serving import MqttConfig, ServeConfig
@@ -45,12 +55,36 @@ from .text import HIDDEN, did_you_mean, error, key
 from .wallet import TRYTE_ALPHABET, WalletConfig, backend_tables
 
 __all__ = [
-    "AVERAGES", "CONVERSION_US", "SCHEMA", "SECRET_KEYS", "SENSORS", "TRYTE_ALPHABET",
-    "Config", "ConfigError", "LedgerConfig", "LogConfig", "MeterConfig", "MqttConfig",
+    "AVERAGES",
+    "CONSUMER",
+    "CONVERSION_US",
+    "PRODUCER",
+    "SCHEMA",
+    "SECRET_KEYS",
+    "SENSORS",
+    "TOP_LEVEL",
+    "TRYTE_ALPHABET",
+    "Config",
+    "ConfigError",
+    "LedgerConfig",
+    "LogConfig",
+    "MeterConfig",
+    "MqttConfig",
     "PriceConfig",
-    "RoundConfig", "ServeConfig", "WalletConfig", "build", "default_state_dir", "float_in",
-    "full_schema", "int_in", "load", "load_mqtt_password", "load_seed", "override",
-    "require_serve", "seed_rule",
+    "RoundConfig",
+    "ServeConfig",
+    "WalletConfig",
+    "build",
+    "default_state_dir",
+    "float_in",
+    "full_schema",
+    "int_in",
+    "load",
+    "load_mqtt_password",
+    "load_seed",
+    "override",
+    "require_serve",
+    "seed_rule",
 ]
 
 
@@ -66,8 +100,16 @@ def build(data: Mapping[str, Any], *, source: str = "") -> Config:
     """
     sections: dict[str, Any] = {}
     for section, body in data.items():
+        if section in TOP_LEVEL:  # a key above the first table, such as role
+            try:
+                sections[section] = TOP_LEVEL[section](body)
+            except ValueError as err:
+                raise error(str(err), path=source, key=key(section),
+                            value=_shown(key(section), body)) from None
+            continue
         if section not in SCHEMA:
-            raise error(f"unknown section{did_you_mean(section, SCHEMA)}",
+            known = {**SCHEMA, **TOP_LEVEL}
+            raise error(f"unknown section{did_you_mean(section, known)}",
                         path=source, key=f"[{key(section)}]")
         sections[section] = _table(section, key(section), body, SCHEMA[section], source)
     config = with_backend_forms(Config(**sections, source=source))

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.note import check_key_name
 from ..errors import KeyFormatError
-from .fields import schema_of, setting, string
+from .fields import choice, schema_of, setting, string
 from .meter import MeterConfig, PriceConfig, RoundConfig
 from .serving import MqttConfig, ServeConfig
 from .text import toml
@@ -72,8 +72,14 @@ class LogConfig:
         return self.key_file or str(Path(ledger_path).parent / "log.key")
 
 
+CONSUMER, PRODUCER = "consumer", "producer"
+
+
 @dataclass(frozen=True)
 class Config:
+    # What this meter is: the consumer's (meters both sides, prices, pays) or the
+    # producer's own (meters its panel, signs its figures, pays nothing).
+    role: str = setting(CONSUMER, choice((CONSUMER, PRODUCER)))
     meter: MeterConfig = field(default_factory=MeterConfig)
     round: RoundConfig = field(default_factory=RoundConfig)
     price: PriceConfig = field(default_factory=PriceConfig)
@@ -90,6 +96,9 @@ class Config:
 TABLE_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)
                                 if f.default_factory is not dataclasses.MISSING}  # type: ignore[misc]
 SCHEMA: dict[str, dict[str, Any]] = {name: schema_of(kind) for name, kind in TABLE_TYPES.items()}
+# Keys at the top of the file, outside any table: name -> validator.
+TOP_LEVEL: dict[str, Any] = {f.name: f.metadata["check"] for f in dataclasses.fields(Config)
+                             if "check" in f.metadata}
 # "section.key" of every value no error may show.
 SECRET_KEYS = frozenset(f"{name}.{f.name}" for name, kind in TABLE_TYPES.items()
                         for f in dataclasses.fields(kind) if f.metadata.get("secret"))

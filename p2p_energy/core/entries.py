@@ -1,8 +1,8 @@
 """The signed log's entries: exact bytes, one canonical form per kind; the price rule.
 
 An entry is a JSON object in RFC 8785 (JCS) canonical form, made by
-``encode_opening`` (entry 0 only), ``encode_round`` or ``encode_payment`` and
-nowhere else, parsed back only by
+``encode_opening`` (entry 0 only), ``encode_round``, ``encode_payment`` or (a
+producer's meter) ``encode_production`` and nowhere else, parsed back only by
 ``parse_entry``, which refuses any other spelling of the same data (so one
 entry has one byte string, and one leaf hash). The ledger stores those bytes
 once and never encodes them again.
@@ -180,6 +180,34 @@ class RoundEntry:
     carry_out_nano_units: int
 
 
+CLOCK_STATES = ("synchronized", "unsynchronized", "unknown")
+
+
+@dataclass(frozen=True)
+class ProductionEntry:
+    """A closed round of a producer's meter (``role = "producer"``): what its panel made.
+
+    Rounds are aligned to the wall clock: round ``start_utc_ms // slot_ms`` covers
+    the slot ``[k x slot_ms, (k + 1) x slot_ms)`` of UTC milliseconds; a round cut
+    short (the meter started or stopped within it) covers part of it. ``clock``
+    says whether the meter's clock was synchronised (NTP) when it closed: only
+    then do its slots mean the same instants as another meter's.
+    """
+
+    round_id: int
+    slot_ms: int  # the round length
+    start_utc_ms: int
+    end_utc_ms: int
+    producer_energy_uws: int
+    producer_metered_us: int
+    clock: str  # one of CLOCK_STATES
+
+    @property
+    def slot(self) -> int:
+        """k: the slot this round is in."""
+        return self.start_utc_ms // self.slot_ms
+
+
 @dataclass(frozen=True)
 class OpeningEntry:
     """Entry 0: where the log begins, and what the ledger held before it.
@@ -246,12 +274,18 @@ _PAYMENT_FIELDS: dict[str, _Kind] = {
     "unit": _UNIT, "amount_units": _decimal(1, MAX_U64), "fee_nanos": _I64,
     "settles_rounds": _RANGES, "status": _one_of(EXECUTED, FAILED),
 }
+_PRODUCTION_FIELDS: dict[str, _Kind] = {
+    "round_id": _ID, "slot_ms": _integer(1, MAX_JSON_INT), "start_utc_ms": _TIME_MS,
+    "end_utc_ms": _TIME_MS, "producer_energy_uws": _SIGNED_ENERGY_UWS,
+    "producer_metered_us": _TIME_US, "clock": _one_of(*CLOCK_STATES),
+}
 _OPENING_FIELDS: dict[str, _Kind] = {
     "after_round_id": _integer(0, MAX_JSON_INT), "unit": _UNIT, "owed_nano_units": _U64,
     "paid_units": _U64, "pending_units": _U64, "carry_nano_units": _I64,
 }
 _SCHEMAS: dict[tuple[str, int], tuple[type, dict[str, _Kind]]] = {
     ("opening", SCHEMA_VERSION): (OpeningEntry, _OPENING_FIELDS),
+    ("production", SCHEMA_VERSION): (ProductionEntry, _PRODUCTION_FIELDS),
     ("round", SCHEMA_VERSION): (RoundEntry, _ROUND_FIELDS),
     ("payment", SCHEMA_VERSION): (PaymentEntry, _PAYMENT_FIELDS),
 }
@@ -304,6 +338,20 @@ def _check_times(entry: RoundEntry) -> None:
         raise EntryError(f"round {entry.round_id} ends before it starts")
 
 
+def encode_production(entry: ProductionEntry) -> bytes:
+    """The bytes of a producer's round entry. Raises EntryError for a value out of range,
+    or a round that is not within one slot."""
+    _check_slot(entry)
+    return _encode("production", entry, _PRODUCTION_FIELDS)
+
+
+def _check_slot(entry: ProductionEntry) -> None:
+    last = max(entry.end_utc_ms - 1, entry.start_utc_ms)
+    if entry.end_utc_ms < entry.start_utc_ms or last // entry.slot_ms != entry.slot:
+        raise EntryError(f"round {entry.round_id} ({entry.start_utc_ms} .. {entry.end_utc_ms}"
+                         f" ms) is not within one slot of {entry.slot_ms} ms")
+
+
 def encode_opening(entry: OpeningEntry) -> bytes:
     """The bytes of the opening entry. Raises EntryError for a value out of its range."""
     return _encode("opening", entry, _OPENING_FIELDS)
@@ -343,7 +391,7 @@ def _load(data: bytes) -> dict[str, Any]:
     return obj
 
 
-def parse_entry(data: bytes) -> RoundEntry | PaymentEntry | OpeningEntry:
+def parse_entry(data: bytes) -> RoundEntry | PaymentEntry | OpeningEntry | ProductionEntry:
     """Read an entry, refusing anything but the canonical bytes of a known kind and version.
 
     Raises EntryError naming the first problem: not JSON, unknown kind or
@@ -364,6 +412,8 @@ def parse_entry(data: bytes) -> RoundEntry | PaymentEntry | OpeningEntry:
     entry = cls(**{name: k.read(name, obj[name]) for name, k in spec.items()})
     if cls is RoundEntry:
         _check_times(entry)
+    if cls is ProductionEntry:
+        _check_slot(entry)
     if _canonical(obj) != data:
         raise EntryError(f"{obj['kind']} entry is not in RFC 8785 canonical form")
     return entry

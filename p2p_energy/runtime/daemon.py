@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..config import Config
+from ..config import PRODUCER, Config
 from ..core.metering import RoundMeter, RoundTotals, Schedule
 from ..core.pricing import Quote, quote_round
 from ..errors import ImplausibleReading, SensorReadError
 from ..notify import Notifier
 from ..sensors.base import Sample, Sensor
 from ..store.ledger import Ledger, RoundRecorded, iso
+from .clock import clock_state
 from .payer import Payer
 from .recorder import Recorder
 
@@ -53,12 +54,13 @@ class LoopStats:
 class Daemon:
     """Wires a sensor, a ledger and a payer around the sampling schedule."""
 
-    def __init__(self, config: Config, sensor: Sensor, ledger_path: str, payer: Payer, *,
+    def __init__(self, config: Config, sensor: Sensor, ledger_path: str, payer: Payer | None, *,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, watchdog_s: float = 0.0,
                  open_ledger: Callable[[], Ledger] | None = None) -> None:
         """``open_ledger``: opens the ledger with the signed log's writer (by default
-        ``Ledger(ledger_path)``, without one)."""
+        ``Ledger(ledger_path)``, without one). ``payer``: None for a producer's meter
+        (``role = "producer"``), which records its rounds and pays nothing."""
         self.config = config
         self.open_ledger = open_ledger or (lambda: Ledger(ledger_path))
         self.sensor = sensor
@@ -75,7 +77,9 @@ class Daemon:
         self._sensor_failing = 0
         self._over_limit = False  # a channel above meter.max_power_mw, logged once
         self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
-        payer.on_fatal = self.fatal
+        self.producer = config.role == PRODUCER
+        if payer is not None:
+            payer.on_fatal = self.fatal
 
     def fatal(self, reason: str) -> None:
         """A part of the daemon cannot go on (any thread): stop, and exit non-zero."""
@@ -116,11 +120,12 @@ class Daemon:
             self._loop(recorder, resume)
         finally:
             self.notifier.stopping()
-            self.payer.ask_to_stop()  # it finishes its step while the last round is written
+            if self.payer is not None:
+                self.payer.ask_to_stop()  # it finishes its step while the last round is written
             if not recorder.stop(RECORDER_GRACE_S):
                 log.error("not every round reached the ledger (given up as logged above, or"
                           " still being written after %.0f s)", RECORDER_GRACE_S)
-            if not self.payer.stop(PAYER_GRACE_S):
+            if self.payer is not None and not self.payer.stop(PAYER_GRACE_S):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger",
                             PAYER_GRACE_S)
             self.sensor.close()
@@ -152,7 +157,7 @@ class Daemon:
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
             self.stats.ticks += 1
-            if self.stats.ticks == 1:
+            if self.stats.ticks == 1 and self.payer is not None:
                 self.payer.start()  # after the first sample: PyOTA's import must not delay it
             self.stats.missed += missed
             for done in closed:
@@ -193,7 +198,10 @@ class Daemon:
 
     def _sample(self, meter: RoundMeter, now: float) -> list[RoundTotals]:
         try:
-            sample = self._bounded(self.sensor.read(now))
+            sample = self.sensor.read(now)
+            if self.producer:  # its own panel only: the other channel is not this meter's
+                sample = Sample(sample.t, None, sample.producer_mw)
+            sample = self._bounded(sample)
         except SensorReadError as err:
             self.stats.failed += 1
             if not self._sensor_failing:
@@ -240,13 +248,24 @@ class Daemon:
         return Sample(sample.t, None if c_over else c, None if p_over else p)
 
     def _close(self, recorder: Recorder, done: RoundTotals) -> None:
-        """Price a closed round and hand it to the recorder (the loop never waits for disk)."""
+        """Price a closed round and hand it to the recorder (the loop never waits for disk).
+
+        A producer's round is not priced: it goes to the log with the clock's state."""
+        if self.producer:
+            recorder.production(done, self.config.round.length_s, clock_state())
+            return
         recorder.round(done, quote_round(done.consumer_mws, done.producer_mws,
                                          done.producer_metered_s or 0.0, self._rule))
 
-    def _recorded(self, rec: RoundRecorded, done: RoundTotals, q: Quote) -> None:
+    def _recorded(self, rec: RoundRecorded, done: RoundTotals, q: Quote | None) -> None:
         """After a round is committed (recorder thread): wake the payer, log, tell systemd."""
         self.stats.rounds += 1
+        if self.payer is None or q is None:  # a producer's round
+            log.info("round %d: produced %.1f mW·s over %.1f s (avg %.1f mW), samples %d/%d",
+                     rec.round_id, done.producer_mws, done.producer_metered_s or 0.0,
+                     done.producer_avg_mw, done.samples, done.expected_samples)
+            self.notifier.status(f"round {rec.round_id}: produced {done.producer_mws:.1f} mW·s")
+            return
         self.payer.wake()
         log.info("round %d: %.1f mW·s used over %.1f s, producer avg %.1f mW,"
                  " price %.6g IOTA/mW·s%s, owed %.3f IOTA, queued %d IOTA, carry %.3f IOTA,"
@@ -259,6 +278,8 @@ class Daemon:
                              + self._payments_status())
 
     def _payments_status(self) -> str:
+        if self.payer is None:
+            return ""
         since = self.payer.failing_since
         if since is None:
             return ""

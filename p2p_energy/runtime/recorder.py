@@ -44,6 +44,13 @@ class _Round:
 
 
 @dataclass(frozen=True)
+class _Production:
+    totals: RoundTotals
+    length_s: float
+    clock: str
+
+
+@dataclass(frozen=True)
 class _Checkpoint:
     totals: RoundTotals
     live: LivePower | None = None
@@ -56,7 +63,7 @@ class Recorder:
     """Ordered ledger writes for the sampling loop. ``on_round`` runs after each commit."""
 
     def __init__(self, open_ledger: Callable[[], Ledger],
-                 on_round: Callable[[RoundRecorded, RoundTotals, Quote], None], *,
+                 on_round: Callable[[RoundRecorded, RoundTotals, Quote | None], None], *,
                  on_fatal: Callable[[str], None] = lambda reason: None,
                  give_up_s: float = GIVE_UP_S) -> None:
         self._open_ledger = open_ledger
@@ -75,6 +82,10 @@ class Recorder:
     def round(self, totals: RoundTotals, q: Quote) -> None:
         """Queue a closed round (never blocks)."""
         self._queue.put(_Round(totals, q))
+
+    def production(self, totals: RoundTotals, length_s: float, clock: str) -> None:
+        """Queue a producer's closed round (never blocks)."""
+        self._queue.put(_Production(totals, length_s, clock))
 
     def checkpoint(self, totals: RoundTotals, live: LivePower | None = None) -> None:
         """Queue a checkpoint of the open round and the latest power (never blocks)."""
@@ -98,9 +109,9 @@ class Recorder:
                     self._give_up(item, why)
                     continue
                 recorded = self._write(ledger, item)
-                if recorded is not None and isinstance(item, _Round):
+                if recorded is not None and isinstance(item, _Round | _Production):
                     try:
-                        self._on_round(recorded, item.totals, item.quote)
+                        self._on_round(recorded, item.totals, getattr(item, "quote", None))
                     except Exception:
                         log.exception("after recording round %d", recorded.round_id)
             self._drained = True
@@ -142,6 +153,8 @@ class Recorder:
             try:
                 if isinstance(item, _Round):
                     return ledger.record_round(item.totals, item.quote)
+                if isinstance(item, _Production):
+                    return ledger.record_production(item.totals, item.length_s, item.clock)
                 assert isinstance(item, _Checkpoint)
                 ledger.checkpoint(item.totals, item.live)
                 return None
@@ -166,6 +179,13 @@ class Recorder:
                       " %.6g mW, price %.6g IOTA/mW·s, owed %d nano-IOTA, samples %d/%d",
                       why, t.duration_s, t.started_at, t.consumer_mws, t.producer_avg_mw,
                       q.price, q.owed_nano_units, t.samples, t.expected_samples)
+            self._unwritten += 1
+            self._on_fatal(f"a round could not be recorded: {why}")
+        elif isinstance(item, _Production):
+            t = item.totals
+            log.error("round not recorded (%s): %.6g s from %.3f, producer %.6g mW·s over"
+                      " %.6g s, samples %d/%d", why, t.duration_s, t.started_at, t.producer_mws,
+                      t.producer_metered_s or 0.0, t.samples, t.expected_samples)
             self._unwritten += 1
             self._on_fatal(f"a round could not be recorded: {why}")
         else:

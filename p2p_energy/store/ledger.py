@@ -36,7 +36,7 @@ from . import lock
 from .common import iso, open_problem
 from .reader import LedgerReader, ledger_unit_of
 from .schema import _MIGRATIONS, SCHEMA_VERSION, _create_v1, record_unit
-from .signed_log import LogWriter, has_log, payment_entry, round_entry
+from .signed_log import LogWriter, has_log, payment_entry, production_entry, round_entry
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -272,6 +272,29 @@ class Ledger:
                                     owed - (live + value) * NANO)
                 writer.append(db, entry, round_id=round_id)
             return RoundRecorded(round_id, payment_id, value, carry_units(owed, live + value))
+
+    def record_production(self, r: RoundTotals, length_s: float, clock: str) -> RoundRecorded:
+        """Commit a producer's closed round (``role = "producer"``): no price, nothing owed,
+        nothing queued; its production entry in the signed log, in the same transaction.
+
+        ``length_s``: the round length (its slot); ``clock``: ``runtime.clock`` state.
+        """
+        with self._tx() as db:
+            writer = self._writer(db)
+            cur = db.execute(
+                "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
+                " expected_samples, failed_samples, consumer_mws, producer_mws,"
+                " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
+                " producer_metered_s) VALUES (?,?,?,?,?,?,?,0,?,?,0,0,0,0,?)",
+                (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
+                 r.expected_samples, r.failed_samples, r.producer_mws, r.producer_avg_mw,
+                 r.producer_metered_s))
+            round_id = int(cur.lastrowid or 0)
+            db.execute("DELETE FROM open_round")
+            if writer is not None:
+                writer.append(db, production_entry(round_id, r, length_s, clock),
+                              round_id=round_id)
+            return RoundRecorded(round_id, None, 0, 0.0)
 
     def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
         """Save the open round's running totals (replacing the previous checkpoint),

@@ -30,9 +30,11 @@ from ..core.entries import (
     FAILED,
     OpeningEntry,
     PaymentEntry,
+    ProductionEntry,
     RoundEntry,
     encode_opening,
     encode_payment,
+    encode_production,
     encode_round,
     round_ids_to_ranges,
 )
@@ -103,6 +105,20 @@ class LogWriter:
         db.execute("INSERT OR REPLACE INTO log_checkpoint (id, size, note) VALUES (1, ?, ?)",
                    (size + 1, note))
         return size
+
+
+def production_entry(round_id: int, r: RoundTotals, length_s: float, clock: str) -> bytes:
+    """The entry of a producer's round: its slot, its times, the panel's energy and metered
+    time, and whether the clock was synchronised. Its times are kept within its slot (a
+    round resumed after its slot had passed, or cut by a clock step, covers part of it)."""
+    slot_ms = max(round(length_s * 1000), 1)
+    start_ms = round(r.started_at * 1000)
+    slot_end = (start_ms // slot_ms + 1) * slot_ms
+    end_ms = min(max(round(r.ended_at * 1000), start_ms), slot_end)
+    return encode_production(ProductionEntry(
+        round_id=round_id, slot_ms=slot_ms, start_utc_ms=start_ms, end_utc_ms=end_ms,
+        producer_energy_uws=round(r.producer_mws * 1000),
+        producer_metered_us=round((r.producer_metered_s or 0.0) * 1_000_000), clock=clock))
 
 
 def opening_entry(db: sqlite3.Connection, after_round_id: int, unit: str) -> bytes:

@@ -36,6 +36,7 @@ from ..core.entries import (
     NANO,
     OpeningEntry,
     PaymentEntry,
+    ProductionEntry,
     RoundEntry,
     parse_entry,
     round_problems,
@@ -78,6 +79,9 @@ class Totals:
     paid_logged_units: int = 0  # executed payments' amounts, as the log says
     payments_checked: int = 0  # executed payments looked up on a network
     paid_seen_nano_units: int = 0  # what those moved to the producer, as the network shows
+    productions: int = 0  # a producer's rounds
+    production_energy_uws: int = 0
+    productions_unsynchronized: int = 0  # closed while the meter's clock was not synchronised
     opening_owed_nano_units: int = 0  # owed by rounds from before the log (the opening says)
     opening_paid_units: int = 0  # paid before the log began (the opening says)
 
@@ -126,6 +130,9 @@ class Audit:
         except EntryError as err:
             self.problems.add(where, f"not an entry of this log: {err}")
             return
+        if isinstance(entry, ProductionEntry):
+            self._production(where, entry)
+            return
         self._unit(where, entry.unit)
         if isinstance(entry, OpeningEntry):
             self._opening(index, where, entry)
@@ -134,6 +141,17 @@ class Audit:
             self._round(where, entry)
         else:
             self._payment(index, where, entry)
+
+    def _production(self, where: str, r: ProductionEntry) -> None:
+        """A producer's round: ids increase, one slot each (``parse_entry`` checked it)."""
+        chain = self.chain
+        if r.round_id <= chain.last_round_id:
+            self.problems.add(where, f"round {r.round_id} comes after round"
+                                     f" {chain.last_round_id}: round ids must increase")
+        chain.last_round_id = max(chain.last_round_id, r.round_id)
+        self.run.productions += 1
+        self.run.production_energy_uws += max(r.producer_energy_uws, 0)
+        self.run.productions_unsynchronized += r.clock != "synchronized"
 
     def _opening(self, index: int, where: str, o: OpeningEntry) -> None:
         chain = self.chain

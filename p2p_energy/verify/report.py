@@ -55,6 +55,11 @@ def statement(out: Outcome, unit: str | None, network: str, address: str) -> lis
              f"verified: {_counts(run)} this run (from entry {out.first_index});"
              f" {_counts(total)} in all"]
     unit = unit or "units"
+    if total.productions:  # a producer's log
+        lines.append(f"production: {watt_hours(total.production_energy_uws)} Wh in"
+                     f" {_n(total.productions, 'round')}"
+                     + (f" ({total.productions_unsynchronized} closed while the meter's clock"
+                        " was not synchronised)" if total.productions_unsynchronized else ""))
     lines.append(f"consumer energy: {watt_hours(total.consumer_energy_uws)} Wh")
     owed = total.owed_nano_units + total.opening_owed_nano_units
     lines.append(f"owed: {units(owed)} {unit}")
