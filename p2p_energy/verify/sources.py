@@ -16,10 +16,12 @@ The HTTP endpoints (the consumer's ``serve`` publishes them):
 - ``GET /log/proof/consistency?from=M&to=N``: ``{"proof": [base64 hash, ...]}``
   (RFC 6962 2.1.2).
 
-Every request has a timeout (``timeout_s``, per connect and per read) and a
-bounded answer: a checkpoint of at most 64 KiB, a proof of 64 KiB, a page of
-entries of at most 16 MiB (when a page would be larger, fewer entries are asked
-for, down to one: an entry is at most 64 KiB). Failures raise ``SourceError``:
+Every request has a timeout (``timeout_s``: to connect, and for the whole
+answer to arrive, however slowly it trickles), a body as long as its
+Content-Length says (else "cut short"), and a bounded answer: a checkpoint
+of at most 64 KiB, a proof of 64 KiB, a page of entries of at most 16 MiB
+(when a page would be larger, fewer entries are asked for, down to one: an
+entry is at most 64 KiB). Failures raise ``SourceError``:
 one line, naming the URL and what went wrong.
 """
 
@@ -40,6 +42,7 @@ PAGE_ENTRIES = 1000  # what the serve gives at most per answer
 MAX_NOTE_BYTES = 65_536
 MAX_PROOF_BYTES = 65_536
 MAX_PAGE_BYTES = 16 * 1024 * 1024
+_CHUNK = 65_536  # read at a time, the clock checked between reads
 DEFAULT_TIMEOUT_S = 30.0
 
 
@@ -245,16 +248,42 @@ class HttpSource:
             if length is not None and length.isdigit() and int(length) > limit:
                 self.close()  # unread: the connection cannot be used again
                 return None
-            body = response.read(limit + 1)
+            body = self._read_body(response, url, limit)
         except TimeoutError:
             self.close()
             raise SourceError(f"{url}: no answer within {self.timeout_s:g} s") from None
         if len(body) > limit:
             self.close()
             return None
+        if length is not None and length.isdigit() and len(body) != int(length):
+            self.close()
+            raise SourceError(f"{url}: answer cut short ({len(body)} of {length} bytes)")
         if response.will_close:
             self.close()
         return body
+
+    def _read_body(self, response: Any, url: str, limit: int) -> bytes:
+        """At most ``limit + 1`` bytes of the body, all within ``timeout_s`` from now (a
+        server trickling a byte at a time cannot hold the verifier for longer)."""
+        import time
+
+        deadline = time.monotonic() + self.timeout_s
+        parts: list[bytes] = []
+        got = 0
+        while got <= limit:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock = getattr(self._conn, "sock", None)
+            if sock is not None:
+                sock.settimeout(min(left, self.timeout_s))
+            chunk = response.read1(min(_CHUNK, limit + 1 - got))
+            if not chunk:
+                response.read()  # b"" at the end: marks the answer read, so the connection
+                break            # can carry the next request
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
 
     def close(self) -> None:
         if self._conn is not None:
