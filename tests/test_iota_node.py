@@ -12,6 +12,7 @@ from p2p_energy.wallet.iota_rpc import RpcClient
 
 from support.iota_fixtures import FUNDS_NANOS, PAYER_KEY, RECEIVER
 from support.iota_node import COMPUTATION_UNITS, STORAGE_PER_OBJECT, IotaNode
+from support.sdk_judge import judge
 
 OTHER_KEY = iota_keys.Keypair(bytes.fromhex("07" * 32))
 
@@ -144,3 +145,45 @@ def test_balance_changes_are_shown_as_a_fullnode_derives_them(iota_node, rpc) ->
         rpc.call("iota_getTransactionBlock", digest, {"showBalanceChanges": "yes"})
     with pytest.raises(RpcError, match="Could not find the referenced transaction"):
         rpc.call("iota_getTransactionBlock", iota_tx.b58encode(bytes(32)), options)
+
+
+@pytest.mark.usefixtures("iota_sdk_judge")
+def test_raw_input_is_the_sender_signed_data_a_fullnode_keeps(iota_node, rpc) -> None:
+    """``showRawInput``: base64 BCS ``SenderSignedData``, as the SDK parses it: one signed
+    transaction, the transaction's intent, our very bytes and signature."""
+    tx = transfer(iota_node, amount=999)
+    signature = iota_tx.sign_transaction(PAYER_KEY, tx)
+    digest = execute(rpc, tx, signature=signature)["digest"]
+    raw = rpc.call("iota_getTransactionBlock", digest, {"showRawInput": True})["rawTransaction"]
+    [sdk] = judge(signed=[raw])["signed"]
+    assert sdk["ok"], sdk
+    assert (sdk["transactions"], sdk["intent"]) == (1, ["TransactionData", "V0", "Iota"])
+    assert (base64.b64decode(sdk["tx_bytes"]), sdk["digest"], sdk["signatures"]) == (
+        tx, digest, [signature])
+    assert (sdk["sender"], sdk["receiver"], sdk["amount"]) == (PAYER_KEY.address, RECEIVER,
+                                                               "999")
+
+
+def test_pruned_versions_leave_the_balance_changes_out_with_an_error(iota_node, rpc) -> None:
+    """As ``read_api.rs``: balance changes come from the coins' versions the transaction
+    read and wrote; once pruned, ``balanceChanges`` is left out and ``errors`` says why.
+    The effects and the transaction's bytes are still served; a failure (gas only) keeps
+    its balance changes."""
+    options = {"showEffects": True, "showBalanceChanges": True, "showRawInput": True}
+    paid = execute(rpc, transfer(iota_node, amount=4321))["digest"]
+    failed = execute(rpc, transfer(iota_node, amount=1, budget=1_000_000))["digest"]
+    before = rpc.call("iota_getTransactionBlock", paid, options)
+    assert "errors" not in before and len(before["balanceChanges"]) == 2
+    iota_node.prune_history()
+    after = rpc.call("iota_getTransactionBlock", paid, options)
+    assert "balanceChanges" not in after
+    [error] = after["errors"]
+    assert error.startswith("Cannot retrieve balance changes: Error checking transaction"
+                            " input objects: Could not find the referenced object 0x")
+    assert (after["effects"], after["rawTransaction"]) == (before["effects"],
+                                                           before["rawTransaction"])
+    gas_only = rpc.call("iota_getTransactionBlock", failed, options)
+    assert "errors" not in gas_only
+    assert gas_only["balanceChanges"] == [
+        {"owner": {"AddressOwner": PAYER_KEY.address}, "coinType": "0x2::iota::IOTA",
+         "amount": str(-iota_node.executed[failed].fee_nanos)}]

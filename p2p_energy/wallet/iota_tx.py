@@ -30,12 +30,12 @@ INTENT_TRANSACTION = bytes([0, 0, 0])  # scope TransactionData, version V0, app 
 MAX_GAS_COINS = 255  # protocol: max_gas_payment_objects is 256
 
 # Enum variant indexes, as declared in iota-types.
-_TX_DATA_V1 = 0
-_KIND_PROGRAMMABLE = 0
-_CALL_ARG_PURE = 0
-_CMD_TRANSFER_OBJECTS, _CMD_SPLIT_COINS = 1, 2
-_ARG_GAS_COIN, _ARG_INPUT, _ARG_RESULT = 0, 1, 2
-_EXPIRATION_NONE, _EXPIRATION_EPOCH = 0, 1
+TX_DATA_V1 = 0
+KIND_PROGRAMMABLE = 0
+CALL_ARG_PURE = 0
+CMD_TRANSFER_OBJECTS, CMD_SPLIT_COINS = 1, 2
+ARG_GAS_COIN, ARG_INPUT, ARG_RESULT = 0, 1, 2
+EXPIRATION_NONE, EXPIRATION_EPOCH = 0, 1
 
 # -- base58 (Bitcoin's alphabet, as IOTA's digests use) --------------------------
 
@@ -154,28 +154,28 @@ def transfer_bytes(*, sender: bytes, receiver: bytes, amount_nanos: int,
         raise ValueError("the amount must be positive")
     if not 1 <= len(gas_coins) <= MAX_GAS_COINS:
         raise ValueError(f"between 1 and {MAX_GAS_COINS} gas coins, not {len(gas_coins)}")
-    w = BcsWriter().uleb128(_TX_DATA_V1).uleb128(_KIND_PROGRAMMABLE)
+    w = BcsWriter().uleb128(TX_DATA_V1).uleb128(KIND_PROGRAMMABLE)
     w.uleb128(2)  # inputs
-    w.uleb128(_CALL_ARG_PURE).vec_u8(bytes(BcsWriter().u64(amount_nanos)))
-    w.uleb128(_CALL_ARG_PURE).vec_u8(bytes(BcsWriter().fixed(receiver, 32)))
+    w.uleb128(CALL_ARG_PURE).vec_u8(bytes(BcsWriter().u64(amount_nanos)))
+    w.uleb128(CALL_ARG_PURE).vec_u8(bytes(BcsWriter().fixed(receiver, 32)))
     w.uleb128(2)  # commands
-    w.uleb128(_CMD_SPLIT_COINS)
-    _argument(w, _ARG_GAS_COIN)
+    w.uleb128(CMD_SPLIT_COINS)
+    _argument(w, ARG_GAS_COIN)
     w.uleb128(1)
-    _argument(w, _ARG_INPUT, 0)
-    w.uleb128(_CMD_TRANSFER_OBJECTS)
+    _argument(w, ARG_INPUT, 0)
+    w.uleb128(CMD_TRANSFER_OBJECTS)
     w.uleb128(1)
-    _argument(w, _ARG_RESULT, 0)
-    _argument(w, _ARG_INPUT, 1)
+    _argument(w, ARG_RESULT, 0)
+    _argument(w, ARG_INPUT, 1)
     w.fixed(sender, 32)
     w.uleb128(len(gas_coins))  # gas_data.payment
     for ref in gas_coins:
         _object_ref(w, ref)
     w.fixed(sender, 32).u64(gas_price).u64(gas_budget)  # owner, price, budget
     if expires_after_epoch is None:
-        w.uleb128(_EXPIRATION_NONE)
+        w.uleb128(EXPIRATION_NONE)
     else:
-        w.uleb128(_EXPIRATION_EPOCH).u64(expires_after_epoch)
+        w.uleb128(EXPIRATION_EPOCH).u64(expires_after_epoch)
     return bytes(w)
 
 
@@ -186,7 +186,7 @@ def gas_price_of(tx_bytes: bytes) -> int:
     Raises:
         ValueError: the bytes do not end in an epoch expiration.
     """
-    if len(tx_bytes) < 25 or tx_bytes[-9] != _EXPIRATION_EPOCH:
+    if len(tx_bytes) < 25 or tx_bytes[-9] != EXPIRATION_EPOCH:
         raise ValueError("not a transaction with an expiry epoch")
     return int.from_bytes(tx_bytes[-25:-17], "little")
 

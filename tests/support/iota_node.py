@@ -23,11 +23,24 @@ too small for the cost, or a split larger than the coin, executes with status
 ``failure``: nothing moves, but the gas is charged, as on the network.
 Executing a transaction that has already executed answers its effects again.
 
+``showRawInput`` answers ``rawTransaction`` as a fullnode does: base64 of the
+BCS ``SenderSignedData`` (the one signed transaction: intent ``[0, 0, 0]``,
+the ``TransactionData``, the signatures), not of the bare ``TransactionData``.
+
 It keeps every version of every coin (``iota_tryGetPastObject``) and can be
 made to forget, as a pruning or lagging node does: ``forget(digest)`` stops
 serving a transaction (``Could not find the referenced transaction``, and
 executing its bytes again is refused, its coins having moved), and
 ``prune_history()`` drops the past versions of objects (``VersionNotFound``).
+Balance changes are derived from those versions, as a fullnode derives them
+(``balance_changes.rs``: the coins at the versions the transaction read, and
+at the versions it wrote); once a successful transaction's are pruned,
+``showBalanceChanges`` leaves ``balanceChanges`` out and says why in
+``errors`` (``Cannot retrieve balance changes: ...``), as ``read_api.rs``
+does. A failed one needs no object (its only change is the gas).
+
+A lie no real node tells, for tests only: ``lie_about_bytes(digest, other)``
+answers ``showRawInput`` of ``digest`` with the bytes of ``other``.
 
 Faults: ``node.set_fault(kind, methods=..., times=...)`` with ``kind`` in
 ``FAULTS``: ``refuse`` (connection refused), ``hang``, ``http500``,
@@ -284,6 +297,7 @@ class IotaNode(HttpNode):
         self.deleted: dict[str, Coin] = {}
         self.executed: dict[str, Executed] = {}  # every executed transaction (the truth)
         self.forgotten: set[str] = set()  # executed, but no longer served (pruned)
+        self.raw_lies: dict[str, str] = {}  # digest -> whose bytes showRawInput gives
         self.between_objects: Callable[[str], None] | None = None  # see multiGetObjects
         # object id -> version -> what the object was at that version (None: deleted there)
         self.history: dict[str, dict[int, Coin | None]] = {}
@@ -338,6 +352,13 @@ class IotaNode(HttpNode):
                 self.history[object_id] = {v: c for v, c in versions.items()
                                            if c is None or (live is not None
                                                             and v == live.version)}
+
+    def lie_about_bytes(self, digest: str, other: str) -> None:
+        """Test-only (no real node does this): answer ``showRawInput`` of ``digest`` with
+        the ``rawTransaction`` of the executed transaction ``other``."""
+        with self._lock:
+            assert digest in self.executed and other in self.executed, (digest, other)
+            self.raw_lies[digest] = other
 
     def _remember(self, coin: Coin) -> None:
         self.history.setdefault(coin.object_id, {})[coin.version] = replace(coin)
@@ -485,10 +506,35 @@ class IotaNode(HttpNode):
         if show.get("showEffects"):
             out["effects"] = e.effects
         if show.get("showRawInput"):
-            out["rawTransaction"] = e.tx_bytes
+            out["rawTransaction"] = sender_signed_data(self.executed[self.raw_lies.get(
+                e.digest, e.digest)])
         if show.get("showBalanceChanges"):
-            out["balanceChanges"] = balance_changes(e)
+            gone = self._pruned_input_of(e)
+            if gone is None:
+                out["balanceChanges"] = balance_changes(e)
+            else:  # read_api.rs: the error goes to "errors", balanceChanges stays out
+                object_id, version = gone
+                out.setdefault("errors", []).append(
+                    "Cannot retrieve balance changes: Error checking transaction input"
+                    f" objects: Could not find the referenced object {object_id} at version"
+                    f" Some({version})")
         return out
+
+    def _pruned_input_of(self, e: Executed) -> tuple[str, int] | None:
+        """The first (object id, version) the balance changes of ``e`` need and this node
+        no longer holds, or None. A fullnode reads the coins at the versions the
+        transaction read (``modifiedAtVersions``) and at those it wrote (created,
+        mutated); for a failure it reads none (the gas alone changed)."""
+        if not e.success:
+            return None
+        needed = [(m["objectId"], int(m["sequenceNumber"]))
+                  for m in e.effects["modifiedAtVersions"]]
+        needed += [(c["reference"]["objectId"], int(c["reference"]["version"]))
+                   for c in e.effects["created"] + e.effects["mutated"]]
+        for object_id, version in needed:
+            if self.history.get(object_id, {}).get(version) is None:
+                return object_id, version
+        return None
 
     def _rpc_iota_dryRunTransactionBlock(self, tx_bytes: str) -> dict[str, Any]:
         raw = _b64(tx_bytes, "tx_bytes")
@@ -715,6 +761,26 @@ def balance_changes(e: Executed) -> list[dict[str, Any]]:
         net[receiver] = net.get(receiver, 0) + value
     return [{"owner": {"AddressOwner": owner}, "coinType": IOTA_COIN, "amount": str(amount)}
             for owner, amount in sorted(net.items()) if amount]
+
+
+def _uleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def sender_signed_data(e: Executed) -> str:
+    """``rawTransaction`` of ``e``: base64 of BCS ``SenderSignedData``, a vector of one
+    ``SenderSignedTransaction { intent_message: { intent [0, 0, 0], value:
+    TransactionData }, tx_signatures: Vec<GenericSignature> }``, each signature a byte
+    vector (``iota-types``, ``transaction.rs``; what ``read_api.rs`` serializes)."""
+    signatures = [base64.b64decode(s) for s in e.signatures]
+    raw = (_uleb(1) + bytes([0, 0, 0]) + base64.b64decode(e.tx_bytes) + _uleb(len(signatures))
+           + b"".join(_uleb(len(s)) + s for s in signatures))
+    return base64.b64encode(raw).decode()
 
 
 def _object_data(coin: Coin, options: Any) -> dict[str, Any]:

@@ -97,10 +97,10 @@ def iota_sdk_judge() -> Callable[..., dict[str, Any]]:
 
 
 def judge(*, transactions: list[dict[str, Any]] = (), secrets: list[str] = (),
-          builds: list[dict[str, Any]] = ()) -> dict[str, Any]:
+          builds: list[dict[str, Any]] = (), signed: list[str] = ()) -> dict[str, Any]:
     install()
     request = json.dumps({"transactions": list(transactions), "secrets": list(secrets),
-                          "builds": list(builds)})
+                          "builds": list(builds), "signed": list(signed)})
     out = subprocess.run([_node(), str(JUDGE_DIR / "judge.mjs")], input=request,
                          capture_output=True, text=True, timeout=120, cwd=JUDGE_DIR)
     assert out.returncode == 0, out.stderr

@@ -4,13 +4,17 @@
 //   {"transactions": [{"tx_bytes": b64, "signature": b64, "secret"?: str}],
 //    "secrets": [str],            iotaprivkey1... keys or mnemonics
 //    "builds": [{"sender", "receiver", "amount", "gas_coins": [[id, version, digest]],
-//                "gas_price", "gas_budget", "expires_after_epoch"?}]}
+//                "gas_price", "gas_budget", "expires_after_epoch"?}],
+//    "signed": [b64]}              SenderSignedData, as a fullnode's rawTransaction
 // -> {"transactions": [{"ok": true, "signer", "sender", "digest", "receiver",
 //                       "amount", "gas_owner", "gas_price", "gas_budget",
 //                       "gas_coins": [[id, version, digest]], "commands": [kinds],
 //                       "sdk_signature"?: b64} | {"ok": false, "error"}],
 //     "secrets": [{"address"} | {"error"}],
-//     "builds": [{"tx_bytes": b64} | {"error"}]}   the SDK's own bytes for that transfer
+//     "builds": [{"tx_bytes": b64} | {"error"}],   the SDK's own bytes for that transfer
+//     "signed": [{"ok": true, "transactions": n, "intent": [scope, version, app],
+//                 "tx_bytes": b64, "digest", "signatures": [b64], "sender",
+//                 "amount", "receiver"} | {"ok": false, "error"}]}
 // "signer" is the address of the key that verifyTransactionSignature accepts;
 // "sdk_signature" is the SDK's own signature of the same bytes with "secret".
 // Nothing here is our code: every decode and check is the SDK's.
@@ -64,6 +68,31 @@ async function judge(item) {
   return out;
 }
 
+// A fullnode's rawTransaction: the SDK's SenderSignedData, then its TransactionData
+// serialized again by the SDK (the bytes a digest is taken of).
+function signed(b64) {
+  const all = bcs.SenderSignedData.parse(fromBase64(b64));
+  const { intentMessage, txSignatures } = all[0];
+  const txBytes = bcs.TransactionData.serialize(intentMessage.value).toBytes();
+  const ptb = intentMessage.value.V1.kind.ProgrammableTransaction;
+  const pure = ptb.inputs.map((i) => (i.Pure ? fromBase64(i.Pure.bytes) : null));
+  const split = ptb.commands.find((c) => c.SplitCoins)?.SplitCoins;
+  const transfer = ptb.commands.find((c) => c.TransferObjects)?.TransferObjects;
+  const kind = (e) => Object.keys(e).filter((k) => k !== "$kind")[0];
+  return {
+    ok: true,
+    transactions: all.length,
+    intent: [kind(intentMessage.intent.scope), kind(intentMessage.intent.version),
+      kind(intentMessage.intent.appId)],
+    tx_bytes: toBase64(txBytes),
+    digest: TransactionDataBuilder.getDigestFromBytes(txBytes),
+    signatures: txSignatures,
+    sender: intentMessage.value.V1.sender,
+    amount: String(bcs.u64().parse(pure[split.amounts[0].Input])),
+    receiver: bcs.Address.parse(pure[transfer.address.Input]),
+  };
+}
+
 // The transfer our wallet makes, built by the SDK: split from the gas coin, transfer
 // the split's result (the whole Result, as ours does) to the receiver.
 async function build(b) {
@@ -105,6 +134,14 @@ for (const b of request.builds ?? []) {
     answer.builds.push(await build(b));
   } catch (err) {
     answer.builds.push({ error: String(err?.message ?? err) });
+  }
+}
+answer.signed = [];
+for (const raw of request.signed ?? []) {
+  try {
+    answer.signed.push(signed(raw));
+  } catch (err) {
+    answer.signed.push({ ok: false, error: String(err?.message ?? err) });
   }
 }
 process.stdout.write(JSON.stringify(answer));
