@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import re
 import signal
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +26,7 @@ from p2p_energy.store.signed_log import LogView
 
 from support import go_sumdb
 from support.go_sumdb import b64
+from support.log_daemon import cli, log_size, run_until, serve_url, start
 from support.mosquitto_broker import wait_until
 
 pytestmark = pytest.mark.xdist_group("signed_log_daemon")
@@ -60,40 +58,14 @@ listen = "127.0.0.1:0"
     return cfg
 
 
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "p2p_energy", *args], capture_output=True,
-                          text=True, timeout=60, env=env())
 
 
-def start(command: str, cfg: Path, log: Path) -> subprocess.Popen:
-    with log.open("a") as err:
-        return subprocess.Popen([sys.executable, "-m", "p2p_energy", command, "-c", str(cfg)],
-                                stdout=subprocess.DEVNULL, stderr=err, env=env())
 
 
-def log_size(db: Path) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return LogView(conn).size()
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
 
 
-def run_until(cfg: Path, tmp: Path, entries_at_least: int) -> None:
-    proc = start("run", cfg, tmp / "run.log")
-    try:
-        wait_until("log entries", lambda: log_size(tmp / "ledger.db") >= entries_at_least, 30)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, (tmp / "run.log").read_text()
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -174,14 +146,7 @@ def test_serve_publishes_what_go_verifies(tmp_path):
     verifier = cli("log", "key", "-c", str(cfg)).stdout.strip()
     serve = start("serve", cfg, tmp_path / "serve.log")
     try:
-        found: list[str] = []
-
-        def listening() -> bool:
-            found[:] = re.findall(r"on (http://127\.0\.0\.1:\d+/)",
-                                  (tmp_path / "serve.log").read_text())
-            return bool(found)
-        wait_until("serve to listen", listening, 20)
-        url = found[0].rstrip("/")
+        url = serve_url(tmp_path / "serve.log")
         status, checkpoint = get(url + "/log/checkpoint")
         assert status == 200
         opened = judge.open(verifier, checkpoint)

@@ -3,19 +3,13 @@ it, ``log export`` writes it, and the neighbour's ``verify`` reads both, twice."
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from p2p_energy.store.signed_log import LogView
-
-from support.mosquitto_broker import wait_until
+from support.log_daemon import cli, run_until, serve_url, start
 
 pytestmark = pytest.mark.xdist_group("signed_log_daemon")
 
@@ -47,40 +41,14 @@ listen = "127.0.0.1:0"
     return cfg
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "p2p_energy", *args], capture_output=True,
-                          text=True, timeout=120, env=_env())
 
 
-def start(command: str, cfg: Path, log: Path) -> subprocess.Popen:
-    with log.open("a") as err:
-        return subprocess.Popen([sys.executable, "-m", "p2p_energy", command, "-c", str(cfg)],
-                                stdout=subprocess.DEVNULL, stderr=err, env=_env())
 
 
-def log_size(db: Path) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return LogView(conn).size()
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
 
 
-def run_until(cfg: Path, tmp: Path, entries_at_least: int) -> None:
-    proc = start("run", cfg, tmp / "run.log")
-    try:
-        wait_until("log entries", lambda: log_size(tmp / "ledger.db") >= entries_at_least, 60)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, (tmp / "run.log").read_text()
 
 
 def test_verify_reads_what_serve_and_log_export_publish(tmp_path: Path) -> None:
@@ -89,14 +57,7 @@ def test_verify_reads_what_serve_and_log_export_publish(tmp_path: Path) -> None:
     key = cli("log", "key", "-c", str(cfg)).stdout.strip()
     serve = start("serve", cfg, tmp_path / "serve.log")
     try:
-        found: list[str] = []
-
-        def listening() -> bool:
-            found[:] = re.findall(r"on (http://127\.0\.0\.1:\d+)/",
-                                  (tmp_path / "serve.log").read_text())
-            return bool(found)
-        wait_until("serve to listen", listening, 20)
-        url = found[0]
+        url = serve_url(tmp_path / "serve.log")
         state = tmp_path / "state"
         first = cli("verify", url, "--key", key, "--state", str(state))
         assert (first.returncode, first.stderr) == (0, ""), first.stdout

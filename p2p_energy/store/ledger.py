@@ -235,18 +235,7 @@ class Ledger:
         """Commit a closed round and queue the whole IOTA it makes payable, atomically."""
         with self._tx() as db:
             writer = self._writer(db)
-            cur = db.execute(
-                "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
-                " expected_samples, failed_samples, consumer_mws, producer_mws,"
-                " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
-                " producer_metered_s)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
-                 r.expected_samples, r.failed_samples, r.consumer_mws, r.producer_mws,
-                 r.producer_avg_mw, q.price, int(q.capped), q.owed_nano_units,
-                 r.consumer_metered_s, r.producer_metered_s))
-            round_id = int(cur.lastrowid or 0)
-            db.execute("DELETE FROM open_round")
+            round_id = self._insert_round(db, r, q)
             owed, live = self._owed_and_live(db)
             owed += q.owed_nano_units  # a Python int: exact however long the ledger runs
             db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_nano_units'",
@@ -281,20 +270,28 @@ class Ledger:
         """
         with self._tx() as db:
             writer = self._writer(db)
-            cur = db.execute(
-                "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
-                " expected_samples, failed_samples, consumer_mws, producer_mws,"
-                " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
-                " producer_metered_s) VALUES (?,?,?,?,?,?,?,0,?,?,0,0,0,0,?)",
-                (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
-                 r.expected_samples, r.failed_samples, r.producer_mws, r.producer_avg_mw,
-                 r.producer_metered_s))
-            round_id = int(cur.lastrowid or 0)
-            db.execute("DELETE FROM open_round")
+            round_id = self._insert_round(db, r, None)
             if writer is not None:
                 writer.append(db, production_entry(round_id, r, length_s, clock),
                               round_id=round_id)
             return RoundRecorded(round_id, None, 0, 0.0)
+
+    @staticmethod
+    def _insert_round(db: sqlite3.Connection, r: RoundTotals, q: Quote | None) -> int:
+        """The closed round's row (``q`` None: a producer's, unpriced and owing nothing, its
+        consumer channel not its meter's); the open round's checkpoint goes. Its id."""
+        consumer = (r.consumer_mws, r.consumer_metered_s) if q is not None else (0.0, 0.0)
+        priced = (q.price, int(q.capped), q.owed_nano_units) if q is not None else (0.0, 0, 0)
+        cur = db.execute(
+            "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
+            " expected_samples, failed_samples, consumer_mws, producer_mws,"
+            " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
+            " producer_metered_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
+             r.expected_samples, r.failed_samples, consumer[0], r.producer_mws,
+             r.producer_avg_mw, *priced, consumer[1], r.producer_metered_s))
+        db.execute("DELETE FROM open_round")
+        return int(cur.lastrowid or 0)
 
     def checkpoint(self, r: RoundTotals, live: LivePower | None = None) -> None:
         """Save the open round's running totals (replacing the previous checkpoint),
