@@ -216,6 +216,10 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     # no ledger, no lock file, no folder.
     producer = cfg.role == config_mod.PRODUCER  # meters its own panel, pays nothing
     open_wallet = None if producer else wallet_opener(cfg)
+    # A producer with [mqtt] publishes its signed log: its password is read here, with
+    # the config's other errors, before anything is made.
+    mqtt_password = config_mod.load_mqtt_password(cfg) if producer and cfg.mqtt.enabled \
+        else None
     sensor = build_sensor(cfg)
     key_path = key_file_path(cfg)
     signer = load_log_signer(cfg)[0] if os.path.lexists(key_path) else None
@@ -238,7 +242,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
                          key_path)
         if not producer:
             _record_the_unit(path, cfg.wallet.backend)
-        return _run(cfg, args, sensor, open_wallet, signer)
+        return _run(cfg, args, sensor, open_wallet, signer, mqtt_password)
 
 
 def _claim_ledger(path: str, simulation: bool | None, *, simulate: bool,
@@ -307,7 +311,8 @@ def _record_the_unit(path: str, backend: str) -> None:
 
 
 def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
-         open_wallet: Callable[[], Wallet] | None, signer: Signer) -> int:
+         open_wallet: Callable[[], Wallet] | None, signer: Signer,
+         mqtt_password: str | None = None) -> int:
     from ..notify import Notifier, watchdog_interval_s
     from ..runtime.daemon import Daemon
     from ..runtime.payer import Payer, PayerPolicy
@@ -323,9 +328,14 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
         return Ledger(path, log=writer)
 
     payer = None if open_wallet is None else Payer(open_ledger, open_wallet, policy)
+    publisher = None
+    if mqtt_password is not None:  # a producer publishes its signed log
+        from ..runtime.log_publisher import LogPublisher
+        publisher = LogPublisher(open_ledger, cfg.mqtt, password=mqtt_password)
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
-                    watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger)
+                    watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger,
+                    publisher=publisher)
     stop_on_signals(daemon.stop)  # the handler itself takes no lock (signals.py)
     log.info("p2p-energy %s starting (%s)%s", __version__,
              "simulated sensor, dry-run wallet" if args.simulate else cfg.source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,19 @@ class MqttConfig:
     @property
     def tls(self) -> bool:
         return self.broker.startswith("mqtts://")
+
+    @property
+    def device_id_or_default(self) -> str:
+        """``device_id``, or ``p2p-energy-<hostname>``."""
+        return self.device_id or "p2p-energy-" + re.sub(r"[^A-Za-z0-9_-]", "-",
+                                                         socket.gethostname())[:50]
+
+    @property
+    def log_topic(self) -> str:
+        """Where a producer publishes its signed log: ``<topic_prefix>/<username or
+        device id>/log`` (a broker's ACL ``pattern write p2p-energy/%u/#`` lets each
+        neighbour write under its own user name only)."""
+        return f"{self.topic_prefix}/{self.username or self.device_id_or_default}/log"
 
     @property
     def address(self) -> tuple[str, int]:

@@ -24,6 +24,7 @@ from ..notify import Notifier
 from ..sensors.base import Sample, Sensor
 from ..store.ledger import Ledger, RoundRecorded, iso
 from .clock import clock_state
+from .log_publisher import LogPublisher
 from .payer import Payer
 from .recorder import Recorder
 
@@ -57,10 +58,12 @@ class Daemon:
     def __init__(self, config: Config, sensor: Sensor, ledger_path: str, payer: Payer | None, *,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, watchdog_s: float = 0.0,
-                 open_ledger: Callable[[], Ledger] | None = None) -> None:
+                 open_ledger: Callable[[], Ledger] | None = None,
+                 publisher: LogPublisher | None = None) -> None:
         """``open_ledger``: opens the ledger with the signed log's writer (by default
         ``Ledger(ledger_path)``, without one). ``payer``: None for a producer's meter
-        (``role = "producer"``), which records its rounds and pays nothing."""
+        (``role = "producer"``), which records its rounds and pays nothing;
+        ``publisher``: publishes its signed log over MQTT, woken after each round."""
         self.config = config
         self.open_ledger = open_ledger or (lambda: Ledger(ledger_path))
         self.sensor = sensor
@@ -78,6 +81,7 @@ class Daemon:
         self._over_limit = False  # a channel above meter.max_power_mw, logged once
         self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
         self.producer = config.role == PRODUCER
+        self.publisher = publisher
         if payer is not None:
             payer.on_fatal = self.fatal
 
@@ -111,6 +115,8 @@ class Daemon:
         sys.setswitchinterval(min(switch_s, _SWITCH_INTERVAL_S))
         try:
             recorder.start()
+            if self.publisher is not None:
+                self.publisher.start()
             if resume is not None:
                 log.info("resuming the open round from its checkpoint (%.1f s, %.1f mW·s metered)",
                          resume.duration_s, resume.consumer_mws)
@@ -125,6 +131,8 @@ class Daemon:
             if not recorder.stop(RECORDER_GRACE_S):
                 log.error("not every round reached the ledger (given up as logged above, or"
                           " still being written after %.0f s)", RECORDER_GRACE_S)
+            if self.publisher is not None:
+                self.publisher.stop()  # after the last round was written: it goes out too
             if self.payer is not None and not self.payer.stop(PAYER_GRACE_S):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger",
                             PAYER_GRACE_S)
@@ -260,6 +268,8 @@ class Daemon:
     def _recorded(self, rec: RoundRecorded, done: RoundTotals, q: Quote | None) -> None:
         """After a round is committed (recorder thread): wake the payer, log, tell systemd."""
         self.stats.rounds += 1
+        if self.publisher is not None:
+            self.publisher.wake()
         if self.payer is None or q is None:  # a producer's round
             log.info("round %d: produced %.1f mW·s over %.1f s (avg %.1f mW), samples %d/%d",
                      rec.round_id, done.producer_mws, done.producer_metered_s or 0.0,

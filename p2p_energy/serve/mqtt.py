@@ -33,8 +33,6 @@ import contextlib
 import json
 import logging
 import math
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -131,10 +129,6 @@ def plain(value: float, digits: int = 6) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def default_device_id() -> str:
-    return "p2p-energy-" + re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:50]
-
-
 class Topics:
     def __init__(self, cfg: MqttConfig, device_id: str) -> None:
         self.prefix = cfg.topic_prefix
@@ -190,7 +184,7 @@ class Publisher:
         self.source = source
         self.unit: str | None = None  # the ledger's, as last read; None: not read yet
         self.entities: tuple[Entity, ...] = ()  # in that unit
-        self.topics = Topics(cfg, cfg.device_id or default_device_id())
+        self.topics = Topics(cfg, cfg.device_id_or_default)
         self.broker = cfg.broker
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -532,6 +532,18 @@ class Ledger:
         """Key index changes made by the owner, oldest first."""
         return self._reader().wallet_events()
 
+    def log_published(self) -> int:
+        """How many of the log's entries an MQTT broker has acknowledged (a producer's)."""
+        row = self.db.execute("SELECT value FROM ledger_meta WHERE key = 'log_published'"
+                              ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_log_published(self, size: int) -> None:
+        """The broker acknowledged the log's first ``size`` entries and their checkpoint."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES"
+                       " ('log_published', ?)", (str(size),))
+
     def is_simulation(self) -> bool:
         """True for a ledger made by ``run --simulate`` (simulated rounds, dry-run payments)."""
         row = self.db.execute("SELECT value FROM wallet_state WHERE key = 'simulation'").fetchone()

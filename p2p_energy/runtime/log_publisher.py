@@ -1,0 +1,185 @@
+"""A producer's signed log, published to an MQTT broker (``role = "producer"``, ``[mqtt]``).
+
+Topics under ``MqttConfig.log_topic`` (``p2p-energy/<user>/log``):
+
+- ``.../entry/<index>``: each entry's exact bytes, QoS 1, in log order;
+- ``.../checkpoint``: the signed checkpoint covering them, QoS 1, **retained**
+  (a consumer that connects later gets the latest at once).
+
+Nothing is lost while the broker is away: the entries are in the ledger, and the
+publisher records there how far the broker has acknowledged
+(``ledger_meta.log_published``). After an outage, or a restart of the daemon,
+it publishes from that index on, in order, then the checkpoint; a consumer may
+see an entry twice (it has one index: the same entry), never a gap. An entry
+and the checkpoint are read in one snapshot of the ledger, so the checkpoint
+published after a batch covers exactly the entries published before it.
+
+Its own thread; paho-mqtt's thread keeps the connection (reconnecting with
+backoff). An outage is logged once when it begins and once when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..config.serving import MqttConfig
+from ..store.ledger import Ledger
+from ..store.signed_log import LogView
+
+log = logging.getLogger(__name__)
+
+BATCH = 200  # entries published before waiting for the broker's acknowledgements
+ACK_WAIT_S = 10.0
+POLL_S = 5.0  # the ledger is also looked at after every round (``wake``)
+STOP_GRACE_S = 5.0  # at a stop, for the broker to take the last rounds
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 60
+KEEPALIVE_S = 30
+
+
+class LogPublisher:
+    """``start``; ``wake`` after each round; ``stop``."""
+
+    def __init__(self, open_ledger: Callable[[], Ledger], cfg: MqttConfig, *,
+                 password: str = "") -> None:
+        import paho.mqtt.client as paho  # only a producer publishing its log needs it
+
+        self._open_ledger = open_ledger
+        self.cfg = cfg
+        self.root = cfg.log_topic
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._connected = threading.Event()
+        self._down_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="log-publisher", daemon=True)
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                             client_id=f"{cfg.device_id_or_default}-log", protocol=paho.MQTTv311)
+        if cfg.username:
+            client.username_pw_set(cfg.username, password or None)
+        if cfg.tls:
+            client.tls_set(ca_certs=cfg.ca_file or None)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        self.client = client
+
+    def start(self) -> None:
+        host, port = self.cfg.address
+        log.info("MQTT: publishing the signed log to %s under %s/", self.cfg.broker, self.root)
+        self.client.connect_async(host, port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A round was recorded: publish it now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = STOP_GRACE_S + ACK_WAIT_S) -> None:
+        """Publish what is waiting (if the broker is there), then disconnect."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- paho's thread: flags and log lines only -----------------------------------------
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._outage(f"the broker refused the connection: {reason}")
+            return
+        if self._down_since is not None:
+            log.info("MQTT: connected to %s again after %.0f s; publishing what it missed",
+                     self.cfg.broker, time.monotonic() - self._down_since)
+        self._down_since = None
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            self._outage(f"disconnected ({reason})")
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        self._outage("cannot connect")
+
+    def _outage(self, why: str) -> None:
+        self._connected.clear()
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("MQTT: %s to %s; the log's entries wait in the ledger and go out"
+                        " in order when it is back", why, self.cfg.broker)
+
+    # -- the publisher's thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        ledger = None
+        try:
+            ledger = self._open_ledger()
+            stopping_until = None
+            while True:
+                done = False
+                stopping = self._stop.is_set()  # asked before this pass: it saw every round
+                if self._connected.is_set():
+                    try:
+                        done = self._publish_new(ledger)
+                    except Exception:  # the loop boundary: retried at the next wake or poll
+                        log.exception("MQTT: publishing the signed log failed")
+                if self._stop.is_set():
+                    # The last rounds go out too, if the broker takes them soon; else they
+                    # wait in the ledger for the next start.
+                    stopping_until = stopping_until or time.monotonic() + STOP_GRACE_S
+                    if (stopping and done) or time.monotonic() >= stopping_until:
+                        return
+                    time.sleep(0.2)
+                    continue
+                self._wake.wait(POLL_S)
+                self._wake.clear()
+        finally:
+            if ledger is not None:
+                ledger.close()
+
+    def _publish_new(self, ledger: Ledger) -> bool:
+        """Every entry the broker has not acknowledged yet, then the checkpoint; True
+        once the broker has all of them."""
+        published = ledger.log_published()
+        while True:
+            ledger.db.execute("BEGIN")  # entries and checkpoint from one moment
+            try:
+                view = LogView(ledger.db)
+                size = view.size()
+                if size <= published:
+                    return True
+                end = min(size, published + BATCH)
+                batch = view.entries(published, end)
+                note = view.checkpoint() if end == size else None
+            finally:
+                ledger.db.execute("COMMIT")
+            sent = [self.client.publish(f"{self.root}/entry/{published + i}", data, qos=1)
+                    for i, data in enumerate(batch)]
+            if note is not None:
+                sent.append(self.client.publish(f"{self.root}/checkpoint", note, qos=1,
+                                                retain=True))
+            if not _acknowledged(sent):
+                return False  # the broker went away: from ``published`` again when back
+            published = end
+            ledger.set_log_published(published)
+            if note is not None:
+                return True
+
+
+def _acknowledged(sent: list[Any]) -> bool:
+    """Whether the broker acknowledged every message (QoS 1 PUBACK) within ``ACK_WAIT_S``."""
+    deadline = time.monotonic() + ACK_WAIT_S
+    for info in sent:
+        try:
+            info.wait_for_publish(max(deadline - time.monotonic(), 0.01))
+        except (RuntimeError, ValueError):  # not queued: the connection is gone
+            return False
+        if not info.is_published():
+            return False
+    return True

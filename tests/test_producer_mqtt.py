@@ -1,0 +1,171 @@
+"""A producer's signed log over a real Mosquitto: every entry in order, the checkpoint
+retained, and what the broker missed while it was away published when it is back.
+
+The neighbour's side is a paho client with a persistent session on a broker that
+keeps sessions across its restarts (what a consumer will be): it must end up with
+every entry the producer's ledger holds, byte for byte, and a checkpoint signed by
+the producer's key over exactly those entries.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+
+from p2p_energy.core import note, tlog
+from p2p_energy.store.signed_log import LogView
+
+from support.log_daemon import cli, env
+from support.mosquitto_broker import MOSQUITTO, Broker, wait_until
+
+pytestmark = [pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed"),
+              pytest.mark.xdist_group("producer_mqtt")]
+ROOT = "p2p-energy/anna/log"
+
+
+class Neighbour:
+    """A subscriber whose session (and the QoS 1 messages queued for it) the broker keeps."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.entries: dict[int, bytes] = {}
+        self.checkpoints: list[tuple[bytes, bool]] = []
+        self.duplicates = 0
+        self.lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="neighbour",
+                                  clean_session=False, protocol=paho.MQTTv311)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe(f"{ROOT}/#", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        with self.lock:
+            if msg.topic == f"{ROOT}/checkpoint":
+                self.checkpoints.append((msg.payload, bool(msg.retain)))
+            else:
+                index = int(msg.topic.rsplit("/", 1)[1])
+                self.duplicates += index in self.entries
+                self.entries[index] = msg.payload
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def persistent_broker(tmp: Path) -> Broker:
+    broker = Broker(tmp)
+    broker.conf.write_text(broker.conf.read_text().replace(
+        "persistence false\n", f"persistence true\npersistence_location {tmp}/\n"))
+    return broker
+
+
+def write_config(tmp: Path, broker: Broker) -> Path:
+    trace = tmp / "panel.csv"
+    trace.write_text("t_s,consumer_mw,producer_mw\n0,0,400\n3,0,650\n")
+    cfg = tmp / "producer.toml"
+    cfg.write_text(f"""role = "producer"
+[meter]
+sensor = "replay"
+replay_file = "{trace}"
+sample_interval_s = 0.05
+[round]
+length_s = 0.5
+[ledger]
+path = "{tmp / 'producer.db'}"
+[mqtt]
+enabled = true
+broker = "{broker.url}"
+device_id = "anna"
+""")
+    cfg.chmod(0o600)
+    return cfg
+
+
+def ledger_log(db: Path) -> tuple[list[bytes], int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        view = LogView(conn)
+        published = conn.execute("SELECT value FROM ledger_meta WHERE key = 'log_published'"
+                                 ).fetchone()
+        return list(view.iter_entries(view.size())), int(published[0]) if published else 0
+    finally:
+        conn.close()
+
+
+def test_every_entry_reaches_the_neighbour_in_order_across_a_broker_outage(tmp_path):
+    broker = persistent_broker(tmp_path)
+    broker.start()
+    neighbour = Neighbour(broker)
+    cfg = write_config(tmp_path, broker)
+    with (tmp_path / "run.log").open("a") as err:
+        producer = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", "-c", str(cfg)],
+                                    stdout=subprocess.DEVNULL, stderr=err, env=env())
+    try:
+        wait_until("four entries on the broker", lambda: len(neighbour.entries) >= 4, 30)
+        broker.stop()  # 3 s away: six rounds close meanwhile
+        time.sleep(3)
+        during = len(ledger_log(tmp_path / "producer.db")[0])
+        broker.start()
+        wait_until("the entries made during the outage",
+                   lambda: len(neighbour.entries) >= during + 2, 30)
+    finally:
+        producer.send_signal(signal.SIGTERM)
+        assert producer.wait(30) == 0, (tmp_path / "run.log").read_text()
+    data, published = ledger_log(tmp_path / "producer.db")
+    verifier = _verifier(cfg)
+
+    def sizes() -> list[int]:
+        return [note.parse_checkpoint(note.open_note(c, verifier).text).size
+                for c, _ in neighbour.checkpoints]
+    try:
+        wait_until("the last checkpoint", lambda: sizes() and sizes()[-1] == len(data), 20)
+    except BaseException:
+        print("ledger", len(data), "published", published, "entries", sorted(neighbour.entries),
+              "checkpoints", sizes())
+        print((tmp_path / "run.log").read_text()[-3000:])
+        raise
+    neighbour.close()
+    broker.stop()
+    assert published == len(data) > during  # the broker acknowledged everything
+    assert neighbour.entries == dict(enumerate(data))  # every entry, byte for byte, no gap
+    checkpoint = note.open_checkpoint(neighbour.checkpoints[-1][0], verifier)
+    assert checkpoint.root_hash == tlog.root_from_leaves(tlog.leaf_hash(d) for d in data)
+    log = (tmp_path / "run.log").read_text()
+    assert log.count("the log's entries wait in the ledger") == 1  # once per outage
+    assert "connected to mqtt://127.0.0.1" in log and "publishing what it missed" in log
+
+
+def test_a_restarted_producer_does_not_publish_its_log_again(tmp_path):
+    broker = persistent_broker(tmp_path)
+    broker.start()
+    cfg = write_config(tmp_path, broker)
+    neighbour = Neighbour(broker)
+    try:
+        for runs in (1, 2):
+            with (tmp_path / "run.log").open("a") as err:
+                producer = subprocess.Popen(
+                    [sys.executable, "-m", "p2p_energy", "run", "-c", str(cfg)],
+                    stdout=subprocess.DEVNULL, stderr=err, env=env())
+            wait_until("entries", lambda n=runs: len(neighbour.entries) >= 4 * n, 30)
+            producer.send_signal(signal.SIGTERM)
+            assert producer.wait(30) == 0
+        data, published = ledger_log(tmp_path / "producer.db")
+        wait_until("all of them", lambda: len(neighbour.entries) == len(data), 20)
+    finally:
+        neighbour.close()
+        broker.stop()
+    assert published == len(data) and neighbour.entries == dict(enumerate(data))
+    assert neighbour.duplicates == 0  # the second run went on from where the first stopped
+
+
+def _verifier(cfg: Path) -> note.Verifier:
+    return note.parse_verifier(cli("log", "key", "-c", str(cfg)).stdout.strip())
