@@ -72,13 +72,14 @@ def test_round_timestamps_follow_a_wall_clock_step(tmp_path, caplog):
     assert all(stopped - 5 < r[1] <= stopped for r in after)  # today's date, not last month's
     for a, b in itertools.pairwise(after):  # one step, then contiguous again
         assert b[0] == pytest.approx(a[1], abs=1e-6)
-    # Aligned to the wall clock: each round but the first (the rest of its slot), the one
-    # the step fell in (the first after it) and the last (the stop) is one whole slot.
+    # Aligned to the wall clock: each round is one whole slot but the first (the rest of
+    # its slot), the one the step closed (in the time it began under), the first after
+    # it (the rest of its slot in the new time) and the last (the stop).
     assert len(rounds) == len(raw)
-    for _started, ended, duration in before[1:] + after[1:-1]:
+    for _started, ended, duration in before[1:-1] + after[1:-1]:
         assert duration == pytest.approx(LENGTH_S, abs=1e-5)  # floats of wall-clock size
         assert ended / LENGTH_S == pytest.approx(round(ended / LENGTH_S), abs=1e-6)
     steps = [r.getMessage() for r in caplog.records if "wall clock" in r.getMessage()]
     assert len(steps) == 1, steps
     assert steps[0].startswith("wall clock stepped by +2592000.")
-    assert "round times follow" in steps[0]
+    assert "round times follow the new time from the next round on" in steps[0]

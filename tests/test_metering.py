@@ -103,7 +103,7 @@ def test_a_resumed_round_whose_slot_is_over_closes_at_once_as_it_was():
     m = RoundMeter(60.0, 10.0, 9000.0, max_gap_s=10, resume=saved)
     first, second = feed(m, [(10.0 + t, 10.0, 100.0) for t in range(0, 62)])
     assert (first.started_at, first.duration_s, first.consumer_mws) == (5000.0, 40.0, 400.0)
-    assert first.ended_at == 9010.0  # recorded when it was closed; its figures as saved
+    assert first.ended_at == 5040.0  # as saved: within its own slot
     assert second.started_at == 9010.0 and second.ended_at == pytest.approx(9060.0)
 
 
@@ -132,8 +132,11 @@ def test_a_wall_clock_step_moves_the_slots_with_it():
     feed(m, [(t, 1.0, 1.0) for t in range(0, 4)])
     assert m.follow_wall(4.0, 4.0 + 1000.0 + 3.5) == pytest.approx(3.5)  # now 1007.5
     closed = feed(m, [(t * 0.5, 1.0, 1.0) for t in range(8, 40)])
-    assert [round(r.ended_at, 6) for r in closed] == [1010.0, 1020.0]
-    assert closed[0].duration_s == pytest.approx(6.5)  # 0 .. 6.5 s monotonic: 1003.5 .. 1010
+    # The open round closes at the step, in the time it began under; then new slots.
+    assert [round(r.ended_at, 6) for r in closed] == [1004.0, 1010.0, 1020.0]
+    assert [round(r.started_at, 6) for r in closed] == [1000.0, 1007.5, 1010.0]
+    assert [round(r.duration_s, 6) for r in closed] == [4.0, 2.5, 10.0]
+    assert sum(r.consumer_mws for r in closed) == pytest.approx(1.0 * 16.5)  # all, once
 
 
 def test_snapshot_covers_time_up_to_last_sample():
@@ -211,18 +214,31 @@ def test_round_timestamps_follow_a_wall_clock_step_but_not_slewing():
     assert m.follow_wall(4.0, 4.0 + stale + 3600.0) == pytest.approx(3600.0)  # NTP steps
     assert m.follow_wall(5.0, 5.0 + stale + 3600.0) == 0.0  # logged once per step
     closed = feed(m, [(t, 10.0, 100.0) for t in range(4, 21)])
-    assert [r.started_at for r in closed] == [stale + 3600.0, stale + 3610.0]
-    assert [r.ended_at for r in closed] == [stale + 3610.0, stale + 3620.0]
-    assert [r.duration_s for r in closed] == [10.0, 10.0]  # metering stays monotonic
+    # The round open at the step closes there, in the time it began under; then the new
+    # time's slots.
+    assert [r.started_at for r in closed] == [stale, stale + 3604.0, stale + 3610.0]
+    assert [r.ended_at for r in closed] == [stale + 4.0, stale + 3610.0, stale + 3620.0]
+    assert [r.duration_s for r in closed] == [4.0, 6.0, 10.0]  # metering stays monotonic
     assert sum(r.consumer_mws for r in closed) == pytest.approx(200.0)
 
 
-def test_a_resumed_round_keeps_its_start_across_a_step():
+def test_a_resumed_round_closes_at_a_step_within_its_slot():
     saved = RoundTotals(started_at=100.0, duration_s=4.0, metered_s=4.0)  # slot [100, 110)
     m = RoundMeter(10.0, 0.0, 104.0, max_gap_s=10, resume=saved)
     m.follow_wall(1.0, 1.0 + 104.0 + 2.0)  # a 2 s step: now 107 on the wall
-    (r,) = feed(m, [(t * 0.5, 1.0, 1.0) for t in range(0, 12)])
-    assert r.started_at == 100.0 and r.ended_at == pytest.approx(110.0)
+    resumed, after = feed(m, [(t * 0.5, 1.0, 1.0) for t in range(0, 12)])[:2]
+    assert (resumed.started_at, resumed.ended_at, resumed.duration_s) == (100.0, 105.0, 5.0)
+    assert after.started_at == 107.0 and after.ended_at == pytest.approx(110.0)
+
+
+def test_a_clock_behind_the_checkpoint_closes_the_resumed_round_as_it_was():
+    """A Pi without a real-time clock boots with a time before its last checkpoint."""
+    saved = RoundTotals(started_at=1_800_000_030.0, duration_s=15.0, metered_s=15.0,
+                        consumer_mws=45.0)
+    m = RoundMeter(60.0, 0.0, 1_799_990_000.0, max_gap_s=10, resume=saved)
+    first = feed(m, [(t, 1.0, 1.0) for t in range(0, 3)])[0]
+    assert (first.started_at, first.ended_at) == (1_800_000_030.0, 1_800_000_045.0)
+    assert first.consumer_mws == 45.0 and first.ended_at > first.started_at
 
 
 def test_no_live_power_while_a_channel_is_out_of_range():

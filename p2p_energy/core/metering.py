@@ -143,7 +143,6 @@ class _Running:
     samples: int = 0
     expected_samples: int = 0
     failed_samples: int = 0
-    local: bool = True  # started in this process: its start follows a wall-clock step
 
 
 class RoundMeter:
@@ -183,7 +182,7 @@ class RoundMeter:
             self._open = _Running(started_at=start_t + wall_offset)
         else:
             self._open = _Running(resume.started_at, resume.duration_s, resume.samples,
-                                  resume.expected_samples, resume.failed_samples, local=False)
+                                  resume.expected_samples, resume.failed_samples)
             self._consumer.restart(resume.consumer_mws, resume.consumer_metered_s or 0.0)
             # A checkpoint saved before production below zero counted as zero may hold
             # less than none; carried on, it would make the round's production negative.
@@ -193,8 +192,15 @@ class RoundMeter:
         # The open round spans [_span_t0, _end_t) on this process's monotonic clock.
         self._span_t0 = start_t
         self._end_t = self._next_end(start_t)
-        if resume is not None and self._slot_end(resume.started_at) <= start_t + wall_offset:
-            self._end_t = start_t  # its wall-clock slot is over: it closes at once, as it was
+        # A round closing in another frame than today's offset (see ``_close_round``).
+        self._ends_at: float | None = None
+        now = start_t + wall_offset
+        if resume is not None and (self._slot_end(resume.started_at) <= now
+                                   or now < resume.started_at):
+            # Its slot is over (or the clock is now behind it): it closes at once, as it
+            # was saved, within its slot; the next round starts now.
+            self._end_t = start_t
+            self._ends_at = resume.started_at + resume.duration_s
 
     def expect(self, count: int = 1) -> None:
         """Count sample deadlines that fell in the open round (taken or not)."""
@@ -203,18 +209,19 @@ class RoundMeter:
     def follow_wall(self, t: float, wall: float) -> float:
         """Compare the wall clock ``wall`` read at monotonic ``t`` with the fixed offset.
 
-        If it moved by more than ``wall_step_s`` (a step, not NTP slewing), later
-        round timestamps follow it, and so does the start of an open round begun
-        in this process. Returns the step in seconds (0.0: none). Two
-        subtractions and a compare when nothing happened.
+        If it moved by more than ``wall_step_s`` (a step, not NTP slewing), the open
+        round closes at ``t`` with the times of the clock it began under (so it stays
+        within its slot), and the rounds after it follow the new time, in its slots.
+        Returns the step in seconds (0.0: none). Two subtractions and a compare when
+        nothing happened.
         """
         step = wall - t - self.wall_offset
         if -self.wall_step_s <= step <= self.wall_step_s:
             return 0.0
+        if self._ends_at is None:
+            self._ends_at = max(t, self._span_t0) + self.wall_offset  # the old clock's now
+        self._end_t = min(self._end_t, max(t, self._span_t0))  # closes with the next sample
         self.wall_offset += step
-        if self._open.local:
-            self._open.started_at = self._span_t0 + self.wall_offset
-        self._end_t = max(self._next_end(t), t)  # the slot boundaries moved with the clock
         return step
 
     def _slot_end(self, wall: float) -> float:
@@ -316,7 +323,9 @@ class RoundMeter:
 
     def _close_round(self) -> RoundTotals:
         end = self._end_t
-        done = self._totals(end - self._span_t0, ended_at=end + self.wall_offset)
+        ended_at = end + self.wall_offset if self._ends_at is None else self._ends_at
+        self._ends_at = None
+        done = self._totals(end - self._span_t0, ended_at=ended_at)
         self._open = _Running(started_at=end + self.wall_offset)
         for track in (self._consumer, self._producer, self._sampled):
             track.restart()

@@ -181,7 +181,8 @@ class Daemon:
     @staticmethod
     def _wall_stepped(step: float) -> None:
         log.info("wall clock stepped by %+.3f s (NTP synchronised, or the time was set); "
-                 "round times follow it from the open round on, metering is not affected "
+                 "the open round closes now, in the time it began under, and round times "
+                 "follow the new time from the next round on; metering is not affected "
                  "(it runs on the monotonic clock)", step)
 
     def _wait_until(self, deadline: float) -> bool:
