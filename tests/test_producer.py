@@ -156,3 +156,22 @@ def test_a_round_resumed_after_its_slot_is_logged_within_its_slot():
     assert (entry.start_utc_ms, entry.end_utc_ms) == (1_796_515_230_000, 1_796_515_260_000)
     assert entry.producer_energy_uws == 8_000_000
 
+
+
+def test_a_producers_ledger_is_not_run_as_a_consumers(produced):
+    tmp, cfg, _ = produced
+    consumer = tmp / "consumer.toml"
+    consumer.write_text(cfg.read_text().replace('role = "producer"', 'role = "consumer"')
+                        + '[wallet]\nbackend = "dry-run"\n')
+    consumer.chmod(0o600)
+    out = cli("run", "-c", str(consumer))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "a producer's ledger, and this config says role = \"consumer\"" in out.stderr
+
+
+def test_a_round_length_is_a_whole_number_of_milliseconds(tmp_path):
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("length_s = 0.5", "length_s = 0.1234"))
+    out = cli("check", "-c", str(cfg))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "round.length_s = 0.1234: must be a whole number of milliseconds" in out.stderr

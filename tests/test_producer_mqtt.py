@@ -24,7 +24,7 @@ from p2p_energy.core import note, tlog
 from p2p_energy.store.signed_log import LogView
 
 from support.log_daemon import cli, env
-from support.mosquitto_broker import MOSQUITTO, Broker, wait_until
+from support.mosquitto_broker import MOSQUITTO, Broker, Recorder, password_file, wait_until
 
 pytestmark = [pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed"),
               pytest.mark.xdist_group("producer_mqtt")]
@@ -91,12 +91,17 @@ device_id = "anna"
 
 
 def ledger_log(db: Path) -> tuple[list[bytes], int]:
+    """(the log's entries, how many the broker acknowledged); nothing before the ledger is."""
+    if not db.exists():
+        return [], 0
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         view = LogView(conn)
         published = conn.execute("SELECT value FROM ledger_meta WHERE key = 'log_published'"
                                  ).fetchone()
         return list(view.iter_entries(view.size())), int(published[0]) if published else 0
+    except sqlite3.OperationalError:  # being made this moment
+        return [], 0
     finally:
         conn.close()
 
@@ -169,3 +174,55 @@ def test_a_restarted_producer_does_not_publish_its_log_again(tmp_path):
 
 def _verifier(cfg: Path) -> note.Verifier:
     return note.parse_verifier(cli("log", "key", "-c", str(cfg)).stdout.strip())
+
+
+def acl_broker(tmp: Path) -> Broker:
+    """Passwords for anna and bob; each may write only under p2p-energy/<own name>/."""
+    users = tmp / "passwd"
+    password_file(users, "anna", "anna-secret-1")
+    subprocess.run(["mosquitto_passwd", "-b", str(users), "bob", "bob-secret-2"], check=True,
+                   capture_output=True, timeout=30)
+    (tmp / "acl").write_text("pattern write p2p-energy/%u/#\npattern read p2p-energy/#\n")
+    broker = Broker(tmp, password_file=users)
+    broker.conf.write_text(broker.conf.read_text() + f"acl_file {tmp / 'acl'}\n")
+    return broker
+
+
+def test_with_a_password_and_the_acl_only_its_own_topic_is_taken(tmp_path):
+    broker = acl_broker(tmp_path)
+    broker.start()
+    (tmp_path / "anna-password").write_text("anna-secret-1\n")
+    (tmp_path / "anna-password").chmod(0o600)
+    cfg = write_config(tmp_path, broker)
+    auth = (f'username = "anna"\npassword_file = "{tmp_path / "anna-password"}"\n')
+    cfg.write_text(cfg.read_text().replace('device_id = "anna"\n', auth))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(cfg.read_text().replace("[mqtt]\n", '[mqtt]\ntopic_prefix = "energy"\n')
+                     .replace("producer.db", "wrong.db"))
+    wrong.chmod(0o600)
+    bob = Recorder(broker, "#", auth=("bob", "bob-secret-2"))
+    try:
+        for config, db in ((cfg, "producer.db"), (wrong, "wrong.db")):
+            with (tmp_path / f"{db}.log").open("a") as err:
+                producer = subprocess.Popen(
+                    [sys.executable, "-m", "p2p_energy", "run", "-c", str(config)],
+                    stdout=subprocess.DEVNULL, stderr=err, env=env())
+            wait_until("five rounds", lambda d=db: len(ledger_log(tmp_path / d)[0]) >= 6, 30)
+            time.sleep(1.0)
+            producer.send_signal(signal.SIGTERM)
+            assert producer.wait(30) == 0
+        data, published = ledger_log(tmp_path / "producer.db")
+        wait_until("anna's entries", lambda: len([t for t in bob.topics()
+                                                  if t.startswith(f"{ROOT}/entry/")])
+                   == len(data), 20)
+    finally:
+        bob.close()
+        broker.stop()
+    assert published == len(data)
+    refused_data, refused_published = ledger_log(tmp_path / "wrong.db")
+    assert refused_published == 0 < len(refused_data)  # refused: nothing counted as sent
+    assert not [t for t in bob.topics() if t.startswith("energy/")]
+    log = (tmp_path / "wrong.db.log").read_text()
+    assert log.count("the broker refused to take the signed log under energy/anna/log/") == 1
+    everything = log + (tmp_path / "producer.db.log").read_text()
+    assert "anna-secret-1" not in everything

@@ -220,6 +220,11 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     # the config's other errors, before anything is made.
     mqtt_password = config_mod.load_mqtt_password(cfg) if producer and cfg.mqtt.enabled \
         else None
+    if mqtt_password is not None and cfg.mqtt.tls and cfg.mqtt.ca_file \
+            and not os.access(cfg.mqtt.ca_file, os.R_OK):
+        raise ConfigError("cannot be read (the CA certificates the broker's is checked"
+                          " against)", path=cfg.source, key="mqtt.ca_file",
+                          value=cfg.mqtt.ca_file)
     sensor = build_sensor(cfg)
     key_path = key_file_path(cfg)
     signer = load_log_signer(cfg)[0] if os.path.lexists(key_path) else None
@@ -240,6 +245,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
             if made:
                 log.info("made the signed log's key %s (mode 0600): keep it, and back it up",
                          key_path)
+        _record_the_role(path, cfg.role)
         if not producer:
             _record_the_unit(path, cfg.wallet.backend)
         return _run(cfg, args, sensor, open_wallet, signer, mqtt_password)
@@ -298,6 +304,17 @@ def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
             " switching backends)")
 
 
+def _record_the_role(path: str, role: str) -> None:
+    """The ledger is a consumer's or a producer's for good (``Ledger.record_role``)."""
+    from ..store.ledger import Ledger
+
+    ledger = Ledger(path)  # under the lock
+    try:
+        ledger.record_role(role)
+    finally:
+        ledger.close()
+
+
 def _record_the_unit(path: str, backend: str) -> None:
     """The ledger speaks ``backend``'s unit from now on: the amounts this run writes are
     in it (``reader.ledger_unit_of``)."""
@@ -331,7 +348,7 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
     publisher = None
     if mqtt_password is not None:  # a producer publishes its signed log
         from ..runtime.log_publisher import LogPublisher
-        publisher = LogPublisher(open_ledger, cfg.mqtt, password=mqtt_password)
+        publisher = LogPublisher(open_ledger, cfg.mqtt, writer.origin, password=mqtt_password)
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger,

@@ -22,6 +22,19 @@ def _i2c_address(v: Any) -> int:
     return v
 
 
+def whole_ms(lo: float, hi: float):
+    """A round length: within [lo, hi] s and a whole number of milliseconds (each round is
+    a slot of the wall clock, named in the signed log in milliseconds)."""
+    check = float_in(lo, hi)
+
+    def whole(v: Any) -> float:
+        value = check(v)
+        if abs(value * 1000 - round(value * 1000)) > 1e-6:
+            raise ValueError("must be a whole number of milliseconds (at most 3 decimals)")
+        return value
+    return whole
+
+
 def nano_units(v: Any) -> float:
     """A price figure: above 0, a whole number of nano-units (9 decimal places at most)."""
     value = float_in(0.0, MAX_U64 / NANO, lo_open=True)(v)
@@ -63,7 +76,7 @@ class MeterConfig:
 
 @dataclass(frozen=True)
 class RoundConfig:
-    length_s: float = setting(60.0, float_in(0.1, 86400.0))
+    length_s: float = setting(60.0, whole_ms(0.1, 86400.0))
     checkpoint_s: float = setting(10.0, float_in(0.1, 86400.0))
 
 

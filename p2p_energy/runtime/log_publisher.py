@@ -43,7 +43,7 @@ KEEPALIVE_S = 30
 class LogPublisher:
     """``start``; ``wake`` after each round; ``stop``."""
 
-    def __init__(self, open_ledger: Callable[[], Ledger], cfg: MqttConfig, *,
+    def __init__(self, open_ledger: Callable[[], Ledger], cfg: MqttConfig, origin: str, *,
                  password: str = "") -> None:
         import paho.mqtt.client as paho  # only a producer publishing its log needs it
 
@@ -55,8 +55,12 @@ class LogPublisher:
         self._connected = threading.Event()
         self._down_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="log-publisher", daemon=True)
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2,
-                             client_id=f"{cfg.device_id_or_default}-log", protocol=paho.MQTTv311)
+        # MQTT 5: a broker that refuses a publish (its ACL) says so in the PUBACK; in 3.1.1
+        # it acknowledges it all the same. The client id is the log's own name: unique per
+        # meter (two Pis both called "raspberrypi" must not throw each other off).
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=_client_id(origin),
+                             protocol=paho.MQTTv5)
+        self._refused: set[int] = set()  # message ids the broker refused
         if cfg.username:
             client.username_pw_set(cfg.username, password or None)
         if cfg.tls:
@@ -65,7 +69,10 @@ class LogPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
         self.client = client
+        self._refusals = 0  # in a row: logged at the first
+        self._open_failed = False  # the ledger could not be opened: logged once
 
     def start(self) -> None:
         host, port = self.cfg.address
@@ -104,6 +111,10 @@ class LogPublisher:
         if not self._stop.is_set():
             self._outage(f"disconnected ({reason})")
 
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._refused.add(mid)
+
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
         self._outage("cannot connect")
 
@@ -119,7 +130,16 @@ class LogPublisher:
     def _run(self) -> None:
         ledger = None
         try:
-            ledger = self._open_ledger()
+            while ledger is None:  # as the recorder does: a locked ledger may free itself
+                try:
+                    ledger = self._open_ledger()
+                except Exception as err:  # the thread's boundary: tried again, logged once
+                    if not self._open_failed:
+                        log.error("MQTT: cannot open the ledger to publish its log (%s);"
+                                  " trying again every %g s", err, POLL_S)
+                        self._open_failed = True
+                    if self._stop.wait(POLL_S):
+                        return
             stopping_until = None
             while True:
                 done = False
@@ -166,10 +186,29 @@ class LogPublisher:
                                                 retain=True))
             if not _acknowledged(sent):
                 return False  # the broker went away: from ``published`` again when back
+            refused = [info.mid for info in sent if info.mid in self._refused]
+            if refused:
+                self._refused.difference_update(refused)
+                if not self._refusals:
+                    log.error("MQTT: the broker refused to take the signed log under %s/"
+                              " (its ACL? it must let this user write there); retrying"
+                              " every %g s", self.root, POLL_S)
+                self._refusals += 1
+                return False
+            if self._refusals:
+                log.info("MQTT: the broker takes the signed log again")
+                self._refusals = 0
             published = end
             ledger.set_log_published(published)
             if note is not None:
                 return True
+
+
+def _client_id(origin: str) -> str:
+    """The MQTT client id of a log: ``p2p-energy-log-`` and its name, in letters, digits,
+    ``-`` and ``_`` (at most 64 characters)."""
+    return ("p2p-energy-log-" + "".join(c if c.isalnum() and c.isascii() else "-"
+                                        for c in origin))[:64]
 
 
 def _acknowledged(sent: list[Any]) -> bool:

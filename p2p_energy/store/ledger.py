@@ -532,6 +532,22 @@ class Ledger:
         """Key index changes made by the owner, oldest first."""
         return self._reader().wallet_events()
 
+    def record_role(self, role: str) -> None:
+        """This ledger is a ``role``'s (``run`` says so as it starts, under the lock).
+
+        Raises:
+            LedgerError: it holds rounds of the other role (a consumer's priced rounds and
+                payments, or a producer's production: one log cannot hold both).
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM ledger_meta WHERE key = 'role'").fetchone()
+            held = db.execute("SELECT EXISTS (SELECT 1 FROM rounds)").fetchone()[0]
+            if row is not None and row[0] != role and held:
+                raise LedgerError(f"{self.path}: a {row[0]}'s ledger, and this config says"
+                                  f" role = \"{role}\": give it a new ledger.path")
+            db.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES ('role', ?)",
+                       (role,))
+
     def log_published(self) -> int:
         """How many of the log's entries an MQTT broker has acknowledged (a producer's)."""
         row = self.db.execute("SELECT value FROM ledger_meta WHERE key = 'log_published'"
