@@ -249,3 +249,11 @@ def test_no_live_power_while_a_channel_is_out_of_range():
     assert m.latest(2.5, 5.0) is None
     feed(m, [(3.0, 14.0, -1.0)])
     assert m.latest(3.5, 5.0) == LivePower(14.0, 0.0, 1003.0)
+
+
+def test_a_producers_live_power_needs_no_consumer_reading():
+    m = RoundMeter(60.0, 0.0, 1000.0, max_gap_s=10)
+    feed(m, [(0.0, None, 300.0), (1.0, None, 320.0)])
+    assert m.latest(1.5, 5.0) is None  # a consumer's meter: both or nothing
+    assert m.latest(1.5, 5.0, producer_only=True) == LivePower(0.0, 320.0, 1001.0)
+    assert m.latest(9.0, 5.0, producer_only=True) is None  # too old

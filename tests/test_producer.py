@@ -101,6 +101,8 @@ def test_the_producer_logs_one_production_entry_per_slot_and_pays_nothing(produc
     assert conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0] == 0
     assert conn.execute("SELECT MAX(consumer_mws), MAX(owed_nano_units) FROM rounds"
                         ).fetchone() == (0.0, 0)  # the consumer channel is not its meter's
+    live = conn.execute("SELECT consumer_mw, producer_mw FROM live_power").fetchone()
+    assert live == (0.0, pytest.approx(PANEL_MW))  # for the dashboard and Home Assistant
     conn.close()
     assert "role producer: meters its own panel on channel 2, pays nothing" in err
 

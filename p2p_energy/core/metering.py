@@ -299,11 +299,17 @@ class RoundMeter:
         upto = self._sampled.t if self._sampled.t is not None else self._span_t0
         return self._totals(max(upto - self._span_t0, 0.0))
 
-    def latest(self, t: float, max_age_s: float) -> LivePower | None:
+    def latest(self, t: float, max_age_s: float, *,
+               producer_only: bool = False) -> LivePower | None:
         """The last good reading of each channel (production below zero shown as zero),
         stamped with the older of the two; None unless both were read in range
-        within ``max_age_s`` before ``t`` (a failing sensor, a saturated channel)."""
+        within ``max_age_s`` before ``t`` (a failing sensor, a saturated channel).
+        ``producer_only``: a producer's meter, which reads no consumer (shown as 0 mW)."""
         c, p = self._consumer, self._producer
+        if producer_only:
+            if p.t is None or t - p.t > max_age_s:
+                return None
+            return LivePower(0.0, p.mw, p.t + self.wall_offset)
         if c.t is None or p.t is None or t - min(c.t, p.t) > max_age_s:
             return None
         return LivePower(c.mw, p.mw, min(c.t, p.t) + self.wall_offset)

@@ -23,7 +23,7 @@ from ..errors import ImplausibleReading, SensorReadError
 from ..notify import Notifier
 from ..sensors.base import Sample, Sensor
 from ..store.ledger import Ledger, RoundRecorded, iso
-from .clock import clock_state
+from .clock import UNSYNCHRONIZED, clock_state
 from .log_publisher import LogPublisher
 from .payer import Payer
 from .recorder import Recorder
@@ -82,6 +82,9 @@ class Daemon:
         self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
         self.producer = config.role == PRODUCER
         self.publisher = publisher
+        self._stepped = False  # the wall clock stepped: the round it closes is not in step
+        if self.producer:
+            clock_state()  # looks up libc once, here, not in the sampling loop
         if payer is not None:
             payer.on_fatal = self.fatal
 
@@ -161,6 +164,7 @@ class Daemon:
             step = meter.follow_wall(now, self.wall())
             if step:
                 self._wall_stepped(step)
+                self._stepped = True
             missed = schedule.advance(now)
             closed = self._sample(meter, now)
             meter.expect(1 + missed)
@@ -171,7 +175,8 @@ class Daemon:
             for done in closed:
                 self._close(recorder, done)
             if now >= next_checkpoint:
-                recorder.checkpoint(meter.snapshot(), meter.latest(now, live_max_age_s))
+                recorder.checkpoint(meter.snapshot(), meter.latest(
+                    now, live_max_age_s, producer_only=self.producer))
                 next_checkpoint += r.checkpoint_s * ((now - next_checkpoint) // r.checkpoint_s + 1)
             if now >= self._next_watchdog:
                 self._feed_watchdog(now)
@@ -261,7 +266,10 @@ class Daemon:
 
         A producer's round is not priced: it goes to the log with the clock's state."""
         if self.producer:
-            recorder.production(done, self.config.round.length_s, clock_state())
+            # The round a clock step closed began under the clock before it: not in step.
+            state = UNSYNCHRONIZED if self._stepped else clock_state()
+            self._stepped = False
+            recorder.production(done, self.config.round.length_s, state)
             return
         recorder.round(done, quote_round(done.consumer_mws, done.producer_mws,
                                          done.producer_metered_s or 0.0, self._rule))

@@ -73,6 +73,7 @@ class LogPublisher:
         self.client = client
         self._refusals = 0  # in a row: logged at the first
         self._open_failed = False  # the ledger could not be opened: logged once
+        self._failing = False  # publishing raised: logged once per episode
 
     def start(self) -> None:
         host, port = self.cfg.address
@@ -147,8 +148,11 @@ class LogPublisher:
                 if self._connected.is_set():
                     try:
                         done = self._publish_new(ledger)
+                        self._failing = False
                     except Exception:  # the loop boundary: retried at the next wake or poll
-                        log.exception("MQTT: publishing the signed log failed")
+                        if not self._failing:  # once per episode
+                            log.exception("MQTT: publishing the signed log failed")
+                        self._failing = True
                 if self._stop.is_set():
                     # The last rounds go out too, if the broker takes them soon; else they
                     # wait in the ledger for the next start.
