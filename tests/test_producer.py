@@ -40,6 +40,7 @@ replay_file = "{trace}"
 sample_interval_s = 0.05
 [round]
 length_s = 0.5
+checkpoint_s = 0.5
 [ledger]
 path = "{tmp / 'producer.db'}"
 """)
