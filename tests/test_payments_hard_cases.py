@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import NANO, Quote
+from p2p_energy.store.ledger import Ledger
+
 from support.legacy_node import LegacyNode, address_of
 from support.node_fixtures import PAYER_SEED, RECEIVER, TEST_MWM
 from support.paying_daemon import (
@@ -110,6 +114,15 @@ def test_an_underfunded_wallet_pays_what_it_has_and_the_rest_after_a_deposit(tmp
     with LegacyNode(mwm=TEST_MWM, confirm_delay_s=0.5, hang_s=10.0) as node:
         node.fund_seed(PAYER_SEED, 0, 25)
         setup = write_setup(tmp_path, node, ledger_dir)
+        # 40 IOTA owed before the daemon starts, so that its first payment is more than
+        # the 25 there whatever the first (wall-clock) round adds to it.
+        earlier = Ledger(setup.db)
+        earlier.record_round(RoundTotals(started_at=time.time() - 120, duration_s=60,
+                                         metered_s=60, consumer_mws=2000.0,
+                                         producer_mws=30000.0, samples=60,
+                                         expected_samples=60, ended_at=time.time() - 60),
+                             Quote(price=0.02, capped=False, owed_nano_units=40 * NANO))
+        earlier.close()
         log = setup.log("run")
         proc = start_daemon(setup.cfg, log)
         try:

@@ -136,8 +136,11 @@ def scenario(tmp_path_factory):
     rec = Recorder(broker, f"{DISCOVERY}/#", f"{PREFIX}/#")
     try:
         url = serve_url(serve_log, 0)
-        wait_until("energy and a price on MQTT", lambda: energy(rec) > 0 and rec.last(
-            f"{PREFIX}/price") not in (None, "None"), 20)
+        # And live power: the first round may be over before the first checkpoint saves
+        # it (rounds are wall-clock slots: the first is the rest of its slot).
+        wait_until("energy, a price and live power on MQTT", lambda: energy(rec) > 0 and all(
+            rec.last(f"{PREFIX}/{key}") not in (None, "None")
+            for key in ("price", "consumer_power", "producer_power")), 20)
         seen["first"] = {t: rec.all(t) for t in rec.topics()}
         seen["http"] = {path: get(url + path.lstrip("/")) for path in (
             "/", "/api/totals", "/api/rounds", "/api/payments?limit=5", "/metrics",
