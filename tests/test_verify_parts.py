@@ -195,3 +195,25 @@ def test_an_opening_whose_figures_disagree_is_named() -> None:
         f"entry 0: opening: carry_nano_units is {6 * NANO}, its other figures give {5 * NANO}",
         "entry 2: payment 2 settles round 5, which the log has not recorded before it (last"
         " round 4)"]
+
+
+def _production(round_id: int, start_ms: int, end_ms: int, metered_us: int,
+                clock: str = "synchronized") -> bytes:
+    return entries.encode_production(entries.ProductionEntry(
+        round_id, 60_000, start_ms, end_ms, 1_000_000, metered_us, clock))
+
+
+def test_a_producers_rounds_do_not_overlap_meter_more_than_they_span_or_mix_with_a_consumers():
+    log = SignedLog()
+    log.append(entries.encode_opening(entries.OpeningEntry(0, "µIOTA", 0, 0, 0, 0)))
+    t = 1_796_515_200_000
+    log.append(_production(1, t, t + 60_000, 60_000_000))
+    log.append(_production(2, t + 60_000, t + 90_000, 31_000_000))  # 1 s more than it spans
+    log.append(_production(3, t + 80_000, t + 120_000, 40_000_000))  # overlaps round 2
+    log.append(_production(4, t + 100_000, t + 120_000, 20_000_000, "unsynchronized"))
+    log.add_round(log.next_round(round_id=5, carry_in_nano_units=0))
+    assert audited(log).problems.lines == [
+        "entry 2: round 2: 31000000 µs metered in a round of 30000000 µs",
+        f"entry 3: round 3 starts at {t + 80_000} ms, before the round before it ended"
+        f" ({t + 90_000} ms)",
+        "entry 5: a consumer's round in a producer's log"]

@@ -64,6 +64,8 @@ class Chain:
     unit: str | None = None
     references: dict[int, int] = field(default_factory=dict)
     opened: bool = False  # the opening entry was seen (entry 0)
+    role: str | None = None  # "consumer" (round entries) or "producer" (production entries)
+    last_end_utc_ms: int = 0  # where the last production round ended
 
 
 @dataclass
@@ -142,9 +144,27 @@ class Audit:
         else:
             self._payment(index, where, entry)
 
+    def _role(self, where: str, role: str) -> None:
+        """One log is one meter's: a consumer's rounds or a producer's, never both."""
+        if self.chain.role is None:
+            self.chain.role = role
+        elif role != self.chain.role:
+            self.problems.add(where, f"a {role}'s round in a {self.chain.role}'s log")
+
     def _production(self, where: str, r: ProductionEntry) -> None:
-        """A producer's round: ids increase, one slot each (``parse_entry`` checked it)."""
+        """A producer's round: ids increase, one slot each (``parse_entry`` checked it), no
+        more metered time than it spans, and no overlap with the round before it while the
+        meter's clock says it is synchronised."""
         chain = self.chain
+        self._role(where, "producer")
+        span_us = (r.end_utc_ms - r.start_utc_ms) * 1000
+        if r.producer_metered_us > span_us + 1000:  # its times are rounded to the ms
+            self.problems.add(where, f"round {r.round_id}: {r.producer_metered_us} µs metered"
+                                     f" in a round of {span_us} µs")
+        if r.clock == "synchronized" and r.start_utc_ms < chain.last_end_utc_ms:
+            self.problems.add(where, f"round {r.round_id} starts at {r.start_utc_ms} ms, before"
+                                     f" the round before it ended ({chain.last_end_utc_ms} ms)")
+        chain.last_end_utc_ms = r.end_utc_ms
         if r.round_id <= chain.last_round_id:
             self.problems.add(where, f"round {r.round_id} comes after round"
                                      f" {chain.last_round_id}: round ids must increase")
@@ -175,6 +195,7 @@ class Audit:
 
     def _round(self, where: str, r: RoundEntry) -> None:
         chain = self.chain
+        self._role(where, "consumer")
         for problem in round_problems(r):
             self.problems.add(where, problem)
         if r.round_id <= chain.last_round_id:

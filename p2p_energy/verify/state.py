@@ -115,7 +115,9 @@ def _decode(obj: dict[str, Any]) -> State:
     carry = c["carry_out_nano_units"]
     chain = Chain(_int(c["last_round_id"]), None if carry is None else _int(carry),
                   c["unit"] if isinstance(c["unit"], str) else None, references,
-                  opened=c.get("opened") is True)  # entry 0, the opening, was verified
+                  opened=c.get("opened") is True,  # entry 0, the opening, was verified
+                  role=c["role"] if isinstance(c.get("role"), str) else None,
+                  last_end_utc_ms=_int(c.get("last_end_utc_ms", 0)))
     totals = Totals(**{f.name: _int(obj["totals"][f.name]) for f in fields(Totals)})
     if not isinstance(obj["origin"], str):
         raise TypeError("origin is not text")
@@ -143,7 +145,8 @@ def save(folder: Path, state: State) -> None:
         "frontier": [base64.b64encode(h).decode() for h in state.frontier.hashes],
         "chain": {"last_round_id": state.chain.last_round_id,
                   "carry_out_nano_units": state.chain.carry_out_nano_units,
-                  "unit": state.chain.unit, "opened": state.chain.opened},
+                  "unit": state.chain.unit, "opened": state.chain.opened,
+                  "role": state.chain.role, "last_end_utc_ms": state.chain.last_end_utc_ms},
         "totals": asdict(state.totals),
         "references": base64.b64encode(records).decode(),
     }
