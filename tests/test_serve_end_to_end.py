@@ -270,10 +270,12 @@ def test_every_state_is_published_retained_and_parses(scenario):
     assert float(energy_state) > 0
     assert float(msgs[f"{PREFIX}/consumer_power"][-1]) == pytest.approx(0.050)
     assert float(msgs[f"{PREFIX}/producer_power"][-1]) == pytest.approx(0.500)
-    assert float(msgs[f"{PREFIX}/price"][-1]) == pytest.approx(10 / 500)
-    # 0.02 IOTA/mW·s x 3.6e9 mW·s/kWh, priced from whole µW·s (1 s rounds: within 1e-5)
+    # Priced from whole µW·s: the first round may be a few milliseconds (the rest of its
+    # wall-clock slot), where one µW·s is a part in a thousand of the energy.
+    assert float(msgs[f"{PREFIX}/price"][-1]) == pytest.approx(10 / 500, rel=5e-3)
+    # 0.02 IOTA/mW·s x 3.6e9 mW·s/kWh
     assert re.fullmatch(r"\d+", msgs[f"{PREFIX}/price_kwh"][-1])
-    assert int(msgs[f"{PREFIX}/price_kwh"][-1]) == pytest.approx(72_000_000, rel=1e-5)
+    assert int(msgs[f"{PREFIX}/price_kwh"][-1]) == pytest.approx(72_000_000, rel=5e-3)
     # Each owed state is the ledger's total owed after some round (the ledger read
     # later, which holds those rounds and maybe more), in exact nano-IOTA.
     owed = [round(float(v) * 1e9) for v in msgs[f"{PREFIX}/owed"]]
