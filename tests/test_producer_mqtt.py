@@ -106,10 +106,22 @@ def ledger_log(db: Path) -> tuple[list[bytes], int]:
         conn.close()
 
 
-def test_every_entry_reaches_the_neighbour_in_order_across_a_broker_outage(tmp_path):
+@pytest.fixture
+def stopped_at_the_end():
+    """Brokers (and subscribers) a test started: stopped however the test ends."""
+    started: list = []
+    yield started.append
+    for thing in reversed(started):
+        thing.close() if hasattr(thing, "close") else thing.stop()
+
+
+def test_every_entry_reaches_the_neighbour_in_order_across_a_broker_outage(
+        tmp_path, stopped_at_the_end):
     broker = persistent_broker(tmp_path)
     broker.start()
+    stopped_at_the_end(broker)
     neighbour = Neighbour(broker)
+    stopped_at_the_end(neighbour)
     cfg = write_config(tmp_path, broker)
     with (tmp_path / "run.log").open("a") as err:
         producer = subprocess.Popen([sys.executable, "-m", "p2p_energy", "run", "-c", str(cfg)],
@@ -138,8 +150,6 @@ def test_every_entry_reaches_the_neighbour_in_order_across_a_broker_outage(tmp_p
               "checkpoints", sizes())
         print((tmp_path / "run.log").read_text()[-3000:])
         raise
-    neighbour.close()
-    broker.stop()
     assert published == len(data) > during  # the broker acknowledged everything
     assert neighbour.entries == dict(enumerate(data))  # every entry, byte for byte, no gap
     checkpoint = note.open_checkpoint(neighbour.checkpoints[-1][0], verifier)
@@ -149,9 +159,10 @@ def test_every_entry_reaches_the_neighbour_in_order_across_a_broker_outage(tmp_p
     assert "connected to mqtt://127.0.0.1" in log and "publishing what it missed" in log
 
 
-def test_a_restarted_producer_does_not_publish_its_log_again(tmp_path):
+def test_a_restarted_producer_does_not_publish_its_log_again(tmp_path, stopped_at_the_end):
     broker = persistent_broker(tmp_path)
     broker.start()
+    stopped_at_the_end(broker)
     cfg = write_config(tmp_path, broker)
     neighbour = Neighbour(broker)
     try:
@@ -188,9 +199,11 @@ def acl_broker(tmp: Path) -> Broker:
     return broker
 
 
-def test_with_a_password_and_the_acl_only_its_own_topic_is_taken(tmp_path):
+def test_with_a_password_and_the_acl_only_its_own_topic_is_taken(tmp_path,
+                                                                 stopped_at_the_end):
     broker = acl_broker(tmp_path)
     broker.start()
+    stopped_at_the_end(broker)
     (tmp_path / "anna-password").write_text("anna-secret-1\n")
     (tmp_path / "anna-password").chmod(0o600)
     cfg = write_config(tmp_path, broker)
