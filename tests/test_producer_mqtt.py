@@ -171,9 +171,11 @@ def test_a_restarted_producer_does_not_publish_its_log_again(tmp_path, stopped_a
                 producer = subprocess.Popen(
                     [sys.executable, "-m", "p2p_energy", "run", "-c", str(cfg)],
                     stdout=subprocess.DEVNULL, stderr=err, env=env())
-            wait_until("entries", lambda n=runs: len(neighbour.entries) >= 4 * n, 30)
-            producer.send_signal(signal.SIGTERM)
-            assert producer.wait(30) == 0
+            try:
+                wait_until("entries", lambda n=runs: len(neighbour.entries) >= 4 * n, 30)
+            finally:
+                producer.send_signal(signal.SIGTERM)
+                assert producer.wait(30) == 0
         data, published = ledger_log(tmp_path / "producer.db")
         wait_until("all of them", lambda: len(neighbour.entries) == len(data), 20)
     finally:
@@ -220,10 +222,13 @@ def test_with_a_password_and_the_acl_only_its_own_topic_is_taken(tmp_path,
                 producer = subprocess.Popen(
                     [sys.executable, "-m", "p2p_energy", "run", "-c", str(config)],
                     stdout=subprocess.DEVNULL, stderr=err, env=env())
-            wait_until("five rounds", lambda d=db: len(ledger_log(tmp_path / d)[0]) >= 6, 30)
-            time.sleep(1.0)
-            producer.send_signal(signal.SIGTERM)
-            assert producer.wait(30) == 0
+            try:
+                wait_until("five rounds", lambda d=db: len(ledger_log(tmp_path / d)[0]) >= 6,
+                           30)
+                time.sleep(1.0)
+            finally:
+                producer.send_signal(signal.SIGTERM)
+                assert producer.wait(30) == 0
         data, published = ledger_log(tmp_path / "producer.db")
         wait_until("anna's entries", lambda: len([t for t in bob.topics()
                                                   if t.startswith(f"{ROOT}/entry/")])
