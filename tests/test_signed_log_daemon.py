@@ -197,10 +197,12 @@ def test_kill_9_while_appending_leaves_a_log_consistent_with_every_checkpoint_se
     for _ in range(6):
         before = log_size(db_path)
         proc = start("run", cfg, tmp_path / "run.log")
-        wait_until("a new entry", lambda b=before: log_size(db_path) > b, 30)
-        time.sleep(rng.uniform(0.05, 0.8))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        try:
+            wait_until("a new entry", lambda b=before: log_size(db_path) > b, 30)
+            time.sleep(rng.uniform(0.05, 0.8))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
         conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         seen.append(LogView(conn).checkpoint() or b"")
         conn.close()
