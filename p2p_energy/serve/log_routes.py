@@ -14,13 +14,12 @@ no request can make the Pi work through the whole log.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from http import HTTPStatus
 
 from ..store.signed_log import MAX_PAGE, LogView
 from .figures import LedgerSource
-from .server import TEXT, Reply
+from .server import TEXT, Reply, json_reply
 
 MAX_INDEX = 2**63 - 1
 Query = dict[str, list[str]]
@@ -58,7 +57,7 @@ class LogRoutes:
                 return (HTTPStatus.NOT_FOUND, TEXT,
                         f"the log holds {size} entries: none from {start}\n".encode())
             found = view.entries(start, min(end, start + MAX_PAGE, size))
-        return _json({"entries": [base64.b64encode(e).decode("ascii") for e in found]})
+        return json_reply({"entries": [base64.b64encode(e).decode("ascii") for e in found]})
 
     def inclusion(self, q: Query) -> Reply:
         try:
@@ -84,7 +83,7 @@ class LogRoutes:
                 proof = make(LogView(reader.db))
             except ValueError as err:  # a size beyond the log
                 return _bad(str(err))
-        return _json({"proof": [base64.b64encode(h).decode("ascii") for h in proof]})
+        return json_reply({"proof": [base64.b64encode(h).decode("ascii") for h in proof]})
 
 
 def _index(q: Query, key: str) -> int:
@@ -97,7 +96,3 @@ def _index(q: Query, key: str) -> int:
 
 def _bad(message: str) -> Reply:
     return HTTPStatus.BAD_REQUEST, TEXT, f"{message}\n".encode()
-
-
-def _json(obj: object) -> Reply:
-    return HTTPStatus.OK, "application/json", json.dumps(obj, separators=(",", ":")).encode()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
 import math
 import resource
@@ -57,6 +58,11 @@ SECURITY_HEADERS = (("Cache-Control", "no-store"), ("Content-Security-Policy", C
 
 Reply = tuple[int, str, bytes]  # status, Content-Type, body
 Answer = Callable[[str, str], Reply]  # (path, query) -> reply
+
+
+def json_reply(obj: object) -> Reply:
+    """200 with ``obj`` as compact JSON (every route that answers JSON)."""
+    return HTTPStatus.OK, "application/json", json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _busy_reply() -> bytes:

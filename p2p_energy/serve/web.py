@@ -36,7 +36,7 @@ from . import page, periods
 from .episodes import Episodes
 from .figures import Figures, LedgerSource, PeriodTotals
 from .log_routes import LogRoutes
-from .server import TEXT, Limits, Reply, Server
+from .server import TEXT, Limits, Reply, Server, json_reply
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,12 @@ class App:
         limit = _whole(q, "limit", 50, 1000)
         with self.source.open() as reader:
             payments = reader.payments(limit)
-        return _json({"payments": [payment_json(p) for p in payments]})
+        return json_reply({"payments": [payment_json(p) for p in payments]})
 
     def api_totals(self, _q: dict[str, list[str]]) -> Reply:
         with self.source.open() as reader:
             f = self.source.figures(reader)
-        return _json(totals_json(f, periods.zone_name(self.source.tz)))
+        return json_reply(totals_json(f, periods.zone_name(self.source.tz)))
 
     def metrics(self, _q: dict[str, list[str]]) -> Reply:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -216,11 +216,6 @@ def _cursor(text: str) -> tuple[float, int] | None:
 
 def _html(text: str) -> Reply:
     return HTTPStatus.OK, "text/html; charset=utf-8", text.encode()
-
-
-def _json(obj: object) -> Reply:
-    return (HTTPStatus.OK, "application/json",
-            json.dumps(obj, separators=(",", ":")).encode())
 
 
 # -- JSON shapes (names as in `p2p-energy ledger --json`) ------------------------------------
