@@ -245,9 +245,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
             if made:
                 log.info("made the signed log's key %s (mode 0600): keep it, and back it up",
                          key_path)
-        _record_the_role(path, cfg.role)
-        if not producer:
-            _record_the_unit(path, cfg.wallet.backend)
+        _record_what_this_run_writes(path, cfg.role, None if producer else cfg.wallet.backend)
         return _run(cfg, args, sensor, open_wallet, signer, mqtt_password)
 
 
@@ -304,25 +302,21 @@ def _refuse_a_payment_of_another_backend(path: str, backend: str) -> None:
             " switching backends)")
 
 
-def _record_the_role(path: str, role: str) -> None:
-    """The ledger is a consumer's or a producer's for good (``Ledger.record_role``)."""
+def _record_what_this_run_writes(path: str, role: str, backend: str | None) -> None:
+    """The ledger is a consumer's or a producer's for good (``Ledger.record_role``) and,
+    with a wallet ``backend``, speaks its unit from now on: the amounts this run writes are
+    in it (``Ledger.record_unit``, ``reader.ledger_unit_of``).
+
+    Raises:
+        LedgerError: the ledger holds rounds of the other role, or amounts in another unit.
+    """
     from ..store.ledger import Ledger
 
     ledger = Ledger(path)  # under the lock
     try:
         ledger.record_role(role)
-    finally:
-        ledger.close()
-
-
-def _record_the_unit(path: str, backend: str) -> None:
-    """The ledger speaks ``backend``'s unit from now on: the amounts this run writes are
-    in it (``reader.ledger_unit_of``)."""
-    from ..store.ledger import Ledger
-
-    ledger = Ledger(path)  # under the lock
-    try:
-        ledger.record_unit(backend)
+        if backend is not None:
+            ledger.record_unit(backend)
     finally:
         ledger.close()
 

@@ -28,7 +28,7 @@ def key_file_path(config) -> str:
     ``log.key`` beside the ledger."""
     if config.log.key_file:
         return beside_config(config, config.log.key_file)
-    return config.log.key_path(config.ledger.path)
+    return str(Path(config.ledger.path).parent / "log.key")
 
 
 def default_name() -> str:

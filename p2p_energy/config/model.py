@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..core.note import check_key_name
@@ -66,10 +65,6 @@ class LogConfig:
     key_file: str = setting("", _key_file)
     # The log's origin and key name, used when the key is made; "" : "<host>/p2p-energy/<random>".
     name: str = setting("", _log_name)
-
-    def key_path(self, ledger_path: str) -> str:
-        """Where the key is: ``key_file``, or ``log.key`` beside the ledger."""
-        return self.key_file or str(Path(ledger_path).parent / "log.key")
 
 
 CONSUMER, PRODUCER = "consumer", "producer"

@@ -186,26 +186,14 @@ def _stored(db: sqlite3.Connection) -> tlog.HashAt:
 
 def started_with(path: str) -> str | None:
     """The verifier key the log of the ledger at ``path`` was begun with; None when the
-    file is no ledger, or its log has not begun. Reads only."""
-    from pathlib import Path
-    from urllib.parse import quote
+    file is no ledger (yet), or its log has not begun. Reads only."""
+    from .reader import LedgerReader
 
-    if not Path(path).is_file():
-        return None
-    uri = "file:" + quote(str(Path(path).absolute())) + "?mode=ro"
     try:
-        db = sqlite3.connect(uri, uri=True, timeout=10.0)
-        try:
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_meta'"
-                              ).fetchone():
-                return None
-            row = db.execute("SELECT value FROM ledger_meta WHERE key = 'log_verifier'"
-                             ).fetchone()
-            return str(row[0]) if row else None
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return None  # not a ledger: opening it says so
+        with LedgerReader(path) as reader:
+            return LogView(reader.db).meta().get("log_verifier")
+    except LedgerError:  # none yet, or one that opening it for the run names the problem of
+        return None
 
 
 def has_log(db: sqlite3.Connection) -> bool:
