@@ -17,7 +17,6 @@ import stat
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -26,46 +25,10 @@ from p2p_energy.store.signed_log import LogView
 
 from support import go_sumdb
 from support.go_sumdb import b64
-from support.log_daemon import cli, log_size, run_until, serve_url, start
+from support.log_daemon import cli, log_size, run_until, serve_url, start, write_config
 from support.mosquitto_broker import wait_until
 
 pytestmark = pytest.mark.xdist_group("signed_log_daemon")
-
-
-def write_config(tmp: Path, *, extra: str = "", round_s: float = 0.3) -> Path:
-    trace = tmp / "trace.csv"
-    trace.write_text("t_s,consumer_mw,producer_mw\n0,60,400\n3,75,20\n6,60,400\n")
-    cfg = tmp / "c.toml"
-    cfg.write_text(f"""
-[meter]
-sensor = "replay"
-replay_file = "{trace}"
-sample_interval_s = 0.05
-[round]
-length_s = {round_s}
-checkpoint_s = 0.5
-[wallet]
-backend = "dry-run"
-receiver = "{'A' * 81}"
-poll_s = 0.05
-[ledger]
-path = "{tmp / 'ledger.db'}"
-[serve]
-enabled = true
-listen = "127.0.0.1:0"
-{extra}""")
-    cfg.chmod(0o600)
-    return cfg
-
-
-
-
-
-
-
-
-
-
 
 
 def get(url: str) -> tuple[int, bytes]:

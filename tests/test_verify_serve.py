@@ -9,46 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from support.log_daemon import cli, run_until, serve_url, start
+from support.log_daemon import cli, run_until, serve_url, start, write_config
 
 pytestmark = pytest.mark.xdist_group("signed_log_daemon")
-
-
-def write_config(tmp: Path) -> Path:
-    """A replay sensor, the dry-run wallet, 0.3 s rounds; serve on an ephemeral port."""
-    trace = tmp / "trace.csv"
-    trace.write_text("t_s,consumer_mw,producer_mw\n0,60,400\n3,75,20\n6,60,400\n")
-    cfg = tmp / "c.toml"
-    cfg.write_text(f"""
-[meter]
-sensor = "replay"
-replay_file = "{trace}"
-sample_interval_s = 0.05
-[round]
-length_s = 0.3
-checkpoint_s = 0.5
-[wallet]
-backend = "dry-run"
-receiver = "{'A' * 81}"
-poll_s = 0.05
-[ledger]
-path = "{tmp / 'ledger.db'}"
-[serve]
-enabled = true
-listen = "127.0.0.1:0"
-""")
-    cfg.chmod(0o600)
-    return cfg
-
-
-
-
-
-
-
-
-
-
 
 
 def test_verify_reads_what_serve_and_log_export_publish(tmp_path: Path) -> None:

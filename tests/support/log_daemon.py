@@ -19,6 +19,34 @@ from p2p_energy.store.signed_log import LogView
 from .mosquitto_broker import wait_until
 
 
+def write_config(tmp: Path, *, extra: str = "", round_s: float = 0.3) -> Path:
+    """A replay sensor (sun, a cloud, sun), the dry-run wallet, ``round_s`` rounds, the
+    ledger ``tmp/ledger.db`` and serve on an ephemeral port; ``extra`` TOML at the end."""
+    trace = tmp / "trace.csv"
+    trace.write_text("t_s,consumer_mw,producer_mw\n0,60,400\n3,75,20\n6,60,400\n")
+    cfg = tmp / "c.toml"
+    cfg.write_text(f"""
+[meter]
+sensor = "replay"
+replay_file = "{trace}"
+sample_interval_s = 0.05
+[round]
+length_s = {round_s}
+checkpoint_s = 0.5
+[wallet]
+backend = "dry-run"
+receiver = "{'A' * 81}"
+poll_s = 0.05
+[ledger]
+path = "{tmp / 'ledger.db'}"
+[serve]
+enabled = true
+listen = "127.0.0.1:0"
+{extra}""")
+    cfg.chmod(0o600)
+    return cfg
+
+
 def env() -> dict[str, str]:
     """This environment without systemd's sockets (a test's daemon must not notify them)."""
     return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
