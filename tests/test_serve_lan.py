@@ -289,7 +289,8 @@ def test_only_our_own_host_names_are_answered(tmp_path, ledger):
             "192.168.1.20:8080", "meter.lan", f"METER.LAN.:{port}", socket.gethostname())}
         refused = {h: request(port, p, host=h) for h, p in (
             (f"rebind.example:{port}", "/api/totals"), ("evil.example", "/metrics"),
-            ("meter.lan.evil.example", "/api/rounds"), ("127.0.0.1.nip.io", "/"))}
+            ("meter.lan.evil.example", "/api/rounds"), ("127.0.0.1.nip.io", "/"),
+            ("evil.example", "/log/checkpoint"), ("evil.example", "/log/entries?start=0&end=9"))}
         head = request(port, "/", host="evil.example", method="HEAD")
         log = s.text()
     assert set(ok.values()) == {200}, ok
