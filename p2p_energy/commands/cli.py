@@ -218,8 +218,9 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     open_wallet = None if producer else wallet_opener(cfg)
     # A producer with [mqtt] publishes its signed log: its password is read here, with
     # the config's other errors, before anything is made.
-    mqtt_password = config_mod.load_mqtt_password(cfg) if producer and cfg.mqtt.enabled \
-        else None
+    linked = cfg.producer.linked  # a consumer priced from its producer's signed figures
+    mqtt_password = config_mod.load_mqtt_password(cfg) \
+        if (producer and cfg.mqtt.enabled) or linked else None
     if mqtt_password is not None and cfg.mqtt.tls and cfg.mqtt.ca_file \
             and not os.access(cfg.mqtt.ca_file, os.R_OK):
         raise ConfigError("cannot be read (the CA certificates the broker's is checked"
@@ -339,14 +340,17 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
         return Ledger(path, log=writer)
 
     payer = None if open_wallet is None else Payer(open_ledger, open_wallet, policy)
-    publisher = None
-    if mqtt_password is not None:  # a producer publishes its signed log
+    publisher = link = None
+    if mqtt_password is not None and payer is None:  # a producer publishes its signed log
         from ..runtime.log_publisher import LogPublisher
         publisher = LogPublisher(open_ledger, cfg.mqtt, writer.origin, password=mqtt_password)
+    elif cfg.producer.linked:  # a consumer follows its producer's
+        from ..runtime.producer_link import ProducerLink
+        link = ProducerLink(open_ledger, cfg, writer.origin, password=mqtt_password or "")
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger,
-                    publisher=publisher)
+                    publisher=publisher, link=link)
     stop_on_signals(daemon.stop)  # the handler itself takes no lock (signals.py)
     log.info("p2p-energy %s starting (%s)%s", __version__,
              "simulated sensor, dry-run wallet" if args.simulate else cfg.source,

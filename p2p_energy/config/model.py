@@ -15,6 +15,7 @@ from ..core.note import check_key_name
 from ..errors import KeyFormatError
 from .fields import choice, schema_of, setting, string
 from .meter import MeterConfig, PriceConfig, RoundConfig
+from .producer import ProducerConfig
 from .serving import MqttConfig, ServeConfig
 from .text import toml
 from .wallet import WalletConfig
@@ -83,6 +84,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    producer: ProducerConfig = field(default_factory=ProducerConfig)
     source: str = ""
 
 

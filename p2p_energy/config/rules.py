@@ -39,7 +39,22 @@ def check_together(c: Config) -> None:
     if c.mqtt.ca_file and not c.mqtt.tls:
         raise error('is only used with broker = "mqtts://..."', path=src,
                      key="mqtt.ca_file", value=c.mqtt.ca_file)
+    check_link(c)
     check_amounts(c)
+
+
+def check_link(c: Config) -> None:
+    """``[producer]``: a consumer's link to its producer's meter."""
+    p, src = c.producer, c.source
+    if not p.linked:
+        return
+    if c.role == "producer":
+        raise error("is a consumer's setting: a producer's meter prices nothing", path=src,
+                     key="producer.verifier_key", value=p.verifier_key)
+    if not p.topic:
+        raise error('is required with producer.verifier_key: where the producer publishes'
+                     ' its log, "<topic_prefix>/<its MQTT user>/log" (its check shows it)',
+                     path=src, key="producer.topic", value=p.topic)
 
 
 def with_backend_forms(c: Config) -> Config:

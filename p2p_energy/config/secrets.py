@@ -210,7 +210,10 @@ def _checked_secret(raw: bytes, what: str, check: Callable[[str], object],
 
 def beside_config(config: Config, name: str) -> str:
     """A file named in the config: relative to the config file's folder unless absolute."""
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # "~someone" of no user here: taken as it is written (not found)
+        path = Path(name)
     if not path.is_absolute() and config.source:
         path = Path(config.source).parent / path
     return str(path)

@@ -50,6 +50,7 @@ from typing import Any
 import rfc8785
 
 from ..errors import EntryError
+from .note import check_key_name
 from .pricing import NANO, price_round, settle
 
 __all__ = ["NANO", "price_round"]  # with the names below: the rule a verifier uses
@@ -180,6 +181,52 @@ class RoundEntry:
     carry_out_nano_units: int
 
 
+# Where a linked round's priced figure came from (``LinkedRoundEntry.priced_from``):
+FROM_PRODUCER = "producer"  # the producer's signed figure (within the band, or not compared)
+DISPUTE_PRODUCER = "dispute_producer"  # outside the band; the producer's figure stands
+DISPUTE_OWN = "dispute_own_channel"  # outside the band; this meter's own figure prices it
+OWN_AFTER_WAIT = "own_channel_after_wait"  # no producer figure within wait_s: its own
+PRICED_FROM = (FROM_PRODUCER, DISPUTE_PRODUCER, DISPUTE_OWN, OWN_AFTER_WAIT)
+OWN_FIGURE = (DISPUTE_OWN, OWN_AFTER_WAIT)  # priced from this meter's own channel
+
+
+@dataclass(frozen=True)
+class LinkedRoundEntry(RoundEntry):
+    """A consumer's round priced by the producer's own meter (``[producer]``, round v2).
+
+    ``producer_energy_uws`` and ``producer_metered_us`` are the figures the price
+    came from, as in every round; ``priced_from`` says whose: the producer's
+    production entry named by ``producer_origin``, ``producer_index`` and its
+    RFC 6962 leaf hash (hex), or this meter's own channel (``own_energy_uws``
+    over ``own_metered_us``, 0 µs when not metered) in a dispute or after
+    waiting. No entry named: index -1, hash "".
+    """
+
+    priced_from: str
+    producer_origin: str
+    producer_index: int
+    producer_leaf_hash: str
+    own_energy_uws: int
+    own_metered_us: int
+
+    def link_problems(self) -> list[str]:
+        """The rules its figures keep among themselves (a verifier checks the producer's
+        log for the rest)."""
+        problems = []
+        named = self.producer_index >= 0
+        if named != (self.priced_from != OWN_AFTER_WAIT) or named != bool(
+                self.producer_leaf_hash):
+            problems.append(f"round {self.round_id}: priced from {self.priced_from}, naming"
+                            f" producer entry {self.producer_index}"
+                            f" {self.producer_leaf_hash or '(no hash)'}")
+        if self.priced_from in OWN_FIGURE and (
+                self.producer_energy_uws, self.producer_metered_us) != (
+                self.own_energy_uws, self.own_metered_us):
+            problems.append(f"round {self.round_id}: priced from its own channel"
+                            f" ({self.priced_from}) with other figures than its own")
+        return problems
+
+
 CLOCK_STATES = ("synchronized", "unsynchronized", "unknown")
 
 
@@ -274,6 +321,24 @@ _PAYMENT_FIELDS: dict[str, _Kind] = {
     "unit": _UNIT, "amount_units": _decimal(1, MAX_U64), "fee_nanos": _I64,
     "settles_rounds": _RANGES, "status": _one_of(EXECUTED, FAILED),
 }
+def _check_key_name(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise EntryError(f"{name} must be a log's key name")
+    try:
+        check_key_name(value)
+    except ValueError as err:
+        raise EntryError(f"{name}: {err}") from None
+    return value
+
+
+_LINKED_ROUND_FIELDS: dict[str, _Kind] = {
+    **_ROUND_FIELDS, "priced_from": _one_of(*PRICED_FROM),
+    "producer_origin": _Kind(_check_key_name, _check_key_name),
+    "producer_index": _integer(-1, MAX_JSON_INT),
+    "producer_leaf_hash": _text(re.compile(r"(?:[0-9a-f]{64})?"), "64 hex digits or empty"),
+    "own_energy_uws": _SIGNED_ENERGY_UWS, "own_metered_us": _TIME_US,
+}
+LINKED_ROUND_VERSION = 2
 _PRODUCTION_FIELDS: dict[str, _Kind] = {
     "round_id": _ID, "slot_ms": _integer(1, MAX_JSON_INT), "start_utc_ms": _TIME_MS,
     "end_utc_ms": _TIME_MS, "producer_energy_uws": _SIGNED_ENERGY_UWS,
@@ -287,6 +352,7 @@ _SCHEMAS: dict[tuple[str, int], tuple[type, dict[str, _Kind]]] = {
     ("opening", SCHEMA_VERSION): (OpeningEntry, _OPENING_FIELDS),
     ("production", SCHEMA_VERSION): (ProductionEntry, _PRODUCTION_FIELDS),
     ("round", SCHEMA_VERSION): (RoundEntry, _ROUND_FIELDS),
+    ("round", LINKED_ROUND_VERSION): (LinkedRoundEntry, _LINKED_ROUND_FIELDS),
     ("payment", SCHEMA_VERSION): (PaymentEntry, _PAYMENT_FIELDS),
 }
 
@@ -307,13 +373,14 @@ def _canonical(obj: dict[str, Any]) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def _encode(kind: str, entry: Any, spec: dict[str, _Kind]) -> bytes:
+def _encode(kind: str, entry: Any, spec: dict[str, _Kind],
+            version: int = SCHEMA_VERSION) -> bytes:
     """The one place entry bytes are made: RFC 8785 canonical JSON.
 
     Raises EntryError when a value is out of range, or (never seen) when
     ``_canonical`` and the rfc8785 package would write different bytes.
     """
-    obj = {"kind": kind, "v": SCHEMA_VERSION}
+    obj = {"kind": kind, "v": version}
     obj.update({name: k.write(name, getattr(entry, name)) for name, k in spec.items()})
     data = _canonical(obj)
     try:
@@ -330,6 +397,8 @@ def _encode(kind: str, entry: Any, spec: dict[str, _Kind]) -> bytes:
 def encode_round(entry: RoundEntry) -> bytes:
     """The bytes of a round entry. Raises EntryError for a value out of its range."""
     _check_times(entry)
+    if isinstance(entry, LinkedRoundEntry):
+        return _encode("round", entry, _LINKED_ROUND_FIELDS, LINKED_ROUND_VERSION)
     return _encode("round", entry, _ROUND_FIELDS)
 
 
@@ -410,7 +479,7 @@ def parse_entry(data: bytes) -> RoundEntry | PaymentEntry | OpeningEntry | Produ
         missing, extra = sorted(set(spec) - names), sorted(names - set(spec))
         raise EntryError(f"{obj['kind']} entry: missing {missing}, unexpected {extra}")
     entry = cls(**{name: k.read(name, obj[name]) for name, k in spec.items()})
-    if cls is RoundEntry:
+    if cls is RoundEntry or cls is LinkedRoundEntry:
         _check_times(entry)
     if cls is ProductionEntry:
         _check_slot(entry)

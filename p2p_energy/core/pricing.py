@@ -100,8 +100,13 @@ def quote_round(consumer_mws: float, producer_mws: float, producer_metered_s: fl
                 rule: PriceRule) -> Quote:
     """Price a closed round: its figures become whole µW·s and µs once, here, and the
     rule prices those integers (the same ones its log entry records)."""
-    ec, ep = round(consumer_mws * 1000), round(producer_mws * 1000)
-    tp = round(producer_metered_s * 1_000_000)
+    return quote_figures(round(consumer_mws * 1000), round(producer_mws * 1000),
+                         round(producer_metered_s * 1_000_000), rule)
+
+
+def quote_figures(ec: int, ep: int, tp: int, rule: PriceRule) -> Quote:
+    """Price a round from the integers its entry records: the consumer's energy ``ec``
+    and the producer's ``ep`` (µW·s) over ``tp`` (µs)."""
     capped, price, owed = price_round(ec, ep, tp, rule.numerator_nano_units_per_s,
                                       rule.cap_nano_units_per_mws)
     return Quote(price=float(price) / NANO, capped=capped, owed_nano_units=owed,

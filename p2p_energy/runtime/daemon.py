@@ -23,9 +23,11 @@ from ..errors import ImplausibleReading, SensorReadError
 from ..notify import Notifier
 from ..sensors.base import Sample, Sensor
 from ..store.ledger import Ledger, RoundRecorded, iso
+from ..store.signed_log import RoundLink, link_avg_mw
 from .clock import UNSYNCHRONIZED, clock_state
 from .log_publisher import LogPublisher
 from .payer import Payer
+from .producer_link import ProducerLink, price_left_waiting
 from .recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ class LoopStats:
     worst_late_s: float = 0.0  # the latest a sample was taken after its deadline
 
 
+def link_left_behind(config: Config, link: ProducerLink | None) -> bool:
+    """A consumer without a link now: rounds an earlier link left waiting are priced."""
+    return link is None and config.role != PRODUCER
+
+
 class Daemon:
     """Wires a sensor, a ledger and a payer around the sampling schedule."""
 
@@ -59,11 +66,14 @@ class Daemon:
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, watchdog_s: float = 0.0,
                  open_ledger: Callable[[], Ledger] | None = None,
-                 publisher: LogPublisher | None = None) -> None:
+                 publisher: LogPublisher | None = None,
+                 link: ProducerLink | None = None) -> None:
         """``open_ledger``: opens the ledger with the signed log's writer (by default
         ``Ledger(ledger_path)``, without one). ``payer``: None for a producer's meter
         (``role = "producer"``), which records its rounds and pays nothing;
-        ``publisher``: publishes its signed log over MQTT, woken after each round."""
+        ``publisher``: publishes its signed log over MQTT, woken after each round;
+        ``link``: a consumer priced from its producer's signed figures (``[producer]``):
+        its rounds are recorded waiting, and the link prices them."""
         self.config = config
         self.open_ledger = open_ledger or (lambda: Ledger(ledger_path))
         self.sensor = sensor
@@ -82,11 +92,14 @@ class Daemon:
         self._next_watchdog = 0.0  # monotonic time WATCHDOG=1 is due next
         self.producer = config.role == PRODUCER
         self.publisher = publisher
+        self.link = link
         self._stepped = False  # the wall clock stepped: the round it closes is not in step
         if self.producer:
             clock_state()  # looks up libc once, here, not in the sampling loop
         if payer is not None:
             payer.on_fatal = self.fatal
+        if link is not None:
+            link.pricer.on_priced = self._priced
 
     def fatal(self, reason: str) -> None:
         """A part of the daemon cannot go on (any thread): stop, and exit non-zero."""
@@ -106,8 +119,12 @@ class Daemon:
         self.sensor.open()
         self.stop.wait(getattr(self.sensor, "warmup_s", 0.0))  # first conversion under way
         ledger = self.open_ledger()  # opened here: a bad ledger (or log key) stops start-up
-        resume = ledger.load_checkpoint()
-        ledger.close()
+        try:
+            resume = ledger.load_checkpoint()
+            if link_left_behind(self.config, self.link):
+                price_left_waiting(ledger, self.config, self._priced)
+        finally:
+            ledger.close()
         recorder = Recorder(self.open_ledger, self._recorded,
                             on_fatal=self.fatal)
         # The payer signs in pure Python (PyOTA) for seconds at a time. A tick gives up
@@ -120,6 +137,8 @@ class Daemon:
             recorder.start()
             if self.publisher is not None:
                 self.publisher.start()
+            if self.link is not None:
+                self.link.start()
             if resume is not None:
                 log.info("resuming the open round from its checkpoint (%.1f s, %.1f mW·s metered)",
                          resume.duration_s, resume.consumer_mws)
@@ -136,6 +155,8 @@ class Daemon:
                           " still being written after %.0f s)", RECORDER_GRACE_S)
             if self.publisher is not None:
                 self.publisher.stop()  # after the last round was written: it goes out too
+            if self.link is not None:
+                self.link.stop()  # rounds still waiting stay so in the ledger
             if self.payer is not None and not self.payer.stop(PAYER_GRACE_S):
                 log.warning("payer still busy after %.0f s; its progress is in the ledger",
                             PAYER_GRACE_S)
@@ -271,6 +292,9 @@ class Daemon:
             self._stepped = False
             recorder.production(done, self.config.round.length_s, state)
             return
+        if self.link is not None:
+            recorder.waiting(done)  # priced by the link, from the producer's figure
+            return
         recorder.round(done, quote_round(done.consumer_mws, done.producer_mws,
                                          done.producer_metered_s or 0.0, self._rule))
 
@@ -279,6 +303,12 @@ class Daemon:
         self.stats.rounds += 1
         if self.publisher is not None:
             self.publisher.wake()
+        if self.link is not None and q is None:
+            self.link.wake()
+            log.info("round %d: %.1f mW·s used over %.1f s, own producer channel avg %.1f mW;"
+                     " waiting for the producer's figure for its slot", rec.round_id,
+                     done.consumer_mws, done.duration_s, done.producer_avg_mw)
+            return
         if self.payer is None or q is None:  # a producer's round
             log.info("round %d: produced %.1f mW·s over %.1f s (avg %.1f mW), samples %d/%d",
                      rec.round_id, done.producer_mws, done.producer_metered_s or 0.0,
@@ -295,6 +325,20 @@ class Daemon:
         self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s, "
                              f"owed {q.owed_iota:.2f} IOTA, carry {rec.carry_units:.2f} IOTA"
                              + self._payments_status())
+
+    def _priced(self, rec: RoundRecorded, done: RoundTotals, q: Quote, link: RoundLink) -> None:
+        """A waiting round was priced (the link's thread): wake the payer, log."""
+        self.stats.rounds += 1
+        if self.payer is not None:
+            self.payer.wake()
+        log.info("round %d priced from %s: producer avg %.1f mW, price %.6g IOTA/mW·s%s,"
+                 " owed %.3f IOTA, queued %d IOTA, carry %.3f IOTA", rec.round_id,
+                 link.priced_from.replace("_", " "), link_avg_mw(q), q.price,
+                 " (capped: too little production)" if q.capped else "", q.owed_iota,
+                 rec.queued_units, rec.carry_units)
+        self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s "
+                             f"({link.priced_from.replace('_', ' ')}), owed {q.owed_iota:.2f}"
+                             f" IOTA, carry {rec.carry_units:.2f} IOTA" + self._payments_status())
 
     def _payments_status(self) -> str:
         if self.payer is None:

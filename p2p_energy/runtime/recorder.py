@@ -51,6 +51,11 @@ class _Production:
 
 
 @dataclass(frozen=True)
+class _Waiting:
+    totals: RoundTotals
+
+
+@dataclass(frozen=True)
 class _Checkpoint:
     totals: RoundTotals
     live: LivePower | None = None
@@ -87,6 +92,10 @@ class Recorder:
         """Queue a producer's closed round (never blocks)."""
         self._queue.put(_Production(totals, length_s, clock))
 
+    def waiting(self, totals: RoundTotals) -> None:
+        """Queue a closed round that waits for the producer's figure (never blocks)."""
+        self._queue.put(_Waiting(totals))
+
     def checkpoint(self, totals: RoundTotals, live: LivePower | None = None) -> None:
         """Queue a checkpoint of the open round and the latest power (never blocks)."""
         self._queue.put(_Checkpoint(totals, live))
@@ -109,7 +118,7 @@ class Recorder:
                     self._give_up(item, why)
                     continue
                 recorded = self._write(ledger, item)
-                if recorded is not None and isinstance(item, _Round | _Production):
+                if recorded is not None and isinstance(item, _Round | _Production | _Waiting):
                     try:
                         self._on_round(recorded, item.totals, getattr(item, "quote", None))
                     except Exception:
@@ -155,6 +164,8 @@ class Recorder:
                     return ledger.record_round(item.totals, item.quote)
                 if isinstance(item, _Production):
                     return ledger.record_production(item.totals, item.length_s, item.clock)
+                if isinstance(item, _Waiting):
+                    return ledger.record_waiting_round(item.totals)
                 assert isinstance(item, _Checkpoint)
                 ledger.checkpoint(item.totals, item.live)
                 return None
@@ -181,11 +192,13 @@ class Recorder:
                       q.price, q.owed_nano_units, t.samples, t.expected_samples)
             self._unwritten += 1
             self._on_fatal(f"a round could not be recorded: {why}")
-        elif isinstance(item, _Production):
+        elif isinstance(item, _Production | _Waiting):
             t = item.totals
-            log.error("round not recorded (%s): %.6g s from %.3f, producer %.6g mW·s over"
-                      " %.6g s, samples %d/%d", why, t.duration_s, t.started_at, t.producer_mws,
-                      t.producer_metered_s or 0.0, t.samples, t.expected_samples)
+            log.error("round not recorded (%s): %.6g s from %.3f, consumer %.6g mW·s,"
+                      " producer %.6g mW·s over %.6g s, samples %d/%d", why, t.duration_s,
+                      t.started_at, t.consumer_mws if isinstance(item, _Waiting) else 0.0,
+                      t.producer_mws, t.producer_metered_s or 0.0, t.samples,
+                      t.expected_samples)
             self._unwritten += 1
             self._on_fatal(f"a round could not be recorded: {why}")
         else:

@@ -28,15 +28,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from ..core.link import Accepted
 from ..core.metering import LivePower, RoundTotals
 from ..core.pricing import NANO, Quote, carry_units, payable_units
+from ..core.tlog import Frontier
 from ..errors import LedgerError
 from ..wallet.base import FAILED, Attachment, Signed, ledger_unit
-from . import lock
+from . import lock, producer_log
 from .common import iso, open_problem
 from .reader import LedgerReader, ledger_unit_of
 from .schema import _MIGRATIONS, SCHEMA_VERSION, _create_v1, record_unit
-from .signed_log import LogWriter, has_log, payment_entry, production_entry, round_entry
+from .signed_log import (
+    LogWriter,
+    RoundLink,
+    has_log,
+    link_avg_mw,
+    payment_entry,
+    production_entry,
+    round_entry,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -235,32 +245,112 @@ class Ledger:
         """Commit a closed round and queue the whole IOTA it makes payable, atomically."""
         with self._tx() as db:
             writer = self._writer(db)
+            if db.execute("SELECT 1 FROM rounds WHERE waiting = 1 LIMIT 1").fetchone():
+                raise LedgerError(f"{self.path}: rounds wait for the producer's figure; a"
+                                  " round after them is priced after them")
             round_id = self._insert_round(db, r, q)
+            return self._settle(db, writer, round_id, r, q)
+
+    def record_waiting_round(self, r: RoundTotals) -> RoundRecorded:
+        """Commit a closed round that waits for the producer's figure (``[producer]``):
+        recorded with this meter's own figures, priced later (``price_waiting``), in order.
+        It owes nothing and is not in the signed log until then."""
+        with self._tx() as db:
+            self._writer(db)
+            round_id = self._insert_round(db, r, None, waiting=True)
             owed, live = self._owed_and_live(db)
-            owed += q.owed_nano_units  # a Python int: exact however long the ledger runs
-            db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_nano_units'",
-                       (str(owed),))
-            value = payable_units(owed, live)
-            payment_id = None
-            if value > 0:
-                payment_id = int(db.execute(
-                    "INSERT INTO payments (value_units, status, created_at)"
-                    " VALUES (?, 'queued', ?)", (value, self.clock())).lastrowid or 0)
-                self._add_live(db, value)
-                # The rounds no live payment covers yet: those after the newest one covered
-                # (a payment that fails is queued again for the same rounds, so they stay
-                # covered). Read through the index from the top: a few rows, not all.
-                db.execute(
-                    "INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, r.id FROM rounds r"
-                    " WHERE r.id > COALESCE((SELECT pr.round_id FROM payment_rounds pr"
-                    f" JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE}"
-                    " ORDER BY pr.round_id DESC LIMIT 1), 0)", (payment_id,))
-            if writer is not None:
-                carry_in = owed - q.owed_nano_units - live * NANO
-                entry = round_entry(round_id, r, q, ledger_unit_of(db, None), carry_in, value,
-                                    owed - (live + value) * NANO)
-                writer.append(db, entry, round_id=round_id)
-            return RoundRecorded(round_id, payment_id, value, carry_units(owed, live + value))
+            return RoundRecorded(round_id, None, 0, carry_units(owed, live))
+
+    def price_waiting(self, round_id: int, r: RoundTotals, q: Quote,
+                      link: RoundLink) -> RoundRecorded:
+        """Price the oldest waiting round, as ``record_round`` prices a round: what it owes,
+        the whole units that makes payable, and its entry (naming the producer's entry
+        ``link`` names) in the signed log, atomically.
+
+        Raises:
+            LedgerError: ``round_id`` is not the oldest round waiting (rounds are priced
+                in order: the carry runs from one to the next).
+        """
+        with self._tx() as db:
+            writer = self._writer(db)
+            oldest = db.execute("SELECT MIN(id) FROM rounds WHERE waiting = 1").fetchone()[0]
+            if oldest != round_id:
+                raise LedgerError(f"{self.path}: round {round_id} is not the oldest round"
+                                  f" waiting for the producer ({oldest})")
+            db.execute("UPDATE rounds SET waiting = 0, price = ?, price_capped = ?,"
+                       " owed_nano_units = ?, priced_from = ?, producer_index = ?,"
+                       " producer_mws = ?, producer_metered_s = ?, producer_avg_mw = ?"
+                       " WHERE id = ?",
+                       (q.price, int(q.capped), q.owed_nano_units, link.priced_from,
+                        link.producer_index if link.producer_index >= 0 else None,
+                        q.producer_energy_uws / 1000, q.producer_metered_us / 1e6,
+                        link_avg_mw(q), round_id))
+            return self._settle(db, writer, round_id, r, q, link)
+
+    def waiting_rounds(self, limit: int = 100) -> list[tuple[int, RoundTotals]]:
+        """The oldest rounds waiting for the producer's figure, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, started_at, ended_at, duration_s, metered_s, samples,"
+            " expected_samples, failed_samples, consumer_mws, producer_mws,"
+            " consumer_metered_s, producer_metered_s FROM rounds WHERE waiting = 1"
+            " ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(row[0], RoundTotals(
+            started_at=row[1], ended_at=row[2], duration_s=row[3], metered_s=row[4],
+            samples=row[5], expected_samples=row[6], failed_samples=row[7],
+            consumer_mws=row[8], producer_mws=row[9], consumer_metered_s=row[10],
+            producer_metered_s=row[11])) for row in rows]
+
+    def follow_producer(self, verifier_key: str) -> producer_log.FollowState:
+        """Follow the producer of ``verifier_key`` (``producer_log.start_following``)."""
+        with self._tx() as db:
+            return producer_log.start_following(db, verifier_key, round(self.clock() * 1000))
+
+    def accept_producer_entries(self, origin: str, accepted: list[Accepted],
+                                frontier: Frontier, checkpoint: bytes, since_ms: int) -> int:
+        """Keep what the producer's signed checkpoint covers (``producer_log.save_accepted``)."""
+        with self._tx() as db:
+            return producer_log.save_accepted(db, origin, accepted, frontier, checkpoint,
+                                              since_ms)
+
+    def producer_entry(self, origin: str, slot_ms: int,
+                       slot: int) -> producer_log.StoredEntry | None:
+        """The producer's accepted entry for ``slot``, if any (``producer_log.entry_for_slot``)."""
+        return producer_log.entry_for_slot(self.db, origin, slot_ms, slot)
+
+    def producer_newest_slot(self, origin: str, slot_ms: int) -> int | None:
+        """The latest slot the producer's accepted entries reach (``producer_log.newest_slot``)."""
+        return producer_log.newest_slot(self.db, origin, slot_ms)
+
+    def _settle(self, db: sqlite3.Connection, writer: LogWriter | None, round_id: int,
+                r: RoundTotals, q: Quote, link: RoundLink | None = None) -> RoundRecorded:
+        """What round ``round_id`` owes, added to the running totals; the whole units that
+        makes payable, queued for the rounds up to it no payment covers yet; its entry."""
+        owed, live = self._owed_and_live(db)
+        owed += q.owed_nano_units  # a Python int: exact however long the ledger runs
+        db.execute("UPDATE running_totals SET value = ? WHERE key = 'owed_nano_units'",
+                   (str(owed),))
+        value = payable_units(owed, live)
+        payment_id = None
+        if value > 0:
+            payment_id = int(db.execute(
+                "INSERT INTO payments (value_units, status, created_at)"
+                " VALUES (?, 'queued', ?)", (value, self.clock())).lastrowid or 0)
+            self._add_live(db, value)
+            # The rounds no live payment covers yet: those after the newest one covered
+            # (a payment that fails is queued again for the same rounds, so they stay
+            # covered), up to this one (later ones may wait for the producer's figure).
+            # Read through the index from the top: a few rows, not all.
+            db.execute(
+                "INSERT INTO payment_rounds (payment_id, round_id) SELECT ?, r.id FROM rounds r"
+                " WHERE r.id <= ? AND r.id > COALESCE((SELECT pr.round_id FROM payment_rounds"
+                f" pr JOIN payments p ON p.id = pr.payment_id WHERE p.status IN {_LIVE}"
+                " ORDER BY pr.round_id DESC LIMIT 1), 0)", (payment_id, round_id))
+        if writer is not None:
+            carry_in = owed - q.owed_nano_units - live * NANO
+            entry = round_entry(round_id, r, q, ledger_unit_of(db, None), carry_in, value,
+                                owed - (live + value) * NANO, link)
+            writer.append(db, entry, round_id=round_id)
+        return RoundRecorded(round_id, payment_id, value, carry_units(owed, live + value))
 
     def record_production(self, r: RoundTotals, length_s: float, clock: str) -> RoundRecorded:
         """Commit a producer's closed round (``role = "producer"``): no price, nothing owed,
@@ -277,19 +367,22 @@ class Ledger:
             return RoundRecorded(round_id, None, 0, 0.0)
 
     @staticmethod
-    def _insert_round(db: sqlite3.Connection, r: RoundTotals, q: Quote | None) -> int:
-        """The closed round's row (``q`` None: a producer's, unpriced and owing nothing, its
-        consumer channel not its meter's); the open round's checkpoint goes. Its id."""
-        consumer = (r.consumer_mws, r.consumer_metered_s) if q is not None else (0.0, 0.0)
+    def _insert_round(db: sqlite3.Connection, r: RoundTotals, q: Quote | None, *,
+                      waiting: bool = False) -> int:
+        """The closed round's row (``q`` None: unpriced and owing nothing: a producer's,
+        its consumer channel not its meter's, or one ``waiting`` for the producer's
+        figure); the open round's checkpoint goes. Its id."""
+        consumer = (r.consumer_mws, r.consumer_metered_s) if q is not None or waiting \
+            else (0.0, 0.0)
         priced = (q.price, int(q.capped), q.owed_nano_units) if q is not None else (0.0, 0, 0)
         cur = db.execute(
             "INSERT INTO rounds (started_at, ended_at, duration_s, metered_s, samples,"
             " expected_samples, failed_samples, consumer_mws, producer_mws,"
             " producer_avg_mw, price, price_capped, owed_nano_units, consumer_metered_s,"
-            " producer_metered_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " producer_metered_s, waiting) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.started_at, r.ended_at, r.duration_s, r.metered_s, r.samples,
              r.expected_samples, r.failed_samples, consumer[0], r.producer_mws,
-             r.producer_avg_mw, *priced, consumer[1], r.producer_metered_s))
+             r.producer_avg_mw, *priced, consumer[1], r.producer_metered_s, int(waiting)))
         db.execute("DELETE FROM open_round")
         return int(cur.lastrowid or 0)
 

@@ -223,6 +223,30 @@ def _constant_cost_rounds(db: sqlite3.Connection) -> None:
                " ON payment_rounds (round_id)")
 
 
+def _add_producer_link(db: sqlite3.Connection) -> None:
+    """A consumer priced by its producer's own meter (``[producer]``, ``producer_link``).
+
+    ``rounds.waiting``: 1 while a closed round waits for the producer's figure (recorded,
+    not priced: it owes nothing yet, and is not in the signed log until priced);
+    ``rounds.priced_from`` and ``producer_index``: whose figure priced it (NULL: this
+    meter's own, unlinked). ``producer_entries``: the producer's production entries
+    accepted (covered by a checkpoint signed by its key that extends the last one),
+    exactly as signed; ``ledger_meta`` keys ``producer_*`` hold how far its log was
+    followed (its size, frontier and last accepted checkpoint).
+    """
+    columns = {r[1] for r in db.execute("PRAGMA table_info(rounds)")}
+    for name, kind in (("waiting", "INTEGER NOT NULL DEFAULT 0"), ("priced_from", "TEXT"),
+                       ("producer_index", "INTEGER")):
+        if name not in columns:
+            db.execute(f"ALTER TABLE rounds ADD COLUMN {name} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS rounds_waiting ON rounds (id) WHERE waiting = 1")
+    db.execute("CREATE TABLE IF NOT EXISTS producer_entries (origin TEXT NOT NULL,"
+               " idx INTEGER NOT NULL, slot_ms INTEGER NOT NULL, slot INTEGER NOT NULL,"
+               " data BLOB NOT NULL, leaf_hash BLOB NOT NULL, PRIMARY KEY (origin, idx))")
+    db.execute("CREATE INDEX IF NOT EXISTS producer_entries_by_slot"
+               " ON producer_entries (origin, slot_ms, slot, idx)")
+
+
 def record_unit(db: sqlite3.Connection, backend: str) -> None:
     """The ledger speaks the unit of ``backend`` from now on."""
     db.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES ('unit', ?)",
@@ -242,5 +266,6 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _units_by_name,
     _add_signed_log,
     _constant_cost_rounds,
+    _add_producer_link,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

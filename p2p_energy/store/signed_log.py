@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ..core import tlog
 from ..core.entries import (
     EXECUTED,
     FAILED,
+    LinkedRoundEntry,
     OpeningEntry,
     PaymentEntry,
     ProductionEntry,
@@ -134,10 +136,30 @@ def opening_entry(db: sqlite3.Connection, after_round_id: int, unit: str) -> byt
         pending_units=pending, carry_nano_units=owed - (paid + pending) * NANO))
 
 
+@dataclass(frozen=True)
+class RoundLink:
+    """Whose figure priced a consumer's round (``[producer]``): what its entry (round
+    version 2, ``core.entries.LinkedRoundEntry``) says besides the figures themselves."""
+
+    priced_from: str  # core.entries.PRICED_FROM
+    producer_origin: str
+    producer_index: int  # -1: no producer entry (its own channel after waiting)
+    producer_leaf_hash: bytes  # b"" with no entry
+    own_energy_uws: int
+    own_metered_us: int
+
+
+def link_avg_mw(q: Quote) -> float:
+    """The average production a quote was priced from (mW)."""
+    return q.producer_energy_uws / q.producer_metered_us * 1000 if q.producer_metered_us \
+        else 0.0
+
+
 def round_entry(round_id: int, r: RoundTotals, q: Quote, unit: str, carry_in: int,
-                queued: int, carry_out: int) -> bytes:
+                queued: int, carry_out: int, link: RoundLink | None = None) -> bytes:
     """The entry of a round as recorded: the integers it was priced from, the rule,
-    the carry before and after it and the whole units it queued.
+    the carry before and after it and the whole units it queued (and, ``link``, whose
+    figure priced it).
 
     Raises:
         LedgerError: the quote does not name its rule (made by hand, not ``quote_round``).
@@ -146,13 +168,19 @@ def round_entry(round_id: int, r: RoundTotals, q: Quote, unit: str, carry_in: in
         raise LedgerError(f"round {round_id} was priced without its rule: it cannot be logged")
     start_ms = round(r.started_at * 1000)
     end_ms = max(round(r.ended_at * 1000), start_ms)  # a wall clock stepped back mid-round
-    return encode_round(RoundEntry(
+    figures = dict(
         round_id=round_id, start_utc_ms=start_ms, end_utc_ms=end_ms, unit=unit,
         consumer_energy_uws=q.consumer_energy_uws, producer_energy_uws=q.producer_energy_uws,
         producer_metered_us=q.producer_metered_us,
         numerator_nano_units_per_s=q.rule.numerator_nano_units_per_s,
         cap_nano_units_per_mws=q.rule.cap_nano_units_per_mws, carry_in_nano_units=carry_in,
-        owed_nano_units=q.owed_nano_units, queued_units=queued, carry_out_nano_units=carry_out))
+        owed_nano_units=q.owed_nano_units, queued_units=queued, carry_out_nano_units=carry_out)
+    if link is None:
+        return encode_round(RoundEntry(**figures))
+    return encode_round(LinkedRoundEntry(
+        **figures, priced_from=link.priced_from, producer_origin=link.producer_origin,
+        producer_index=link.producer_index, producer_leaf_hash=link.producer_leaf_hash.hex(),
+        own_energy_uws=link.own_energy_uws, own_metered_us=link.own_metered_us))
 
 
 def payment_entry(db: sqlite3.Connection, payment_id: int, unit: str,

@@ -177,7 +177,16 @@ class HttpSource:
 
         Raises SourceError for an answer that is not a proof's shape (a proof
         that does not check is the verifier's business)."""
-        path = f"/log/proof/consistency?from={old_size}&to={new_size}"
+        return self._proof(f"/log/proof/consistency?from={old_size}&to={new_size}",
+                           "a consistency")
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        """The RFC 6962 inclusion proof of entry ``index`` in the tree of ``size`` (hashes).
+
+        Raises SourceError for an answer that is not a proof's shape."""
+        return self._proof(f"/log/proof/inclusion?index={index}&size={size}", "an inclusion")
+
+    def _proof(self, path: str, kind: str) -> list[bytes]:
         body = self._get(path, MAX_PROOF_BYTES)
         try:
             if body is None:
@@ -187,7 +196,7 @@ class HttpSource:
                 raise TypeError("proof is not a list")
             return [_b64(item, f"hash {i}") for i, item in enumerate(items)]
         except (ValueError, KeyError, TypeError) as err:
-            raise SourceError(f"{self.where}{path}: not a consistency proof:"
+            raise SourceError(f"{self.where}{path}: not {kind} proof:"
                               f" {_one_line(str(err))}") from None
 
     def _connection(self) -> Any:

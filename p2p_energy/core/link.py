@@ -1,0 +1,256 @@
+"""The consumer's side of the producer's signed log: pure, no I/O, no clock.
+
+Two jobs, both used by ``runtime.producer_link``:
+
+- ``Follower`` accepts the producer's entries only as a signed checkpoint
+  covers them, and only when that checkpoint extends the last one accepted:
+  it keeps the frontier of the producer's tree (``tlog.Frontier``, at most
+  log2 n hashes) as of the last accepted checkpoint, and appends the entries
+  after it, in index order; a checkpoint whose root equals the frontier's root
+  at its size is accepted, with every entry up to it. An altered entry (one
+  byte), an entry the producer never logged, a checkpoint signed by another
+  key or of another log, a history rewritten under the same key: none of them
+  ever gives the signed root, so none is accepted. Entries that came before
+  their checkpoint wait (a bounded number); the ones missing are named by
+  ``missing`` (fetched from the producer's ``serve``).
+
+- ``choose`` decides which figure prices a consumer round: the producer's
+  signed production for its slot, checked against this meter's own channel
+  when it is wired (``Band``: the two INA3221s' datasheet tolerance), or this
+  meter's own after the owner's rules (``on_dispute``, ``after_wait``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import EntryError, NoteError, ProofError
+from . import tlog
+from .entries import (
+    DISPUTE_OWN,
+    DISPUTE_PRODUCER,
+    FROM_PRODUCER,
+    OWN_AFTER_WAIT,
+    ProductionEntry,
+    parse_entry,
+)
+from .note import Checkpoint, Verifier, open_checkpoint
+
+AFTER_WAIT = ("wait", "own_channel")  # [producer] after_wait
+ON_DISPUTE = ("producer", "own_channel")  # [producer] on_dispute
+
+MAX_PENDING = 4096  # entries held ahead of the checkpoint that will cover them
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A producer's entry, covered by a signed checkpoint that extends the last one."""
+
+    index: int
+    data: bytes
+    leaf_hash: bytes
+    production: ProductionEntry | None  # None: another kind (its opening entry)
+
+
+@dataclass
+class Offer:
+    """What one message gave: entries accepted now, and a problem to log (once per kind)."""
+
+    accepted: list[Accepted] = field(default_factory=list)
+    problem: str = ""
+    kind: str = ""  # a short name of the problem, for logging once per episode
+
+
+class Follower:
+    """Follows one producer's log from a known state (``size``, ``frontier``)."""
+
+    def __init__(self, verifier: Verifier, frontier: tlog.Frontier | None = None,
+                 checkpoint: bytes = b"") -> None:
+        self.verifier = verifier
+        self.frontier = frontier or tlog.Frontier()
+        self.checkpoint = checkpoint  # the last accepted checkpoint note (b"": none yet)
+        self._pending: dict[int, bytes] = {}
+        self._newest: Checkpoint | None = None  # the newest signed checkpoint not yet reached
+        self._newest_note = b""
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    @property
+    def target(self) -> int:
+        """The size of the newest signed checkpoint seen (at least the accepted size)."""
+        return max(self._newest.size if self._newest else 0, self.size)
+
+    def missing(self) -> tuple[int, int] | None:
+        """``(start, end)``: the first run of entries the newest checkpoint needs and no
+        message brought; None when nothing is missing."""
+        start = self.size
+        while start < self.target and start in self._pending:
+            start += 1
+        if start >= self.target:
+            return None
+        end = start
+        while end < self.target and end not in self._pending:
+            end += 1
+        return start, end
+
+    def offer_entry(self, index: int, data: bytes) -> Offer:
+        """An entry as a message brought it (not trusted until a checkpoint covers it)."""
+        if index < self.size:
+            return Offer()  # accepted before (a broker may deliver a message twice)
+        if index >= self.size + MAX_PENDING:
+            return Offer(problem=f"entry {index} is too far ahead of the {self.size} accepted"
+                                 " (it will be fetched again)", kind="ahead")
+        self._pending[index] = data
+        return self._advance()
+
+    def offer_checkpoint(self, note: bytes) -> Offer:
+        """A checkpoint as a message brought it: accepted only if signed by the producer's
+        key, for its log, and (once its entries are here) over exactly those entries."""
+        try:
+            checkpoint = open_checkpoint(note, self.verifier)
+        except NoteError as err:
+            return Offer(problem=f"a checkpoint not signed by the producer's key: {err}",
+                         kind="signature")
+        if checkpoint.size < self.size:
+            return Offer()  # older than the one accepted (a retained message, replayed)
+        if checkpoint.size == self.size:
+            if checkpoint.root_hash != self.frontier.root():
+                return Offer(problem=f"a signed checkpoint of size {checkpoint.size} with"
+                                     " another root than the one accepted: the producer's"
+                                     " log was rewritten", kind="fork")
+            return Offer()
+        if self._newest is None or checkpoint.size >= self._newest.size:
+            self._newest, self._newest_note = checkpoint, note
+        return self._advance()
+
+    def bootstrap(self, last_entry: bytes, proof: list[bytes]) -> Offer:
+        """Start following a log that is already long (nothing accepted yet), from the
+        newest signed checkpoint: its last entry and that entry's inclusion proof give its
+        frontier (``frontier_from_last_leaf``); the entries before it are not needed (they
+        are of rounds before this consumer followed the log).
+
+        Raises:
+            ProofError: the proof does not give the signed root.
+        """
+        c = self._newest
+        if self.size or c is None:
+            return Offer()
+        leaf = tlog.leaf_hash(last_entry)
+        self.frontier = frontier_from_last_leaf(c.size, leaf, proof, c.root_hash)
+        self.checkpoint, self._newest, self._newest_note = self._newest_note, None, b""
+        self._pending = {i: d for i, d in self._pending.items() if i >= self.size}
+        return Offer(accepted=[Accepted(c.size - 1, last_entry, leaf, _production(last_entry))])
+
+    def newest_checkpoint(self) -> Checkpoint | None:
+        """The newest signed checkpoint seen and not reached yet."""
+        return self._newest
+
+    def _advance(self) -> Offer:
+        """Accept the entries up to the newest checkpoint, once all are here and give its
+        root; drop them (and that checkpoint) when they do not."""
+        c = self._newest
+        if c is None or any(i not in self._pending for i in range(self.size, c.size)):
+            return Offer()
+        candidate = tlog.Frontier.from_hashes(self.frontier.size, self.frontier.hashes)
+        leaves = []
+        for i in range(self.size, c.size):
+            leaf = tlog.leaf_hash(self._pending[i])
+            leaves.append(leaf)
+            candidate.append(leaf)
+        if candidate.root() != c.root_hash:
+            for i in range(self.size, c.size):
+                del self._pending[i]
+            return Offer(problem=f"entries {self.size} to {c.size - 1} do not give the root"
+                                 f" the producer signed for size {c.size}: at least one was"
+                                 " altered on the way; none is used", kind="root")
+        accepted = []
+        for i, leaf in zip(range(self.size, c.size), leaves, strict=True):
+            data = self._pending.pop(i)
+            accepted.append(Accepted(i, data, leaf, _production(data)))
+        self.frontier, self.checkpoint = candidate, self._newest_note
+        self._newest, self._newest_note = None, b""
+        for i in [i for i in self._pending if i < self.size]:
+            del self._pending[i]
+        return Offer(accepted=accepted)
+
+
+def _production(data: bytes) -> ProductionEntry | None:
+    try:
+        entry = parse_entry(data)
+    except EntryError:
+        return None  # signed by the producer but not an entry we know: never used to price
+    return entry if isinstance(entry, ProductionEntry) else None
+
+
+def frontier_from_last_leaf(size: int, leaf: bytes, proof: list[bytes],
+                            root: bytes) -> tlog.Frontier:
+    """The frontier of a tree of ``size`` from its last leaf and that leaf's RFC 6962
+    inclusion proof, checked against ``root``.
+
+    The audit path of the last leaf is the list of complete subtrees to its left
+    (bottom-up): the first ``t`` (``2**t`` the smallest subtree, the lowest 1 bit of
+    ``size``) join the leaf into that subtree; the rest are the larger ones.
+
+    Raises:
+        ProofError: the proof does not give ``root``.
+    """
+    if size < 1 or tlog.root_from_inclusion(size - 1, size, leaf, proof) != root:
+        raise ProofError(f"the inclusion proof of entry {size - 1} does not give the signed"
+                         f" root of size {size}")
+    t = (size & -size).bit_length() - 1
+    h = leaf
+    for sibling in proof[:t]:
+        h = tlog.node_hash(sibling, h)
+    hashes = [*reversed(proof[t:]), h]
+    return tlog.Frontier.from_hashes(size, hashes)
+
+
+# -- which figure prices a round -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Band:
+    """How far two meters of the same panel may disagree (average power over a round):
+    ``|a - b| <= pct % of the larger + mw``."""
+
+    pct: float
+    mw: float
+
+    def agrees(self, a_mw: float, b_mw: float) -> bool:
+        return abs(a_mw - b_mw) <= self.pct / 100 * max(abs(a_mw), abs(b_mw)) + self.mw
+
+
+def average_mw(energy_uws: int, metered_us: int) -> float:
+    """Average power over the metered time (µW·s / µs is W; x 1000 for mW)."""
+    return 1000 * energy_uws / metered_us if metered_us > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The figure a round is priced from (``energy_uws`` over ``metered_us``) and why."""
+
+    priced_from: str  # one of PRICED_FROM
+    energy_uws: int
+    metered_us: int
+
+
+def choose(own_uws: int, own_us: int, production: ProductionEntry | None, *,
+           compare: bool, band: Band, on_dispute: str) -> Choice:
+    """Which figure prices a round. ``production``: the producer's entry for its slot
+    (None once ``after_wait = "own_channel"`` gave up waiting for it: this meter's
+    own). Own figures not metered (``own_us`` 0) or not wired (``compare`` false) are
+    not compared: the producer's stands."""
+    if production is None:
+        return Choice(OWN_AFTER_WAIT, own_uws, own_us)
+    theirs = Choice(FROM_PRODUCER, production.producer_energy_uws,
+                    production.producer_metered_us)
+    if not compare or own_us <= 0 or production.producer_metered_us <= 0:
+        return theirs
+    if band.agrees(average_mw(own_uws, own_us),
+                   average_mw(production.producer_energy_uws, production.producer_metered_us)):
+        return theirs
+    if on_dispute == "own_channel":
+        return Choice(DISPUTE_OWN, own_uws, own_us)
+    return Choice(DISPUTE_PRODUCER, theirs.energy_uws, theirs.metered_us)

@@ -1,0 +1,108 @@
+"""The producer's log as this consumer followed it (``[producer]``): what was accepted.
+
+Tables of schema step ``schema._add_producer_link``: ``producer_entries`` keeps
+each production entry accepted from the producer, exactly as signed (for the
+rounds it prices, and for anyone who asks which figure priced a round);
+``ledger_meta`` keeps how far the producer's log was followed:
+
+- ``producer_verifier``: the verifier key followed (another key starts again);
+- ``producer_size``, ``producer_frontier``: the accepted tree's size and its
+  frontier (``tlog.Frontier``, hex, comma-separated), to check the next
+  checkpoint extends it;
+- ``producer_checkpoint``: the last accepted checkpoint, as signed;
+- ``producer_since_ms``: when this consumer first followed it (UTC ms); entries of
+  rounds that ended before are not kept (a year-old producer's past prices nothing).
+
+Every function runs on the caller's connection; the writers inside its write
+transaction, so entries and the state that accepted them commit together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ..core import tlog
+from ..core.link import Accepted
+
+_KEYS = ("producer_verifier", "producer_size", "producer_frontier", "producer_checkpoint",
+         "producer_since_ms")
+
+
+@dataclass(frozen=True)
+class FollowState:
+    """How far this consumer followed its producer's log."""
+
+    verifier_key: str
+    frontier: tlog.Frontier
+    checkpoint: bytes
+    since_ms: int
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """A producer's production entry as accepted: its index, bytes and leaf hash."""
+
+    origin: str
+    index: int
+    data: bytes
+    leaf_hash: bytes
+
+
+def follow_state(db: sqlite3.Connection) -> FollowState | None:
+    """The state saved by ``save_accepted`` / ``start_following``; None: never followed."""
+    meta = dict(db.execute(f"SELECT key, value FROM ledger_meta WHERE key IN"
+                           f" ({', '.join('?' * len(_KEYS))})", _KEYS).fetchall())
+    if "producer_verifier" not in meta:
+        return None
+    size = int(meta.get("producer_size", "0"))
+    text = meta.get("producer_frontier", "")
+    hashes = [bytes.fromhex(h) for h in text.split(",")] if text else []
+    return FollowState(meta["producer_verifier"], tlog.Frontier.from_hashes(size, hashes),
+                       meta.get("producer_checkpoint", "").encode(),
+                       int(meta.get("producer_since_ms", "0")))
+
+
+def start_following(db: sqlite3.Connection, verifier_key: str, now_ms: int) -> FollowState:
+    """Follow the producer of ``verifier_key`` (kept as it was when it is the one followed
+    already; from its log's start for another: its entries kept so far stay)."""
+    state = follow_state(db)
+    if state is not None and state.verifier_key == verifier_key:
+        return state
+    db.executemany("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)",
+                   [("producer_verifier", verifier_key), ("producer_size", "0"),
+                    ("producer_frontier", ""), ("producer_checkpoint", ""),
+                    ("producer_since_ms", str(now_ms))])
+    return FollowState(verifier_key, tlog.Frontier(), b"", now_ms)
+
+
+def save_accepted(db: sqlite3.Connection, origin: str, accepted: list[Accepted],
+                  frontier: tlog.Frontier, checkpoint: bytes, since_ms: int) -> int:
+    """Keep the production entries accepted (those of rounds that ended after
+    ``since_ms``) and the state that accepted them; returns how many were kept."""
+    rows = [(origin, a.index, a.production.slot_ms, a.production.slot, a.data, a.leaf_hash)
+            for a in accepted
+            if a.production is not None and a.production.end_utc_ms > since_ms]
+    db.executemany("INSERT OR IGNORE INTO producer_entries (origin, idx, slot_ms, slot, data,"
+                   " leaf_hash) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)",
+                   [("producer_size", str(frontier.size)),
+                    ("producer_frontier", ",".join(h.hex() for h in frontier.hashes)),
+                    ("producer_checkpoint", checkpoint.decode())])
+    return len(rows)
+
+
+def entry_for_slot(db: sqlite3.Connection, origin: str, slot_ms: int,
+                   slot: int) -> StoredEntry | None:
+    """The producer's first accepted entry for ``slot`` (rounds of ``slot_ms``), if any."""
+    row = db.execute("SELECT idx, data, leaf_hash FROM producer_entries WHERE origin = ?"
+                     " AND slot_ms = ? AND slot = ? ORDER BY idx LIMIT 1",
+                     (origin, slot_ms, slot)).fetchone()
+    return StoredEntry(origin, row[0], bytes(row[1]), bytes(row[2])) if row else None
+
+
+def newest_slot(db: sqlite3.Connection, origin: str, slot_ms: int) -> int | None:
+    """The latest slot the producer's accepted entries reach (None: none yet)."""
+    row = db.execute("SELECT MAX(slot) FROM producer_entries WHERE origin = ? AND slot_ms = ?",
+                     (origin, slot_ms)).fetchone()
+    return row[0] if row else None
