@@ -43,7 +43,7 @@ from ..core.entries import (
     ProductionEntry,
     parse_entry,
 )
-from ..core.link import Band, Follower, Offer, choose
+from ..core.link import Accepted, Band, Follower, Offer, choose
 from ..core.metering import RoundTotals
 from ..core.note import parse_verifier
 from ..core.pricing import Quote, quote_figures
@@ -175,7 +175,7 @@ class ProducerLink:
         self.origin = self.verifier.name
         self.topic = cfg.producer.topic
         self.pricer = Pricer(cfg, self.origin, on_priced, wall=wall)
-        self._messages: queue.Queue[tuple[str, bytes]] = queue.Queue(QUEUE_MAX)
+        self._messages: queue.Queue[tuple[str, bytes, int, int]] = queue.Queue(QUEUE_MAX)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="producer-link", daemon=True)
@@ -184,8 +184,10 @@ class ProducerLink:
         self._down_since: float | None = None
         self._next_fill = 0.0
         self.follower: Follower | None = None
+        # Acknowledged once handled (and what was accepted committed), not on arrival: a
+        # consumer killed in between gets the message again from the broker's session.
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=_client_id(client_name),
-                             protocol=paho.MQTTv5)
+                             protocol=paho.MQTTv5, manual_ack=True)
         m = cfg.mqtt
         if m.username:
             client.username_pw_set(m.username, password or None)
@@ -246,11 +248,12 @@ class ProducerLink:
             log.warning("MQTT: %s to %s; closed rounds wait for the producer's figures (and"
                         " owe nothing until priced)", why, self.cfg.mqtt.broker)
 
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+    def _on_message(self, client: Any, _u: Any, msg: Any) -> None:
         try:
-            self._messages.put_nowait((msg.topic, bytes(msg.payload)))
+            self._messages.put_nowait((msg.topic, bytes(msg.payload), msg.mid, msg.qos))
         except queue.Full:
             self._dropped += 1  # the entries are fetched again from the producer's serve
+            client.ack(msg.mid, msg.qos)
         self._wake.set()
 
     # -- the link's thread ----------------------------------------------------------------
@@ -291,26 +294,43 @@ class ProducerLink:
     def _step(self, ledger: Ledger) -> None:
         follower = self.follower
         assert follower is not None
-        accepted = []
-        while True:
+        accepted, handled = [], []
+        while len(handled) < QUEUE_MAX:
             try:
-                topic, payload = self._messages.get_nowait()
+                topic, payload, mid, qos = self._messages.get_nowait()
             except queue.Empty:
                 break
             offer = self._offer(follower, topic, payload)
             accepted += offer.accepted
+            handled.append((mid, qos))
             self._report(offer)
-        if time.monotonic() >= self._next_fill and follower.missing() is not None:
-            accepted += self._fill(follower)
-            self._next_fill = time.monotonic() + FILL_EVERY_S
-        if accepted:
+        try:
+            if time.monotonic() >= self._next_fill and follower.missing() is not None:
+                accepted += self._fill(follower)
+                self._next_fill = time.monotonic() + FILL_EVERY_S
+            if accepted:
+                self._commit(ledger, follower, accepted)
+        finally:
+            for mid, qos in handled:
+                self.client.ack(mid, qos)
+        self.pricer.price_ready(ledger)
+
+    def _commit(self, ledger: Ledger, follower: Follower, accepted: list[Accepted]) -> None:
+        """Keep the entries accepted, and how far the log was followed, together. If that
+        fails, the follower goes back to what the ledger holds: those entries are missing
+        again, and fetched again (nothing is kept half)."""
+        try:
             kept = ledger.accept_producer_entries(self.origin, accepted, follower.frontier,
                                                   follower.checkpoint, self._since_ms)
-            log.debug("accepted the producer's entries %d to %d (%d kept)", accepted[0].index,
-                      accepted[-1].index, kept)
-            self._logged.discard("root")
-            self._logged.discard("signature")
-        self.pricer.price_ready(ledger)
+        except BaseException:
+            state = follow_state(ledger.db)  # a read: it works while writes are refused
+            if state is not None:
+                self.follower = Follower(self.verifier, state.frontier, state.checkpoint)
+            raise
+        log.debug("accepted the producer's entries %d to %d (%d kept)", accepted[0].index,
+                  accepted[-1].index, kept)
+        self._logged.discard("root")
+        self._logged.discard("signature")
 
     def _offer(self, follower: Follower, topic: str, payload: bytes) -> Offer:
         rest = topic[len(self.topic) + 1:]
@@ -325,7 +345,7 @@ class ProducerLink:
             return Offer(problem=f"entry {index_text} over {MAX_ENTRY_BYTES} bytes", kind="size")
         return follower.offer_entry(int(index_text), payload)
 
-    def _fill(self, follower: Follower) -> list:
+    def _fill(self, follower: Follower) -> list[Accepted]:
         """Entries no message brought, from the producer's serve (``log_url``)."""
         url = self.cfg.producer.log_url
         missing = follower.missing()
@@ -338,7 +358,7 @@ class ProducerLink:
         from ..verify.sources import HttpSource
 
         source = HttpSource(url)
-        accepted = []
+        accepted: list[Accepted] = []
         try:
             newest = follower.newest_checkpoint()
             if follower.size == 0 and newest is not None and newest.size > 1:
