@@ -1,0 +1,199 @@
+"""A consumer's rounds wait for the producer's signed figure, then are priced in order.
+
+Two real ledgers: the producer's (production entries under its own key, as its
+daemon writes them) and the consumer's (rounds recorded waiting, priced by the
+``Pricer`` from the producer's entries accepted through ``core.link.Follower``).
+What the consumer's log then holds is judged by the rule (``round_problems``), the
+carry chain, and the producer's own log (leaf hashes, figures).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from p2p_energy.config import build
+from p2p_energy.core import entries, link, note, tlog
+from p2p_energy.core.metering import RoundTotals
+from p2p_energy.core.pricing import quote_round
+from p2p_energy.errors import LedgerError
+from p2p_energy.runtime.producer_link import Pricer, price_left_waiting
+from p2p_energy.store.ledger import Ledger
+from p2p_energy.store.signed_log import LogView, LogWriter, RoundLink
+
+T0 = 1_796_515_200.0  # 2026-12-05 00:00 UTC, a slot boundary
+PRODUCER = note.signer_from_seed("anna.lan/p2p-energy/0001", bytes(range(32)))
+CONSUMER = note.signer_from_seed("bob.lan/p2p-energy/0002", bytes(range(1, 33)))
+
+
+def consumer_config(**producer: object):
+    return build({"round": {"length_s": 60}, "producer": {
+        "verifier_key": PRODUCER.verifier.key(), "topic": "p2p-energy/anna/log",
+        "wait_s": 120.0} | producer})
+
+
+def closed(i: int, consumer_mw: float = 60.0, panel_mw: float = 400.0) -> RoundTotals:
+    start = T0 + 60 * i
+    return RoundTotals(started_at=start, duration_s=60, metered_s=60,
+                       consumer_mws=consumer_mw * 60, producer_mws=panel_mw * 60, samples=60,
+                       expected_samples=60, ended_at=start + 60, consumer_metered_s=60,
+                       producer_metered_s=60)
+
+
+def producer_log(path: Path, powers: list[float], *, skip: set[int] = frozenset()
+                 ) -> tuple[list[bytes], bytes]:
+    """The producer's ledger with one round per slot (none in the slots of ``skip``)."""
+    led = Ledger(path, log=LogWriter(PRODUCER))
+    for i, mw in enumerate(powers):
+        if i not in skip:
+            led.record_production(closed(i, 0.0, mw), 60.0, "synchronized")
+    led.close()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    view = LogView(db)
+    data = list(view.iter_entries(view.size()))
+    note_bytes = view.checkpoint() or b""
+    db.close()
+    return data, note_bytes
+
+
+def consumer_ledger(path: Path) -> Ledger:
+    first = Ledger(path)
+    first.record_unit("iota")
+    first.close()
+    return Ledger(path, log=LogWriter(CONSUMER), clock=lambda: T0 + 3600)
+
+
+def accept(led: Ledger, data: list[bytes], checkpoint: bytes) -> None:
+    """What the link's thread does with the messages of one batch."""
+    state = led.follow_producer(PRODUCER.verifier.key())
+    follower = link.Follower(PRODUCER.verifier, state.frontier, state.checkpoint)
+    accepted = []
+    for i, d in enumerate(data):
+        accepted += follower.offer_entry(i, d).accepted
+    accepted += follower.offer_checkpoint(checkpoint).accepted
+    led.accept_producer_entries(PRODUCER.name, accepted, follower.frontier,
+                                follower.checkpoint, state.since_ms)
+
+
+def consumer_log(path: Path) -> list[entries.RoundEntry | entries.PaymentEntry]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    view = LogView(db)
+    parsed = [entries.parse_entry(d) for d in view.iter_entries(view.size())]
+    db.close()
+    return parsed[1:]  # after the opening
+
+
+def pricer(cfg, now: float) -> tuple[Pricer, list]:
+    priced: list = []
+    return Pricer(cfg, PRODUCER.name, lambda *a: priced.append(a), wall=lambda: now), priced
+
+
+def test_waiting_rounds_owe_nothing_until_priced_in_order_from_the_producers_entries(tmp_path):
+    data, checkpoint = producer_log(tmp_path / "p.db", [400.0, 200.0, 800.0])
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(PRODUCER.verifier.key())
+    led.db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'producer_since_ms'",
+                   (str(int(T0 * 1000)),))  # followed since before these rounds
+    for i in range(3):
+        rec = led.record_waiting_round(closed(i, panel_mw=[398.0, 201.0, 300.0][i]))
+        assert rec.queued_payment_id is None and rec.queued_units == 0
+    assert led.totals()["owed_iota"] == 0 and consumer_log(tmp_path / "c.db") == []
+    with pytest.raises(LedgerError, match="wait for the producer"):
+        led.record_round(closed(9), quote_round(1.0, 1.0, 1.0, consumer_config().price.rule))
+    cfg = consumer_config()
+    p, priced = pricer(cfg, T0 + 190)
+    assert p.price_ready(led) == 0  # within wait_s and no figure yet: all wait
+    accept(led, data, checkpoint)
+    assert p.price_ready(led) == 3
+    rounds = consumer_log(tmp_path / "c.db")
+    assert all(isinstance(r, entries.LinkedRoundEntry) for r in rounds)
+    assert [r.priced_from for r in rounds] == ["producer", "producer", "dispute_producer"]
+    for r, i in zip(rounds, (1, 2, 3), strict=True):  # entry 0 is the producer's opening
+        theirs = entries.parse_entry(data[i])
+        assert (r.producer_index, r.producer_leaf_hash) == (i, tlog.leaf_hash(data[i]).hex())
+        assert (r.producer_energy_uws, r.producer_metered_us) == (
+            theirs.producer_energy_uws, theirs.producer_metered_us)
+        assert r.link_problems() == [] and entries.round_problems(r) == []
+    assert rounds[2].own_energy_uws == 300 * 60_000  # both figures in a disputed round
+    for before, after in itertools.pairwise(rounds):
+        assert after.carry_in_nano_units == before.carry_out_nano_units
+    owed = led.db.execute("SELECT value FROM running_totals WHERE key = 'owed_nano_units'"
+                          ).fetchone()[0]
+    assert int(owed) == sum(r.owed_nano_units for r in rounds)
+    assert [a[0].round_id for a in priced] == [1, 2, 3]
+    led.close()
+
+
+def test_a_round_waits_behind_an_older_one_and_payments_cover_only_priced_rounds(tmp_path):
+    data, checkpoint = producer_log(tmp_path / "p.db", [400.0] * 4, skip={0})
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(PRODUCER.verifier.key())
+    led.db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'producer_since_ms'",
+                   (str(int(T0 * 1000)),))
+    for i in range(4):
+        led.record_waiting_round(closed(i, consumer_mw=5000.0))  # owes whole units each
+    accept(led, data, checkpoint)
+    p, _ = pricer(consumer_config(), T0 + 60 * 1 + 100)  # round 1 waited 100 s of 120
+    assert p.price_ready(led) == 0  # its figure never came: the later ones wait behind it
+    with pytest.raises(LedgerError, match="not the oldest"):
+        led.price_waiting(2, closed(1), quote_round(300.0, 24000.0, 60.0, p.rule),
+                          RoundLink("producer", PRODUCER.name, 2, b"\0" * 32, 0, 0))
+    p, _ = pricer(consumer_config(), T0 + 60 + 121)  # waited; the producer's log went past
+    assert p.price_ready(led) == 4
+    rounds = consumer_log(tmp_path / "c.db")
+    assert [r.priced_from for r in rounds] == ["own_channel_after_wait"] + ["producer"] * 3
+    assert rounds[0].producer_index == -1 and rounds[0].link_problems() == []
+    covered = [r for (r,) in led.db.execute("SELECT round_id FROM payment_rounds ORDER BY 1")]
+    assert covered == [1, 2, 3, 4]
+    led.close()
+
+
+def test_a_payment_queued_by_a_priced_round_does_not_cover_rounds_still_waiting(tmp_path):
+    data, checkpoint = producer_log(tmp_path / "p.db", [400.0])
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(PRODUCER.verifier.key())
+    led.db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'producer_since_ms'",
+                   (str(int(T0 * 1000)),))
+    for i in range(3):
+        led.record_waiting_round(closed(i, consumer_mw=5000.0))
+    accept(led, data, checkpoint)
+    p, _ = pricer(consumer_config(), T0 + 100)
+    assert p.price_ready(led) == 1
+    payments = led.db.execute("SELECT payment_id, round_id FROM payment_rounds").fetchall()
+    assert [r for _, r in payments] == [1]  # not rounds 2 and 3, which owe nothing yet
+    led.close()
+
+
+def test_with_after_wait_own_channel_a_round_is_priced_from_this_meter_after_wait_s(tmp_path):
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(PRODUCER.verifier.key())
+    led.record_waiting_round(closed(0, panel_mw=350.0))
+    cfg = consumer_config(after_wait="own_channel")
+    assert pricer(cfg, T0 + 60 + 119)[0].price_ready(led) == 0
+    assert pricer(cfg, T0 + 60 + 120)[0].price_ready(led) == 1
+    (r,) = consumer_log(tmp_path / "c.db")
+    assert (r.priced_from, r.producer_energy_uws) == ("own_channel_after_wait", 350 * 60_000)
+    led.close()
+
+
+def test_rounds_left_waiting_by_a_link_taken_out_of_the_config_are_priced(tmp_path, caplog):
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(PRODUCER.verifier.key())
+    for i in range(2):
+        led.record_waiting_round(closed(i))
+    unlinked = build({"round": {"length_s": 60}})
+    with caplog.at_level(logging.WARNING):
+        assert price_left_waiting(led, unlinked, lambda *a: None) == 2
+    assert "no longer set" in caplog.text
+    assert led.waiting_rounds() == []
+    rounds = consumer_log(tmp_path / "c.db")
+    assert [r.priced_from for r in rounds] == ["own_channel_after_wait"] * 2
+    assert rounds[0].producer_origin == PRODUCER.name
+    led.record_round(closed(2), quote_round(60.0 * 60, 400.0 * 60, 60.0,
+                                            unlinked.price.rule))  # and rounds go on
+    assert len(consumer_log(tmp_path / "c.db")) == 3
+    led.close()
