@@ -221,3 +221,29 @@ def test_a_linked_round_entry_refuses_bad_fields():
         parse_entry(data.replace(b'"priced_from":"producer"', b'"priced_from":"guess"'))
     with pytest.raises(EntryError):
         parse_entry(data.replace(b'"ababab', b'"ABABAB'))
+
+
+def test_a_follower_starts_from_the_tail_of_a_long_log_and_goes_on():
+    entries = log_of(9)
+    store = tlog.MemoryHashStore.from_leaves(tlog.leaf_hash(e) for e in entries)
+    tail = link.encode_tail(8, entries[8], tlog.inclusion_proof(8, 9, store.hash_at))
+    f = link.Follower(VERIFIER)
+    assert f.offer_tail(tail).accepted == []  # kept until its checkpoint comes
+    offer = f.offer_checkpoint(checkpoint(entries))
+    assert [a.index for a in offer.accepted] == [8] and f.size == 9
+    entries.append(production(9))
+    f.offer_entry(9, entries[9])
+    assert [a.index for a in f.offer_checkpoint(checkpoint(entries)).accepted] == [9]
+
+
+def test_a_tail_that_does_not_give_the_signed_root_is_not_used():
+    entries = log_of(5)
+    store = tlog.MemoryHashStore.from_leaves(tlog.leaf_hash(e) for e in entries)
+    forged = link.encode_tail(4, production(4, mw=9000), tlog.inclusion_proof(4, 5,
+                                                                            store.hash_at))
+    f = link.Follower(VERIFIER)
+    f.offer_tail(forged)
+    offer = f.offer_checkpoint(checkpoint(entries))
+    assert offer.accepted == [] and offer.kind == "tail" and f.size == 0
+    for bad in (b"{", b'{"index": -1, "entry": "", "proof": []}', b"x" * 9000):
+        assert f.offer_tail(bad).kind == "tail"

@@ -20,7 +20,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from p2p_energy.core import note, tlog
+from p2p_energy.core import link, note, tlog
 from p2p_energy.store.signed_log import LogView
 
 from support.log_daemon import cli, env
@@ -37,6 +37,7 @@ class Neighbour:
     def __init__(self, broker: Broker) -> None:
         self.entries: dict[int, bytes] = {}
         self.checkpoints: list[tuple[bytes, bool]] = []
+        self.tails: list[bytes] = []
         self.duplicates = 0
         self.lock = threading.Lock()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="neighbour",
@@ -51,6 +52,8 @@ class Neighbour:
         with self.lock:
             if msg.topic == f"{ROOT}/checkpoint":
                 self.checkpoints.append((msg.payload, bool(msg.retain)))
+            elif msg.topic == f"{ROOT}/tail":
+                self.tails.append(msg.payload)
             else:
                 index = int(msg.topic.rsplit("/", 1)[1])
                 self.duplicates += index in self.entries
@@ -154,6 +157,11 @@ def test_every_entry_reaches_the_neighbour_in_order_across_a_broker_outage(
     assert neighbour.entries == dict(enumerate(data))  # every entry, byte for byte, no gap
     checkpoint = note.open_checkpoint(neighbour.checkpoints[-1][0], verifier)
     assert checkpoint.root_hash == tlog.root_from_leaves(tlog.leaf_hash(d) for d in data)
+    # The tail: the last entry and its inclusion proof, which give the signed root.
+    index, entry, proof = link.decode_tail(neighbour.tails[-1])
+    assert (index, entry) == (len(data) - 1, data[-1])
+    assert tlog.root_from_inclusion(index, len(data), tlog.leaf_hash(entry), proof) \
+        == checkpoint.root_hash
     log = (tmp_path / "run.log").read_text()
     assert log.count("the log's entries wait in the ledger") == 1  # once per outage
     assert "connected to mqtt://127.0.0.1" in log and "publishing what it missed" in log

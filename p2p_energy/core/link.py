@@ -22,6 +22,9 @@ Two jobs, both used by ``runtime.producer_link``:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass, field
 
 from ..errors import EntryError, NoteError, ProofError
@@ -40,6 +43,35 @@ AFTER_WAIT = ("wait", "own_channel")  # [producer] after_wait
 ON_DISPUTE = ("producer", "own_channel")  # [producer] on_dispute
 
 MAX_PENDING = 4096  # entries held ahead of the checkpoint that will cover them
+# A production entry is about 250 bytes, the opening 200: a message on the link is
+# never near this, and a hostile one cannot make the pending entries hold more than
+# MAX_PENDING x this (8 MB on a Pi Zero).
+MAX_LINK_ENTRY_BYTES = 2048
+MAX_TAIL_BYTES = 8192  # a tail: an entry and at most 63 hashes, in JSON and base64
+
+
+def encode_tail(index: int, entry: bytes, proof: list[bytes]) -> bytes:
+    """The ``tail`` message: a log's last entry and its inclusion proof in the tree it ends
+    (``{"index": i, "entry": base64, "proof": [base64, ...]}``)."""
+    return json.dumps({"index": index, "entry": base64.b64encode(entry).decode(),
+                       "proof": [base64.b64encode(h).decode() for h in proof]},
+                      separators=(",", ":")).encode()
+
+
+def decode_tail(data: bytes) -> tuple[int, bytes, list[bytes]]:
+    """``(index, entry, proof)`` of a ``tail`` message. Raises ValueError for any other shape."""
+    if len(data) > MAX_TAIL_BYTES:
+        raise ValueError(f"over {MAX_TAIL_BYTES} bytes")
+    try:
+        obj = json.loads(data)
+        index, entry, proof = obj["index"], obj["entry"], obj["proof"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0 \
+                or not isinstance(proof, list) or len(proof) > 63:
+            raise ValueError("not a tail")
+        hashes = [base64.b64decode(h, validate=True) for h in proof]
+        return index, base64.b64decode(entry, validate=True), hashes
+    except (KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"not a tail: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -72,6 +104,7 @@ class Follower:
         self._pending: dict[int, bytes] = {}
         self._newest: Checkpoint | None = None  # the newest signed checkpoint not yet reached
         self._newest_note = b""
+        self._tail: tuple[int, bytes, list[bytes]] | None = None  # to start from
 
     @property
     def size(self) -> int:
@@ -123,7 +156,37 @@ class Follower:
             return Offer()
         if self._newest is None or checkpoint.size >= self._newest.size:
             self._newest, self._newest_note = checkpoint, note
-        return self._advance()
+        offer = self._advance()
+        if self.size == 0:  # nothing accepted yet: start from the tail, if it ends this one
+            started = self._from_tail()
+            later = self._advance()
+            offer = Offer(offer.accepted + started.accepted + later.accepted,
+                          offer.problem or started.problem or later.problem,
+                          offer.kind or started.kind or later.kind)
+        return offer
+
+    def offer_tail(self, data: bytes) -> Offer:
+        """A ``tail`` message: the last entry of the newest checkpoint and its inclusion
+        proof. Used only to start following (nothing accepted yet), and only for the
+        checkpoint it ends: it is kept until that checkpoint comes."""
+        if self.size:
+            return Offer()
+        try:
+            index, entry, proof = decode_tail(data)
+        except ValueError as err:
+            return Offer(problem=f"a tail message: {err}", kind="tail")
+        self._tail = (index, entry, proof)
+        return self._from_tail()
+
+    def _from_tail(self) -> Offer:
+        c, tail = self._newest, self._tail
+        if self.size or c is None or tail is None or tail[0] != c.size - 1:
+            return Offer()
+        self._tail = None
+        try:
+            return self.bootstrap(tail[1], tail[2])
+        except ProofError as err:
+            return Offer(problem=f"a tail message: {err}", kind="tail")
 
     def bootstrap(self, last_entry: bytes, proof: list[bytes]) -> Offer:
         """Start following a log that is already long (nothing accepted yet), from the

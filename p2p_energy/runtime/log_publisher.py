@@ -4,7 +4,11 @@ Topics under ``MqttConfig.log_topic`` (``p2p-energy/<user>/log``):
 
 - ``.../entry/<index>``: each entry's exact bytes, QoS 1, in log order;
 - ``.../checkpoint``: the signed checkpoint covering them, QoS 1, **retained**
-  (a consumer that connects later gets the latest at once).
+  (a consumer that connects later gets the latest at once);
+- ``.../tail``: the checkpoint's last entry with its RFC 6962 inclusion proof
+  (``core.link.encode_tail``), QoS 1, retained: a consumer that starts to follow
+  a log that is already long checks it against the signed root and goes on from
+  there, without the entries before it (``core.link.Follower.bootstrap``).
 
 Nothing is lost while the broker is away: the entries are in the ledger, and the
 publisher records there how far the broker has acknowledged
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config.serving import MqttConfig
+from ..core.link import encode_tail
 from ..store.ledger import Ledger
 from ..store.signed_log import LogView
 
@@ -181,11 +186,14 @@ class LogPublisher:
                 end = min(size, published + BATCH)
                 batch = view.entries(published, end)
                 note = view.checkpoint() if end == size else None
+                tail = encode_tail(size - 1, view.entries(size - 1, size)[0],
+                                   view.inclusion_proof(size - 1, size)) if note else b""
             finally:
                 ledger.db.execute("COMMIT")
             sent = [self.client.publish(f"{self.root}/entry/{published + i}", data, qos=1)
                     for i, data in enumerate(batch)]
             if note is not None:
+                sent.append(self.client.publish(f"{self.root}/tail", tail, qos=1, retain=True))
                 sent.append(self.client.publish(f"{self.root}/checkpoint", note, qos=1,
                                                 retain=True))
             if not _acknowledged(sent):

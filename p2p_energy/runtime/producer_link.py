@@ -38,12 +38,11 @@ from ..config import Config
 from ..core.entries import (
     DISPUTE_OWN,
     DISPUTE_PRODUCER,
-    MAX_ENTRY_BYTES,
     OWN_AFTER_WAIT,
     ProductionEntry,
     parse_entry,
 )
-from ..core.link import Accepted, Band, Follower, Offer, choose
+from ..core.link import MAX_LINK_ENTRY_BYTES, Accepted, Band, Follower, Offer, choose
 from ..core.metering import RoundTotals
 from ..core.note import parse_verifier
 from ..core.pricing import Quote, quote_figures
@@ -55,7 +54,7 @@ from ..store.signed_log import RoundLink
 log = logging.getLogger(__name__)
 
 MAX_NOTE_BYTES = 4096
-QUEUE_MAX = 10_000  # messages held for the link's thread; more are dropped (fetched again)
+QUEUE_MAX = 2000  # messages held for the link's thread; more are dropped (fetched again)
 TICK_S = 1.0  # waiting rounds are looked at this often (their wait may be over)
 FILL_EVERY_S = 10.0  # how often missing entries are asked of the producer's serve
 FILL_PAGE = 1000
@@ -236,7 +235,8 @@ class ProducerLink:
             log.info("MQTT: connected to %s again after %.0f s", self.cfg.mqtt.broker,
                      time.monotonic() - self._down_since)
         self._down_since = None
-        client.subscribe([(f"{self.topic}/entry/+", 1), (f"{self.topic}/checkpoint", 1)])
+        client.subscribe([(f"{self.topic}/entry/+", 1), (f"{self.topic}/checkpoint", 1),
+                          (f"{self.topic}/tail", 1)])
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not self._stop.is_set():
@@ -329,6 +329,12 @@ class ProducerLink:
             raise
         log.debug("accepted the producer's entries %d to %d (%d kept)", accepted[0].index,
                   accepted[-1].index, kept)
+        other = next((a.production.slot_ms for a in accepted if a.production is not None
+                      and a.production.slot_ms != self.pricer.slot_ms), None)
+        if other is not None and self._once("slot"):
+            log.warning("the producer's rounds are %g s long, this meter's %g s: no round of"
+                        " this meter matches one of its; set round.length_s alike on both",
+                        other / 1000, self.pricer.slot_ms / 1000)
         self._logged.discard("root")
         self._logged.discard("signature")
 
@@ -338,11 +344,14 @@ class ProducerLink:
             if len(payload) > MAX_NOTE_BYTES:
                 return Offer(problem="a checkpoint message too long to be one", kind="size")
             return follower.offer_checkpoint(payload)
+        if rest == "tail":
+            return follower.offer_tail(payload)
         index_text = rest.removeprefix("entry/")
         if not index_text.isdigit() or len(index_text) > 15 or index_text != str(int(index_text)):
             return Offer(problem=f"a message on {topic}, not an entry's topic", kind="topic")
-        if len(payload) > MAX_ENTRY_BYTES:
-            return Offer(problem=f"entry {index_text} over {MAX_ENTRY_BYTES} bytes", kind="size")
+        if len(payload) > MAX_LINK_ENTRY_BYTES:
+            return Offer(problem=f"entry {index_text} of {len(payload)} bytes: not a"
+                                 " production entry", kind="size")
         return follower.offer_entry(int(index_text), payload)
 
     def _fill(self, follower: Follower) -> list[Accepted]:
