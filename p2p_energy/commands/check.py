@@ -46,6 +46,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
     _check_ledger(cfg, report)
     _check_log(cfg, report)
     if not producer:
+        _check_producer_link(cfg, report)
         _check_wallet(cfg, report)
     _check_mqtt(cfg, report)
     print_line("all checks passed" if not failures else f"{failures} check(s) failed")
@@ -155,6 +156,75 @@ def _check_log(cfg: Config, report: Callable[[str, str], None]) -> None:
         after = int(meta.get("log_started_after_round", "0"))
         since = f" (rounds 1-{after} were recorded before it began)" if after else ""
         report(OK, f"signed log {meta.get('log_origin')}: {size} entries{since}")
+
+
+def _check_producer_link(cfg: Config, report: Callable[[str, str], None],
+                         now: float | None = None) -> None:
+    """A consumer priced from its producer's signed figures (``[producer]``): whose, over
+    which broker, how far its log was followed, and the rounds waiting for its figures."""
+    from ..core.note import parse_verifier
+    from ..store.reader import LedgerReader
+
+    p = cfg.producer
+    if p.linked:
+        origin = parse_verifier(p.verifier_key).name  # validated with the config
+        report(OK, f"producer {origin}: its signed figures price the rounds; its log on"
+                   f" topic {p.topic} at {cfg.mqtt.broker}")  # the broker holds no secret
+        if p.log_url:
+            report(OK, f"producer log_url {p.log_url}: entries the broker did not bring are"
+                       " fetched there")
+        else:
+            report(WARN, "producer log_url not set: entries the broker did not bring (it"
+                         " lost them, or they are older than this link) cannot be fetched,"
+                         " and the rounds they price wait; set [producer] log_url to the"
+                         " producer's serve, e.g. http://anna.lan:8080")
+    if not Path(cfg.ledger.path).is_file():
+        return
+    try:
+        with LedgerReader(cfg.ledger.path) as reader, reader.snapshot():
+            follow, waiting = reader.producer_follow(), reader.waiting()
+    except P2PEnergyError:
+        return  # the ledger's own line said why
+    if p.linked:
+        if follow is None:
+            report(INFO, "producer log: not followed yet (the daemon follows it once it runs)")
+        elif follow.verifier_key != p.verifier_key:
+            report(INFO, f"producer log: the ledger followed {follow.origin}, another key; the"
+                         " daemon follows the configured one from its start when it starts")
+        else:
+            report(OK, f"producer log {follow.origin}: {follow.size} entries accepted under"
+                       f" its signed checkpoints, followed since {iso(follow.since)}")
+    _report_waiting(cfg, waiting.rounds, waiting.oldest_end, report,
+                    time.time() if now is None else now)
+
+
+def _report_waiting(cfg: Config, rounds: int, oldest_end: float | None,
+                    report: Callable[[str, str], None], now: float) -> None:
+    """Rounds waiting for the producer's figure; a warning when the oldest has waited
+    longer than ``[producer] wait_s``, with what the owner can do."""
+    p = cfg.producer
+    if not rounds or oldest_end is None:
+        if p.linked:
+            report(OK, "no rounds waiting for the producer's figure")
+        return
+    what = (f"{rounds} round(s) waiting for the producer's figure, the oldest since"
+            f" {iso(oldest_end)}")
+    waited_s = now - oldest_end
+    if not p.linked:
+        report(WARN, f"{what}, but no [producer] verifier_key is set: the daemon prices them"
+                     " from this meter's own channel when it starts")
+    elif waited_s <= p.wait_s:
+        report(OK, f"{what} (within wait_s = {p.wait_s:g} s); they owe nothing until priced")
+    elif p.after_wait == "own_channel":
+        report(WARN, f"{what}: longer than wait_s = {p.wait_s:g} s, after which"
+                     " after_wait = \"own_channel\" prices them from this meter's own channel:"
+                     " is the daemon running? (systemctl status p2p-energy)")
+    else:
+        report(WARN, f"{what}: longer than wait_s = {p.wait_s:g} s; they owe nothing until"
+                     " the producer's figures come. Is the producer's Pi running and"
+                     f" publishing, and the broker {cfg.mqtt.broker} reachable? To price"
+                     " them from this meter's own channel after wait_s, set [producer]"
+                     " after_wait = \"own_channel\"")
 
 
 def _check_ledger(cfg: Config, report: Callable[[str, str], None]) -> None:

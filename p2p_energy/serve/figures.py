@@ -5,17 +5,23 @@ across restarts of either process. Counters (energy, samples) include the open
 round's last checkpoint, so they move within seconds, not once per round; a
 high-water mark per process keeps them from ever stepping back (a round whose
 net consumption came out below its checkpoint: sensor noise at zero load).
+
+A round waiting for the producer's figure (``[producer]``) owes nothing until it
+is priced: what pricing sets (owed, the producer's energy, the price, rounds
+priced) counts it only then, so waiting never lowers a price or an average. The
+consumer's energy and the samples, which pricing does not change, count it as
+soon as it closes, as they counted it while it was open.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 
 from ..core.metering import LivePower
-from ..store.reader import LedgerReader, PaidSums, PaymentRow, Sums
+from ..store.reader import LedgerReader, PaidSums, PaymentRow, Sums, Waiting
 from ..wallet.base import LEGACY_UNIT
 from . import periods
 from .periods import Period
@@ -29,8 +35,10 @@ class PeriodTotals:
     """What a period's rounds and confirmed payments add up to."""
 
     period: Period
-    sums: Sums
+    sums: Sums  # of the priced rounds
     paid: PaidSums
+    # Rounds of the period waiting for the producer's figure: in ``sums`` once priced.
+    waiting: Waiting = field(default_factory=Waiting)
 
     @property
     def average_price(self) -> float | None:
@@ -42,7 +50,8 @@ class PeriodTotals:
 
 def period_totals(reader: LedgerReader, period: Period) -> PeriodTotals:
     return PeriodTotals(period, reader.sums(period.start, period.end),
-                        reader.paid(period.start, period.end))
+                        reader.paid(period.start, period.end),
+                        reader.waiting(period.start, period.end))
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class Figures:
     samples: int  # taken, all time with the open round
     missed_samples: int  # expected but not taken (late ticks and failed reads)
     failed_samples: int
-    rounds: int
+    rounds: int  # closed and priced
     owed_nano_units: int  # closed rounds
     paid_units: int  # confirmed payments
     fees_nanos: int
@@ -69,6 +78,10 @@ class Figures:
     today: PeriodTotals
     month: PeriodTotals
     unit: str = LEGACY_UNIT  # the ledger's, as it records it now (``reader.ledger_unit_of``)
+    # Closed rounds waiting for the producer's figure.
+    waiting: Waiting = field(default_factory=Waiting)
+    # All-time sums of the priced rounds (``priced_by``, ``disputed``).
+    priced: Sums = field(default_factory=Sums)
 
 
 def with_open_round(p: PeriodTotals, consumer_mws: float, producer_mws: float) -> PeriodTotals:
@@ -115,7 +128,8 @@ def add(a: Sums, b: Sums) -> Sums:
     return Sums(a.rounds + b.rounds, a.consumer_mws + b.consumer_mws,
                 a.producer_mws + b.producer_mws, a.owed_nano_units + b.owed_nano_units,
                 a.samples + b.samples, a.expected_samples + b.expected_samples,
-                a.failed_samples + b.failed_samples, max(ends) if ends else None)
+                a.failed_samples + b.failed_samples, max(ends) if ends else None,
+                tuple(x + y for x, y in zip(a.priced_from, b.priced_from, strict=True)))
 
 
 def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
@@ -131,6 +145,7 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
         # changes under a running serve when the ledger was new or the owner switched.
         unit = reader.unit(backend)
         total = all_time(reader) if all_time is not None else reader.sums()
+        w = reader.waiting()
         paid = reader.paid()
         open_round = reader.open_round()
         live = reader.live_power()
@@ -146,6 +161,9 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
     o_samples = open_round.samples if open_round else 0
     o_expected = open_round.expected_samples if open_round else 0
     o_failed = open_round.failed_samples if open_round else 0
+    # Rounds waiting for the producer's figure: this meter's own figures, which pricing
+    # leaves as they are, count in the all-time counters as the open round's do.
+    ends = [t for t in (total.last_end, w.newest_end) if t is not None]
     # Judged by when the daemon saved it: a reading's own time is on the daemon's clock
     # as of its start, and a Pi without a clock chip may have set the time since.
     fresh = live is not None and now - live[1] <= stale_after_s
@@ -154,18 +172,19 @@ def read_figures(reader: LedgerReader, tz: tzinfo, *, stale_after_s: float,
     today, month = (with_open_round(p, o_mws, o_prod) for p in (today, month))
     return Figures(
         at=now,
-        consumer_mws=high_water("consumer_mws", total.consumer_mws + o_mws),
+        consumer_mws=high_water("consumer_mws", total.consumer_mws + w.consumer_mws + o_mws),
         producer_mws=high_water("producer_mws", total.producer_mws + o_prod),
-        samples=int(high_water("samples", total.samples + o_samples)),
-        missed_samples=int(high_water("missed", total.expected_samples + o_expected
-                                      - total.samples - o_samples)),
-        failed_samples=int(high_water("failed", total.failed_samples + o_failed)),
+        samples=int(high_water("samples", total.samples + w.samples + o_samples)),
+        missed_samples=int(high_water("missed", total.expected_samples + w.expected_samples
+                                      + o_expected - total.samples - w.samples - o_samples)),
+        failed_samples=int(high_water("failed", total.failed_samples + w.failed_samples
+                                      + o_failed)),
         rounds=total.rounds, owed_nano_units=total.owed_nano_units, paid_units=paid.value_units,
-        fees_nanos=paid.fee_nanos, last_round_end=total.last_end,
+        fees_nanos=paid.fee_nanos, last_round_end=max(ends) if ends else None,
         price=last.price if last else None, price_capped=bool(last and last.price_capped),
         live=live[0] if live and fresh else None, live_seen=live[0] if live else None,
         payments_by_status=status, last_payment=recent[0] if recent else None,
-        today=today, month=month, unit=unit)
+        today=today, month=month, unit=unit, waiting=w, priced=total)
 
 
 class LedgerSource:

@@ -79,7 +79,17 @@ def figures_metrics(f: Figures, unit: str = LEGACY_UNIT) -> Iterator[Metric]:
     yield counter("p2p_energy_fees_iota",
                   "Network fees spent by payments, in IOTA (not ledger units)",
                   f.fees_nanos / 1e9)
-    yield counter("p2p_energy_rounds", "Billing rounds closed", f.rounds)
+    yield counter("p2p_energy_rounds", "Billing rounds closed and priced", f.rounds)
+    yield GaugeMetricFamily("p2p_energy_rounds_waiting",
+                            "Closed rounds waiting for the producer's signed figure (they owe"
+                            " nothing until priced)", value=f.waiting.rounds)
+    if f.waiting.oldest_end is not None:
+        yield GaugeMetricFamily("p2p_energy_oldest_waiting_round_end_timestamp_seconds",
+                                "When the oldest round waiting for the producer's figure ended"
+                                " (Unix time)", value=f.waiting.oldest_end)
+    yield counter("p2p_energy_rounds_disputed",
+                  "Rounds whose producer's figure and this meter's differed beyond the band",
+                  f.priced.disputed)
     yield counter("p2p_energy_samples_taken", "Sensor samples taken", f.samples)
     yield counter("p2p_energy_samples_missed",
                   "Sample deadlines without a sample (late ticks and failed reads)",

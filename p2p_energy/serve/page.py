@@ -14,6 +14,7 @@ from datetime import datetime, tzinfo
 from html import escape
 
 from .. import __version__
+from ..core.entries import DISPUTE_OWN, OWN_AFTER_WAIT
 from ..store.reader import LedgerReader, PaymentRow, RoundRow
 from ..wallet.base import LEGACY_UNIT
 from .charts import Series, line_chart
@@ -147,6 +148,8 @@ margin:0 4px 3px 10px;background:currentColor}
 td,th{padding:4px 3px}
 .live b{font-size:1.25em}}
 form{margin:.6em 0}input,button{font:inherit}
+.notice{background:#fff4e6;border:1px solid #ffc078;border-radius:6px;padding:4px 10px}
+.notice:empty{display:none}
 """
 
 
@@ -159,7 +162,7 @@ def render(d: Dashboard) -> str:
             + ('<noscript><meta http-equiv="refresh" content="60"></noscript>'
                '<script src="/static/live.js" defer></script>' if d.live_view else "")
             + "</head>")
-    body = ["<body><h1>p2p-energy</h1>", _live(f, tz, d.unit), _day_form(d),
+    body = ["<body><h1>p2p-energy</h1>", _live(f, tz, d.unit), _link(f, tz), _day_form(d),
             _charts(d), _totals(f, d.unit), _payments(d.payments, tz, d.unit),
             f'<p class="muted">p2p-energy {__version__} · times in {escape(zone_name(tz))} ·'
             ' <a href="/api/totals">JSON</a> · <a href="/metrics">metrics</a></p>'
@@ -188,6 +191,36 @@ def _live(f: Figures, tz: tzinfo, unit: str) -> str:
             f'<p class="muted" data-live="note">{escape(note)}</p>')
 
 
+def waiting_text(rounds: int, oldest: str) -> str:
+    """The notice of rounds waiting for the producer's figure ("" when none)."""
+    if not rounds:
+        return ""
+    return (f"{rounds:,} round{'s' if rounds != 1 else ''} waiting for the producer's figure"
+            f" (oldest since {oldest}): not priced yet, owing nothing until it comes")
+
+
+def _link(f: Figures, tz: tzinfo) -> str:
+    """A consumer priced from its producer's figures ([producer]): the rounds that wait for
+    them, and those whose figures disagreed."""
+    waiting = waiting_text(f.waiting.rounds, local(f.waiting.oldest_end, tz))
+    # Always there (empty when none wait), so that the live script can fill it in.
+    parts = [f'<p class="notice" data-live="waiting">{escape(waiting)}</p>']
+    p = f.priced
+    own = p.priced_by(DISPUTE_OWN)
+    if p.disputed:
+        parts.append(
+            f'<p class="notice">{p.disputed:,} round{"s" if p.disputed != 1 else ""} disputed:'
+            " the producer's figure and this meter's differed beyond the band"
+            f" ({p.disputed - own:,} priced from the producer's, {own:,} from this meter's)</p>")
+    linked = sum(p.priced_from)
+    if linked:
+        after = p.priced_by(OWN_AFTER_WAIT)
+        parts.append(f'<p class="muted">priced from the producer\'s signed figures:'
+                     f" {linked - after - own:,} rounds; from this meter's own channel:"
+                     f" {own:,} disputed, {after:,} after waiting</p>")
+    return "".join(parts)
+
+
 def _day_form(d: Dashboard) -> str:
     shown = "" if d.live_view else d.window.label
     spans = " ".join(f"<strong>{escape(label)}</strong>" if d.live_view and key == d.choice else
@@ -208,7 +241,9 @@ def _charts(d: Dashboard) -> str:
         "Power", [Series("consumer", "consumer", [(t, r.consumer_avg_mw) for t, r in mid]),
                   Series("producer", "producer", [(t, r.producer_avg_mw) for t, r in mid])],
         x_range=span, tz=d.tz, unit="mW")
-    price_chart = line_chart("Price", [Series("price", "price", [(t, r.price) for t, r in mid])],
+    # A round waiting for the producer's figure has no price yet (its 0 is no price).
+    price_chart = line_chart("Price", [Series("price", "price", [(t, r.price) for t, r in mid
+                                                                 if not r.waiting])],
                              x_range=span, tz=d.tz, unit=f"{d.unit}/mW·s", log_y=True)
     owed, cum = [], d.owed_before_niota
     for r in d.rounds:
@@ -308,6 +343,11 @@ LIVE_JS = """\
             + (t.price_capped ? " (night cap)" : ""));
         set("owed_paid", iota(t.all_time.owed_iota) + " / "
           + t.all_time.paid_iota.toLocaleString("en-US"));
+        var w = t.waiting;
+        set("waiting", w.rounds === 0 ? "" : w.rounds.toLocaleString("en-US")
+          + (w.rounds === 1 ? " round" : " rounds") + " waiting for the producer's figure"
+          + " (oldest since " + local(w.oldest_ended_at, t.timezone, false)
+          + "): not priced yet, owing nothing until it comes");
         set("note", live ? "reading of " + local(live.sampled_at, t.timezone, true)
           : t.last_sample_at === null ? "no recent reading: is p2p-energy running?"
           : "last reading " + local(t.last_sample_at, t.timezone, false)

@@ -7,6 +7,13 @@ the day it was confirmed. Amounts owed are exact: the ledger keeps billionths of
 unit. Amounts are in ledger units, the ledger's (``reader.ledger_unit_of``): IOTA
 on the legacy network, µIOTA on today's (the CSV's columns: ``..._microiota``). Fees are
 real IOTA on either.
+
+A consumer priced from its producer's signed figures (``[producer]``): a round
+waiting for the producer's figure is in no total until it is priced (the
+statement says how many wait); in the rounds CSV its ``price`` is empty and its
+``priced_from`` is ``waiting``. A priced round's ``priced_from`` says whose figure
+priced it (``producer``, ``dispute_producer``, ``dispute_own_channel``,
+``own_channel_after_wait``); empty: this meter's own channel, unlinked.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from datetime import tzinfo
 from typing import TextIO
 
 from ..config import Config
+from ..core.entries import DISPUTE_OWN, OWN_AFTER_WAIT
 from ..errors import P2PEnergyError
 from ..store.ledger import iso
 from ..store.reader import LedgerReader, PaymentRow
@@ -29,7 +37,7 @@ from .page import energy, energy_unit, local
 ROUND_FIELDS = ("id", "started_at", "ended_at", "duration_s", "metered_s", "samples",
                 "expected_samples", "failed_samples", "consumer_mws", "producer_mws",
                 "producer_avg_mw", "price", "price_capped", "owed_{u}", "consumer_metered_s",
-                "producer_metered_s")
+                "producer_metered_s", "priced_from")
 STATEMENT_FIELDS = ("period", "from", "to", "hours", "rounds", "energy_kwh", "produced_kwh",
                     "average_price_{u}_per_mws", "owed_{u}", "paid_{u}", "fees_iota",
                     "payments", "references")
@@ -106,6 +114,7 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         f"  owed             {exact_iota(s.owed_nano_units)} {unit}",
         f"  paid             {t.paid.value_units} {unit} ({t.paid.count} payment(s) confirmed)",
         f"  fees             {exact_iota(t.paid.fee_nanos)} IOTA",
+        *_link_lines(t),
     ]
     if st.days:
         name, mws_per = energy_unit(max((d.sums.consumer_mws for d in st.days), default=0.0))
@@ -122,6 +131,23 @@ def text(st: Statement, tz: tzinfo, unit: str = LEGACY_UNIT) -> str:
         ref = f"{p.reference_kind} {p.reference}" if p.reference else "not signed yet"
         lines.append(f"    #{p.id} {p.value_units} {unit} {p.status}, {when}: {ref}")
     return "\n".join(lines)
+
+
+def _link_lines(t: PeriodTotals) -> list[str]:
+    """Whose figures priced the rounds, the disputed ones, those still waiting."""
+    s, lines = t.sums, []
+    linked = sum(s.priced_from)
+    if linked:
+        own = s.priced_by(DISPUTE_OWN) + s.priced_by(OWN_AFTER_WAIT)
+        lines.append(f"  priced from      the producer's signed figure: {linked - own} rounds,"
+                     f" this meter's own channel: {own}")
+    if s.disputed:
+        lines.append(f"  disputed         {s.disputed} round(s): the producer's figure and"
+                     " this meter's differed beyond the band")
+    if t.waiting.rounds:
+        lines.append(f"  waiting          {t.waiting.rounds} round(s) wait for the producer's"
+                     " figure: in none of these totals until priced")
+    return lines
 
 
 def cmd_statement(cfg: Config, args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -154,6 +180,8 @@ def write_rounds_csv(path: str, out: TextIO, unit: str = LEGACY_UNIT) -> None:
             w.writerow([r.id, iso(r.started_at), iso(r.ended_at), repr(r.duration_s),
                         repr(r.metered_s), r.samples, r.expected_samples, r.failed_samples,
                         repr(r.consumer_mws), repr(r.producer_mws), repr(r.producer_avg_mw),
-                        repr(r.price), int(r.price_capped), exact_iota(r.owed_nano_units),
+                        "" if r.waiting else repr(r.price), int(r.price_capped),
+                        exact_iota(r.owed_nano_units),
                         "" if consumer_s is None else repr(consumer_s),
-                        "" if producer_s is None else repr(producer_s)])
+                        "" if producer_s is None else repr(producer_s),
+                        "waiting" if r.waiting else r.priced_from or ""])

@@ -29,6 +29,7 @@ from contextlib import suppress
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlencode
 
+from ..core.entries import PRICED_FROM
 from ..errors import LedgerError
 from ..store.ledger import iso
 from ..store.reader import PaymentRow, RoundRow
@@ -226,7 +227,11 @@ def round_json(r: RoundRow) -> dict[str, object]:
             "expected_samples": r.expected_samples, "failed_samples": r.failed_samples,
             "consumer_mws": r.consumer_mws, "producer_mws": r.producer_mws,
             "consumer_avg_mw": r.consumer_avg_mw, "producer_avg_mw": r.producer_avg_mw,
-            "price": r.price, "price_capped": r.price_capped, "owed_iota": r.owed_nano_units / 1e9}
+            "price": None if r.waiting else r.price, "price_capped": r.price_capped,
+            "owed_iota": r.owed_nano_units / 1e9,
+            # waiting: for the producer's figure (not priced yet, owes nothing until then);
+            # priced_from: whose figure priced it (null: this meter's own, unlinked)
+            "waiting": r.waiting, "priced_from": r.priced_from}
 
 
 def payment_json(p: PaymentRow) -> dict[str, object]:
@@ -260,7 +265,11 @@ def totals_json(f: Figures, zone: str) -> dict[str, object]:
         "all_time": {"consumer_mws": f.consumer_mws, "producer_mws": f.producer_mws,
                      "owed_iota": f.owed_nano_units / 1e9, "paid_iota": f.paid_units,
                      "fees_nanos": f.fees_nanos, "rounds": f.rounds, "samples": f.samples,
-                     "missed_samples": f.missed_samples},
+                     "missed_samples": f.missed_samples,
+                     "rounds_disputed": f.priced.disputed,
+                     "priced_from": dict(zip(PRICED_FROM, f.priced.priced_from, strict=True))},
+        # Closed rounds waiting for the producer's figure: in no total above until priced.
+        "waiting": {"rounds": f.waiting.rounds, "oldest_ended_at": iso(f.waiting.oldest_end)},
         "today": period_json(f.today), "month": period_json(f.month),
         "payments": {s: {"count": n, "value_iota": v}
                      for s, (n, v) in sorted(f.payments_by_status.items())},

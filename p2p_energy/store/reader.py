@@ -25,18 +25,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from ..core.entries import DISPUTE_OWN, DISPUTE_PRODUCER, PRICED_FROM
 from ..core.metering import LivePower
+from ..core.note import parse_verifier
 from ..core.pricing import NANO, carry_units
-from ..errors import LedgerError
+from ..errors import KeyFormatError, LedgerError
 from ..wallet.base import UNIT_MEANING, ledger_unit, reference_key
 from .common import iso, open_problem
 from .schema import SCHEMA_VERSION
 
 
-def _round_columns(owed: str) -> str:
+def _round_columns(owed: str, link: str) -> str:
     return ("id, started_at, ended_at, duration_s, metered_s, samples, expected_samples,"
             " failed_samples, consumer_mws, producer_mws, producer_avg_mw, price,"
-            f" price_capped, {owed}")
+            f" price_capped, {owed}, {link}")
+
+
+def _round(r: tuple) -> RoundRow:
+    """A row of ``_round_columns`` (its first 16 values)."""
+    return RoundRow(*r[:12], bool(r[12]), r[13], bool(r[14]), r[15])
+
+
+# Sums of priced rounds, by whose figure priced them (``core.entries.PRICED_FROM``).
+def _priced_from_sums(has_link: bool) -> str:
+    if not has_link:
+        return ", ".join("0" for _ in PRICED_FROM)
+    return ", ".join(f"COALESCE(SUM(priced_from = '{name}'), 0)" for name in PRICED_FROM)
 
 
 # SUM(owed) overflows SQLite's 64-bit integers at 9.2e9 units owed (half a year of a
@@ -67,6 +81,10 @@ class RoundRow:
     price: float  # ledger units per mW·s
     price_capped: bool
     owed_nano_units: int  # billionths of a ledger unit (column ``owed_nano_units``)
+    # Waiting for the producer's figure ([producer]): closed, not priced (price and owed 0).
+    waiting: bool = False
+    # Whose figure priced it (``core.entries.PRICED_FROM``); None: this meter's own, unlinked.
+    priced_from: str | None = None
 
     @property
     def consumer_avg_mw(self) -> float:
@@ -91,7 +109,8 @@ class PaymentRow:
 
 @dataclass(frozen=True, slots=True)
 class Sums:
-    """Totals over the rounds of a period (or of all time)."""
+    """Totals over the priced rounds of a period (or of all time): a round waiting for the
+    producer's figure counts once it is priced (``Waiting`` counts those)."""
 
     rounds: int = 0
     consumer_mws: float = 0.0
@@ -101,6 +120,42 @@ class Sums:
     expected_samples: int = 0
     failed_samples: int = 0
     last_end: float | None = None
+    # Rounds by whose figure priced them, in the order of ``core.entries.PRICED_FROM``
+    # (all 0 for an unlinked consumer, whose rounds its own channel prices).
+    priced_from: tuple[int, ...] = (0,) * len(PRICED_FROM)
+
+    def priced_by(self, name: str) -> int:
+        """How many of the rounds ``name`` (one of ``PRICED_FROM``) priced."""
+        return self.priced_from[PRICED_FROM.index(name)]
+
+    @property
+    def disputed(self) -> int:
+        """Rounds whose producer's figure and this meter's differed beyond the band."""
+        return self.priced_by(DISPUTE_PRODUCER) + self.priced_by(DISPUTE_OWN)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Closed rounds waiting for the producer's figure (``[producer]``): recorded, not
+    priced; they owe nothing until priced, in order, as its figures arrive."""
+
+    rounds: int = 0
+    oldest_end: float | None = None  # epoch s: the oldest one's end
+    newest_end: float | None = None
+    consumer_mws: float = 0.0  # this meter's own figures: pricing them changes none of these
+    samples: int = 0
+    expected_samples: int = 0
+    failed_samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerFollow:
+    """How far this consumer followed its producer's signed log (``store.producer_log``)."""
+
+    verifier_key: str
+    origin: str  # the verifier key's name: the producer's log origin
+    size: int  # entries of its log accepted under its signed checkpoints
+    since: float  # epoch s: when this consumer first followed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +237,13 @@ class LedgerReader:
         self._value = "value_units" if "value_units" in payment_columns else "value_iota"
         self._payment_select = _payment_select(payment_columns)
         self._owed = "owed_nano_units" if "owed_nano_units" in round_columns else "owed_niota"
-        self._rounds = _round_columns(self._owed)
+        has_link = "waiting" in round_columns  # schema step _add_producer_link
+        self._has_link = has_link
+        self._rounds = _round_columns(self._owed, "waiting, priced_from" if has_link
+                                      else "0, NULL")
         self._owed_sums = _owed_sums(self._owed)
+        self._priced = "waiting = 0" if has_link else "1"  # a round waiting owes 0 as yet
+        self._priced_from = _priced_from_sums(has_link)
         self._by_channel = ("consumer_metered_s, producer_metered_s"
                             if "consumer_metered_s" in round_columns else "NULL, NULL")
 
@@ -230,7 +290,7 @@ class LedgerReader:
 
     def rounds(self, start: float, end: float, limit: int = 1_000_000) -> list[RoundRow]:
         """Rounds that ended in [start, end), oldest first, at most ``limit``."""
-        return [RoundRow(*r[:12], bool(r[12]), r[13]) for r in self.db.execute(
+        return [_round(r) for r in self.db.execute(
             f"SELECT {self._rounds} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
             " ORDER BY ended_at, id LIMIT ?", (start, end, limit))]
 
@@ -246,53 +306,99 @@ class LedgerReader:
                 f"SELECT {self._rounds} FROM rounds WHERE ended_at >= ? AND ended_at < ?"
                 " AND (ended_at, id) > (?, ?) ORDER BY ended_at, id LIMIT ?",
                 (max(start, after_end), end, after_end, after_id, limit)):
-            yield RoundRow(*r[:12], bool(r[12]), r[13])
+            yield _round(r)
 
     def last_round(self) -> RoundRow | None:
-        r = self.db.execute(f"SELECT {self._rounds} FROM rounds ORDER BY id DESC LIMIT 1"
-                            ).fetchone()
-        return RoundRow(*r[:12], bool(r[12]), r[13]) if r else None
+        """The newest priced round (rounds waiting for the producer's figure come after it:
+        they are priced in order)."""
+        r = self.db.execute(f"SELECT {self._rounds} FROM rounds WHERE {self._priced}"
+                            " ORDER BY id DESC LIMIT 1").fetchone()
+        return _round(r) if r else None
 
     def iter_rounds(self) -> Iterator[RoundRow]:
         """Every round, oldest first, one at a time (for exports of any size)."""
         for r in self.db.execute(f"SELECT {self._rounds} FROM rounds ORDER BY id"):
-            yield RoundRow(*r[:12], bool(r[12]), r[13])
+            yield _round(r)
 
     def iter_rounds_by_channel(self) -> Iterator[tuple[RoundRow, float | None, float | None]]:
         """Every round, oldest first, with how long each channel was metered in it
         (consumer, producer; s); None for both in a ledger from before they were kept."""
         for r in self.db.execute(
                 f"SELECT {self._rounds}, {self._by_channel} FROM rounds ORDER BY id"):
-            yield RoundRow(*r[:12], bool(r[12]), r[13]), r[14], r[15]
+            yield _round(r), r[16], r[17]
 
     def sums(self, start: float | None = None, end: float | None = None) -> Sums:
-        """Totals of the rounds that ended in [start, end) (all rounds by default).
+        """Totals of the priced rounds that ended in [start, end) (all by default).
 
         A round's energy below zero (sensor noise on an idle channel) counts as zero,
-        so that totals only ever grow as rounds are added: they are counters.
+        so that totals only ever grow as rounds are added: they are counters. A round
+        waiting for the producer's figure counts once priced (``waiting``).
         """
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         r = self.db.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {self._owed_sums},"
-            " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
-            " COALESCE(SUM(failed_samples), 0), MAX(ended_at)"
-            " FROM rounds WHERE ended_at >= ? AND ended_at < ?", (lo, hi)).fetchone()
-        return Sums(int(r[0]), float(r[1]), float(r[2]), _owed(r[3], r[4]), int(r[5]),
-                    int(r[6]), int(r[7]), r[8])
+            f"SELECT {self._sums_columns()}, MAX(ended_at)"
+            f" FROM rounds WHERE ended_at >= ? AND ended_at < ? AND {self._priced}",
+            (lo, hi)).fetchone()
+        return self._sums_of(r)
 
     def sums_after(self, round_id: int) -> tuple[Sums, int]:
-        """Totals of the rounds with an id above ``round_id``, and the highest id (rounds
-        are only ever appended, so all-time totals can be kept up to date from here)."""
+        """Totals of the priced rounds with an id above ``round_id``, and the highest id
+        among them. Rounds are only ever appended, and those waiting for the producer's
+        figure are the newest (they are priced in order, and no round is priced while
+        an older one waits), so all-time totals can be kept up to date from here."""
         r = self.db.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
-            f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {self._owed_sums},"
-            " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
-            " COALESCE(SUM(failed_samples), 0), MAX(ended_at), MAX(id)"
-            " FROM rounds WHERE id > ?", (round_id,)).fetchone()
-        return (Sums(int(r[0]), float(r[1]), float(r[2]), _owed(r[3], r[4]), int(r[5]),
-                     int(r[6]), int(r[7]), r[8]), int(r[9] or round_id))
+            f"SELECT {self._sums_columns()}, MAX(ended_at), MAX(id)"
+            f" FROM rounds WHERE id > ? AND {self._priced}", (round_id,)).fetchone()
+        return self._sums_of(r), int(r[-1] or round_id)
+
+    def _sums_columns(self) -> str:
+        return (f"COUNT(*), COALESCE(SUM(MAX(consumer_mws, 0)), 0),"
+                f" COALESCE(SUM(MAX(producer_mws, 0)), 0), {self._owed_sums},"
+                " COALESCE(SUM(samples), 0), COALESCE(SUM(expected_samples), 0),"
+                f" COALESCE(SUM(failed_samples), 0), {self._priced_from}")
+
+    @staticmethod
+    def _sums_of(r: tuple) -> Sums:
+        n = len(PRICED_FROM)
+        return Sums(int(r[0]), float(r[1]), float(r[2]), _owed(r[3], r[4]), int(r[5]),
+                    int(r[6]), int(r[7]), r[8 + n], tuple(int(x) for x in r[8:8 + n]))
+
+    # -- rounds waiting for the producer's figure ([producer]) ----------------------------
+
+    def waiting(self, start: float | None = None, end: float | None = None) -> Waiting:
+        """The rounds that ended in [start, end) (all by default) and wait for the
+        producer's figure. Read through the partial index ``rounds_waiting``: as many rows
+        as wait, however old the ledger; none in a ledger from before the link."""
+        if not self._has_link:
+            return Waiting()
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        r = self.db.execute(
+            "SELECT COUNT(*), MIN(ended_at), MAX(ended_at),"
+            " COALESCE(SUM(MAX(consumer_mws, 0)), 0), COALESCE(SUM(samples), 0),"
+            " COALESCE(SUM(expected_samples), 0), COALESCE(SUM(failed_samples), 0)"
+            " FROM rounds INDEXED BY rounds_waiting WHERE waiting = 1"
+            " AND ended_at >= ? AND ended_at < ?", (lo, hi)).fetchone()
+        return Waiting(int(r[0]), r[1], r[2], float(r[3]), int(r[4]), int(r[5]), int(r[6]))
+
+    def producer_follow(self) -> ProducerFollow | None:
+        """How far this consumer followed its producer's log; None: it never has (or the
+        ledger is from before the link)."""
+        if "ledger_meta" not in self._tables:
+            return None
+        meta = dict(self.db.execute(
+            "SELECT key, value FROM ledger_meta WHERE key IN ('producer_verifier',"
+            " 'producer_size', 'producer_since_ms')").fetchall())
+        key = meta.get("producer_verifier")
+        if not key:
+            return None
+        try:
+            origin = parse_verifier(key).name
+        except KeyFormatError:
+            origin = key.split("+", 1)[0]
+        return ProducerFollow(key, origin, int(meta.get("producer_size", "0") or 0),
+                              int(meta.get("producer_since_ms", "0") or 0) / 1000)
 
     def last_round_id(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rounds").fetchone()[0])
