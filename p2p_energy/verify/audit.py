@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.entries import (
     DISPUTE_OWN,
@@ -54,7 +54,6 @@ from ..errors import EntryError
 
 if TYPE_CHECKING:
     from ..wallet.receipt import Receipt
-    from .crossref import References
 
 MAX_PROBLEMS_KEPT = 1000  # shown; the rest are counted
 
@@ -126,6 +125,12 @@ class Problems:
         return self.count > 0
 
 
+class Collects(Protocol):
+    """Where the producer entries rounds name are kept (``crossref.References``)."""
+
+    def add(self, index: int, r: LinkedRoundEntry, problems: Problems) -> None: ...
+
+
 class Audit:
     """Checks entries in log order, continuing from ``chain``; counts into ``run``.
 
@@ -135,7 +140,7 @@ class Audit:
 
     def __init__(self, chain: Chain, problems: Problems,
                  check_payment: Callable[[PaymentEntry], Receipt] | None = None,
-                 references: References | None = None) -> None:
+                 references: Collects | None = None) -> None:
         """``references``: where the producer entries the rounds name are collected
         (``crossref``; None: they are counted, not collected)."""
         self.chain = chain

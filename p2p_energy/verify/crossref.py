@@ -20,7 +20,7 @@ The origin is checked as the references are collected: it must be the log the
 ``--producer`` key signs.
 
 Memory: 81 bytes a reference in flat arrays, not one object each: a year of
-60 s rounds (525,600) is 43 MB, with neither log held.
+60 s rounds (525,600) is about 45 MB at its peak, with neither log held.
 """
 
 from __future__ import annotations
