@@ -12,6 +12,10 @@ and checks, in the order of the log:
   round ids strictly increasing; the carry chain (a round's ``carry_in`` is
   the ``carry_out`` of the round before it, across runs); one unit for every
   entry;
+- rounds priced by the producer's own meter (version 2, ``LinkedRoundEntry``):
+  the rules among their own fields (``link_problems``); counted by whose
+  figure priced them; the producer entry each names is collected for
+  ``crossref`` (``verify --producer``), which checks it in the producer's log;
 - payments: ``settles_rounds`` names only rounds recorded before it (in the
   log, or before it began: up to the opening's ``after_round_id``);
   no two executed payments with the same reference; with ``check_payment``
@@ -29,11 +33,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.entries import (
+    DISPUTE_OWN,
+    DISPUTE_PRODUCER,
     EXECUTED,
+    FROM_PRODUCER,
     NANO,
+    OWN_AFTER_WAIT,
+    LinkedRoundEntry,
     OpeningEntry,
     PaymentEntry,
     ProductionEntry,
@@ -86,6 +95,13 @@ class Totals:
     productions_unsynchronized: int = 0  # closed while the meter's clock was not synchronised
     opening_owed_nano_units: int = 0  # owed by rounds from before the log (the opening says)
     opening_paid_units: int = 0  # paid before the log began (the opening says)
+    # A consumer's rounds priced by the producer's own meter (round entries version 2):
+    linked_from_producer: int = 0  # from the producer's signed figure, not disputed
+    linked_disputed: int = 0  # the two meters disagreed beyond the band (both kinds)
+    linked_disputed_own: int = 0  # of them, priced from the consumer's own channel
+    linked_own_after_wait: int = 0  # no producer figure came: the consumer's own channel
+    links_named: int = 0  # rounds naming a producer entry
+    links_checked: int = 0  # of them, checked against the producer's log (--producer)
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name)
@@ -109,6 +125,12 @@ class Problems:
         return self.count > 0
 
 
+class Collects(Protocol):
+    """Where the producer entries rounds name are kept (``crossref.References``)."""
+
+    def add(self, index: int, r: LinkedRoundEntry, problems: Problems) -> None: ...
+
+
 class Audit:
     """Checks entries in log order, continuing from ``chain``; counts into ``run``.
 
@@ -117,11 +139,15 @@ class Audit:
     """
 
     def __init__(self, chain: Chain, problems: Problems,
-                 check_payment: Callable[[PaymentEntry], Receipt] | None = None) -> None:
+                 check_payment: Callable[[PaymentEntry], Receipt] | None = None,
+                 references: Collects | None = None) -> None:
+        """``references``: where the producer entries the rounds name are collected
+        (``crossref``; None: they are counted, not collected)."""
         self.chain = chain
         self.run = Totals()
         self.problems = problems
         self._check_payment = check_payment
+        self._references = references
 
     def entry(self, index: int, data: bytes) -> None:
         """Check the entry at ``index`` (its bytes as the log holds them)."""
@@ -141,6 +167,8 @@ class Audit:
             return
         if isinstance(entry, RoundEntry):
             self._round(where, entry)
+            if isinstance(entry, LinkedRoundEntry):
+                self._linked(index, where, entry)
         else:
             self._payment(index, where, entry)
 
@@ -211,6 +239,21 @@ class Audit:
         self.run.rounds += 1
         self.run.consumer_energy_uws += r.consumer_energy_uws
         self.run.owed_nano_units += r.owed_nano_units
+
+    def _linked(self, index: int, where: str, r: LinkedRoundEntry) -> None:
+        """A round priced by the producer's meter: its own rules (``link_problems``), the
+        counts, and the producer entry it names kept for ``crossref``."""
+        for problem in r.link_problems():
+            self.problems.add(where, problem)
+        run = self.run
+        run.linked_from_producer += r.priced_from == FROM_PRODUCER
+        run.linked_disputed += r.priced_from in (DISPUTE_PRODUCER, DISPUTE_OWN)
+        run.linked_disputed_own += r.priced_from == DISPUTE_OWN
+        run.linked_own_after_wait += r.priced_from == OWN_AFTER_WAIT
+        if r.producer_index >= 0:
+            run.links_named += 1
+            if self._references is not None and r.producer_leaf_hash:  # else: link_problems
+                self._references.add(index, r, self.problems)
 
     def _payment(self, index: int, where: str, p: PaymentEntry) -> None:
         self.run.payments += 1

@@ -1,5 +1,10 @@
 """The statement ``verify`` prints: what was verified, energy, owed, paid, outstanding.
 
+For a consumer priced by its producer's meter: how many rounds were priced from
+the producer's figures, disputed, or from the consumer's own channel after
+waiting; with ``--producer``, the producer's log and whether the rounds'
+references to it hold.
+
 Money is printed exactly, from nano-units (1e-9 of the ledger unit the entries
 name): ``12.3456789`` µIOTA, trailing zeros dropped. Energy in Wh with three
 decimals (1 Wh = 3.6e9 uW·s), rounded half to even.
@@ -41,6 +46,44 @@ def _counts(t: Totals) -> str:
     return f"{entries} ({_n(t.rounds, 'round')}, {_n(t.payments, 'payment')})"
 
 
+def _linked(t: Totals) -> list[str]:
+    """What priced the rounds of a consumer linked to its producer's meter."""
+    if not (t.linked_from_producer or t.linked_disputed or t.linked_own_after_wait):
+        return []
+    disputed = t.linked_disputed
+    return [f"priced by the producer's meter: {_n(t.linked_from_producer, 'round')} from"
+            f" its signed figures; {disputed} disputed (the two meters disagreed beyond the"
+            f" band: {disputed - t.linked_disputed_own} priced from the producer's figure,"
+            f" {t.linked_disputed_own} from the consumer's own channel);"
+            f" {t.linked_own_after_wait} from the consumer's own channel after waiting for"
+            " the producer's figure"]
+
+
+def _producer(out: Outcome) -> list[str]:
+    """The producer's log (``--producer``), and whether the cross-references hold."""
+    p = out.producer
+    assert p is not None
+    cp = p.checkpoint
+    if cp is None:
+        return ["the producer's log does not check: its checkpoint is not signed by"
+                " --producer-key; the cross-references were not checked"]
+    lines = [f"producer's log {cp.origin}: {cp.size} entries in its signed checkpoint;"
+             f" verified {_counts(p.run)} this run, {_counts(p.total)} in all",
+             f"production: {watt_hours(p.total.production_energy_uws)} Wh in"
+             f" {_n(p.total.productions, 'round')}"]
+    if out.cross_problems:
+        lines.append(f"cross-references: {out.cross_problems} problem(s), below")
+    elif not p.problems:
+        lines.append(f"cross-references hold: the {_n(out.run.links_checked, 'round')} of"
+                     " this run naming a producer entry name one the producer's log holds,"
+                     " of the round's slot, with the figures the round was priced from")
+    unchecked = out.before.links_named - out.before.links_checked
+    if unchecked:
+        lines.append(f"  {_n(unchecked, 'round')} naming producer entries were verified"
+                     " by earlier runs without --producer: not cross-checked")
+    return lines
+
+
 def statement(out: Outcome, unit: str | None, network: str, address: str) -> list[str]:
     """The statement's lines (the problems are printed after them, by the caller).
 
@@ -61,6 +104,13 @@ def statement(out: Outcome, unit: str | None, network: str, address: str) -> lis
                      + (f" ({total.productions_unsynchronized} closed while the meter's clock"
                         " was not synchronised)" if total.productions_unsynchronized else ""))
     lines.append(f"consumer energy: {watt_hours(total.consumer_energy_uws)} Wh")
+    lines += _linked(total)
+    if out.producer is not None:
+        lines += _producer(out)
+    elif total.links_named > total.links_checked:
+        lines.append(f"{_n(total.links_named, 'round')} naming a producer entry: not"
+                     " checked in the producer's log (give --producer SOURCE --producer-key"
+                     " KEY)")
     owed = total.owed_nano_units + total.opening_owed_nano_units
     lines.append(f"owed: {units(owed)} {unit}")
     before = total.opening_paid_units * NANO

@@ -12,8 +12,16 @@
 4. The frontier's root must be the checkpoint's; when it is not, the first
    entry that differs is named (``locate``; HTTP only).
 
+``verify_with_producer`` (``--producer``) verifies the consumer's log so,
+collecting the producer entries its rounds name (``crossref.References``),
+then the producer's log so, giving every entry it reads and proves to
+``crossref.Check``; entries a reference names that were verified by an earlier
+run are read again: by inclusion proof (HTTP, up to ``MAX_PROVEN`` of them) or
+by reading the log from its start (an export, or more of them).
+
 Memory: one page of entries (HTTP) or one line (export) at a time, the frontier
-and its snapshots, and the digest of each executed payment's reference.
+and its snapshots, the digest of each executed payment's reference, and with
+``--producer`` 81 bytes for each round naming a producer entry.
 """
 
 from __future__ import annotations
@@ -22,13 +30,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.note import Checkpoint, Verifier, open_checkpoint
-from ..core.tlog import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
+from ..core.tlog import (
+    EMPTY_ROOT,
+    Frontier,
+    leaf_hash,
+    root_from_inclusion,
+    verify_consistency,
+)
 from ..errors import NoteError, NoteSignatureError, ProofError, SourceError, VerifyError
 from ..wallet.receipt import Receipts
 from . import state as state_mod
 from .audit import Audit, Chain, Problems, Totals
+from .crossref import Check, References
 from .locate import Snapshots, first_differing_entry
-from .sources import Source
+from .sources import HttpSource, Source
+
+MAX_PROVEN = 256  # earlier entries named, read one by one with an inclusion proof each
 
 
 @dataclass
@@ -43,18 +60,57 @@ class Outcome:
     first_index: int = 0  # the first entry this run verified
     unit: str | None = None  # the ledger unit the entries name
     new_state: state_mod.State | None = None
+    producer: Outcome | None = None  # --producer: the producer's log, as verified
+    cross_problems: int = 0  # --producer: problems of the cross-references
+
+    @property
+    def saves(self) -> list[tuple[Path, state_mod.State]]:
+        """The states to save (folder, state) once nothing is wrong."""
+        return [(o.state_dir, o.new_state) for o in (self, self.producer)
+                if o is not None and o.state_dir is not None and o.new_state is not None]
 
     @property
     def total(self) -> Totals:
         return self.before + self.run
 
 
+def verify_with_producer(source: Source, verifier: Verifier, state_dir: Path | None,
+                         receipts: Receipts | None, producer: Source,
+                         producer_verifier: Verifier,
+                         producer_state_dir: Path | None) -> Outcome:
+    """Verify the consumer's log, the producer's log, and that each of the consumer's
+    rounds naming a producer entry names one the producer's log holds as it says
+    (``crossref``). The cross-reference problems name the consumer's entries; the
+    producer's log's own are in ``.producer``. Raises what ``verify_log`` raises.
+    """
+    refs = References(producer_verifier.name)
+    out = verify_log(source, verifier, state_dir, receipts, references=refs)
+    check = Check(refs, out.problems)
+    out.producer = verify_log(producer, producer_verifier, producer_state_dir, None,
+                              check=check)
+    if out.producer.checkpoint is not None:
+        check.finish(out.producer.checkpoint.size)
+    elif len(refs):
+        check.found += 1
+        out.problems.add("cross-references", f"{len(refs)} rounds name producer entries;"
+                                             " none was checked: the producer's checkpoint"
+                                             " does not check")
+    out.run.links_checked += check.checked
+    out.cross_problems = refs.found + check.found
+    if out.new_state is not None:
+        out.new_state.totals = out.total
+    return out
+
+
 def verify_log(source: Source, verifier: Verifier, state_dir: Path | None,
-               receipts: Receipts | None) -> Outcome:
+               receipts: Receipts | None, *, references: References | None = None,
+               check: Check | None = None) -> Outcome:
     """Verify the log ``source`` holds against ``verifier``; see the module docstring.
 
     ``state_dir``: where the state is kept (None: the default folder of the
-    log's origin). Nothing is saved here.
+    log's origin). Nothing is saved here. ``references``: where the rounds'
+    producer entries are collected; ``check``: given every entry read and proven
+    (and the earlier ones it names read again).
 
     Raises:
         SourceError: the source cannot be read, or is not a log.
@@ -81,19 +137,26 @@ def verify_log(source: Source, verifier: Verifier, state_dir: Path | None,
         out.problems.add("checkpoint", f"the export holds {source.count} entries, its signed"
                                        f" checkpoint {checkpoint.size}")
         return out
+    rebuild = False
     if old is not None:
         out.before, out.unit = old.totals, old.chain.unit
         if not _extends(source, checkpoint, old, out.problems):
             return out
-        if checkpoint.size == old.size:
+        wanted = check.wanted(old.size) if check is not None else []
+        if wanted and isinstance(source, HttpSource) and len(wanted) <= MAX_PROVEN:
+            _read_proven(source, checkpoint, wanted, check, out.problems)
+        else:
+            rebuild = bool(wanted)
+        if checkpoint.size == old.size and not rebuild:
             return out  # nothing new; the state stays as it is
-    frontier, chain = _start(source, old, out.problems)
-    if out.problems:
+    frontier, chain = _start(source, old, out.problems, rebuild, check)
+    if out.problems or (old is not None and checkpoint.size == old.size):
         return out
     out.first_index = frontier.size
-    audit = Audit(chain, out.problems, receipts.check if receipts is not None else None)
+    audit = Audit(chain, out.problems, receipts.check if receipts is not None else None,
+                  references)
     snapshots = Snapshots(frontier)
-    end = _stream(source, checkpoint.size, frontier, audit, snapshots)
+    end = _stream(source, checkpoint.size, frontier, audit, snapshots, check)
     out.run, out.unit = audit.run, chain.unit
     if end < checkpoint.size:
         out.problems.add(f"entry {end}", f"missing: {source.where} gives no entry {end} (nor"
@@ -132,17 +195,43 @@ def _extends(source: Source, checkpoint: Checkpoint, old: state_mod.State,
     return True
 
 
-def _start(source: Source, old: state_mod.State | None,
-           problems: Problems) -> tuple[Frontier, Chain]:
+def _read_proven(source: HttpSource, checkpoint: Checkpoint, wanted: list[int],
+                 check: Check, problems: Problems) -> None:
+    """Give ``check`` the earlier entries it names, each proven in the signed tree by
+    its inclusion proof."""
+    for index in wanted:
+        data = next(iter(source.entries(index, index + 1)), None)
+        if data is None:
+            continue  # not given: ``check`` counts it
+        leaf = leaf_hash(data)
+        try:
+            root = root_from_inclusion(index, checkpoint.size, leaf,
+                                       source.inclusion(index, checkpoint.size))
+        except ProofError as err:
+            root, why = b"", str(err)
+        else:
+            why = "its inclusion proof leads to another root"
+        if root != checkpoint.root_hash:
+            problems.add(f"entry {index}", f"not the entry the checkpoint signed: {why}")
+            continue
+        check.entry(index, data, leaf)
+
+
+def _start(source: Source, old: state_mod.State | None, problems: Problems,
+           rebuild: bool = False, check: Check | None = None) -> tuple[Frontier, Chain]:
     """The frontier and chain the new entries continue from. An export's first
-    old-size entries are read again and must rebuild the old root."""
+    old-size entries (any source's, with ``rebuild``) are read again, given to
+    ``check``, and must rebuild the old root."""
     if old is None:
         return Frontier(), Chain()
-    if source.has_proofs:
+    if source.has_proofs and not rebuild:
         return old.frontier, old.chain
     frontier = Frontier()
-    for data in source.entries(0, old.size):
-        frontier.append(leaf_hash(data))
+    for index, data in enumerate(source.entries(0, old.size)):
+        leaf = leaf_hash(data)
+        frontier.append(leaf)
+        if check is not None:
+            check.entry(index, data, leaf)
     if frontier.size == old.size and frontier.root() == old.root:
         return frontier, old.chain
     problems.add("checkpoint", f"history rewritten: its first {old.size} entries are not"
@@ -151,12 +240,15 @@ def _start(source: Source, old: state_mod.State | None,
 
 
 def _stream(source: Source, size: int, frontier: Frontier, audit: Audit,
-            snapshots: Snapshots) -> int:
+            snapshots: Snapshots, check: Check | None = None) -> int:
     """Audit and hash entries from ``frontier.size`` on; returns the size reached."""
     index = frontier.size
     for data in source.entries(index, size):
         audit.entry(index, data)
-        frontier.append(leaf_hash(data))
+        leaf = leaf_hash(data)
+        frontier.append(leaf)
+        if check is not None:
+            check.entry(index, data, leaf)
         snapshots.note(frontier)
         index += 1
     return index

@@ -118,7 +118,8 @@ def _decode(obj: dict[str, Any]) -> State:
                   opened=c.get("opened") is True,  # entry 0, the opening, was verified
                   role=c["role"] if isinstance(c.get("role"), str) else None,
                   last_end_utc_ms=_int(c.get("last_end_utc_ms", 0)))
-    totals = Totals(**{f.name: _int(obj["totals"][f.name]) for f in fields(Totals)})
+    # A count a state written before it existed does not hold is 0 (none was counted).
+    totals = Totals(**{f.name: _int(obj["totals"].get(f.name, 0)) for f in fields(Totals)})
     if not isinstance(obj["origin"], str):
         raise TypeError("origin is not text")
     return State(obj["origin"], obj["checkpoint"].encode("utf-8"), frontier, chain, totals)
