@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p_energy.core import link, note, tlog
+from p2p_energy.core import entries, link, note, tlog
 from p2p_energy.core.entries import (
     DISPUTE_OWN,
     DISPUTE_PRODUCER,
@@ -154,12 +154,12 @@ def test_a_bootstrap_with_a_wrong_proof_is_refused():
     assert [a.index for a in f.offer_checkpoint(checkpoint(entries)).accepted] == [6]
 
 
-BAND = link.Band(pct=1.0, mw=10.0)
+BAND = link.Band.from_config(1.0, 10.0)
 
 
 def choose(own_mw: float, their_mw: float, **kw):
     entry = parse_entry(production(0, mw=int(their_mw)))
-    args = {"compare": True, "band": BAND, "on_dispute": "producer"} | kw
+    args = {"band": BAND, "on_dispute": "producer"} | kw
     return link.choose(round(own_mw * 60_000), 60_000_000, entry, **args)
 
 
@@ -177,12 +177,19 @@ def test_outside_the_band_the_owners_rule_decides(rule, expected):
     assert c.energy_uws == (24_000_000 if rule == "producer" else 380 * 60_000)
 
 
+def test_the_band_is_decided_exactly_at_its_edge():
+    assert link.Band(ppm=10_000, uw=10_000) == BAND
+    # 1000 mW against 1000 - (10 + 10) mW: exactly on the edge agrees, a µW more does not
+    assert entries.band_agrees(60_000_000, 60_000_000, 58_800_000, 60_000_000, 10_000, 10_000)
+    assert not entries.band_agrees(60_000_000, 60_000_000, 58_799_999, 60_000_000, 10_000,
+                                   10_000)
+
+
 def test_not_wired_or_not_metered_is_not_compared():
-    assert choose(0, 400, compare=False).priced_from == FROM_PRODUCER
     entry = parse_entry(production(0))
-    assert link.choose(0, 0, entry, compare=True, band=BAND,
+    assert link.choose(0, 0, entry, band=BAND,
                        on_dispute="own_channel").priced_from == FROM_PRODUCER
-    after = link.choose(123, 456, None, compare=True, band=BAND, on_dispute="producer")
+    after = link.choose(123, 456, None, band=BAND, on_dispute="producer")
     assert (after.priced_from, after.energy_uws, after.metered_us) == (OWN_AFTER_WAIT, 123, 456)
 
 
@@ -193,8 +200,9 @@ def linked(**changes) -> LinkedRoundEntry:
                   cap_nano_units_per_mws=10_000_000_000, carry_in_nano_units=0,
                   owed_nano_units=25_000_000_000, queued_units=25, carry_out_nano_units=0,
                   priced_from=FROM_PRODUCER, producer_origin=ORIGIN, producer_index=7,
-                  producer_leaf_hash="ab" * 32, own_energy_uws=23_800_000,
-                  own_metered_us=60_000_000)
+                  producer_leaf_hash="ab" * 32, named_energy_uws=24_000_000,
+                  named_metered_us=60_000_000, own_energy_uws=23_800_000,
+                  own_metered_us=60_000_000, band_ppm=10_000, band_uw=10_000)
     return LinkedRoundEntry(**(fields | changes))
 
 
@@ -210,6 +218,9 @@ def test_a_linked_round_entry_is_round_version_2_and_reads_back():
     {"priced_from": OWN_AFTER_WAIT},  # names an entry though it waited for none
     {"producer_index": -1, "producer_leaf_hash": ""},  # from the producer, naming none
     {"priced_from": DISPUTE_OWN},  # its own channel, with the producer's figures
+    {"named_energy_uws": 25_000_000},  # priced from the producer, not with its figure
+    {"priced_from": DISPUTE_PRODUCER},  # disputed, though the two agree within the band
+    {"own_energy_uws": 20_000_000},  # 333 mW against 400: outside the band, not disputed
 ])
 def test_a_linked_round_whose_figures_disagree_is_named(changes):
     assert linked(**changes).link_problems()

@@ -13,6 +13,7 @@ the producer's log shows what is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import pytest
 
 from p2p_energy import config
 from p2p_energy.core import note
-from p2p_energy.core.entries import DISPUTE_OWN, FROM_PRODUCER
+from p2p_energy.core.entries import DISPUTE_OWN, DISPUTE_PRODUCER, FROM_PRODUCER
 from p2p_energy.core.link import Follower
 from p2p_energy.core.metering import RoundTotals
 from p2p_energy.core.pricing import quote_figures
@@ -113,6 +114,10 @@ class Consumer:
         """Close round ``slot`` and price it with ``link`` and these figures: what a
         consumer that does not keep the rules could sign. Returns its round id."""
         r = closed(slot)
+        if link.priced_from in (FROM_PRODUCER, DISPUTE_PRODUCER) and not link.named_metered_us:
+            # it names the entry with the figures it priced from, as the rule wants
+            link = dataclasses.replace(link, named_energy_uws=energy_uws,
+                                       named_metered_us=metered_us)
         round_id = self.ledger.record_waiting_round(r).round_id
         q = quote_figures(round(r.consumer_mws * 1000), energy_uws, metered_us,
                           self.cfg.price.rule)
@@ -255,7 +260,7 @@ def test_a_round_priced_from_another_figure_than_the_entry_it_names(tmp_path, lo
     assert problem_lines(out) == [
         f"entry {round_id}: round {round_id}: producer entry 3 says"
         f" {fields['producer_energy_uws']} µW·s over {fields['producer_metered_us']} µs;"
-        f" the round was priced from {energy} µW·s over {fields['producer_metered_us']} µs"]
+        f" the round names it with {energy} µW·s over {fields['producer_metered_us']} µs"]
 
 
 def test_a_round_naming_the_entry_of_another_slot(tmp_path, logs):
@@ -374,7 +379,7 @@ def test_over_http_the_next_run_checks_earlier_producer_entries_by_inclusion_pro
         assert code == 1, out
         assert [line.split(":")[:2] for line in problem_lines(out)] == [
             [f"entry {round_id}", f" round {round_id}"]]
-        assert "the round was priced from" in out
+        assert "the round names it with" in out
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(30)

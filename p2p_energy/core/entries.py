@@ -190,40 +190,77 @@ PRICED_FROM = (FROM_PRODUCER, DISPUTE_PRODUCER, DISPUTE_OWN, OWN_AFTER_WAIT)
 OWN_FIGURE = (DISPUTE_OWN, OWN_AFTER_WAIT)  # priced from this meter's own channel
 
 
+def band_agrees(a_uws: int, a_us: int, b_uws: int, b_us: int, band_ppm: int,
+                band_uw: int) -> bool:
+    """Whether two meters' figures for one round agree within the band, exactly.
+
+    Each figure's average power (energy over metered time) is compared:
+    ``|a - b| <= band_ppm x 1e-6 x max(|a|, |b|) + band_uw``, in rational
+    arithmetic, so that a verifier decides every round as the consumer did.
+    """
+    a, b = Fraction(a_uws, a_us), Fraction(b_uws, b_us)  # µW·s / µs = W
+    return abs(a - b) <= Fraction(band_ppm, 1_000_000) * max(abs(a), abs(b)) \
+        + Fraction(band_uw, 1_000_000)
+
+
 @dataclass(frozen=True)
 class LinkedRoundEntry(RoundEntry):
     """A consumer's round priced by the producer's own meter (``[producer]``, round v2).
 
     ``producer_energy_uws`` and ``producer_metered_us`` are the figures the price
-    came from, as in every round; ``priced_from`` says whose: the producer's
-    production entry named by ``producer_origin``, ``producer_index`` and its
-    RFC 6962 leaf hash (hex), or this meter's own channel (``own_energy_uws``
-    over ``own_metered_us``, 0 µs when not metered) in a dispute or after
-    waiting. No entry named: index -1, hash "".
+    came from, as in every round; ``priced_from`` says whose. The entry also
+    holds both figures it chose between: the producer's production entry named
+    by ``producer_origin``, ``producer_index`` and its RFC 6962 leaf hash (hex),
+    with that entry's figures (``named_*``; no entry named: index -1, hash "",
+    figures 0), and this meter's own channel (``own_*``; 0 µs when it is not
+    compared: not wired, or not metered in the round), with the band they were
+    compared by (``band_ppm`` of the larger average power plus ``band_uw``).
+    So whether a round was disputed can be decided again from the entry alone.
     """
 
     priced_from: str
     producer_origin: str
     producer_index: int
     producer_leaf_hash: str
+    named_energy_uws: int
+    named_metered_us: int
     own_energy_uws: int
     own_metered_us: int
+    band_ppm: int
+    band_uw: int
 
     def link_problems(self) -> list[str]:
         """The rules its figures keep among themselves (a verifier checks the producer's
         log for the rest)."""
         problems = []
+        rid = self.round_id
         named = self.producer_index >= 0
         if named != (self.priced_from != OWN_AFTER_WAIT) or named != bool(
                 self.producer_leaf_hash):
-            problems.append(f"round {self.round_id}: priced from {self.priced_from}, naming"
+            problems.append(f"round {rid}: priced from {self.priced_from}, naming"
                             f" producer entry {self.producer_index}"
                             f" {self.producer_leaf_hash or '(no hash)'}")
-        if self.priced_from in OWN_FIGURE and (
-                self.producer_energy_uws, self.producer_metered_us) != (
-                self.own_energy_uws, self.own_metered_us):
-            problems.append(f"round {self.round_id}: priced from its own channel"
+        priced = (self.producer_energy_uws, self.producer_metered_us)
+        theirs = (self.named_energy_uws, self.named_metered_us)
+        own = (self.own_energy_uws, self.own_metered_us)
+        if self.priced_from in OWN_FIGURE and priced != own:
+            problems.append(f"round {rid}: priced from its own channel"
                             f" ({self.priced_from}) with other figures than its own")
+        if self.priced_from in (FROM_PRODUCER, DISPUTE_PRODUCER) and priced != theirs:
+            problems.append(f"round {rid}: priced from the producer ({self.priced_from})"
+                            " with other figures than the entry it names")
+        if not named and theirs != (0, 0):
+            problems.append(f"round {rid}: names no producer entry, yet figures of one")
+        if named and problems == []:
+            compared = self.own_metered_us > 0 and self.named_metered_us > 0
+            agree = not compared or band_agrees(*own, *theirs, self.band_ppm, self.band_uw)
+            if agree != (self.priced_from == FROM_PRODUCER):
+                problems.append(
+                    f"round {rid}: marked {self.priced_from}, and its figures"
+                    f" ({self.own_energy_uws} µW·s over {self.own_metered_us} µs here,"
+                    f" {self.named_energy_uws} over {self.named_metered_us} µs the"
+                    f" producer's) {'agree' if agree else 'disagree'} within its band"
+                    f" ({self.band_ppm} ppm + {self.band_uw} µW)")
         return problems
 
 
@@ -336,7 +373,9 @@ _LINKED_ROUND_FIELDS: dict[str, _Kind] = {
     "producer_origin": _Kind(_check_key_name, _check_key_name),
     "producer_index": _integer(-1, MAX_JSON_INT),
     "producer_leaf_hash": _text(re.compile(r"(?:[0-9a-f]{64})?"), "64 hex digits or empty"),
+    "named_energy_uws": _SIGNED_ENERGY_UWS, "named_metered_us": _TIME_US,
     "own_energy_uws": _SIGNED_ENERGY_UWS, "own_metered_us": _TIME_US,
+    "band_ppm": _integer(0, 1_000_000), "band_uw": _integer(0, MAX_JSON_INT),
 }
 LINKED_ROUND_VERSION = 2
 _PRODUCTION_FIELDS: dict[str, _Kind] = {

@@ -35,6 +35,7 @@ from .entries import (
     FROM_PRODUCER,
     OWN_AFTER_WAIT,
     ProductionEntry,
+    band_agrees,
     parse_entry,
 )
 from .note import Checkpoint, Verifier, open_checkpoint
@@ -276,43 +277,37 @@ def frontier_from_last_leaf(size: int, leaf: bytes, proof: list[bytes],
 @dataclass(frozen=True)
 class Band:
     """How far two meters of the same panel may disagree (average power over a round):
-    ``|a - b| <= pct % of the larger + mw``."""
+    ``|a - b| <= ppm x 1e-6 x the larger + uw`` (``core.entries.band_agrees``)."""
 
-    pct: float
-    mw: float
+    ppm: int
+    uw: int
 
-    def agrees(self, a_mw: float, b_mw: float) -> bool:
-        return abs(a_mw - b_mw) <= self.pct / 100 * max(abs(a_mw), abs(b_mw)) + self.mw
-
-
-def average_mw(energy_uws: int, metered_us: int) -> float:
-    """Average power over the metered time (µW·s / µs is W; x 1000 for mW)."""
-    return 1000 * energy_uws / metered_us if metered_us > 0 else 0.0
+    @classmethod
+    def from_config(cls, tolerance_pct: float, tolerance_mw: float) -> Band:
+        return cls(round(tolerance_pct * 10_000), round(tolerance_mw * 1000))
 
 
 @dataclass(frozen=True)
 class Choice:
     """The figure a round is priced from (``energy_uws`` over ``metered_us``) and why."""
 
-    priced_from: str  # one of PRICED_FROM
+    priced_from: str  # one of core.entries.PRICED_FROM
     energy_uws: int
     metered_us: int
 
 
 def choose(own_uws: int, own_us: int, production: ProductionEntry | None, *,
-           compare: bool, band: Band, on_dispute: str) -> Choice:
+           band: Band, on_dispute: str) -> Choice:
     """Which figure prices a round. ``production``: the producer's entry for its slot
-    (None once ``after_wait = "own_channel"`` gave up waiting for it: this meter's
-    own). Own figures not metered (``own_us`` 0) or not wired (``compare`` false) are
-    not compared: the producer's stands."""
+    (None once it is given up on: this meter's own). Own figures not metered or not
+    compared (``own_us`` 0) are not compared: the producer's stands."""
     if production is None:
         return Choice(OWN_AFTER_WAIT, own_uws, own_us)
     theirs = Choice(FROM_PRODUCER, production.producer_energy_uws,
                     production.producer_metered_us)
-    if not compare or own_us <= 0 or production.producer_metered_us <= 0:
-        return theirs
-    if band.agrees(average_mw(own_uws, own_us),
-                   average_mw(production.producer_energy_uws, production.producer_metered_us)):
+    if own_us <= 0 or production.producer_metered_us <= 0 or band_agrees(
+            own_uws, own_us, production.producer_energy_uws, production.producer_metered_us,
+            band.ppm, band.uw):
         return theirs
     if on_dispute == "own_channel":
         return Choice(DISPUTE_OWN, own_uws, own_us)

@@ -74,7 +74,7 @@ class Pricer:
         self.origin = origin
         self.rule = cfg.price.rule
         self.slot_ms = round(cfg.round.length_s * 1000)
-        self.band = Band(self.p.tolerance_pct, self.p.tolerance_mw)
+        self.band = Band.from_config(self.p.tolerance_pct, self.p.tolerance_mw)
         self.on_priced = on_priced
         self.wall = wall
         self._disputing = False  # a dispute episode is under way: logged at its start
@@ -92,15 +92,20 @@ class Pricer:
             if stored is not None:
                 production = parse_entry(stored.data)
                 assert isinstance(production, ProductionEntry)  # kept only if it is one
-                choice = choose(own_uws, own_us, production, compare=self.p.compare,
-                                band=self.band, on_dispute=self.p.on_dispute)
+                if not self.p.compare:  # not wired to the panel: not a figure to compare
+                    own_uws = own_us = 0
+                choice = choose(own_uws, own_us, production, band=self.band,
+                                on_dispute=self.p.on_dispute)
                 link = RoundLink(choice.priced_from, self.origin, stored.index,
-                                 stored.leaf_hash, own_uws, own_us)
+                                 stored.leaf_hash, own_uws, own_us,
+                                 production.producer_energy_uws,
+                                 production.producer_metered_us, self.band.ppm, self.band.uw)
                 self._dispute(round_id, choice.priced_from, own_uws, own_us, production)
             elif give_up_all or self._given_up(ledger, r, slot):
-                choice = choose(own_uws, own_us, None, compare=self.p.compare,
-                                band=self.band, on_dispute=self.p.on_dispute)
-                link = RoundLink(OWN_AFTER_WAIT, self.origin, -1, b"", own_uws, own_us)
+                choice = choose(own_uws, own_us, None, band=self.band,
+                                on_dispute=self.p.on_dispute)
+                link = RoundLink(OWN_AFTER_WAIT, self.origin, -1, b"", own_uws, own_us,
+                                 0, 0, self.band.ppm, self.band.uw)
             else:
                 break
             q = quote_figures(round(r.consumer_mws * 1000), choice.energy_uws,
@@ -134,7 +139,7 @@ class Pricer:
                 " disputed and priced from %s ([producer] on_dispute); further disputes are"
                 " counted in the log, not logged, until the two agree again", round_id,
                 _avg(production.producer_energy_uws, production.producer_metered_us),
-                _avg(own_uws, own_us), self.p.tolerance_pct, self.p.tolerance_mw,
+                _avg(own_uws, own_us), self.band.ppm / 10_000, self.band.uw / 1000,
                 "the producer's figure" if priced_from == DISPUTE_PRODUCER
                 else "this meter's own channel")
         elif not disputed and self._disputing:

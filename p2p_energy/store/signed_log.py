@@ -146,7 +146,11 @@ class RoundLink:
     producer_index: int  # -1: no producer entry (its own channel after waiting)
     producer_leaf_hash: bytes  # b"" with no entry
     own_energy_uws: int
-    own_metered_us: int
+    own_metered_us: int  # 0: not compared (channel not wired, or not metered)
+    named_energy_uws: int = 0  # the named entry's figures (0 with none)
+    named_metered_us: int = 0
+    band_ppm: int = 0  # the band the two were compared by
+    band_uw: int = 0
 
 
 def link_avg_mw(q: Quote) -> float:
@@ -180,7 +184,9 @@ def round_entry(round_id: int, r: RoundTotals, q: Quote, unit: str, carry_in: in
     return encode_round(LinkedRoundEntry(
         **figures, priced_from=link.priced_from, producer_origin=link.producer_origin,
         producer_index=link.producer_index, producer_leaf_hash=link.producer_leaf_hash.hex(),
-        own_energy_uws=link.own_energy_uws, own_metered_us=link.own_metered_us))
+        named_energy_uws=link.named_energy_uws, named_metered_us=link.named_metered_us,
+        own_energy_uws=link.own_energy_uws, own_metered_us=link.own_metered_us,
+        band_ppm=link.band_ppm, band_uw=link.band_uw))
 
 
 def payment_entry(db: sqlite3.Connection, payment_id: int, unit: str,

@@ -12,14 +12,15 @@ producer's signed tree) and checks each named entry:
   leaf hash (so it is the very entry, byte for byte);
 - it is a production entry, and its slot ``[k x slot_ms, (k + 1) x slot_ms)``
   holds the round's start;
-- for a round priced from the producer's figure (``producer``,
-  ``dispute_producer``), its ``producer_energy_uws`` and ``producer_metered_us``
-  are the round's.
+- its ``producer_energy_uws`` and ``producer_metered_us`` are the figures the
+  round names it with (``named_*``: for a round priced from the producer, the
+  ones it was priced from, as ``LinkedRoundEntry.link_problems`` checks; for a
+  disputed one, the figure its own was compared with).
 
 The origin is checked as the references are collected: it must be the log the
 ``--producer`` key signs.
 
-Memory: 81 bytes a reference in flat arrays, not one object each: a year of
+Memory: 80 bytes a reference in flat arrays, not one object each: a year of
 60 s rounds (525,600) is about 45 MB at its peak, with neither log held.
 """
 
@@ -28,8 +29,6 @@ from __future__ import annotations
 from array import array
 
 from ..core.entries import (
-    DISPUTE_PRODUCER,
-    FROM_PRODUCER,
     LinkedRoundEntry,
     ProductionEntry,
     parse_entry,
@@ -52,7 +51,6 @@ class References:
         self.start_utc_ms = array("q")
         self.energy_uws = array("q")
         self.metered_us = array("q")
-        self.figures = bytearray()  # 1: its figures must be the producer's
         self.hashes = bytearray()  # 32 bytes each
         self.found = 0  # problems found (another origin named)
 
@@ -71,9 +69,8 @@ class References:
         self.entry_index.append(index)
         self.round_id.append(r.round_id)
         self.start_utc_ms.append(r.start_utc_ms)
-        self.energy_uws.append(r.producer_energy_uws)
-        self.metered_us.append(r.producer_metered_us)
-        self.figures.append(r.priced_from in (FROM_PRODUCER, DISPUTE_PRODUCER))
+        self.energy_uws.append(r.named_energy_uws)
+        self.metered_us.append(r.named_metered_us)
         self.hashes += bytes.fromhex(r.producer_leaf_hash)
 
     def order(self) -> array:
@@ -151,11 +148,11 @@ class Check:
             self._add(where, f"{said} is of slot [{k * slot_ms}, {(k + 1) * slot_ms})"
                                      f" ms, which does not hold the round's start"
                                      f" ({start} ms)")
-        if refs.figures[pos] and (refs.energy_uws[pos], refs.metered_us[pos]) != (
+        if (refs.energy_uws[pos], refs.metered_us[pos]) != (
                 production.producer_energy_uws, production.producer_metered_us):
             self._add(where, f"{said} says {production.producer_energy_uws} µW·s"
                                      f" over {production.producer_metered_us} µs; the round"
-                                     f" was priced from {refs.energy_uws[pos]} µW·s over"
+                                     f" names it with {refs.energy_uws[pos]} µW·s over"
                                      f" {refs.metered_us[pos]} µs")
 
     def finish(self, size: int) -> None:

@@ -76,7 +76,7 @@ def _producer(out: Outcome) -> list[str]:
     elif not p.problems:
         lines.append(f"cross-references hold: the {_n(out.run.links_checked, 'round')} of"
                      " this run naming a producer entry name one the producer's log holds,"
-                     " of the round's slot, with the figures the round was priced from")
+                     " of the round's slot, with the figures the round names it with")
     unchecked = out.before.links_named - out.before.links_checked
     if unchecked:
         lines.append(f"  {_n(unchecked, 'round')} naming producer entries were verified"
