@@ -152,6 +152,24 @@ def test_prices_follow_the_producer_from_her_log_already_under_way(street):
     assert "PRIVATE" not in log and "bob-secret-2" not in log
 
 
+def test_a_consumer_joining_a_long_log_over_mqtt_alone_starts_from_its_tail(street):
+    """No log_url: bob starts at anna's retained tail (her last entry and its inclusion
+    proof, checked against her signed checkpoint) and prices from her figures on."""
+    anna = street.producer("anna", "0,0,400", "2,0,650", "4,0,250", "6,0,400")
+    street.start(anna)
+    wait_until("anna's first entries", lambda: len(anna.productions()) >= 4, 20)
+    bob = street.consumer("bob", anna.verifier_key, "0,100,0", producer="compare = false\n")
+    street.start(bob)
+    wait_until("six rounds priced", lambda: from_producer(bob) >= 6, 30)
+    street.stop(bob)
+    street.stop(anna)
+    assert check_priced(anna, bob, (FROM_PRODUCER, OWN_AFTER_WAIT)).get(FROM_PRODUCER, 0) >= 6
+    check_each_round_once(bob)
+    check_kept(anna, bob)
+    assert min(bob.stored_producer_entries()) >= 4  # her entries before it were never read
+    assert bob.log_text().count("following the producer's log from its entry") == 1
+
+
 def test_a_broker_away_15_s_loses_no_round_and_prices_each_from_the_producer_after(
         persistent_street):
     street = persistent_street

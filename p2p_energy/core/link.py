@@ -287,6 +287,11 @@ class Band:
         return cls(round(tolerance_pct * 10_000), round(tolerance_mw * 1000))
 
 
+def average_mw(energy_uws: int, metered_us: int) -> float:
+    """Average power over the metered time, for showing (µW·s / µs is W; x 1000 for mW)."""
+    return 1000 * energy_uws / metered_us if metered_us > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Choice:
     """The figure a round is priced from (``energy_uws`` over ``metered_us``) and why."""

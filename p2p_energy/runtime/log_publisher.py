@@ -41,7 +41,7 @@ BATCH = 200  # entries published before waiting for the broker's acknowledgement
 ACK_WAIT_S = 10.0
 POLL_S = 5.0  # the ledger is also looked at after every round (``wake``)
 STOP_GRACE_S = 5.0  # at a stop, for the broker to take the last rounds
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 60
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # a broker back is found within 15 s
 KEEPALIVE_S = 30
 
 

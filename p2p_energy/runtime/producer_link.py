@@ -42,7 +42,15 @@ from ..core.entries import (
     ProductionEntry,
     parse_entry,
 )
-from ..core.link import MAX_LINK_ENTRY_BYTES, Accepted, Band, Follower, Offer, choose
+from ..core.link import (
+    MAX_LINK_ENTRY_BYTES,
+    Accepted,
+    Band,
+    Follower,
+    Offer,
+    average_mw,
+    choose,
+)
 from ..core.metering import RoundTotals
 from ..core.note import parse_verifier
 from ..core.pricing import Quote, quote_figures
@@ -60,7 +68,7 @@ FILL_EVERY_S = 10.0  # how often missing entries are asked of the producer's ser
 FILL_PAGE = 1000
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps this consumer's messages while it is away
 KEEPALIVE_S = 30
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 60
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # a broker back is found within 15 s
 
 OnPriced = Callable[[RoundRecorded, RoundTotals, Quote, RoundLink], None]
 
@@ -138,17 +146,13 @@ class Pricer:
                 " channel %.1f mW: outside the band (%g %% + %g mW); the round is marked"
                 " disputed and priced from %s ([producer] on_dispute); further disputes are"
                 " counted in the log, not logged, until the two agree again", round_id,
-                _avg(production.producer_energy_uws, production.producer_metered_us),
-                _avg(own_uws, own_us), self.band.ppm / 10_000, self.band.uw / 1000,
+                average_mw(production.producer_energy_uws, production.producer_metered_us),
+                average_mw(own_uws, own_us), self.band.ppm / 10_000, self.band.uw / 1000,
                 "the producer's figure" if priced_from == DISPUTE_PRODUCER
                 else "this meter's own channel")
         elif not disputed and self._disputing:
             log.info("round %d: the producer's meter and this one agree again", round_id)
         self._disputing = disputed
-
-
-def _avg(uws: int, us: int) -> float:
-    return 1000 * uws / us if us else 0.0
 
 
 def price_left_waiting(ledger: Ledger, cfg: Config, on_priced: OnPriced) -> int:
@@ -299,6 +303,7 @@ class ProducerLink:
     def _step(self, ledger: Ledger) -> None:
         follower = self.follower
         assert follower is not None
+        before = follower.size
         accepted, handled = [], []
         while len(handled) < QUEUE_MAX:
             try:
@@ -314,13 +319,14 @@ class ProducerLink:
                 accepted += self._fill(follower)
                 self._next_fill = time.monotonic() + FILL_EVERY_S
             if accepted:
-                self._commit(ledger, follower, accepted)
+                self._commit(ledger, follower, accepted, before)
         finally:
             for mid, qos in handled:
                 self.client.ack(mid, qos)
         self.pricer.price_ready(ledger)
 
-    def _commit(self, ledger: Ledger, follower: Follower, accepted: list[Accepted]) -> None:
+    def _commit(self, ledger: Ledger, follower: Follower, accepted: list[Accepted],
+                before: int) -> None:
         """Keep the entries accepted, and how far the log was followed, together. If that
         fails, the follower goes back to what the ledger holds: those entries are missing
         again, and fetched again (nothing is kept half)."""
@@ -334,6 +340,9 @@ class ProducerLink:
             raise
         log.debug("accepted the producer's entries %d to %d (%d kept)", accepted[0].index,
                   accepted[-1].index, kept)
+        if accepted[0].index > before:  # started from a tail: the entries before it unread
+            log.info("following the producer's log from its entry %d (its last, checked"
+                     " against its signed checkpoint)", accepted[0].index)
         other = next((a.production.slot_ms for a in accepted if a.production is not None
                       and a.production.slot_ms != self.pricer.slot_ms), None)
         if other is not None and self._once("slot"):
@@ -380,8 +389,6 @@ class ProducerLink:
                 if last:
                     offer = follower.bootstrap(last[0], source.inclusion(newest.size - 1,
                                                                          newest.size))
-                    log.info("following the producer's log from its entry %d (checked"
-                             " against its signed checkpoint)", newest.size - 1)
                     accepted += offer.accepted
                 missing = follower.missing()
             if missing is not None:
