@@ -27,6 +27,7 @@ from p2p_energy.store.signed_log import LogView, LogWriter, RoundLink
 
 T0 = 1_796_515_200.0  # 2026-12-05 00:00 UTC, a slot boundary
 PRODUCER = note.signer_from_seed("anna.lan/p2p-energy/0001", bytes(range(32)))
+KEY = PRODUCER.verifier.key()  # the producer's verifier key, as [producer] names it
 CONSUMER = note.signer_from_seed("bob.lan/p2p-energy/0002", bytes(range(1, 33)))
 
 
@@ -75,7 +76,7 @@ def accept(led: Ledger, data: list[bytes], checkpoint: bytes) -> None:
     for i, d in enumerate(data):
         accepted += follower.offer_entry(i, d).accepted
     accepted += follower.offer_checkpoint(checkpoint).accepted
-    led.accept_producer_entries(PRODUCER.name, accepted, follower.frontier,
+    led.accept_producer_entries(KEY, accepted, follower.frontier,
                                 follower.checkpoint, state.since_ms)
 
 
@@ -89,7 +90,7 @@ def consumer_log(path: Path) -> list[entries.RoundEntry | entries.PaymentEntry]:
 
 def pricer(cfg, now: float) -> tuple[Pricer, list]:
     priced: list = []
-    return Pricer(cfg, PRODUCER.name, lambda *a: priced.append(a), wall=lambda: now), priced
+    return Pricer(cfg, KEY, lambda *a: priced.append(a), wall=lambda: now), priced
 
 
 def test_waiting_rounds_owe_nothing_until_priced_in_order_from_the_producers_entries(tmp_path):
@@ -196,4 +197,66 @@ def test_rounds_left_waiting_by_a_link_taken_out_of_the_config_are_priced(tmp_pa
     led.record_round(closed(2), quote_round(60.0 * 60, 400.0 * 60, 60.0,
                                             unlinked.price.rule))  # and rounds go on
     assert len(consumer_log(tmp_path / "c.db")) == 3
+    led.close()
+
+
+def producer_entries_of(path: Path, signer: note.Signer, rounds: list[tuple[float, str, float]]
+                        ) -> tuple[list[bytes], bytes]:
+    """A producer's log under ``signer``: (power, clock, metered s) for slots 0, 1, ..."""
+    led = Ledger(path, log=LogWriter(signer))
+    for i, (mw, clock, metered_s) in enumerate(rounds):
+        r = closed(i, 0.0, mw)
+        led.record_production(RoundTotals(
+            started_at=r.started_at, duration_s=60, metered_s=metered_s, producer_mws=mw * 60,
+            samples=60, expected_samples=60, ended_at=r.ended_at, consumer_metered_s=0,
+            producer_metered_s=metered_s), 60.0, clock)
+    led.close()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    view = LogView(db)
+    out = list(view.iter_entries(view.size())), view.checkpoint() or b""
+    db.close()
+    return out
+
+
+def test_an_entry_that_metered_nothing_or_with_its_clock_unsynchronised_prices_no_round(
+        tmp_path):
+    data, checkpoint = producer_entries_of(tmp_path / "p.db", PRODUCER, [
+        (400.0, "synchronized", 0.0),  # a sensor that failed all round: 0 µs, capped if used
+        (400.0, "unsynchronized", 60.0),  # its slot may be another minute than ours
+        (400.0, "synchronized", 60.0)])
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(KEY)
+    led.db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'producer_since_ms'",
+                   (str(int(T0 * 1000)),))
+    for i in range(3):
+        led.record_waiting_round(closed(i, panel_mw=399.0))
+    accept(led, data, checkpoint)
+    assert sorted(r[0] for r in led.db.execute("SELECT idx FROM producer_entries")) == [3]
+    p, _ = pricer(consumer_config(), T0 + 60 * 3 + 121)  # waited; the log went past them
+    assert p.price_ready(led) == 3
+    rounds = consumer_log(tmp_path / "c.db")
+    assert [r.priced_from for r in rounds] == ["own_channel_after_wait"] * 2 + ["producer"]
+    assert not any(entries.recompute(r).capped for r in rounds)  # never the 0 µs figure
+    led.close()
+
+
+def test_a_producer_with_a_new_key_under_the_same_name_is_followed_from_its_new_log(tmp_path):
+    renewed = note.signer_from_seed(PRODUCER.name, bytes(range(7, 39)))  # same name, new key
+    old, old_cp = producer_log(tmp_path / "old.db", [400.0, 400.0])
+    new, new_cp = producer_entries_of(tmp_path / "new.db", renewed,
+                                      [(100.0, "synchronized", 60.0)] * 2)
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(KEY)
+    led.db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'producer_since_ms'",
+                   (str(int(T0 * 1000)),))
+    accept(led, old, old_cp)
+    state = led.follow_producer(renewed.verifier.key())  # the owner put in the new key
+    assert state.frontier.size == 0
+    follower = link.Follower(renewed.verifier)
+    accepted = [a for i, d in enumerate(new) for a in follower.offer_entry(i, d).accepted]
+    accepted += follower.offer_checkpoint(new_cp).accepted
+    assert led.accept_producer_entries(renewed.verifier.key(), accepted, follower.frontier,
+                                       follower.checkpoint, int(T0 * 1000)) == 2
+    stored = led.producer_entry(renewed.verifier.key(), 60_000, int(T0 * 1000) // 60_000)
+    assert stored is not None and stored.data == new[1]  # the new log's, not the old one's
     led.close()

@@ -258,3 +258,33 @@ def test_a_tail_that_does_not_give_the_signed_root_is_not_used():
     assert offer.accepted == [] and offer.kind == "tail" and f.size == 0
     for bad in (b"{", b'{"index": -1, "entry": "", "proof": []}', b"x" * 9000):
         assert f.offer_tail(bad).kind == "tail"
+
+
+def test_a_gap_that_will_not_be_filled_is_passed_over_from_the_newest_tail():
+    entries = log_of(12)
+    store = tlog.MemoryHashStore.from_leaves(tlog.leaf_hash(e) for e in entries)
+    f = link.Follower(VERIFIER)
+    for i in range(4):
+        f.offer_entry(i, entries[i])
+    assert len(f.offer_checkpoint(checkpoint(entries, 4)).accepted) == 4
+    for i in (9, 10, 11):  # 4 to 8 never come
+        f.offer_entry(i, entries[i])
+    assert f.offer_checkpoint(checkpoint(entries)).accepted == [] and f.missing() == (4, 9)
+    assert f.jump() == link.Offer()  # no tail of that checkpoint yet: nothing to go on from
+    f.offer_tail(link.encode_tail(11, entries[11], tlog.inclusion_proof(11, 12, store.hash_at)))
+    offer = f.jump()
+    assert [a.index for a in offer.accepted] == [11] and offer.kind == "jump"
+    assert "from 4 on did not come" in offer.problem
+    assert f.size == 12 and f.missing() is None
+    assert f.frontier.root() == store.root()  # and it goes on from there, checked as before
+    entries.append(production(12))
+    f.offer_entry(12, entries[12])
+    assert [a.index for a in f.offer_checkpoint(checkpoint(entries)).accepted] == [12]
+
+
+def test_hostile_messages_are_refused_without_holding_their_bytes():
+    f = link.Follower(VERIFIER)
+    deep = b"[" * (link.MAX_TAIL_BYTES - 1)
+    assert f.offer_tail(deep).kind == "tail"  # no RecursionError out of json
+    big = production(0) + b" " * link.MAX_LINK_ENTRY_BYTES
+    assert f.offer_entry(0, big).kind == "size" and f.missing() is None

@@ -55,6 +55,7 @@ from support.mosquitto_broker import wait_until
 PROMTOOL = shutil.which("promtool")
 ORIGIN = "anna.lan/p2p-energy/0001"
 PRODUCER = note.signer_from_seed(ORIGIN, bytes(range(32, 64)))
+KEY = PRODUCER.verifier.key()  # the producer's verifier key, as [producer] names it
 METER = note.signer_from_seed("test.meter/p2p-energy/0001", bytes(range(32)))
 SLOT_MS = 60_000
 TOPIC = "p2p-energy/anna/log"
@@ -108,7 +109,7 @@ def offer(ledger: Ledger, follower: link.Follower, entries: list[bytes], since_m
     accepted += follower.offer_checkpoint(checkpoint).accepted
     assert [a.index for a in accepted] == list(range(follower.size - len(accepted),
                                                      follower.size))
-    ledger.accept_producer_entries(ORIGIN, accepted, follower.frontier, checkpoint, since_ms)
+    ledger.accept_producer_entries(KEY, accepted, follower.frontier, checkpoint, since_ms)
 
 
 def build(tmp: Path, now: float) -> tuple[Linked, Ledger, link.Follower, list[bytes]]:
@@ -132,7 +133,7 @@ def build(tmp: Path, now: float) -> tuple[Linked, Ledger, link.Follower, list[by
     entries = [production(t0, i, 100 if i == 3 else 400) for i in range(5)]
     follower = link.Follower(PRODUCER.verifier)
     offer(ledger, follower, entries, state.since_ms)
-    priced = Pricer(cfg, ORIGIN, lambda *_: None, wall=lambda: now).price_ready(ledger)
+    priced = Pricer(cfg, KEY, lambda *_: None, wall=lambda: now).price_ready(ledger)
     assert priced == 3
     return Linked(path, t0, followed_at, cfg), ledger, follower, entries
 
@@ -200,7 +201,7 @@ def test_all_time_totals_kept_up_while_rounds_wait_equal_a_full_sum_once_priced(
     offer(ledger, follower, entries + [production(built.t0, i, 400) for i in (5, 6)],
           round(built.followed_at * 1000))
     cfg = built.cfg
-    assert Pricer(cfg, ORIGIN, lambda *_: None, wall=lambda: now).price_ready(ledger) == 2
+    assert Pricer(cfg, KEY, lambda *_: None, wall=lambda: now).price_ready(ledger) == 2
     ledger.close()
     with LedgerReader(built.path) as reader:
         after = all_time(reader)  # only rounds above the last one added are read

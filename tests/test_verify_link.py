@@ -40,6 +40,7 @@ from support.log_daemon import serve_url, start
 T0 = 1_796_515_200.0  # 2026-12-05 00:00 UTC: a slot boundary
 SLOT_S = 60
 PRODUCER = note.signer_from_seed("anna.lan/p2p-energy/0001", bytes(range(32)))
+KEY = PRODUCER.verifier.key()  # the producer's verifier key, as [producer] names it
 CONSUMER = note.signer_from_seed("ben.lan/p2p-energy/0001", bytes(range(1, 33)))
 FORGER = note.signer_from_seed("anna.lan/p2p-energy/0001", bytes(range(2, 34)))  # same name
 ORIGIN = PRODUCER.name
@@ -88,7 +89,7 @@ class Consumer:
     def __init__(self, path: Path, **producer: object) -> None:
         self.ledger = Ledger(path, clock=lambda: T0 - 3600, log=LogWriter(CONSUMER))
         self.cfg = consumer_config(**producer)
-        self.pricer = Pricer(self.cfg, ORIGIN, lambda *_: None, wall=lambda: T0 + 10**6)
+        self.pricer = Pricer(self.cfg, KEY, lambda *_: None, wall=lambda: T0 + 10**6)
         state = self.ledger.follow_producer(PRODUCER.verifier.key())
         self.follower = Follower(PRODUCER.verifier, state.frontier, state.checkpoint)
         self.since_ms = state.since_ms
@@ -101,7 +102,7 @@ class Consumer:
             accepted += self.follower.offer_entry(index, data).accepted
         accepted += self.follower.offer_checkpoint(checkpoint).accepted
         assert accepted, "the producer's log was not accepted"
-        self.ledger.accept_producer_entries(ORIGIN, accepted, self.follower.frontier,
+        self.ledger.accept_producer_entries(KEY, accepted, self.follower.frontier,
                                             self.follower.checkpoint, self.since_ms)
 
     def rounds(self, slots: range, **kw: float) -> None:

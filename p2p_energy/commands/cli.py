@@ -346,7 +346,10 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
         publisher = LogPublisher(open_ledger, cfg.mqtt, writer.origin, password=mqtt_password)
     elif cfg.producer.linked:  # a consumer follows its producer's
         from ..runtime.producer_link import ProducerLink
-        link = ProducerLink(open_ledger, cfg, writer.origin, password=mqtt_password or "")
+        # Its own MQTT session: a --simulate run beside the real daemon must not take it.
+        link = ProducerLink(open_ledger, cfg, writer.origin + ("-simulate" if args.simulate
+                                                               else ""),
+                            password=mqtt_password or "")
     watchdog = watchdog_interval_s()
     daemon = Daemon(cfg, sensor, path, payer, notifier=Notifier.from_env(),
                     watchdog_s=watchdog / 2 if watchdog else 0.0, open_ledger=open_ledger,

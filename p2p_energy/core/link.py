@@ -71,8 +71,9 @@ def decode_tail(data: bytes) -> tuple[int, bytes, list[bytes]]:
             raise ValueError("not a tail")
         hashes = [base64.b64decode(h, validate=True) for h in proof]
         return index, base64.b64decode(entry, validate=True), hashes
-    except (KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as err:
-        raise ValueError(f"not a tail: {err}") from None
+    except (KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError,
+            RecursionError) as err:  # [[[[...: deep nesting is not a tail either
+        raise ValueError(f"not a tail: {type(err).__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ class Follower:
         """An entry as a message brought it (not trusted until a checkpoint covers it)."""
         if index < self.size:
             return Offer()  # accepted before (a broker may deliver a message twice)
+        if len(data) > MAX_LINK_ENTRY_BYTES:
+            return Offer(problem=f"entry {index} of {len(data)} bytes: not a production"
+                                 " entry", kind="size")
         if index >= self.size + MAX_PENDING:
             return Offer(problem=f"entry {index} is too far ahead of the {self.size} accepted"
                                  " (it will be fetched again)", kind="ahead")
@@ -168,38 +172,59 @@ class Follower:
 
     def offer_tail(self, data: bytes) -> Offer:
         """A ``tail`` message: the last entry of the newest checkpoint and its inclusion
-        proof. Used only to start following (nothing accepted yet), and only for the
-        checkpoint it ends: it is kept until that checkpoint comes."""
-        if self.size:
-            return Offer()
+        proof. It starts the following (nothing accepted yet) at the checkpoint it ends,
+        once that comes; later, it is kept for ``jump``."""
         try:
             index, entry, proof = decode_tail(data)
         except ValueError as err:
             return Offer(problem=f"a tail message: {err}", kind="tail")
+        if index < self.size:
+            return Offer()
         self._tail = (index, entry, proof)
-        return self._from_tail()
+        return self._from_tail() if self.size == 0 else Offer()
 
-    def _from_tail(self) -> Offer:
+    def _from_tail(self, *, over_a_gap: bool = False) -> Offer:
         c, tail = self._newest, self._tail
-        if self.size or c is None or tail is None or tail[0] != c.size - 1:
+        if (self.size and not over_a_gap) or c is None or tail is None \
+                or tail[0] != c.size - 1:
             return Offer()
         self._tail = None
         try:
-            return self.bootstrap(tail[1], tail[2])
+            return self.bootstrap(tail[1], tail[2], over_a_gap=over_a_gap)
         except ProofError as err:
             return Offer(problem=f"a tail message: {err}", kind="tail")
 
-    def bootstrap(self, last_entry: bytes, proof: list[bytes]) -> Offer:
-        """Start following a log that is already long (nothing accepted yet), from the
-        newest signed checkpoint: its last entry and that entry's inclusion proof give its
-        frontier (``frontier_from_last_leaf``); the entries before it are not needed (they
-        are of rounds before this consumer followed the log).
+    def jump(self) -> Offer:
+        """Go on past entries that will not come (``missing``, and nothing to fetch them
+        from): from the tail of the newest signed checkpoint, as at a start. The entries
+        in between are never read, so that this checkpoint extends the last accepted is
+        not checked here (``verify --producer`` checks every entry a round names against
+        the producer's whole log). Its ``problem`` says what was passed over."""
+        gap = self.missing()
+        if gap is None or self._newest is None:
+            return Offer()
+        offer = self._from_tail(over_a_gap=True)
+        if offer.accepted:
+            offer.problem = (f"the producer's entries from {gap[0]} on did not come and"
+                             " cannot be fetched ([producer] log_url): following on from"
+                             f" entry {offer.accepted[0].index}, its newest signed"
+                             " checkpoint's last; the rounds of the slots in between are"
+                             " priced as after_wait says")
+            offer.kind = "jump"
+        return offer
+
+    def bootstrap(self, last_entry: bytes, proof: list[bytes], *,
+                  over_a_gap: bool = False) -> Offer:
+        """Start following a log that is already long (nothing accepted yet, or, with
+        ``over_a_gap``, past entries that will not come), from the newest signed
+        checkpoint: its last entry and that entry's inclusion proof give its frontier
+        (``frontier_from_last_leaf``); the entries before it are not read.
 
         Raises:
             ProofError: the proof does not give the signed root.
         """
         c = self._newest
-        if self.size or c is None:
+        if (self.size and not over_a_gap) or c is None:
             return Offer()
         leaf = tlog.leaf_hash(last_entry)
         self.frontier = frontier_from_last_leaf(c.size, leaf, proof, c.root_hash)

@@ -43,7 +43,6 @@ from ..core.entries import (
     parse_entry,
 )
 from ..core.link import (
-    MAX_LINK_ENTRY_BYTES,
     Accepted,
     Band,
     Follower,
@@ -56,16 +55,19 @@ from ..core.note import parse_verifier
 from ..core.pricing import Quote, quote_figures
 from ..errors import LogError, SourceError
 from ..store.ledger import Ledger, RoundRecorded
-from ..store.producer_log import follow_state
+from ..store.producer_log import follow_state, usable
 from ..store.signed_log import RoundLink
 
 log = logging.getLogger(__name__)
 
 MAX_NOTE_BYTES = 4096
+MAX_MESSAGE_BYTES = 16_384  # asked of the broker (MQTT 5 Maximum Packet Size); more is dropped
 QUEUE_MAX = 2000  # messages held for the link's thread; more are dropped (fetched again)
 TICK_S = 1.0  # waiting rounds are looked at this often (their wait may be over)
 FILL_EVERY_S = 10.0  # how often missing entries are asked of the producer's serve
 FILL_PAGE = 1000
+FETCH_TIMEOUT_S = 5.0  # each answer of the producer's serve, whole
+JUMP_AFTER_S = 60.0  # a gap nothing can fill is passed over after this long
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps this consumer's messages while it is away
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # a broker back is found within 15 s
@@ -76,10 +78,13 @@ OnPriced = Callable[[RoundRecorded, RoundTotals, Quote, RoundLink], None]
 class Pricer:
     """Prices the waiting rounds, oldest first, from the producer's accepted entries."""
 
-    def __init__(self, cfg: Config, origin: str, on_priced: OnPriced, *,
+    def __init__(self, cfg: Config, producer_key: str, on_priced: OnPriced, *,
                  wall: Callable[[], float] = time.time) -> None:
+        """``producer_key``: the verifier key of the log followed ("" for rounds left
+        waiting with no log followed: priced from this meter's own channel)."""
         self.p = cfg.producer
-        self.origin = origin
+        self.producer_key = producer_key
+        self.origin = parse_verifier(producer_key).name if producer_key else "unknown"
         self.rule = cfg.price.rule
         self.slot_ms = round(cfg.round.length_s * 1000)
         self.band = Band.from_config(self.p.tolerance_pct, self.p.tolerance_mw)
@@ -96,7 +101,7 @@ class Pricer:
             own_uws = round(r.producer_mws * 1000)
             own_us = round((r.producer_metered_s or 0.0) * 1_000_000)
             slot = round(r.started_at * 1000) // self.slot_ms
-            stored = ledger.producer_entry(self.origin, self.slot_ms, slot)
+            stored = ledger.producer_entry(self.producer_key, self.slot_ms, slot)
             if stored is not None:
                 production = parse_entry(stored.data)
                 assert isinstance(production, ProductionEntry)  # kept only if it is one
@@ -134,7 +139,7 @@ class Pricer:
             return False
         if self.p.after_wait == "own_channel":
             return True
-        newest = ledger.producer_newest_slot(self.origin, self.slot_ms)
+        newest = ledger.producer_newest_slot(self.producer_key, self.slot_ms)
         return newest is not None and newest > slot
 
     def _dispute(self, round_id: int, priced_from: str, own_uws: int, own_us: int,
@@ -158,11 +163,11 @@ class Pricer:
 def price_left_waiting(ledger: Ledger, cfg: Config, on_priced: OnPriced) -> int:
     """Rounds left waiting by a link the config no longer has: priced now, the producer's
     figure where it was accepted, this meter's own for the rest (nothing stays unbilled)."""
-    state = follow_state(ledger.db)
-    if state is None or not ledger.waiting_rounds(1):
+    if not ledger.waiting_rounds(1):
         return 0
-    origin = parse_verifier(state.verifier_key).name
-    count = Pricer(cfg, origin, on_priced).price_ready(ledger, give_up_all=True)
+    state = follow_state(ledger.db)  # None: the link stopped before it recorded one
+    count = Pricer(cfg, state.verifier_key if state else "", on_priced).price_ready(
+        ledger, give_up_all=True)
     log.warning("%d rounds waited for the producer's figure and [producer] verifier_key is"
                 " no longer set: priced now (its figure where it came, this meter's own"
                 " channel for the others)", count)
@@ -182,7 +187,7 @@ class ProducerLink:
         self.verifier = parse_verifier(cfg.producer.verifier_key)
         self.origin = self.verifier.name
         self.topic = cfg.producer.topic
-        self.pricer = Pricer(cfg, self.origin, on_priced, wall=wall)
+        self.pricer = Pricer(cfg, cfg.producer.verifier_key, on_priced, wall=wall)
         self._messages: queue.Queue[tuple[str, bytes, int, int]] = queue.Queue(QUEUE_MAX)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -191,6 +196,7 @@ class ProducerLink:
         self._dropped = 0
         self._down_since: float | None = None
         self._next_fill = 0.0
+        self._gap_since: float | None = None  # monotonic time a gap was first seen
         self.follower: Follower | None = None
         # Acknowledged once handled (and what was accepted committed), not on arrival: a
         # consumer killed in between gets the message again from the broker's session.
@@ -218,6 +224,7 @@ class ProducerLink:
 
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.MaximumPacketSize = MAX_MESSAGE_BYTES
         self.client.connect_async(host, port, keepalive=KEEPALIVE_S, clean_start=False,
                                   properties=props)
         self.client.loop_start()
@@ -258,10 +265,13 @@ class ProducerLink:
                         " owe nothing until priced)", why, self.cfg.mqtt.broker)
 
     def _on_message(self, client: Any, _u: Any, msg: Any) -> None:
+        if len(msg.payload) > MAX_MESSAGE_BYTES:  # a broker that ignored our maximum
+            client.ack(msg.mid, msg.qos)
+            return
         try:
             self._messages.put_nowait((msg.topic, bytes(msg.payload), msg.mid, msg.qos))
         except queue.Full:
-            self._dropped += 1  # the entries are fetched again from the producer's serve
+            self._dropped += 1  # missing now: fetched again, or passed over (``_fill``)
             client.ack(msg.mid, msg.qos)
         self._wake.set()
 
@@ -304,26 +314,37 @@ class ProducerLink:
         follower = self.follower
         assert follower is not None
         before = follower.size
-        accepted, handled = [], []
-        while len(handled) < QUEUE_MAX:
-            try:
-                topic, payload, mid, qos = self._messages.get_nowait()
-            except queue.Empty:
-                break
-            offer = self._offer(follower, topic, payload)
-            accepted += offer.accepted
-            handled.append((mid, qos))
-            self._report(offer)
+        accepted: list[Accepted] = []
+        handled: list[tuple[int, int]] = []
         try:
-            if time.monotonic() >= self._next_fill and follower.missing() is not None:
+            while len(handled) < QUEUE_MAX:
+                try:
+                    topic, payload, mid, qos = self._messages.get_nowait()
+                except queue.Empty:
+                    break
+                handled.append((mid, qos))
+                try:
+                    offer = self._offer(follower, topic, payload)
+                except Exception as err:  # one message's boundary: the rest still count
+                    offer = Offer(problem=f"a message on {topic[:200]!r} could not be read:"
+                                          f" {type(err).__name__}", kind="error")
+                accepted += offer.accepted
+                self._report(offer)
+            if follower.missing() is None:
+                self._gap_since = None
+            elif time.monotonic() >= self._next_fill:
                 accepted += self._fill(follower)
                 self._next_fill = time.monotonic() + FILL_EVERY_S
             if accepted:
                 self._commit(ledger, follower, accepted, before)
         finally:
+            # Acknowledged whether or not what they brought was kept: a commit that failed
+            # put the follower back, and what they brought is missing again (fetched, or
+            # passed over), not asked of the broker, which would hold back the rest.
             for mid, qos in handled:
                 self.client.ack(mid, qos)
         self.pricer.price_ready(ledger)
+        self._logged.discard("step")
 
     def _commit(self, ledger: Ledger, follower: Follower, accepted: list[Accepted],
                 before: int) -> None:
@@ -331,7 +352,8 @@ class ProducerLink:
         fails, the follower goes back to what the ledger holds: those entries are missing
         again, and fetched again (nothing is kept half)."""
         try:
-            kept = ledger.accept_producer_entries(self.origin, accepted, follower.frontier,
+            kept = ledger.accept_producer_entries(self.pricer.producer_key, accepted,
+                                                  follower.frontier,
                                                   follower.checkpoint, self._since_ms)
         except BaseException:
             state = follow_state(ledger.db)  # a read: it works while writes are refused
@@ -343,6 +365,12 @@ class ProducerLink:
         if accepted[0].index > before:  # started from a tail: the entries before it unread
             log.info("following the producer's log from its entry %d (its last, checked"
                      " against its signed checkpoint)", accepted[0].index)
+        unusable = [a.index for a in accepted if a.production is not None and not usable(a)]
+        if unusable and self._once("unusable"):
+            log.warning("the producer's entry %d (and %d more of this batch) metered nothing,"
+                        " or closed while its clock was not synchronised: it prices no round"
+                        " (its slot may not be the same minutes as this meter's)",
+                        unusable[0], len(unusable) - 1)
         other = next((a.production.slot_ms for a in accepted if a.production is not None
                       and a.production.slot_ms != self.pricer.slot_ms), None)
         if other is not None and self._once("slot"):
@@ -363,24 +391,19 @@ class ProducerLink:
         index_text = rest.removeprefix("entry/")
         if not index_text.isdigit() or len(index_text) > 15 or index_text != str(int(index_text)):
             return Offer(problem=f"a message on {topic}, not an entry's topic", kind="topic")
-        if len(payload) > MAX_LINK_ENTRY_BYTES:
-            return Offer(problem=f"entry {index_text} of {len(payload)} bytes: not a"
-                                 " production entry", kind="size")
         return follower.offer_entry(int(index_text), payload)
 
     def _fill(self, follower: Follower) -> list[Accepted]:
         """Entries no message brought, from the producer's serve (``log_url``)."""
         url = self.cfg.producer.log_url
         missing = follower.missing()
-        if not url or missing is None:
-            if missing is not None and self._once("gap"):
-                log.warning("the producer's entries %d to %d did not come over MQTT, and"
-                            " [producer] log_url is not set to fetch them: the rounds of"
-                            " their slots wait", missing[0], missing[1] - 1)
+        if missing is None:
             return []
+        if not url:
+            return self._pass_over(follower)
         from ..verify.sources import HttpSource
 
-        source = HttpSource(url)
+        source = HttpSource(url, timeout_s=FETCH_TIMEOUT_S)
         accepted: list[Accepted] = []
         try:
             newest = follower.newest_checkpoint()
@@ -405,6 +428,26 @@ class ProducerLink:
         finally:
             source.close()
         return accepted
+
+    def _pass_over(self, follower: Follower) -> list[Accepted]:
+        """Without ``log_url``, entries that did not come never will: once a gap has lasted
+        ``JUMP_AFTER_S``, go on from the newest checkpoint's tail (``Follower.jump``)."""
+        now = time.monotonic()
+        if self._gap_since is None:
+            self._gap_since = now
+            return []
+        if now - self._gap_since < JUMP_AFTER_S:
+            return []
+        offer = follower.jump()
+        if offer.accepted:
+            self._gap_since = None
+            log.warning("%s", offer.problem)
+        elif self._once("gap"):
+            gap = follower.missing()
+            log.warning("the producer's entries from %d on did not come over MQTT, and"
+                        " [producer] log_url is not set to fetch them: waiting for its next"
+                        " checkpoint to go on from", gap[0] if gap else follower.size)
+        return offer.accepted
 
     def _report(self, offer: Offer) -> None:
         if offer.problem and self._once(offer.kind):

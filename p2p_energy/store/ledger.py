@@ -305,21 +305,21 @@ class Ledger:
         with self._tx() as db:
             return producer_log.start_following(db, verifier_key, round(self.clock() * 1000))
 
-    def accept_producer_entries(self, origin: str, accepted: list[Accepted],
+    def accept_producer_entries(self, producer_key: str, accepted: list[Accepted],
                                 frontier: Frontier, checkpoint: bytes, since_ms: int) -> int:
         """Keep what the producer's signed checkpoint covers (``producer_log.save_accepted``)."""
         with self._tx() as db:
-            return producer_log.save_accepted(db, origin, accepted, frontier, checkpoint,
-                                              since_ms)
+            return producer_log.save_accepted(db, producer_key, accepted, frontier,
+                                              checkpoint, since_ms)
 
-    def producer_entry(self, origin: str, slot_ms: int,
+    def producer_entry(self, producer_key: str, slot_ms: int,
                        slot: int) -> producer_log.StoredEntry | None:
         """The producer's accepted entry for ``slot``, if any (``producer_log.entry_for_slot``)."""
-        return producer_log.entry_for_slot(self.db, origin, slot_ms, slot)
+        return producer_log.entry_for_slot(self.db, producer_key, slot_ms, slot)
 
-    def producer_newest_slot(self, origin: str, slot_ms: int) -> int | None:
+    def producer_newest_slot(self, producer_key: str, slot_ms: int) -> int | None:
         """The latest slot the producer's accepted entries reach (``producer_log.newest_slot``)."""
-        return producer_log.newest_slot(self.db, origin, slot_ms)
+        return producer_log.newest_slot(self.db, producer_key, slot_ms)
 
     def _settle(self, db: sqlite3.Connection, writer: LogWriter | None, round_id: int,
                 r: RoundTotals, q: Quote, link: RoundLink | None = None) -> RoundRecorded:

@@ -43,7 +43,6 @@ class FollowState:
 class StoredEntry:
     """A producer's production entry as accepted: its index, bytes and leaf hash."""
 
-    origin: str
     index: int
     data: bytes
     leaf_hash: bytes
@@ -76,14 +75,23 @@ def start_following(db: sqlite3.Connection, verifier_key: str, now_ms: int) -> F
     return FollowState(verifier_key, tlog.Frontier(), b"", now_ms)
 
 
-def save_accepted(db: sqlite3.Connection, origin: str, accepted: list[Accepted],
+def usable(a: Accepted) -> bool:
+    """Whether an accepted entry can price a round: a production entry that metered
+    something, closed while the producer's clock was synchronised (only then is its
+    slot the same minutes as this meter's)."""
+    p = a.production
+    return p is not None and p.producer_metered_us > 0 and p.clock == "synchronized"
+
+
+def save_accepted(db: sqlite3.Connection, producer_key: str, accepted: list[Accepted],
                   frontier: tlog.Frontier, checkpoint: bytes, since_ms: int) -> int:
-    """Keep the production entries accepted (those of rounds that ended after
-    ``since_ms``) and the state that accepted them; returns how many were kept."""
-    rows = [(origin, a.index, a.production.slot_ms, a.production.slot, a.data, a.leaf_hash)
-            for a in accepted
-            if a.production is not None and a.production.end_utc_ms > since_ms]
-    db.executemany("INSERT OR IGNORE INTO producer_entries (origin, idx, slot_ms, slot, data,"
+    """Keep the production entries accepted that can price a round (``usable``, of rounds
+    that ended after ``since_ms``) and the state that accepted them; returns how many
+    were kept."""
+    rows = [(producer_key, a.index, a.production.slot_ms, a.production.slot, a.data,
+             a.leaf_hash) for a in accepted
+            if usable(a) and a.production is not None and a.production.end_utc_ms > since_ms]
+    db.executemany("INSERT INTO producer_entries (producer_key, idx, slot_ms, slot, data,"
                    " leaf_hash) VALUES (?, ?, ?, ?, ?, ?)", rows)
     db.executemany("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)",
                    [("producer_size", str(frontier.size)),
@@ -92,17 +100,17 @@ def save_accepted(db: sqlite3.Connection, origin: str, accepted: list[Accepted],
     return len(rows)
 
 
-def entry_for_slot(db: sqlite3.Connection, origin: str, slot_ms: int,
+def entry_for_slot(db: sqlite3.Connection, producer_key: str, slot_ms: int,
                    slot: int) -> StoredEntry | None:
     """The producer's first accepted entry for ``slot`` (rounds of ``slot_ms``), if any."""
-    row = db.execute("SELECT idx, data, leaf_hash FROM producer_entries WHERE origin = ?"
+    row = db.execute("SELECT idx, data, leaf_hash FROM producer_entries WHERE producer_key = ?"
                      " AND slot_ms = ? AND slot = ? ORDER BY idx LIMIT 1",
-                     (origin, slot_ms, slot)).fetchone()
-    return StoredEntry(origin, row[0], bytes(row[1]), bytes(row[2])) if row else None
+                     (producer_key, slot_ms, slot)).fetchone()
+    return StoredEntry(row[0], bytes(row[1]), bytes(row[2])) if row else None
 
 
-def newest_slot(db: sqlite3.Connection, origin: str, slot_ms: int) -> int | None:
+def newest_slot(db: sqlite3.Connection, producer_key: str, slot_ms: int) -> int | None:
     """The latest slot the producer's accepted entries reach (None: none yet)."""
-    row = db.execute("SELECT MAX(slot) FROM producer_entries WHERE origin = ? AND slot_ms = ?",
-                     (origin, slot_ms)).fetchone()
+    row = db.execute("SELECT MAX(slot) FROM producer_entries WHERE producer_key = ?"
+                     " AND slot_ms = ?", (producer_key, slot_ms)).fetchone()
     return row[0] if row else None

@@ -240,11 +240,13 @@ def _add_producer_link(db: sqlite3.Connection) -> None:
         if name not in columns:
             db.execute(f"ALTER TABLE rounds ADD COLUMN {name} {kind}")
     db.execute("CREATE INDEX IF NOT EXISTS rounds_waiting ON rounds (id) WHERE waiting = 1")
-    db.execute("CREATE TABLE IF NOT EXISTS producer_entries (origin TEXT NOT NULL,"
+    # Keyed by the producer's verifier key, not its log's name: a producer that made a new
+    # key under the same name starts a new log, at index 0 again.
+    db.execute("CREATE TABLE IF NOT EXISTS producer_entries (producer_key TEXT NOT NULL,"
                " idx INTEGER NOT NULL, slot_ms INTEGER NOT NULL, slot INTEGER NOT NULL,"
-               " data BLOB NOT NULL, leaf_hash BLOB NOT NULL, PRIMARY KEY (origin, idx))")
+               " data BLOB NOT NULL, leaf_hash BLOB NOT NULL, PRIMARY KEY (producer_key, idx))")
     db.execute("CREATE INDEX IF NOT EXISTS producer_entries_by_slot"
-               " ON producer_entries (origin, slot_ms, slot, idx)")
+               " ON producer_entries (producer_key, slot_ms, slot, idx)")
 
 
 def record_unit(db: sqlite3.Connection, backend: str) -> None:

@@ -142,6 +142,10 @@ class Check:
         if isinstance(production, str):
             self._add(where, f"{said} is not a production entry ({production})")
             return
+        if production.clock != "synchronized" or production.producer_metered_us <= 0:
+            self._add(where, f"{said} prices no round: it metered"
+                             f" {production.producer_metered_us} µs, its clock"
+                             f" {production.clock}")
         start = refs.start_utc_ms[pos]
         k, slot_ms = production.slot, production.slot_ms
         if not k * slot_ms <= start < (k + 1) * slot_ms:
