@@ -123,6 +123,7 @@ def test_check_names_the_role_and_the_clock_and_asks_for_no_wallet(produced):
     assert out.returncode == 0, out.stdout
     assert "ok   role producer: meters its own panel (channel 2)" in out.stdout
     assert "wallet" not in out.stdout.replace("no wallet", "")
+    assert "signed log: not published over MQTT ([mqtt] enabled = false)" in out.stdout
     clock = [line for line in out.stdout.splitlines() if " clock: " in line]
     assert len(clock) == 1 and clock[0].startswith({"synchronized": "ok   ",
                                                     "unsynchronized": "warn ",

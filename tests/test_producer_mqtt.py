@@ -193,6 +193,14 @@ def test_a_restarted_producer_does_not_publish_its_log_again(tmp_path, stopped_a
     assert neighbour.duplicates == 0  # the second run went on from where the first stopped
 
 
+def test_check_says_where_the_log_is_published_for_the_consumers_config(tmp_path):
+    cfg = write_config(tmp_path, Broker(tmp_path))  # check connects to no broker
+    out = cli("check", "-c", str(cfg))
+    assert out.returncode == 0, out.stdout
+    line = next(x for x in out.stdout.splitlines() if "signed log: published" in x)
+    assert line.startswith("ok ") and 'topic = "p2p-energy/anna/log"' in line
+
+
 def _verifier(cfg: Path) -> note.Verifier:
     return note.parse_verifier(cli("log", "key", "-c", str(cfg)).stdout.strip())
 

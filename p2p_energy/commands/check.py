@@ -48,6 +48,8 @@ def cmd_check(cfg: Config, args: argparse.Namespace,
     if not producer:
         _check_producer_link(cfg, report)
         _check_wallet(cfg, report)
+    if producer:
+        _check_publishing(cfg, report)
     _check_mqtt(cfg, report)
     print_line("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1
@@ -283,6 +285,17 @@ def _check_mqtt(cfg: Config, report: Callable[[str, str], None]) -> None:
     if password and not cfg.mqtt.tls and not _loopback(cfg.mqtt.address[0]):
         report(WARN, f"mqtt: {cfg.mqtt.broker} is not encrypted: the password crosses the"
                      " network as plain text; use mqtts://host:8883 (TLS) if the broker has it")
+
+
+def _check_publishing(cfg: Config, report: Callable[[str, str], None]) -> None:
+    """Where a producer publishes its signed log: what the consumer's ``[producer] topic``
+    names."""
+    if not cfg.mqtt.enabled:
+        report(INFO, "signed log: not published over MQTT ([mqtt] enabled = false): a"
+                     " consumer cannot be priced from it")
+        return
+    report(OK, f"signed log: published to {cfg.mqtt.broker} under {cfg.mqtt.log_topic}/"
+               f" (the consumer's [producer] topic = \"{cfg.mqtt.log_topic}\")")
 
 
 def _loopback(host: str) -> bool:
