@@ -11,7 +11,7 @@ passwords and ACL (tests/support/link_pair.py). Printed, not asserted:
   link's thread) over the rounds both recorded after a warm-up, per round; the
   added CPU is bob's minus dave's. anna's is shown for comparison.
 - Bytes on MQTT per round, as a subscriber on ``p2p-energy/anna/log/#`` received
-  them: each entry and checkpoint message's payload and topic, and the MQTT 3.1.1
+  them: each entry, checkpoint and tail message's payload and topic, and the MQTT 3.1.1
   PUBLISH packet that carries them (fixed header, topic length, packet id), per
   entry anna logged.
 - Latency: from the end of anna's round (her entry's ``end_utc_ms``) to bob's round
@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from p2p_energy.core.entries import FROM_PRODUCER
 
+from support import kernel_clock
 from support.link_pair import PASSWORDS, ROOT, Street
 from support.mosquitto_broker import wait_until
 
@@ -59,7 +60,8 @@ class Counter:
     """A subscriber counting the bytes of anna's log messages, by kind."""
 
     def __init__(self, port: int) -> None:
-        self.bytes = {"entry": [0, 0, 0], "checkpoint": [0, 0, 0]}  # messages, payload, topic
+        # messages, payload bytes, topic bytes
+        self.bytes = {"entry": [0, 0, 0], "checkpoint": [0, 0, 0], "tail": [0, 0, 0]}
         self.lock = threading.Lock()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-counter")
         self.client.username_pw_set("bob", PASSWORDS["bob"])
@@ -69,7 +71,8 @@ class Counter:
         self.client.loop_start()
 
     def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
-        kind = "checkpoint" if msg.topic.endswith("/checkpoint") else "entry"
+        kind = msg.topic.rsplit("/", 1)[1]
+        kind = kind if kind in ("checkpoint", "tail") else "entry"
         with self.lock:
             counts = self.bytes[kind]
             counts[0] += 1
@@ -99,6 +102,9 @@ def priced_at(log: Path) -> dict[int, float]:
 
 
 def run(rounds: int, round_s: float, workdir: Path) -> None:
+    why = kernel_clock.synchronise()  # anna's entries price rounds only when it is
+    if why:
+        raise SystemExit(f"the kernel's clock must be synchronised for anna's entries: {why}")
     street = Street(workdir, round_s=round_s)
     counter = None
     try:

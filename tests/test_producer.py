@@ -119,15 +119,16 @@ def test_the_neighbour_verifies_the_producers_log(produced):
 
 def test_check_names_the_role_and_the_clock_and_asks_for_no_wallet(produced):
     _tmp, cfg, _ = produced
+    before = clock_state()  # another test may mark the kernel's clock synchronised meanwhile
     out = cli("check", "-c", str(cfg))
+    states = {before, clock_state()}
     assert out.returncode == 0, out.stdout
     assert "ok   role producer: meters its own panel (channel 2)" in out.stdout
     assert "wallet" not in out.stdout.replace("no wallet", "")
     assert "signed log: not published over MQTT ([mqtt] enabled = false)" in out.stdout
     clock = [line for line in out.stdout.splitlines() if " clock: " in line]
-    assert len(clock) == 1 and clock[0].startswith({"synchronized": "ok   ",
-                                                    "unsynchronized": "warn ",
-                                                    "unknown": "warn "}[clock_state()])
+    expected = {"synchronized": "ok   ", "unsynchronized": "warn ", "unknown": "warn "}
+    assert len(clock) == 1 and clock[0][:5] in {expected[state] for state in states}
 
 
 def test_a_role_of_no_kind_is_one_line_naming_the_key(tmp_path):
