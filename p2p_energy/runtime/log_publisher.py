@@ -34,6 +34,7 @@ from ..config.serving import MqttConfig
 from ..core.link import encode_tail
 from ..store.ledger import Ledger
 from ..store.signed_log import LogView
+from .mqtt_client import make_client
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ BATCH = 200  # entries published before waiting for the broker's acknowledgement
 ACK_WAIT_S = 10.0
 POLL_S = 5.0  # the ledger is also looked at after every round (``wake``)
 STOP_GRACE_S = 5.0  # at a stop, for the broker to take the last rounds
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # a broker back is found within 15 s
 KEEPALIVE_S = 30
 
 
@@ -50,8 +50,6 @@ class LogPublisher:
 
     def __init__(self, open_ledger: Callable[[], Ledger], cfg: MqttConfig, origin: str, *,
                  password: str = "") -> None:
-        import paho.mqtt.client as paho  # only a producer publishing its log needs it
-
         self._open_ledger = open_ledger
         self.cfg = cfg
         self.root = cfg.log_topic
@@ -63,14 +61,8 @@ class LogPublisher:
         # MQTT 5: a broker that refuses a publish (its ACL) says so in the PUBACK; in 3.1.1
         # it acknowledges it all the same. The client id is the log's own name: unique per
         # meter (two Pis both called "raspberrypi" must not throw each other off).
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=_client_id(origin),
-                             protocol=paho.MQTTv5)
+        client = make_client(cfg, "log", origin, password)
         self._refused: set[int] = set()  # message ids the broker refused
-        if cfg.username:
-            client.username_pw_set(cfg.username, password or None)
-        if cfg.tls:
-            client.tls_set(ca_certs=cfg.ca_file or None)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -216,11 +208,6 @@ class LogPublisher:
                 return True
 
 
-def _client_id(origin: str) -> str:
-    """The MQTT client id of a log: ``p2p-energy-log-`` and its name, in letters, digits,
-    ``-`` and ``_`` (at most 64 characters)."""
-    return ("p2p-energy-log-" + "".join(c if c.isalnum() and c.isascii() else "-"
-                                        for c in origin))[:64]
 
 
 def _acknowledged(sent: list[Any]) -> bool:

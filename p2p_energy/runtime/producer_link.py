@@ -57,6 +57,7 @@ from ..errors import LogError, SourceError
 from ..store.ledger import Ledger, RoundRecorded
 from ..store.producer_log import follow_state, usable
 from ..store.signed_log import RoundLink
+from .mqtt_client import make_client
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ FETCH_TIMEOUT_S = 5.0  # each answer of the producer's serve, whole
 JUMP_AFTER_S = 60.0  # a gap nothing can fill is passed over after this long
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps this consumer's messages while it is away
 KEEPALIVE_S = 30
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # a broker back is found within 15 s
 
 OnPriced = Callable[[RoundRecorded, RoundTotals, Quote, RoundLink], None]
 
@@ -180,8 +180,6 @@ class ProducerLink:
     def __init__(self, open_ledger: Callable[[], Ledger], cfg: Config, client_name: str,
                  on_priced: OnPriced = lambda *_: None, *, password: str = "",
                  wall: Callable[[], float] = time.time) -> None:
-        import paho.mqtt.client as paho  # only a consumer linked to its producer needs it
-
         self._open_ledger = open_ledger
         self.cfg = cfg
         self.verifier = parse_verifier(cfg.producer.verifier_key)
@@ -200,20 +198,12 @@ class ProducerLink:
         self.follower: Follower | None = None
         # Acknowledged once handled (and what was accepted committed), not on arrival: a
         # consumer killed in between gets the message again from the broker's session.
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=_client_id(client_name),
-                             protocol=paho.MQTTv5, manual_ack=True)
-        m = cfg.mqtt
-        if m.username:
-            client.username_pw_set(m.username, password or None)
-        if m.tls:
-            client.tls_set(ca_certs=m.ca_file or None)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client = make_client(cfg.mqtt, "link", client_name, password, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = lambda *_: self._outage("cannot connect")
         client.on_message = self._on_message
         self.client = client
-        self._paho = paho
 
     def start(self) -> None:
         host, port = self.cfg.mqtt.address
@@ -459,9 +449,3 @@ class ProducerLink:
             return False
         self._logged.add(kind)
         return True
-
-
-def _client_id(name: str) -> str:
-    """An MQTT client id from this meter's log name (unique per meter, at most 64)."""
-    return ("p2p-energy-link-" + "".join(c if c.isalnum() and c.isascii() else "-"
-                                         for c in name))[:64]
