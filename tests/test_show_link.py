@@ -372,3 +372,21 @@ def test_check_is_content_within_wait_s_and_with_a_log_url(linked, tmp_path):
     (waiting,) = [line for line in lines if "waiting for the producer's figure" in line]
     assert waiting.startswith("ok   2 round(s) waiting") and "within wait_s = 86400 s" in waiting
     assert not any(line.startswith("warn producer") for line in lines), out
+
+
+def test_ledger_json_marks_each_round_waiting_or_whose_figure_priced_it(linked, tmp_path):
+    cfg = tmp_path / "ledger.toml"
+    cfg.write_text(f'[meter]\nsensor = "simulated"\n[wallet]\nbackend = "dry-run"\n'
+                   f'[ledger]\npath = "{linked.path}"\n')
+    out = subprocess.run([sys.executable, "-m", "p2p_energy", "ledger", "-c", str(cfg),
+                          "--json"], capture_output=True, text=True, timeout=60, env=_env())
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    rounds = {r["id"]: r for r in report["rounds"]}
+    assert [rounds[i]["priced_from"] for i in range(1, 8)] == [
+        None, None, FROM_PRODUCER, DISPUTE_PRODUCER, FROM_PRODUCER, None, None]
+    assert [rounds[i]["waiting"] for i in range(1, 8)] == [False] * 5 + [True] * 2
+    assert all(rounds[i]["owed_units"] == 0 for i in (6, 7))  # nothing owed while waiting
+    oldest = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(linked.end(5)))
+    assert report["waiting"]["rounds"] == 2
+    assert report["waiting"]["oldest_ended_at"].startswith(oldest)

@@ -177,9 +177,10 @@ def _check_producer_link(cfg: Config, report: Callable[[str, str], None],
                        " fetched there")
         else:
             report(WARN, "producer log_url not set: entries the broker did not bring (it"
-                         " lost them, or they are older than this link) cannot be fetched,"
-                         " and the rounds they price wait; set [producer] log_url to the"
-                         " producer's serve, e.g. http://anna.lan:8080")
+                         " lost them) cannot be fetched; after a minute they are passed"
+                         " over, and the rounds of their slots go by after_wait; set"
+                         " [producer] log_url to the producer's serve, e.g."
+                         " http://anna.lan:8080")
     if not Path(cfg.ledger.path).is_file():
         return
     try:

@@ -511,8 +511,10 @@ class LedgerReader:
                 "consumer_mws": r.consumer_mws, "producer_avg_mw": r.producer_avg_mw,
                 "price": r.price, "price_capped": r.price_capped,
                 "owed_iota": r.owed_nano_units / NANO, "owed_units": r.owed_nano_units / NANO,
-                "consumer_metered_s": consumer_s, "producer_metered_s": producer_s}
+                "consumer_metered_s": consumer_s, "producer_metered_s": producer_s,
+                "waiting": r.waiting, "priced_from": r.priced_from}
                 for r, consumer_s, producer_s in self.iter_rounds_by_channel()]
+            waiting = self.waiting()
             links: dict[int, list[int]] = {}
             for pid, rid in self.db.execute(
                     "SELECT payment_id, round_id FROM payment_rounds ORDER BY round_id"):
@@ -536,6 +538,8 @@ class LedgerReader:
                        "queued_units": totals["queued_iota"],
                        "carry_units": totals["carry_iota"]}
         return report | {"rounds": rounds, "payments": payments, "totals": totals,
+                         "waiting": {"rounds": waiting.rounds,
+                                     "oldest_ended_at": iso(waiting.oldest_end)},
                          "wallet_events": events}
 
     def _attachment_counts(self) -> dict[int, int]:
