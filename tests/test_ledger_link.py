@@ -260,3 +260,26 @@ def test_a_producer_with_a_new_key_under_the_same_name_is_followed_from_its_new_
     stored = led.producer_entry(renewed.verifier.key(), 60_000, int(T0 * 1000) // 60_000)
     assert stored is not None and stored.data == new[1]  # the new log's, not the old one's
     led.close()
+
+
+def test_a_producer_whose_entries_all_price_nothing_still_lets_rounds_go_by_after_wait(
+        tmp_path):
+    """Its clock never synchronised: every entry is unusable, yet its log passes the slots
+    (how far it reached is kept from every entry accepted), so "wait" does not wait
+    forever."""
+    data, checkpoint = producer_entries_of(tmp_path / "p.db", PRODUCER,
+                                           [(400.0, "unsynchronized", 60.0)] * 4)
+    led = consumer_ledger(tmp_path / "c.db")
+    led.follow_producer(KEY)
+    led.db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'producer_since_ms'",
+                   (str(int(T0 * 1000)),))
+    for i in range(3):
+        led.record_waiting_round(closed(i))
+    accept(led, data, checkpoint)
+    assert led.db.execute("SELECT COUNT(*) FROM producer_entries").fetchone()[0] == 0
+    assert led.producer_reached_ms() == int((T0 + 4 * 60) * 1000)
+    assert pricer(consumer_config(), T0 + 60 + 119)[0].price_ready(led) == 0  # within wait_s
+    assert pricer(consumer_config(), T0 + 3 * 60 + 120)[0].price_ready(led) == 3
+    assert [r.priced_from for r in consumer_log(tmp_path / "c.db")] == [
+        "own_channel_after_wait"] * 3
+    led.close()

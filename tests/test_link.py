@@ -288,3 +288,38 @@ def test_hostile_messages_are_refused_without_holding_their_bytes():
     assert f.offer_tail(deep).kind == "tail"  # no RecursionError out of json
     big = production(0) + b" " * link.MAX_LINK_ENTRY_BYTES
     assert f.offer_entry(0, big).kind == "size" and f.missing() is None
+
+
+def test_a_backlog_longer_than_the_pending_bound_is_accepted_checkpoint_by_checkpoint():
+    """Back from days away: the broker sends the retained newest checkpoint first, then
+    every entry and checkpoint queued for this consumer, in order."""
+    n = link.MAX_PENDING + 300
+    entries = log_of(n)
+    store = tlog.MemoryHashStore()
+    notes = []
+    for e in entries:
+        store.append(tlog.leaf_hash(e))
+        notes.append(note.sign_checkpoint(note.Checkpoint(ORIGIN, store.size, store.root()),
+                                          SIGNER))
+    f = link.Follower(VERIFIER)
+    f.offer_entry(0, entries[0])
+    f.offer_checkpoint(notes[0])
+    assert f.size == 1
+    f.offer_checkpoint(notes[-1], retained=True)  # the newest, first
+    accepted = 1
+    for i in range(1, n):
+        accepted += len(f.offer_entry(i, entries[i]).accepted)
+        accepted += len(f.offer_checkpoint(notes[i]).accepted)
+    assert accepted == n and f.size == n and f.missing() is None
+    assert f.frontier.root() == store.root()
+
+
+def test_a_retained_checkpoint_shorter_than_the_accepted_log_says_it_was_started_again():
+    entries = log_of(5)
+    f = link.Follower(VERIFIER)
+    for i, d in enumerate(entries):
+        f.offer_entry(i, d)
+    f.offer_checkpoint(checkpoint(entries))
+    assert f.offer_checkpoint(checkpoint(entries, 3)) == link.Offer()  # queued earlier
+    again = log_of(2)  # the same key, a new log: 2 entries
+    assert f.offer_checkpoint(checkpoint(again), retained=True).kind == "rewound"

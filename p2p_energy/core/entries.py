@@ -203,6 +203,13 @@ def band_agrees(a_uws: int, a_us: int, b_uws: int, b_us: int, band_ppm: int,
         + Fraction(band_uw, 1_000_000)
 
 
+def comparable(a_us: int, b_us: int) -> bool:
+    """Whether two meters' figures cover nearly the same time (within 10 %), so that their
+    averages can be compared: a round cut short on one side (a start, a restart, a clock
+    step) averages over another stretch of the sun than a whole one."""
+    return a_us > 0 and b_us > 0 and 10 * min(a_us, b_us) >= 9 * max(a_us, b_us)
+
+
 @dataclass(frozen=True)
 class LinkedRoundEntry(RoundEntry):
     """A consumer's round priced by the producer's own meter (``[producer]``, round v2).
@@ -214,8 +221,9 @@ class LinkedRoundEntry(RoundEntry):
     with that entry's figures (``named_*``; no entry named: index -1, hash "",
     figures 0), and this meter's own channel (``own_*``; 0 µs when it is not
     compared: not wired, or not metered in the round), with the band they were
-    compared by (``band_ppm`` of the larger average power plus ``band_uw``).
-    So whether a round was disputed can be decided again from the entry alone.
+    compared by (``band_ppm`` of the larger average power plus ``band_uw``; only when
+    they cover nearly the same time, ``comparable``). So whether a round was
+    disputed can be decided again from the entry alone.
     """
 
     priced_from: str
@@ -252,7 +260,7 @@ class LinkedRoundEntry(RoundEntry):
         if not named and theirs != (0, 0):
             problems.append(f"round {rid}: names no producer entry, yet figures of one")
         if named and problems == []:
-            compared = self.own_metered_us > 0 and self.named_metered_us > 0
+            compared = comparable(self.own_metered_us, self.named_metered_us)
             agree = not compared or band_agrees(*own, *theirs, self.band_ppm, self.band_uw)
             if agree != (self.priced_from == FROM_PRODUCER):
                 problems.append(

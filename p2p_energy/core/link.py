@@ -36,6 +36,7 @@ from .entries import (
     OWN_AFTER_WAIT,
     ProductionEntry,
     band_agrees,
+    comparable,
     parse_entry,
 )
 from .note import Checkpoint, Verifier, open_checkpoint
@@ -44,6 +45,7 @@ AFTER_WAIT = ("wait", "own_channel")  # [producer] after_wait
 ON_DISPUTE = ("producer", "own_channel")  # [producer] on_dispute
 
 MAX_PENDING = 4096  # entries held ahead of the checkpoint that will cover them
+MAX_CHECKPOINTS = 4096  # signed checkpoints held beyond the accepted size
 # A production entry is about 250 bytes, the opening 200: a message on the link is
 # never near this, and a hostile one cannot make the pending entries hold more than
 # MAX_PENDING x this (8 MB on a Pi Zero).
@@ -104,8 +106,10 @@ class Follower:
         self.frontier = frontier or tlog.Frontier()
         self.checkpoint = checkpoint  # the last accepted checkpoint note (b"": none yet)
         self._pending: dict[int, bytes] = {}
-        self._newest: Checkpoint | None = None  # the newest signed checkpoint not yet reached
-        self._newest_note = b""
+        # Signed checkpoints beyond the accepted size, not reached yet: size -> (it, note).
+        # A consumer back from days away gets the newest (retained) first, then every
+        # one queued for it in order: each is reached as its entries arrive.
+        self._checkpoints: dict[int, tuple[Checkpoint, bytes]] = {}
         self._tail: tuple[int, bytes, list[bytes]] | None = None  # to start from
 
     @property
@@ -113,9 +117,13 @@ class Follower:
         return self.frontier.size
 
     @property
+    def _newest(self) -> Checkpoint | None:
+        return self._checkpoints[max(self._checkpoints)][0] if self._checkpoints else None
+
+    @property
     def target(self) -> int:
         """The size of the newest signed checkpoint seen (at least the accepted size)."""
-        return max(self._newest.size if self._newest else 0, self.size)
+        return max(max(self._checkpoints, default=0), self.size)
 
     def missing(self) -> tuple[int, int] | None:
         """``(start, end)``: the first run of entries the newest checkpoint needs and no
@@ -139,28 +147,35 @@ class Follower:
                                  " entry", kind="size")
         if index >= self.size + MAX_PENDING:
             return Offer(problem=f"entry {index} is too far ahead of the {self.size} accepted"
-                                 " (it will be fetched again)", kind="ahead")
+                                 " (it will be fetched, or passed over)", kind="ahead")
         self._pending[index] = data
         return self._advance()
 
-    def offer_checkpoint(self, note: bytes) -> Offer:
+    def offer_checkpoint(self, note: bytes, *, retained: bool = False) -> Offer:
         """A checkpoint as a message brought it: accepted only if signed by the producer's
-        key, for its log, and (once its entries are here) over exactly those entries."""
+        key, for its log, and (once its entries are here) over exactly those entries.
+        ``retained``: the broker's retained one, its newest (not one queued earlier)."""
         try:
             checkpoint = open_checkpoint(note, self.verifier)
         except NoteError as err:
             return Offer(problem=f"a checkpoint not signed by the producer's key: {err}",
                          kind="signature")
         if checkpoint.size < self.size:
-            return Offer()  # older than the one accepted (a retained message, replayed)
+            if retained:  # the producer's newest is shorter than what was accepted
+                return Offer(problem=f"the producer's newest checkpoint holds"
+                                     f" {checkpoint.size} entries, fewer than the"
+                                     f" {self.size} accepted: its log was started again or"
+                                     " rewritten (under the same key)", kind="rewound")
+            return Offer()  # an older one, queued before
         if checkpoint.size == self.size:
             if checkpoint.root_hash != self.frontier.root():
                 return Offer(problem=f"a signed checkpoint of size {checkpoint.size} with"
                                      " another root than the one accepted: the producer's"
                                      " log was rewritten", kind="fork")
             return Offer()
-        if self._newest is None or checkpoint.size >= self._newest.size:
-            self._newest, self._newest_note = checkpoint, note
+        self._checkpoints[checkpoint.size] = (checkpoint, note)
+        if len(self._checkpoints) > MAX_CHECKPOINTS:  # the oldest beyond a gap go first
+            del self._checkpoints[min(self._checkpoints)]
         offer = self._advance()
         if self.size == 0:  # nothing accepted yet: start from the tail, if it ends this one
             started = self._from_tail()
@@ -184,85 +199,103 @@ class Follower:
         return self._from_tail() if self.size == 0 else Offer()
 
     def _from_tail(self, *, over_a_gap: bool = False) -> Offer:
-        c, tail = self._newest, self._tail
-        if (self.size and not over_a_gap) or c is None or tail is None \
-                or tail[0] != c.size - 1:
+        tail = self._tail
+        if (self.size and not over_a_gap) or tail is None \
+                or tail[0] + 1 not in self._checkpoints:
             return Offer()
         self._tail = None
         try:
-            return self.bootstrap(tail[1], tail[2], over_a_gap=over_a_gap)
+            return self.bootstrap(tail[1], tail[2], over_a_gap=over_a_gap,
+                                  size=tail[0] + 1)
         except ProofError as err:
             return Offer(problem=f"a tail message: {err}", kind="tail")
 
     def jump(self) -> Offer:
         """Go on past entries that will not come (``missing``, and nothing to fetch them
-        from): from the tail of the newest signed checkpoint, as at a start. The entries
-        in between are never read, so that this checkpoint extends the last accepted is
-        not checked here (``verify --producer`` checks every entry a round names against
-        the producer's whole log). Its ``problem`` says what was passed over."""
+        from): from the tail of a signed checkpoint, as at a start. The entries in
+        between are never read, so that this checkpoint extends the last accepted is not
+        checked here (``verify --producer`` checks every entry a round names against the
+        producer's whole log). Its ``problem`` says what was passed over."""
         gap = self.missing()
-        if gap is None or self._newest is None:
+        if gap is None:
             return Offer()
         offer = self._from_tail(over_a_gap=True)
         if offer.accepted:
-            offer.problem = (f"the producer's entries from {gap[0]} on did not come and"
-                             " cannot be fetched ([producer] log_url): following on from"
-                             f" entry {offer.accepted[0].index}, its newest signed"
-                             " checkpoint's last; the rounds of the slots in between are"
-                             " priced as after_wait says")
-            offer.kind = "jump"
+            later = self._advance()
+            offer = Offer(offer.accepted + later.accepted, (
+                f"the producer's entries from {gap[0]} on did not come and cannot be"
+                f" fetched: following on from entry {offer.accepted[0].index}, the last"
+                " of a signed checkpoint; the rounds of the slots in between are priced as"
+                " after_wait says"), "jump")
         return offer
 
     def bootstrap(self, last_entry: bytes, proof: list[bytes], *,
-                  over_a_gap: bool = False) -> Offer:
+                  over_a_gap: bool = False, size: int | None = None) -> Offer:
         """Start following a log that is already long (nothing accepted yet, or, with
-        ``over_a_gap``, past entries that will not come), from the newest signed
-        checkpoint: its last entry and that entry's inclusion proof give its frontier
-        (``frontier_from_last_leaf``); the entries before it are not read.
+        ``over_a_gap``, past entries that will not come), from a signed checkpoint (of
+        ``size`` entries; the newest by default): its last entry and that entry's
+        inclusion proof give its frontier (``frontier_from_last_leaf``); the entries
+        before it are not read.
 
         Raises:
             ProofError: the proof does not give the signed root.
         """
-        c = self._newest
-        if (self.size and not over_a_gap) or c is None:
+        if self.size and not over_a_gap:
             return Offer()
+        size = max(self._checkpoints, default=0) if size is None else size
+        if size not in self._checkpoints:
+            return Offer()
+        c, note = self._checkpoints[size]
         leaf = tlog.leaf_hash(last_entry)
         self.frontier = frontier_from_last_leaf(c.size, leaf, proof, c.root_hash)
-        self.checkpoint, self._newest, self._newest_note = self._newest_note, None, b""
-        self._pending = {i: d for i, d in self._pending.items() if i >= self.size}
+        self.checkpoint = note
+        self._forget_below(self.size)
         return Offer(accepted=[Accepted(c.size - 1, last_entry, leaf, _production(last_entry))])
 
     def newest_checkpoint(self) -> Checkpoint | None:
         """The newest signed checkpoint seen and not reached yet."""
         return self._newest
 
+    def _forget_below(self, size: int) -> None:
+        self._pending = {i: d for i, d in self._pending.items() if i >= size}
+        self._checkpoints = {n: c for n, c in self._checkpoints.items() if n > size}
+
     def _advance(self) -> Offer:
-        """Accept the entries up to the newest checkpoint, once all are here and give its
-        root; drop them (and that checkpoint) when they do not."""
-        c = self._newest
-        if c is None or any(i not in self._pending for i in range(self.size, c.size)):
+        """Accept the entries up to the largest signed checkpoint they all reach and whose
+        root they give; at the first checkpoint they do not give, drop them (they are
+        missing again: fetched, or passed over)."""
+        if not self._checkpoints:
             return Offer()
         candidate = tlog.Frontier.from_hashes(self.frontier.size, self.frontier.hashes)
-        leaves = []
-        for i in range(self.size, c.size):
+        leaves: list[bytes] = []
+        reached: tuple[tlog.Frontier, bytes] | None = None
+        i, top = self.size, max(self._checkpoints)
+        problem = ""
+        while i < top and i in self._pending:
             leaf = tlog.leaf_hash(self._pending[i])
             leaves.append(leaf)
             candidate.append(leaf)
-        if candidate.root() != c.root_hash:
-            for i in range(self.size, c.size):
-                del self._pending[i]
-            return Offer(problem=f"entries {self.size} to {c.size - 1} do not give the root"
-                                 f" the producer signed for size {c.size}: at least one was"
-                                 " altered on the way; none is used", kind="root")
+            i += 1
+            if i in self._checkpoints:
+                c, note = self._checkpoints[i]
+                if candidate.root() != c.root_hash:
+                    start = reached[0].size if reached else self.size
+                    for j in range(start, i):  # the checkpoint stays: its entries are wrong
+                        del self._pending[j]
+                    problem = (f"entries {start} to {i - 1} do not give the root the producer"
+                               f" signed for size {i}: at least one was altered on the way;"
+                               " none is used")
+                    break
+                reached = (tlog.Frontier.from_hashes(candidate.size, candidate.hashes), note)
+        if reached is None:
+            return Offer(problem=problem, kind="root" if problem else "")
         accepted = []
-        for i, leaf in zip(range(self.size, c.size), leaves, strict=True):
-            data = self._pending.pop(i)
-            accepted.append(Accepted(i, data, leaf, _production(data)))
-        self.frontier, self.checkpoint = candidate, self._newest_note
-        self._newest, self._newest_note = None, b""
-        for i in [i for i in self._pending if i < self.size]:
-            del self._pending[i]
-        return Offer(accepted=accepted)
+        for j, leaf in zip(range(self.size, reached[0].size), leaves, strict=False):
+            data = self._pending[j]
+            accepted.append(Accepted(j, data, leaf, _production(data)))
+        self.frontier, self.checkpoint = reached
+        self._forget_below(self.size)
+        return Offer(accepted=accepted, problem=problem, kind="root" if problem else "")
 
 
 def _production(data: bytes) -> ProductionEntry | None:
@@ -329,13 +362,14 @@ class Choice:
 def choose(own_uws: int, own_us: int, production: ProductionEntry | None, *,
            band: Band, on_dispute: str) -> Choice:
     """Which figure prices a round. ``production``: the producer's entry for its slot
-    (None once it is given up on: this meter's own). Own figures not metered or not
-    compared (``own_us`` 0) are not compared: the producer's stands."""
+    (None once it is given up on: this meter's own). Figures that do not cover nearly
+    the same time (``comparable``; ``own_us`` 0: not wired) are not compared: the
+    producer's stands."""
     if production is None:
         return Choice(OWN_AFTER_WAIT, own_uws, own_us)
     theirs = Choice(FROM_PRODUCER, production.producer_energy_uws,
                     production.producer_metered_us)
-    if own_us <= 0 or production.producer_metered_us <= 0 or band_agrees(
+    if not comparable(own_us, production.producer_metered_us) or band_agrees(
             own_uws, own_us, production.producer_energy_uws, production.producer_metered_us,
             band.ppm, band.uw):
         return theirs

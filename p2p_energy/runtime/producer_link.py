@@ -64,11 +64,13 @@ log = logging.getLogger(__name__)
 MAX_NOTE_BYTES = 4096
 MAX_MESSAGE_BYTES = 16_384  # asked of the broker (MQTT 5 Maximum Packet Size); more is dropped
 QUEUE_MAX = 2000  # messages held for the link's thread; more are dropped (fetched again)
+RECEIVE_MAXIMUM = 1000  # unacknowledged at once (MQTT 5): the broker never overfills it
 TICK_S = 1.0  # waiting rounds are looked at this often (their wait may be over)
 FILL_EVERY_S = 10.0  # how often missing entries are asked of the producer's serve
 FILL_PAGE = 1000
 FETCH_TIMEOUT_S = 5.0  # each answer of the producer's serve, whole
 JUMP_AFTER_S = 60.0  # a gap nothing can fill is passed over after this long
+JUMP_WITH_URL_AFTER_S = 600.0  # ... when the producer's serve cannot give it either
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps this consumer's messages while it is away
 KEEPALIVE_S = 30
 
@@ -134,13 +136,14 @@ class Pricer:
     def _given_up(self, ledger: Ledger, r: RoundTotals, slot: int) -> bool:
         """Whether a round without the producer's figure is priced from this meter's own:
         after ``wait_s``, when the owner chose so, or when the producer's log has passed
-        its slot (that figure can never come)."""
+        its slot (a round of its that ended later was accepted, whether or not it could
+        price: that figure can never come)."""
         if self.wall() - r.ended_at < self.p.wait_s:
             return False
         if self.p.after_wait == "own_channel":
             return True
-        newest = ledger.producer_newest_slot(self.producer_key, self.slot_ms)
-        return newest is not None and newest > slot
+        reached = ledger.producer_reached_ms()
+        return reached is not None and reached > (slot + 1) * self.slot_ms
 
     def _dispute(self, round_id: int, priced_from: str, own_uws: int, own_us: int,
                  production: ProductionEntry) -> None:
@@ -186,7 +189,7 @@ class ProducerLink:
         self.origin = self.verifier.name
         self.topic = cfg.producer.topic
         self.pricer = Pricer(cfg, cfg.producer.verifier_key, on_priced, wall=wall)
-        self._messages: queue.Queue[tuple[str, bytes, int, int]] = queue.Queue(QUEUE_MAX)
+        self._messages: queue.Queue[tuple[str, bytes, bool, int, int]] = queue.Queue(QUEUE_MAX)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="producer-link", daemon=True)
@@ -215,6 +218,7 @@ class ProducerLink:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.MaximumPacketSize = MAX_MESSAGE_BYTES
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect_async(host, port, keepalive=KEEPALIVE_S, clean_start=False,
                                   properties=props)
         self.client.loop_start()
@@ -259,7 +263,8 @@ class ProducerLink:
             client.ack(msg.mid, msg.qos)
             return
         try:
-            self._messages.put_nowait((msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+            self._messages.put_nowait((msg.topic, bytes(msg.payload), bool(msg.retain),
+                                       msg.mid, msg.qos))
         except queue.Full:
             self._dropped += 1  # missing now: fetched again, or passed over (``_fill``)
             client.ack(msg.mid, msg.qos)
@@ -309,47 +314,55 @@ class ProducerLink:
         try:
             while len(handled) < QUEUE_MAX:
                 try:
-                    topic, payload, mid, qos = self._messages.get_nowait()
+                    topic, payload, retained, mid, qos = self._messages.get_nowait()
                 except queue.Empty:
                     break
                 handled.append((mid, qos))
                 try:
-                    offer = self._offer(follower, topic, payload)
+                    offer = self._offer(follower, topic, payload, retained)
                 except Exception as err:  # one message's boundary: the rest still count
                     offer = Offer(problem=f"a message on {topic[:200]!r} could not be read:"
                                           f" {type(err).__name__}", kind="error")
                 accepted += offer.accepted
                 self._report(offer)
+            if self._dropped and self._once("dropped"):
+                log.warning("%d of the producer's messages came faster than they could be"
+                            " handled and were dropped: missing now (fetched, or passed"
+                            " over)", self._dropped)
             if follower.missing() is None:
                 self._gap_since = None
+                self._logged.discard("gap")
             elif time.monotonic() >= self._next_fill:
                 accepted += self._fill(follower)
                 self._next_fill = time.monotonic() + FILL_EVERY_S
             if accepted:
                 self._commit(ledger, follower, accepted, before)
+        except BaseException:
+            # Whatever failed, the follower goes back to what the ledger holds: what these
+            # messages brought is missing again (fetched, or passed over), never taken as
+            # accepted when it was not kept.
+            self._reset(ledger)
+            raise
         finally:
-            # Acknowledged whether or not what they brought was kept: a commit that failed
-            # put the follower back, and what they brought is missing again (fetched, or
-            # passed over), not asked of the broker, which would hold back the rest.
+            # Acknowledged either way: not acknowledged, they would hold back the broker's
+            # next ones (its in-flight window) until a reconnect.
             for mid, qos in handled:
                 self.client.ack(mid, qos)
         self.pricer.price_ready(ledger)
         self._logged.discard("step")
 
+    def _reset(self, ledger: Ledger) -> None:
+        state = follow_state(ledger.db)  # a read: it works while writes are refused
+        if state is not None:
+            self.follower = Follower(self.verifier, state.frontier, state.checkpoint)
+
     def _commit(self, ledger: Ledger, follower: Follower, accepted: list[Accepted],
                 before: int) -> None:
-        """Keep the entries accepted, and how far the log was followed, together. If that
-        fails, the follower goes back to what the ledger holds: those entries are missing
-        again, and fetched again (nothing is kept half)."""
-        try:
-            kept = ledger.accept_producer_entries(self.pricer.producer_key, accepted,
-                                                  follower.frontier,
-                                                  follower.checkpoint, self._since_ms)
-        except BaseException:
-            state = follow_state(ledger.db)  # a read: it works while writes are refused
-            if state is not None:
-                self.follower = Follower(self.verifier, state.frontier, state.checkpoint)
-            raise
+        """Keep the entries accepted, and how far the log was followed, together (if that
+        fails, ``_step`` puts the follower back: nothing is kept half)."""
+        kept = ledger.accept_producer_entries(self.pricer.producer_key, accepted,
+                                              follower.frontier, follower.checkpoint,
+                                              self._since_ms)
         log.debug("accepted the producer's entries %d to %d (%d kept)", accepted[0].index,
                   accepted[-1].index, kept)
         if accepted[0].index > before:  # started from a tail: the entries before it unread
@@ -370,12 +383,12 @@ class ProducerLink:
         self._logged.discard("root")
         self._logged.discard("signature")
 
-    def _offer(self, follower: Follower, topic: str, payload: bytes) -> Offer:
+    def _offer(self, follower: Follower, topic: str, payload: bytes, retained: bool) -> Offer:
         rest = topic[len(self.topic) + 1:]
         if rest == "checkpoint":
             if len(payload) > MAX_NOTE_BYTES:
                 return Offer(problem="a checkpoint message too long to be one", kind="size")
-            return follower.offer_checkpoint(payload)
+            return follower.offer_checkpoint(payload, retained=retained)
         if rest == "tail":
             return follower.offer_tail(payload)
         index_text = rest.removeprefix("entry/")
@@ -384,18 +397,20 @@ class ProducerLink:
         return follower.offer_entry(int(index_text), payload)
 
     def _fill(self, follower: Follower) -> list[Accepted]:
-        """Entries no message brought, from the producer's serve (``log_url``)."""
+        """Entries no message brought, from the producer's serve (``log_url``); what it
+        cannot give is passed over in the end (``_pass_over``)."""
         url = self.cfg.producer.log_url
         missing = follower.missing()
         if missing is None:
             return []
         if not url:
-            return self._pass_over(follower)
+            return self._pass_over(follower, JUMP_AFTER_S)
         from ..verify.sources import HttpSource
 
-        source = HttpSource(url, timeout_s=FETCH_TIMEOUT_S)
         accepted: list[Accepted] = []
+        source = None
         try:
+            source = HttpSource(url, timeout_s=FETCH_TIMEOUT_S)
             newest = follower.newest_checkpoint()
             if follower.size == 0 and newest is not None and newest.size > 1:
                 last = list(source.entries(newest.size - 1, newest.size))
@@ -407,26 +422,34 @@ class ProducerLink:
             if missing is not None:
                 start, end = missing
                 end = min(end, start + FILL_PAGE)
+                got = 0
                 for i, data in enumerate(source.entries(start, end)):
                     offer = follower.offer_entry(start + i, data)
                     accepted += offer.accepted
+                    got += 1
                     self._report(offer)
+                if not got:
+                    raise SourceError(f"{url} has none of entries {start} to {end - 1}")
             self._logged.discard("fetch")
         except (SourceError, LogError, OSError) as err:
             if self._once("fetch"):
-                log.warning("cannot fetch the producer's missing entries from %s: %s", url, err)
+                log.warning("cannot fetch the producer's missing entries from %s: %s (tried"
+                            " again every %g s; passed over after %g s)", url, err,
+                            FILL_EVERY_S, JUMP_WITH_URL_AFTER_S)
+            accepted += self._pass_over(follower, JUMP_WITH_URL_AFTER_S)
         finally:
-            source.close()
+            if source is not None:
+                source.close()
         return accepted
 
-    def _pass_over(self, follower: Follower) -> list[Accepted]:
-        """Without ``log_url``, entries that did not come never will: once a gap has lasted
-        ``JUMP_AFTER_S``, go on from the newest checkpoint's tail (``Follower.jump``)."""
+    def _pass_over(self, follower: Follower, after_s: float) -> list[Accepted]:
+        """Entries that did not come and cannot be fetched: once a gap has lasted
+        ``after_s``, go on from the newest checkpoint's tail (``Follower.jump``)."""
         now = time.monotonic()
         if self._gap_since is None:
             self._gap_since = now
             return []
-        if now - self._gap_since < JUMP_AFTER_S:
+        if now - self._gap_since < after_s:
             return []
         offer = follower.jump()
         if offer.accepted:
@@ -434,9 +457,9 @@ class ProducerLink:
             log.warning("%s", offer.problem)
         elif self._once("gap"):
             gap = follower.missing()
-            log.warning("the producer's entries from %d on did not come over MQTT, and"
-                        " [producer] log_url is not set to fetch them: waiting for its next"
-                        " checkpoint to go on from", gap[0] if gap else follower.size)
+            log.warning("the producer's entries from %d on did not come over MQTT and"
+                        " cannot be fetched: waiting for its next checkpoint and tail to go"
+                        " on from", gap[0] if gap else follower.size)
         return offer.accepted
 
     def _report(self, offer: Offer) -> None:

@@ -317,9 +317,9 @@ class Ledger:
         """The producer's accepted entry for ``slot``, if any (``producer_log.entry_for_slot``)."""
         return producer_log.entry_for_slot(self.db, producer_key, slot_ms, slot)
 
-    def producer_newest_slot(self, producer_key: str, slot_ms: int) -> int | None:
-        """The latest slot the producer's accepted entries reach (``producer_log.newest_slot``)."""
-        return producer_log.newest_slot(self.db, producer_key, slot_ms)
+    def producer_reached_ms(self) -> int | None:
+        """How far in time the producer's accepted entries reach (UTC ms), usable or not."""
+        return producer_log.reached_ms(self.db)
 
     def _settle(self, db: sqlite3.Connection, writer: LogWriter | None, round_id: int,
                 r: RoundTotals, q: Quote, link: RoundLink | None = None) -> RoundRecorded:

@@ -11,7 +11,9 @@ rounds it prices, and for anyone who asks which figure priced a round);
   checkpoint extends it;
 - ``producer_checkpoint``: the last accepted checkpoint, as signed;
 - ``producer_since_ms``: when this consumer first followed it (UTC ms); entries of
-  rounds that ended before are not kept (a year-old producer's past prices nothing).
+  rounds that ended before are not kept (a year-old producer's past prices nothing);
+- ``producer_reached_ms``: the latest end of any production entry accepted, usable or
+  not (UTC ms): the producer's log has passed every slot that ends before it.
 
 Every function runs on the caller's connection; the writers inside its write
 transaction, so entries and the state that accepted them commit together.
@@ -27,6 +29,7 @@ from ..core.link import Accepted
 
 _KEYS = ("producer_verifier", "producer_size", "producer_frontier", "producer_checkpoint",
          "producer_since_ms")
+_ALL_KEYS = (*_KEYS, "producer_reached_ms")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def start_following(db: sqlite3.Connection, verifier_key: str, now_ms: int) -> F
     state = follow_state(db)
     if state is not None and state.verifier_key == verifier_key:
         return state
+    db.execute(f"DELETE FROM ledger_meta WHERE key IN ({', '.join('?' * len(_ALL_KEYS))})",
+               _ALL_KEYS)
     db.executemany("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)",
                    [("producer_verifier", verifier_key), ("producer_size", "0"),
                     ("producer_frontier", ""), ("producer_checkpoint", ""),
@@ -93,6 +98,11 @@ def save_accepted(db: sqlite3.Connection, producer_key: str, accepted: list[Acce
             if usable(a) and a.production is not None and a.production.end_utc_ms > since_ms]
     db.executemany("INSERT INTO producer_entries (producer_key, idx, slot_ms, slot, data,"
                    " leaf_hash) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    ends = [a.production.end_utc_ms for a in accepted if a.production is not None]
+    if ends:
+        db.execute("INSERT INTO ledger_meta (key, value) VALUES ('producer_reached_ms', ?)"
+                   " ON CONFLICT (key) DO UPDATE SET value = CAST(MAX(CAST(value AS INTEGER),"
+                   " CAST(excluded.value AS INTEGER)) AS TEXT)", (str(max(ends)),))
     db.executemany("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)",
                    [("producer_size", str(frontier.size)),
                     ("producer_frontier", ",".join(h.hex() for h in frontier.hashes)),
@@ -109,8 +119,8 @@ def entry_for_slot(db: sqlite3.Connection, producer_key: str, slot_ms: int,
     return StoredEntry(row[0], bytes(row[1]), bytes(row[2])) if row else None
 
 
-def newest_slot(db: sqlite3.Connection, producer_key: str, slot_ms: int) -> int | None:
-    """The latest slot the producer's accepted entries reach (None: none yet)."""
-    row = db.execute("SELECT MAX(slot) FROM producer_entries WHERE producer_key = ?"
-                     " AND slot_ms = ?", (producer_key, slot_ms)).fetchone()
-    return row[0] if row else None
+def reached_ms(db: sqlite3.Connection) -> int | None:
+    """How far in time the producer's accepted entries reach (``producer_reached_ms``)."""
+    row = db.execute("SELECT value FROM ledger_meta WHERE key = 'producer_reached_ms'"
+                     ).fetchone()
+    return int(row[0]) if row else None
