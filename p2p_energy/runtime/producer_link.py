@@ -365,7 +365,7 @@ class ProducerLink:
                                               self._since_ms)
         log.debug("accepted the producer's entries %d to %d (%d kept)", accepted[0].index,
                   accepted[-1].index, kept)
-        if accepted[0].index > before:  # started from a tail: the entries before it unread
+        if before == 0 and accepted[0].index > 0:  # started from a tail: those before unread
             log.info("following the producer's log from its entry %d (its last, checked"
                      " against its signed checkpoint)", accepted[0].index)
         unusable = [a.index for a in accepted if a.production is not None and not usable(a)]
