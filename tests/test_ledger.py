@@ -44,7 +44,8 @@ def test_fractions_carry_and_queue_only_whole_iota(ledger):
 def test_report_has_the_documented_shape(ledger):
     ledger.record_round(rnd(0), q(2.5))
     r = ledger.report()
-    assert set(r) == {"rounds", "payments", "totals", "wallet_events"}
+    assert set(r) == {"rounds", "payments", "totals", "waiting", "wallet_events"}
+    assert r["waiting"] == {"rounds": 0, "oldest_ended_at": None}
     assert {"id", "started_at", "ended_at", "duration_s", "samples", "expected_samples",
             "consumer_mws", "producer_avg_mw", "price", "price_capped", "owed_iota"} <= set(
         r["rounds"][0])
