@@ -210,6 +210,7 @@ def test_an_honest_pair_verifies_and_the_rounds_are_counted_by_whose_figure_pric
     assert f"producer's log {ORIGIN}: 9 entries in its signed checkpoint" in out
     assert "cross-references hold: the 6 rounds of this run naming a producer entry" in out
     assert problem_lines(out) == []
+    assert "note:" not in out  # slot 9's round waited for a minute the producer never logged
     # the next run has nothing new, from a state saved for each log
     code, again = verify(tmp_path, tmp_path / "consumer.log.txt", tmp_path / "producer.log.txt")
     assert code == 0 and "nothing new since the last run" in again, again
@@ -400,3 +401,22 @@ def test_a_state_saved_before_the_link_counts_existed_still_loads(tmp_path, logs
     path.write_text(json.dumps(saved))
     code, out = verify(tmp_path, consumer_log, producer_export)
     assert code == 0 and "nothing new since the last run" in out, out
+
+
+def test_rounds_that_waited_in_vain_for_a_minute_the_producers_log_holds_are_noted(tmp_path):
+    """The consumer gave up waiting (after_wait = "own_channel") for slots 2 and 3, whose
+    figures the producer's log holds (they came late, or never reached it): not a
+    problem, but the producer reading the statement is told which rounds."""
+    producer_db = producer_ledger(tmp_path / "producer.db", range(6))
+    consumer = Consumer(tmp_path / "consumer.db")
+    early = producer_ledger(tmp_path / "early.db", range(2))  # what reached the consumer
+    consumer.accept(early)
+    consumer.rounds(range(0, 4))  # slots 2 and 3: no figure yet, priced from its own
+    consumer.close()
+    code, out = verify(tmp_path, export(tmp_path, tmp_path / "consumer.db", "consumer"),
+                       export(tmp_path, producer_db, "producer", "producer"))
+    assert code == 0, out
+    assert problem_lines(out) == []
+    assert ("note: 2 rounds priced from the consumer's own channel after waiting are of"
+            " minutes the producer's log holds a figure for (it came after their wait, or"
+            " never reached the consumer): round 3, 4") in out

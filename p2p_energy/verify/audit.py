@@ -130,6 +130,8 @@ class Collects(Protocol):
 
     def add(self, index: int, r: LinkedRoundEntry, problems: Problems) -> None: ...
 
+    def add_waited(self, index: int, r: LinkedRoundEntry) -> None: ...
+
 
 class Audit:
     """Checks entries in log order, continuing from ``chain``; counts into ``run``.
@@ -250,6 +252,8 @@ class Audit:
         run.linked_disputed += r.priced_from in (DISPUTE_PRODUCER, DISPUTE_OWN)
         run.linked_disputed_own += r.priced_from == DISPUTE_OWN
         run.linked_own_after_wait += r.priced_from == OWN_AFTER_WAIT
+        if r.priced_from == OWN_AFTER_WAIT and self._references is not None:
+            self._references.add_waited(index, r)
         if r.producer_index >= 0:
             run.links_named += 1
             if self._references is not None and r.producer_leaf_hash:  # else: link_problems

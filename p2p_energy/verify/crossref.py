@@ -26,6 +26,7 @@ Memory: 80 bytes a reference in flat arrays, not one object each: a year of
 
 from __future__ import annotations
 
+import bisect
 from array import array
 
 from ..core.entries import (
@@ -53,6 +54,12 @@ class References:
         self.metered_us = array("q")
         self.hashes = bytearray()  # 32 bytes each
         self.found = 0  # problems found (another origin named)
+        # Rounds priced from the consumer's own channel after waiting: their starts, and
+        # where they are (entry, round), to see whether the producer's log holds a figure
+        # for their slot after all (it came late, or never reached the consumer).
+        self.waited_start = array("q")
+        self.waited_entry = array("q")
+        self.waited_round = array("q")
 
     def __len__(self) -> int:
         return len(self.producer_index)
@@ -72,6 +79,12 @@ class References:
         self.energy_uws.append(r.named_energy_uws)
         self.metered_us.append(r.named_metered_us)
         self.hashes += bytes.fromhex(r.producer_leaf_hash)
+
+    def add_waited(self, index: int, r: LinkedRoundEntry) -> None:
+        """Keep where a round priced from the consumer's own channel after waiting is."""
+        self.waited_start.append(r.start_utc_ms)
+        self.waited_entry.append(index)
+        self.waited_round.append(r.round_id)
 
     def order(self) -> array:
         """Positions of the references by producer index (their own order when, as a
@@ -97,6 +110,8 @@ class Check:
         self.checked = 0  # references compared with the producer's entry
         self.found = 0  # problems found
         self._skipped = 0  # references passed over: their entry was not read
+        self._waited = sorted(zip(refs.waited_start, refs.waited_round, strict=True))
+        self.late: list[int] = []  # rounds that waited for a slot the producer's log holds
 
     def _add(self, where: str, text: str) -> None:
         self.found += 1
@@ -115,6 +130,8 @@ class Check:
 
     def entry(self, index: int, data: bytes, leaf: bytes) -> None:
         """The producer's entry ``index`` (its bytes and RFC 6962 leaf hash)."""
+        if self._waited:
+            self._late(data)
         p, order = self.refs.producer_index, self._order
         while self._next < len(order) and p[order[self._next]] < index:
             self._next += 1  # its entry was not read: ``finish`` counts it
@@ -127,6 +144,19 @@ class Check:
             self._one(order[start], index, leaf, production)
             start += 1
         self._next = start
+
+    def _late(self, data: bytes) -> None:
+        """Rounds that waited in vain for the slot of this producer entry, if it could
+        price one (a note for the reader, not a problem: it may have come late)."""
+        production = _production(data)
+        if isinstance(production, str) or production.clock != "synchronized" \
+                or production.producer_metered_us <= 0:
+            return
+        lo = production.slot * production.slot_ms
+        i = bisect.bisect_left(self._waited, (lo, -1))
+        while i < len(self._waited) and self._waited[i][0] < lo + production.slot_ms:
+            self.late.append(self._waited[i][1])
+            i += 1
 
     def _one(self, pos: int, index: int, leaf: bytes,
              production: ProductionEntry | str) -> None:

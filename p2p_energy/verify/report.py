@@ -77,6 +77,13 @@ def _producer(out: Outcome) -> list[str]:
         lines.append(f"cross-references hold: the {_n(out.run.links_checked, 'round')} of"
                      " this run naming a producer entry name one the producer's log holds,"
                      " of the round's slot, with the figures the round names it with")
+    if out.late_rounds:
+        shown = ", ".join(map(str, out.late_rounds[:10]))
+        more = f" and {len(out.late_rounds) - 10} more" if len(out.late_rounds) > 10 else ""
+        lines.append(f"note: {_n(len(out.late_rounds), 'round')} priced from the consumer's"
+                     " own channel after waiting are of minutes the producer's log holds a"
+                     " figure for (it came after their wait, or never reached the"
+                     f" consumer): round {shown}{more}")
     unchecked = out.before.links_named - out.before.links_checked
     if unchecked:
         lines.append(f"  {_n(unchecked, 'round')} naming producer entries were verified"

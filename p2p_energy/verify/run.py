@@ -62,6 +62,9 @@ class Outcome:
     new_state: state_mod.State | None = None
     producer: Outcome | None = None  # --producer: the producer's log, as verified
     cross_problems: int = 0  # --producer: problems of the cross-references
+    # --producer: rounds priced from the consumer's own channel after waiting, of slots the
+    # producer's entries read this run hold a figure for (a note, not a problem)
+    late_rounds: list[int] = field(default_factory=list)
 
     @property
     def saves(self) -> list[tuple[Path, state_mod.State]]:
@@ -97,6 +100,7 @@ def verify_with_producer(source: Source, verifier: Verifier, state_dir: Path | N
                                              " does not check")
     out.run.links_checked += check.checked
     out.cross_problems = refs.found + check.found
+    out.late_rounds = check.late
     if out.new_state is not None:
         out.new_state.totals = out.total
     return out
