@@ -299,6 +299,13 @@ class ProductionEntry:
         """k: the slot this round is in."""
         return self.start_utc_ms // self.slot_ms
 
+    @property
+    def prices_rounds(self) -> bool:
+        """Whether a consumer's round may be priced from it: it metered something, and
+        closed while the meter's clock was synchronised (only then is its slot the same
+        minutes as another meter's)."""
+        return self.producer_metered_us > 0 and self.clock == "synchronized"
+
 
 @dataclass(frozen=True)
 class OpeningEntry:
@@ -532,6 +539,17 @@ def parse_entry(data: bytes) -> RoundEntry | PaymentEntry | OpeningEntry | Produ
         _check_slot(entry)
     if _canonical(obj) != data:
         raise EntryError(f"{obj['kind']} entry is not in RFC 8785 canonical form")
+    return entry
+
+
+def parse_production(data: bytes) -> ProductionEntry | str:
+    """The production entry ``data`` holds, or why it holds none (``parse_entry``)."""
+    try:
+        entry = parse_entry(data)
+    except EntryError as err:
+        return str(err)
+    if not isinstance(entry, ProductionEntry):
+        return f"a {type(entry).__name__}"
     return entry
 
 

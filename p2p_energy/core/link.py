@@ -27,7 +27,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
-from ..errors import EntryError, NoteError, ProofError
+from ..errors import NoteError, ProofError
 from . import tlog
 from .entries import (
     DISPUTE_OWN,
@@ -37,7 +37,7 @@ from .entries import (
     ProductionEntry,
     band_agrees,
     comparable,
-    parse_entry,
+    parse_production,
 )
 from .note import Checkpoint, Verifier, open_checkpoint
 
@@ -115,10 +115,6 @@ class Follower:
     @property
     def size(self) -> int:
         return self.frontier.size
-
-    @property
-    def _newest(self) -> Checkpoint | None:
-        return self._checkpoints[max(self._checkpoints)][0] if self._checkpoints else None
 
     @property
     def target(self) -> int:
@@ -254,7 +250,7 @@ class Follower:
 
     def newest_checkpoint(self) -> Checkpoint | None:
         """The newest signed checkpoint seen and not reached yet."""
-        return self._newest
+        return self._checkpoints[max(self._checkpoints)][0] if self._checkpoints else None
 
     def _forget_below(self, size: int) -> None:
         self._pending = {i: d for i, d in self._pending.items() if i >= size}
@@ -299,11 +295,9 @@ class Follower:
 
 
 def _production(data: bytes) -> ProductionEntry | None:
-    try:
-        entry = parse_entry(data)
-    except EntryError:
-        return None  # signed by the producer but not an entry we know: never used to price
-    return entry if isinstance(entry, ProductionEntry) else None
+    """None: signed by the producer but no production entry: it never prices a round."""
+    entry = parse_production(data)
+    return None if isinstance(entry, str) else entry
 
 
 def frontier_from_last_leaf(size: int, leaf: bytes, proof: list[bytes],

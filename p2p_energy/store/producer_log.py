@@ -81,11 +81,8 @@ def start_following(db: sqlite3.Connection, verifier_key: str, now_ms: int) -> F
 
 
 def usable(a: Accepted) -> bool:
-    """Whether an accepted entry can price a round: a production entry that metered
-    something, closed while the producer's clock was synchronised (only then is its
-    slot the same minutes as this meter's)."""
-    p = a.production
-    return p is not None and p.producer_metered_us > 0 and p.clock == "synchronized"
+    """Whether an accepted entry can price a round (``ProductionEntry.prices_rounds``)."""
+    return a.production is not None and a.production.prices_rounds
 
 
 def save_accepted(db: sqlite3.Connection, producer_key: str, accepted: list[Accepted],

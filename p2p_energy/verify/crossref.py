@@ -29,12 +29,7 @@ from __future__ import annotations
 import bisect
 from array import array
 
-from ..core.entries import (
-    LinkedRoundEntry,
-    ProductionEntry,
-    parse_entry,
-)
-from ..errors import EntryError
+from ..core.entries import LinkedRoundEntry, ProductionEntry, parse_production
 from .audit import Problems
 
 HASH_BYTES = 32
@@ -139,7 +134,7 @@ class Check:
         start = self._next
         if start == len(order) or p[order[start]] != index:
             return  # not named
-        production = _production(data)
+        production = parse_production(data)
         while start < len(order) and p[order[start]] == index:
             self._one(order[start], index, leaf, production)
             start += 1
@@ -148,9 +143,8 @@ class Check:
     def _late(self, data: bytes) -> None:
         """Rounds that waited in vain for the slot of this producer entry, if it could
         price one (a note for the reader, not a problem: it may have come late)."""
-        production = _production(data)
-        if isinstance(production, str) or production.clock != "synchronized" \
-                or production.producer_metered_us <= 0:
+        production = parse_production(data)
+        if isinstance(production, str) or not production.prices_rounds:
             return
         lo = production.slot * production.slot_ms
         i = bisect.bisect_left(self._waited, (lo, -1))
@@ -172,7 +166,7 @@ class Check:
         if isinstance(production, str):
             self._add(where, f"{said} is not a production entry ({production})")
             return
-        if production.clock != "synchronized" or production.producer_metered_us <= 0:
+        if not production.prices_rounds:
             self._add(where, f"{said} prices no round: it metered"
                              f" {production.producer_metered_us} µs, its clock"
                              f" {production.clock}")
@@ -206,14 +200,3 @@ class Check:
         if unread:
             self._add("cross-references", f"{unread} rounds name producer entries"
                                                   f" the producer's log did not give")
-
-
-def _production(data: bytes) -> ProductionEntry | str:
-    """The production entry ``data`` holds, or why it is none."""
-    try:
-        entry = parse_entry(data)
-    except EntryError as err:
-        return str(err)
-    if not isinstance(entry, ProductionEntry):
-        return f"a {type(entry).__name__}"
-    return entry
