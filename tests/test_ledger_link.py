@@ -142,7 +142,8 @@ def test_a_round_waits_behind_an_older_one_and_payments_cover_only_priced_rounds
     assert p.price_ready(led) == 0  # its figure never came: the later ones wait behind it
     with pytest.raises(LedgerError, match="not the oldest"):
         led.price_waiting(2, closed(1), quote_round(300.0, 24000.0, 60.0, p.rule),
-                          RoundLink("producer", PRODUCER.name, 2, b"\0" * 32, 0, 0))
+                          RoundLink("producer", PRODUCER.name, 2, b"\0" * 32, 0, 0, 0, 0,
+                                    10_000, 10_000))
     p, _ = pricer(consumer_config(), T0 + 60 + 121)  # waited; the producer's log went past
     assert p.price_ready(led) == 4
     rounds = consumer_log(tmp_path / "c.db")
@@ -190,7 +191,7 @@ def test_rounds_left_waiting_by_a_link_taken_out_of_the_config_are_priced(tmp_pa
     with caplog.at_level(logging.WARNING):
         assert price_left_waiting(led, unlinked, lambda *a: None) == 2
     assert "no longer set" in caplog.text
-    assert led.waiting_rounds() == []
+    assert led.oldest_waiting() is None
     rounds = consumer_log(tmp_path / "c.db")
     assert [r.priced_from for r in rounds] == ["own_channel_after_wait"] * 2
     assert rounds[0].producer_origin == PRODUCER.name

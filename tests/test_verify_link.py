@@ -83,6 +83,13 @@ def consumer_config(**producer: object) -> config.Config:
     })
 
 
+def named(priced_from: str, origin: str, index: int, leaf: bytes, own_uws: int,
+          own_us: int) -> RoundLink:
+    """A round's link naming producer entry ``index`` by ``leaf`` (its figures filled in by
+    ``Consumer.by_hand`` when the round is priced from them), with the default band."""
+    return RoundLink(priced_from, origin, index, leaf, own_uws, own_us, 0, 0, 10_000, 10_000)
+
+
 class Consumer:
     """A consumer's ledger, following the producer's log as ``runtime.producer_link`` does."""
 
@@ -221,7 +228,7 @@ def test_a_round_naming_an_entry_the_producers_log_does_not_hold(tmp_path, logs)
     producer_db, consumer = logs
     consumer.rounds(range(0, 2))
     leaf, fields = production(producer_db, 3)  # slot 2's entry, at an index beyond the log
-    round_id = consumer.by_hand(2, RoundLink(FROM_PRODUCER, ORIGIN, 40, leaf, 0, 0),
+    round_id = consumer.by_hand(2, named(FROM_PRODUCER, ORIGIN, 40, leaf, 0, 0),
                                 fields["producer_energy_uws"], fields["producer_metered_us"])
     consumer.close()
     code, out = verify(tmp_path, export(tmp_path, tmp_path / "consumer.db", "consumer"),
@@ -237,7 +244,7 @@ def test_a_round_naming_another_leaf_hash(tmp_path, logs):
     consumer.rounds(range(0, 2))
     leaf, fields = production(producer_db, 3)
     other = hashlib.sha256(b"\x00another entry").digest()
-    round_id = consumer.by_hand(2, RoundLink(FROM_PRODUCER, ORIGIN, 3, other, 0, 0),
+    round_id = consumer.by_hand(2, named(FROM_PRODUCER, ORIGIN, 3, other, 0, 0),
                                 fields["producer_energy_uws"], fields["producer_metered_us"])
     consumer.close()
     code, out = verify(tmp_path, export(tmp_path, tmp_path / "consumer.db", "consumer"),
@@ -253,7 +260,7 @@ def test_a_round_priced_from_another_figure_than_the_entry_it_names(tmp_path, lo
     consumer.rounds(range(0, 2))
     leaf, fields = production(producer_db, 3)
     energy = fields["producer_energy_uws"] * 2  # a brighter sun makes a cheaper round
-    round_id = consumer.by_hand(2, RoundLink(FROM_PRODUCER, ORIGIN, 3, leaf, 0, 0),
+    round_id = consumer.by_hand(2, named(FROM_PRODUCER, ORIGIN, 3, leaf, 0, 0),
                                 energy, fields["producer_metered_us"])
     consumer.close()
     code, out = verify(tmp_path, export(tmp_path, tmp_path / "consumer.db", "consumer"),
@@ -269,7 +276,7 @@ def test_a_round_naming_the_entry_of_another_slot(tmp_path, logs):
     producer_db, consumer = logs
     consumer.rounds(range(0, 2))
     leaf, fields = production(producer_db, 6)  # slot 5's entry, the sunniest, for slot 2
-    round_id = consumer.by_hand(2, RoundLink(FROM_PRODUCER, ORIGIN, 6, leaf, 0, 0),
+    round_id = consumer.by_hand(2, named(FROM_PRODUCER, ORIGIN, 6, leaf, 0, 0),
                                 fields["producer_energy_uws"], fields["producer_metered_us"])
     consumer.close()
     code, out = verify(tmp_path, export(tmp_path, tmp_path / "consumer.db", "consumer"),
@@ -286,7 +293,7 @@ def test_a_round_naming_another_producers_log(tmp_path, logs):
     producer_db, consumer = logs
     leaf, fields = production(producer_db, 1)
     round_id = consumer.by_hand(
-        0, RoundLink(FROM_PRODUCER, "eve.lan/p2p-energy/0001", 1, leaf, 0, 0),
+        0, named(FROM_PRODUCER, "eve.lan/p2p-energy/0001", 1, leaf, 0, 0),
         fields["producer_energy_uws"], fields["producer_metered_us"])
     consumer.close()
     code, out = verify(tmp_path, export(tmp_path, tmp_path / "consumer.db", "consumer"),
@@ -303,7 +310,7 @@ def test_a_round_whose_link_fields_break_their_own_rules_is_named_without_the_pr
     whatever the producer's log holds (``LinkedRoundEntry.link_problems``)."""
     producer_db, consumer = logs
     leaf, fields = production(producer_db, 1)
-    round_id = consumer.by_hand(0, RoundLink(DISPUTE_OWN, ORIGIN, 1, leaf, 5_000_000, 59_500_000),
+    round_id = consumer.by_hand(0, named(DISPUTE_OWN, ORIGIN, 1, leaf, 5_000_000, 59_500_000),
                                 fields["producer_energy_uws"], fields["producer_metered_us"])
     consumer.close()
     done = p2p_energy_cli("verify", str(export(tmp_path, tmp_path / "consumer.db", "consumer")),
@@ -372,7 +379,7 @@ def test_over_http_the_next_run_checks_earlier_producer_entries_by_inclusion_pro
         # one of them dishonestly
         leaf, fields = production(producer_db, 4)
         consumer.rounds(range(2, 3))
-        round_id = consumer.by_hand(3, RoundLink(FROM_PRODUCER, ORIGIN, 4, leaf, 0, 0),
+        round_id = consumer.by_hand(3, named(FROM_PRODUCER, ORIGIN, 4, leaf, 0, 0),
                                     fields["producer_energy_uws"] + 1,
                                     fields["producer_metered_us"])
         consumer.close()

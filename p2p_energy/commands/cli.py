@@ -341,7 +341,7 @@ def _run(cfg: Config, args: argparse.Namespace, sensor: Sensor,
 
     payer = None if open_wallet is None else Payer(open_ledger, open_wallet, policy)
     publisher = link = None
-    if mqtt_password is not None and payer is None:  # a producer publishes its signed log
+    if cfg.role == config_mod.PRODUCER and mqtt_password is not None:  # publishes its log
         from ..runtime.log_publisher import LogPublisher
         publisher = LogPublisher(open_ledger, cfg.mqtt, writer.origin, password=mqtt_password)
     elif cfg.producer.linked:  # a consumer follows its producer's

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import PRODUCER, Config
+from ..core.link import average_mw
 from ..core.metering import RoundMeter, RoundTotals, Schedule
 from ..core.pricing import Quote, quote_round
 from ..errors import ImplausibleReading, SensorReadError
 from ..notify import Notifier
 from ..sensors.base import Sample, Sensor
 from ..store.ledger import Ledger, RoundRecorded, iso
-from ..store.signed_log import RoundLink, link_avg_mw
+from ..store.signed_log import RoundLink
 from .clock import UNSYNCHRONIZED, clock_state
 from .log_publisher import LogPublisher
 from .payer import Payer
@@ -52,11 +53,6 @@ class LoopStats:
     failed: int = 0
     rounds: int = 0
     worst_late_s: float = 0.0  # the latest a sample was taken after its deadline
-
-
-def link_left_behind(config: Config, link: ProducerLink | None) -> bool:
-    """A consumer without a link now: rounds an earlier link left waiting are priced."""
-    return link is None and config.role != PRODUCER
 
 
 class Daemon:
@@ -121,7 +117,7 @@ class Daemon:
         ledger = self.open_ledger()  # opened here: a bad ledger (or log key) stops start-up
         try:
             resume = ledger.load_checkpoint()
-            if link_left_behind(self.config, self.link):
+            if self.link is None and not self.producer:  # rounds an earlier link left
                 price_left_waiting(ledger, self.config, self._priced)
         finally:
             ledger.close()
@@ -333,7 +329,8 @@ class Daemon:
             self.payer.wake()
         log.info("round %d priced from %s: producer avg %.1f mW, price %.6g IOTA/mW·s%s,"
                  " owed %.3f IOTA, queued %d IOTA, carry %.3f IOTA", rec.round_id,
-                 link.priced_from.replace("_", " "), link_avg_mw(q), q.price,
+                 link.priced_from.replace("_", " "),
+                 average_mw(q.producer_energy_uws, q.producer_metered_us), q.price,
                  " (capped: too little production)" if q.capped else "", q.owed_iota,
                  rec.queued_units, rec.carry_units)
         self.notifier.status(f"round {rec.round_id}: price {q.price:.4g} IOTA/mW·s "

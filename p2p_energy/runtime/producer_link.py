@@ -99,7 +99,9 @@ class Pricer:
         wait still. ``give_up_all``: price every one, the producer's figure where it is
         here, this meter's own for the others (the link was taken out of the config)."""
         priced = 0
-        for round_id, r in ledger.waiting_rounds():
+        # One at a time: most ticks the oldest round still waits, and that is all read.
+        while oldest := ledger.oldest_waiting():
+            round_id, r = oldest
             own_uws = round(r.producer_mws * 1000)
             own_us = round((r.producer_metered_s or 0.0) * 1_000_000)
             slot = round(r.started_at * 1000) // self.slot_ms
@@ -166,7 +168,7 @@ class Pricer:
 def price_left_waiting(ledger: Ledger, cfg: Config, on_priced: OnPriced) -> int:
     """Rounds left waiting by a link the config no longer has: priced now, the producer's
     figure where it was accepted, this meter's own for the rest (nothing stays unbilled)."""
-    if not ledger.waiting_rounds(1):
+    if ledger.oldest_waiting() is None:
         return 0
     state = follow_state(ledger.db)  # None: the link stopped before it recorded one
     count = Pricer(cfg, state.verifier_key if state else "", on_priced).price_ready(

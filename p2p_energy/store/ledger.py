@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from ..core.link import Accepted
+from ..core.link import Accepted, average_mw
 from ..core.metering import LivePower, RoundTotals
 from ..core.pricing import NANO, Quote, carry_units, payable_units
 from ..core.tlog import Frontier
@@ -42,7 +42,6 @@ from .signed_log import (
     LogWriter,
     RoundLink,
     has_log,
-    link_avg_mw,
     payment_entry,
     production_entry,
     round_entry,
@@ -284,21 +283,23 @@ class Ledger:
                        (q.price, int(q.capped), q.owed_nano_units, link.priced_from,
                         link.producer_index if link.producer_index >= 0 else None,
                         q.producer_energy_uws / 1000, q.producer_metered_us / 1e6,
-                        link_avg_mw(q), round_id))
+                        average_mw(q.producer_energy_uws, q.producer_metered_us), round_id))
             return self._settle(db, writer, round_id, r, q, link)
 
-    def waiting_rounds(self, limit: int = 100) -> list[tuple[int, RoundTotals]]:
-        """The oldest rounds waiting for the producer's figure, oldest first."""
-        rows = self.db.execute(
+    def oldest_waiting(self) -> tuple[int, RoundTotals] | None:
+        """The oldest round waiting for the producer's figure (the one priced next)."""
+        row = self.db.execute(
             "SELECT id, started_at, ended_at, duration_s, metered_s, samples,"
             " expected_samples, failed_samples, consumer_mws, producer_mws,"
             " consumer_metered_s, producer_metered_s FROM rounds WHERE waiting = 1"
-            " ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [(row[0], RoundTotals(
+            " ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return row[0], RoundTotals(
             started_at=row[1], ended_at=row[2], duration_s=row[3], metered_s=row[4],
             samples=row[5], expected_samples=row[6], failed_samples=row[7],
             consumer_mws=row[8], producer_mws=row[9], consumer_metered_s=row[10],
-            producer_metered_s=row[11])) for row in rows]
+            producer_metered_s=row[11])
 
     def follow_producer(self, verifier_key: str) -> producer_log.FollowState:
         """Follow the producer of ``verifier_key`` (``producer_log.start_following``)."""

@@ -147,16 +147,10 @@ class RoundLink:
     producer_leaf_hash: bytes  # b"" with no entry
     own_energy_uws: int
     own_metered_us: int  # 0: not compared (channel not wired, or not metered)
-    named_energy_uws: int = 0  # the named entry's figures (0 with none)
-    named_metered_us: int = 0
-    band_ppm: int = 0  # the band the two were compared by
-    band_uw: int = 0
-
-
-def link_avg_mw(q: Quote) -> float:
-    """The average production a quote was priced from (mW)."""
-    return q.producer_energy_uws / q.producer_metered_us * 1000 if q.producer_metered_us \
-        else 0.0
+    named_energy_uws: int  # the named entry's figures (0 with none)
+    named_metered_us: int
+    band_ppm: int  # the band the two were compared by
+    band_uw: int
 
 
 def round_entry(round_id: int, r: RoundTotals, q: Quote, unit: str, carry_in: int,
