@@ -15,6 +15,7 @@ from ..core.link import AFTER_WAIT, ON_DISPUTE
 from ..core.note import parse_verifier
 from ..errors import KeyFormatError
 from .fields import boolean, choice, float_in, refuse_url_secrets, setting, string
+from .serving import mqtt_topic
 
 
 def _verifier_key(v: Any) -> str:
@@ -29,11 +30,13 @@ def _verifier_key(v: Any) -> str:
 
 
 def _topic(v: Any) -> str:
-    v = string(v)
-    if v and (set(v) & set("+#\0") or v.startswith("/") or v.endswith("/")):
-        raise ValueError("must be an MQTT topic without + or #, not starting or ending in /,"
-                         ' e.g. "p2p-energy/anna/log"')
-    return v
+    """"" (no link), or a topic as ``[mqtt]``'s are (``serving.mqtt_topic``)."""
+    if string(v) == "":
+        return v
+    try:
+        return mqtt_topic(v)
+    except ValueError as err:
+        raise ValueError(f'{err}, e.g. "p2p-energy/anna/log"') from None
 
 
 def _log_url(v: Any) -> str:

@@ -84,7 +84,8 @@ def _broker(v: Any) -> str:
     return v
 
 
-def _topic(v: Any) -> str:
+def mqtt_topic(v: Any) -> str:
+    """A topic (or prefix) to publish under: no wildcards, no empty level at either end."""
     v = string(v)
     if not v or set(v) & set("+#\0") or v.startswith("/") or v.endswith("/"):
         raise ValueError("must be an MQTT topic without + or #, not starting or ending in /")
@@ -107,8 +108,8 @@ class MqttConfig:
     username: str = setting("", string)
     password_file: str = setting("", string)
     ca_file: str = setting("", string)  # mqtts:// only: CA certificates; "" = the system's
-    topic_prefix: str = setting("p2p-energy", _topic)
-    discovery_prefix: str = setting("homeassistant", _topic)
+    topic_prefix: str = setting("p2p-energy", mqtt_topic)
+    discovery_prefix: str = setting("homeassistant", mqtt_topic)
     device_id: str = setting("", _device_id)  # "" = p2p-energy-<hostname>
     publish_s: float = setting(10.0, float_in(0.1, 3600.0))
 

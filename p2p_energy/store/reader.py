@@ -32,6 +32,7 @@ from ..core.pricing import NANO, carry_units
 from ..errors import KeyFormatError, LedgerError
 from ..wallet.base import UNIT_MEANING, ledger_unit, reference_key
 from .common import iso, open_problem
+from .producer_log import follow_state
 from .schema import SCHEMA_VERSION
 
 
@@ -387,18 +388,15 @@ class LedgerReader:
         ledger is from before the link)."""
         if "ledger_meta" not in self._tables:
             return None
-        meta = dict(self.db.execute(
-            "SELECT key, value FROM ledger_meta WHERE key IN ('producer_verifier',"
-            " 'producer_size', 'producer_since_ms')").fetchall())
-        key = meta.get("producer_verifier")
-        if not key:
+        state = follow_state(self.db)  # the one reader of those keys
+        if state is None or not state.verifier_key:
             return None
+        key = state.verifier_key
         try:
             origin = parse_verifier(key).name
         except KeyFormatError:
             origin = key.split("+", 1)[0]
-        return ProducerFollow(key, origin, int(meta.get("producer_size", "0") or 0),
-                              int(meta.get("producer_since_ms", "0") or 0) / 1000)
+        return ProducerFollow(key, origin, state.frontier.size, state.since_ms / 1000)
 
     def last_round_id(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rounds").fetchone()[0])
