@@ -172,6 +172,19 @@ class Street:
         self.meters.append(meter)
         return meter
 
+    def _metering(self, home: Path, replay: Path) -> str:
+        """Both meters' TOML: the replay sensor, the street's rounds, the ledger in ``home``."""
+        return f"""[meter]
+sensor = "replay"
+replay_file = "{replay}"
+sample_interval_s = 0.05
+[round]
+length_s = {self.round_s}
+checkpoint_s = 0.5
+[ledger]
+path = "{home / 'ledger.db'}"
+"""
+
     def producer(self, name: str, *rows: str, extra: str = "",
                  broker: Broker | None = None) -> Meter:
         """A producer's meter under MQTT user ``name`` (anna), replaying ``rows``;
@@ -181,15 +194,7 @@ class Street:
             mqtt = f'[mqtt]\nbroker = "{broker.url}"\ndevice_id = "{name}"\n'
         replay = trace(home / "panel.csv", *rows)
         return self._write(name, home, f"""role = "producer"
-[meter]
-sensor = "replay"
-replay_file = "{replay}"
-sample_interval_s = 0.05
-[round]
-length_s = {self.round_s}
-checkpoint_s = 0.5
-[ledger]
-path = "{home / 'ledger.db'}"
+{self._metering(home, replay)}
 [serve]
 enabled = true
 listen = "127.0.0.1:0"
@@ -207,19 +212,11 @@ listen = "127.0.0.1:0"
         replay = trace(home / "meter.csv", *rows)
         wait = "" if "wait_s" in producer else "wait_s = 1\n"
         return self._write(name, home, f"""
-[meter]
-sensor = "replay"
-replay_file = "{replay}"
-sample_interval_s = 0.05
-[round]
-length_s = {self.round_s}
-checkpoint_s = 0.5
+{self._metering(home, replay)}
 [wallet]
 backend = "dry-run"
 receiver = "{'A' * 81}"
 poll_s = 0.05
-[ledger]
-path = "{home / 'ledger.db'}"
 {mqtt}
 [producer]
 verifier_key = "{verifier_key}"
